@@ -1,0 +1,97 @@
+"""Backups of the pristine files, one folder per patched distribution version.
+
+They live beside the environment's packages, in
+``<site-packages>/.convlstm-patch/backups/<distribution>-<version>/``: a
+folder no RECORD lists, so pip neither owns nor removes it, and each
+environment carries its own. ``manifest.json`` records what was backed up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from patcher import __version__, errors
+from patcher.environment import Flavour
+from patcher.fsops import atomic_write, ensure_folder
+
+STATE_FOLDER = ".convlstm-patch"
+
+
+@dataclass(frozen=True)
+class BackedUpFile:
+    path: str  # relative to site-packages, as in RECORD
+    before: str  # sha256 hex of the original
+    after: str  # sha256 hex of our patched output
+
+
+@dataclass(frozen=True)
+class Manifest:
+    distribution: str
+    version: str
+    layout: str
+    tool_version: str
+    created: str
+    files: tuple[BackedUpFile, ...]
+
+    def file(self, relative: str) -> BackedUpFile | None:
+        return next((entry for entry in self.files if entry.path == relative), None)
+
+
+def backups_root(site: Path) -> Path:
+    return site / STATE_FOLDER / "backups"
+
+
+def backup_folder(flavour: Flavour) -> Path:
+    return backups_root(flavour.site) / flavour.key
+
+
+def backup_copy(flavour: Flavour, relative: str) -> Path:
+    return backup_folder(flavour) / "files" / relative
+
+
+def new_manifest(flavour: Flavour, files: tuple[BackedUpFile, ...]) -> Manifest:
+    return Manifest(
+        distribution=flavour.distribution,
+        version=flavour.version,
+        layout=flavour.layout.name,
+        tool_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        files=files,
+    )
+
+
+def read_manifest(flavour: Flavour) -> Manifest | None:
+    path = backup_folder(flavour) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest(**{**data, "files": tuple(BackedUpFile(**entry) for entry in data["files"])})
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise errors.BackupProblem(
+            f"backup manifest {path} is not valid ({type(error).__name__}); "
+            f"reinstall {flavour.distribution}=={flavour.version} and delete {path.parent}"
+        ) from None
+    if (manifest.distribution, manifest.version) != (flavour.distribution, flavour.version):
+        raise errors.BackupProblem(
+            f"backup manifest {path} is for {manifest.distribution} {manifest.version}, "
+            f"not {flavour.key}; delete {path.parent}"
+        )
+    return manifest
+
+
+def write_backup(flavour: Flavour, originals: dict[str, bytes], manifest: Manifest) -> None:
+    """Copy the originals, then write the manifest last: a manifest means a complete backup."""
+    for relative, data in originals.items():
+        copy = backup_copy(flavour, relative)
+        ensure_folder(copy.parent)
+        atomic_write(copy, data)
+    atomic_write(backup_folder(flavour) / "manifest.json", (json.dumps(asdict(manifest), indent=2) + "\n").encode())
+
+
+def remove_backup(flavour: Flavour) -> None:
+    shutil.rmtree(backup_folder(flavour), ignore_errors=True)

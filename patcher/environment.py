@@ -1,0 +1,121 @@
+"""Find the Keras flavours of an environment without importing them.
+
+Everything here reads dist-info metadata and files: no Keras, TensorFlow or
+libcst import, so ``status`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from patcher import errors
+from patcher.hashing import record_hash_to_hex
+from patcher.spec import Layout, layouts
+
+# distribution name -> import package
+FLAVOURS = {"keras": "keras", "tf_keras": "tf_keras"}
+
+
+@dataclass(frozen=True)
+class TargetFile:
+    relative: str  # as in RECORD, e.g. keras/src/layers/rnn/conv_lstm.py
+    path: Path
+    classes: tuple[str, ...]
+    record_sha256: str | None  # hex; None when the distribution has no RECORD
+
+
+@dataclass(frozen=True)
+class Flavour:
+    distribution: str  # "keras" or "tf_keras"
+    version: str
+    site: Path  # the folder holding the package and its dist-info
+    layout: Layout | None  # None: a Keras whose ConvLSTM source we do not know
+    files: tuple[TargetFile, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.distribution}-{self.version}"
+
+
+def search_path(python: str | None, keras_root: str | None) -> list[str]:
+    """The folders to look for distributions in."""
+    if keras_root is not None:
+        return [str(_site_of_root(Path(keras_root)))]
+    if python is not None:
+        return _interpreter_path(python)
+    return list(sys.path)
+
+
+def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
+    """The Keras distributions importable from ``path``, first one per name."""
+    found: dict[str, Flavour] = {}
+    for dist in metadata.distributions(path=path):
+        name = _canonical(dist.metadata["Name"] or "")
+        if name in FLAVOURS and name not in found and (only is None or only == name):
+            found[name] = _flavour(dist, name)
+    return [found[name] for name in FLAVOURS if name in found]
+
+
+def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
+    site = Path(dist.locate_file("")).resolve()
+    record = {str(entry): entry for entry in (dist.files or [])}
+    package = FLAVOURS[name]
+    for layout in layouts():
+        if name not in layout.distributions:
+            continue
+        paths = layout.paths_for(package)
+        if all(rel in record if record else (site / rel).is_file() for rel, _ in paths):
+            files = tuple(
+                TargetFile(
+                    relative=rel,
+                    path=site / rel,
+                    classes=classes,
+                    record_sha256=_record_sha256(record.get(rel)),
+                )
+                for rel, classes in paths
+            )
+            return Flavour(name, dist.version, site, layout, files)
+    return Flavour(name, dist.version, site, None, ())
+
+
+def _record_sha256(entry: metadata.PackagePath | None) -> str | None:
+    if entry is None or entry.hash is None:
+        return None
+    return record_hash_to_hex(entry.hash.mode, entry.hash.value)
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def _site_of_root(root: Path) -> Path:
+    """Accept a site-packages folder, an unpacked wheel, or the package itself."""
+    if not root.is_dir():
+        raise errors.KerasNotFound(f"--keras-root {root} is not a folder; give the site-packages folder that holds keras")
+    if (root / "__init__.py").is_file() and root.name in FLAVOURS.values():
+        return root.parent
+    return root
+
+
+def _interpreter_path(python: str) -> list[str]:
+    """sys.path of another interpreter, asked in a subprocess."""
+    try:
+        completed = subprocess.run(
+            [python, "-c", "import json, sys; print(json.dumps(sys.path))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        paths = json.loads(completed.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        paths = None
+    if not isinstance(paths, list):
+        raise errors.NotAPython(
+            f"--python {python} did not run as a Python interpreter; give the path of the environment's python"
+        )
+    return [entry for entry in paths if isinstance(entry, str)]

@@ -1,0 +1,41 @@
+"""Errors for humans: one line saying what happened and what to do.
+
+Each kind has its own exit code (documented in README.md, "Exit codes").
+Raising one of these guarantees no file was changed by the failing step.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+class PatchError(click.ClickException):
+    exit_code = 1
+
+
+class KerasNotFound(PatchError):
+    exit_code = 3
+
+
+class NotAPython(PatchError):
+    exit_code = 3
+
+
+class Unsupported(PatchError):
+    exit_code = 4
+
+
+class ModifiedFiles(PatchError):
+    exit_code = 5
+
+
+class TransformFailed(PatchError):
+    exit_code = 6
+
+
+class WriteFailed(PatchError):
+    exit_code = 7
+
+
+class BackupProblem(PatchError):
+    exit_code = 8

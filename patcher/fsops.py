@@ -1,0 +1,82 @@
+"""File operations that never leave a half-written file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from patcher import errors
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then os.replace.
+
+    Keeps the permission bits of the file it replaces. A failure (read-only
+    folder, disk full) leaves the old file untouched and no temp file behind.
+    """
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    try:
+        descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _write_error(path, error) from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except OSError as error:
+        Path(temp).unlink(missing_ok=True)
+        raise _write_error(path, error) from None
+    _fsync_folder(path.parent)
+
+
+def ensure_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _write_error(folder / "x", error) from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where unsupported."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _write_error(path: Path, error: OSError) -> errors.WriteFailed:
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return errors.WriteFailed(
+            f"cannot write {path.parent}: {error.strerror}. Run as the user that owns this environment, "
+            "or use a virtual environment you own"
+        )
+    if error.errno == errno.ENOSPC:
+        return errors.WriteFailed(f"no space left while writing {path}; free some disk space and run again")
+    return errors.WriteFailed(f"cannot write {path}: {error.strerror or error}")
+
+
+def remove_bytecode(source: Path) -> None:
+    """Delete every interpreter's cached .pyc of ``source`` so imports see the new text.
+
+    Deleting (rather than trusting mtimes) also covers .pyc files compiled
+    with --invalidation-mode unchecked-hash, which Python never re-validates.
+    """
+    cache = source.parent / "__pycache__"
+    for compiled in cache.glob(f"{source.stem}.*.pyc"):
+        try:
+            compiled.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise _write_error(compiled, error) from None

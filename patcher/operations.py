@@ -1,0 +1,171 @@
+"""apply, revert and diff for one flavour. Returns outcomes; never prints."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from patcher import errors
+from patcher.backup import (
+    BackedUpFile,
+    Manifest,
+    backup_copy,
+    backup_folder,
+    new_manifest,
+    remove_backup,
+    write_backup,
+)
+from patcher.environment import Flavour
+from patcher.fsops import atomic_write, remove_bytecode
+from patcher.hashing import sha256_hex
+from patcher.planning import PlannedFile, plan
+from patcher.state import MISSING, MODIFIED, PATCHED, PRISTINE, UNSUPPORTED, FlavourState, inspect
+
+
+@dataclass
+class Outcome:
+    flavour: Flavour
+    action: str  # patched | already-patched | would-patch | reverted | nothing-to-revert
+    files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    diffs: dict[str, str] = field(default_factory=dict)
+
+
+def apply(flavour: Flavour, *, force: bool = False, dry_run: bool = False) -> Outcome:
+    state = inspect(flavour)
+    _require_supported(state)
+    if state.state == PATCHED:
+        return Outcome(flavour, "already-patched", [file.target.relative for file in state.files])
+    for file in state.of(MISSING):
+        raise errors.ModifiedFiles(
+            f"{file.target.relative} of {flavour.key} is missing; reinstall it with "
+            f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}`"
+        )
+    modified = state.of(MODIFIED)
+    if modified and not force:
+        first = modified[0]
+        raise errors.ModifiedFiles(
+            f"{first.target.relative} of {flavour.key} {first.note}; restore it with "
+            f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}` "
+            "or patch it anyway with --force"
+        )
+    planned = plan(flavour, _originals(flavour, state))
+    warnings = [f"{item.target.relative}: {warning}" for item in planned for warning in item.warnings]
+    if dry_run:
+        return Outcome(flavour, "would-patch", [item.target.relative for item in planned], warnings, _diffs(planned))
+    manifest = new_manifest(
+        flavour,
+        tuple(BackedUpFile(item.target.relative, sha256_hex(item.original), sha256_hex(item.patched)) for item in planned),
+    )
+    if state.manifest is None or state.manifest.files != manifest.files:
+        # A good backup of this version is never overwritten: _originals read
+        # from it, so the manifest only differs when there was none.
+        write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
+    written = []
+    for item in planned:
+        if item.target.path.read_bytes() != item.patched:
+            atomic_write(item.target.path, item.patched)
+            remove_bytecode(item.target.path)
+            written.append(item.target.relative)
+    return Outcome(flavour, "patched", written, warnings)
+
+
+def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
+    state = inspect(flavour)
+    _require_supported(state)
+    manifest = state.manifest
+    if manifest is None:
+        if state.state == PRISTINE:
+            return Outcome(flavour, "nothing-to-revert")
+        first = state.of(MODIFIED)[0] if state.of(MODIFIED) else state.files[0]
+        raise errors.BackupProblem(
+            f"{first.target.relative} of {flavour.key} {first.note or 'is not pristine'} and there is no backup "
+            f"in {backup_folder(flavour)}; restore it with "
+            f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}`"
+        )
+    for file in state.of(MODIFIED):
+        if not force:
+            raise errors.ModifiedFiles(
+                f"{file.target.relative} of {flavour.key} was edited after patching; "
+                "revert with --force to discard that edit"
+            )
+    originals = _backed_up(flavour, manifest)
+    restored = []
+    for file in state.files:
+        data = originals[file.target.relative]
+        if file.sha256 != sha256_hex(data):
+            atomic_write(file.target.path, data)
+            remove_bytecode(file.target.path)
+            restored.append(file.target.relative)
+    warnings = [
+        f"{file.target.relative}: restored, but it differs from RECORD (it was modified before patching)"
+        for file in state.files
+        if file.target.record_sha256 and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
+    ]
+    remove_backup(flavour)
+    return Outcome(flavour, "reverted", restored, warnings)
+
+
+def diff(flavour: Flavour) -> Outcome:
+    """The unified diff the patch makes (patched: from the backup) or would make."""
+    state = inspect(flavour)
+    _require_supported(state)
+    if state.manifest is not None:
+        originals = _backed_up(flavour, state.manifest)
+        items = [
+            PlannedFile(file.target, originals[file.target.relative], file.target.path.read_bytes(), ())
+            for file in state.files
+        ]
+        return Outcome(flavour, "patched", [item.target.relative for item in items], [], _diffs(items))
+    planned = plan(flavour, _originals(flavour, state))
+    return Outcome(flavour, "would-patch", [item.target.relative for item in planned], [], _diffs(planned))
+
+
+def _require_supported(state: FlavourState) -> None:
+    if state.state == UNSUPPORTED:
+        flavour = state.flavour
+        raise errors.Unsupported(
+            f"{flavour.key} has no ConvLSTM source layout that convlstm-patch knows; "
+            "supported: keras 3.x, keras 2.13-2.15 and tf_keras (see README, 'Supported Keras versions')"
+        )
+
+
+def _originals(flavour: Flavour, state: FlavourState) -> dict[str, bytes]:
+    """The pre-patch bytes: from the backup when there is one, else the live files."""
+    if state.manifest is not None:
+        return _backed_up(flavour, state.manifest)
+    return {file.target.relative: file.target.path.read_bytes() for file in state.files}
+
+
+def _backed_up(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
+    """Backup contents, each checked against the manifest (and RECORD)."""
+    originals = {}
+    for target in flavour.files:
+        entry = manifest.file(target.relative)
+        copy = backup_copy(flavour, target.relative)
+        try:
+            data = copy.read_bytes()
+        except OSError:
+            data = None
+        if entry is None or data is None or sha256_hex(data) != entry.before:
+            raise errors.BackupProblem(
+                f"the backup of {target.relative} in {backup_folder(flavour)} is missing or does not match "
+                f"its manifest; nothing was changed. Restore Keras with "
+                f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}`"
+            )
+        originals[target.relative] = data
+    return originals
+
+
+def _diffs(items: list[PlannedFile]) -> dict[str, str]:
+    return {
+        item.target.relative: "".join(
+            difflib.unified_diff(
+                item.original.decode("utf-8").splitlines(keepends=True),
+                item.patched.decode("utf-8").splitlines(keepends=True),
+                fromfile=f"a/{item.target.relative}",
+                tofile=f"b/{item.target.relative}",
+            )
+        )
+        for item in items
+    }

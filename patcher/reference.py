@@ -1,0 +1,184 @@
+"""Pure-NumPy reference implementation of the ConvLSTM forward pass.
+
+This module is the ground truth that the patched Keras layers are checked
+against. It is deliberately independent of Keras and TensorFlow (it imports
+nothing but NumPy and the standard library), so a bug in the patch or in Keras
+cannot leak into the expected values, and the file can be copied and run on its
+own in any Python that has NumPy.
+
+Conventions follow Keras: channels_last data, kernels shaped
+``(*kernel_size, in_channels, 4 * filters)`` with the gates ordered i, f, c, o
+along the last axis, and TensorFlow's "valid"/"same" padding rules. Unlike
+Keras, each of the five activations (input, forget and output gates, the cell
+candidate and the cell output) can be chosen separately.
+"""
+
+import math
+
+import numpy as np
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# hard_sigmoid differs between versions: Keras 2 used clip(0.2 * x + 0.5, 0, 1)
+# while Keras 3 uses relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1). Tests that
+# compare against a particular Keras should prefer the other activations.
+def _hard_sigmoid(x):
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _elu(x):
+    # np.minimum keeps exp() from overflowing on the branch that is discarded.
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+
+
+ACTIVATIONS = {
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "hard_sigmoid": _hard_sigmoid,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "linear": lambda x: x,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "elu": _elu,
+    "exponential": np.exp,
+}
+
+_GATES = ("i", "f", "c", "o")
+
+
+def _as_tuple(value, rank):
+    if isinstance(value, int):
+        return (value,) * rank
+    value = tuple(value)
+    if len(value) != rank:
+        raise ValueError(f"Expected {rank} values, got {value!r}")
+    return value
+
+
+def _same_padding(size, kernel, stride, dilation):
+    """(before, after, out_size) for TensorFlow's "same" padding on one axis."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2, out
+
+
+def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1):
+    """Channels_last N-D cross-correlation, as tf.nn.convolution computes it.
+
+    x has shape (batch, *spatial, in_ch) and w (*kernel_size, in_ch, out_ch);
+    the result has shape (batch, *out_spatial, out_ch) and dtype float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    rank = x.ndim - 2
+    if w.ndim != rank + 2:
+        raise ValueError(f"Kernel rank {w.ndim} does not fit input rank {x.ndim}")
+    kernel_size = w.shape[:rank]
+    strides = _as_tuple(strides, rank)
+    dilation = _as_tuple(dilation_rate, rank)
+    padding = padding.lower()
+
+    pads, out_sizes = [(0, 0)], []
+    for size, k, s, d in zip(x.shape[1:-1], kernel_size, strides, dilation):
+        if padding == "same":
+            before, after, out = _same_padding(size, k, s, d)
+        elif padding == "valid":
+            before, after = 0, 0
+            out = max((size - (k - 1) * d - 1) // s + 1, 0)
+        else:
+            raise ValueError(f"Unknown padding {padding!r}")
+        pads.append((before, after))
+        out_sizes.append(out)
+    pads.append((0, 0))
+    x = np.pad(x, pads)
+
+    result = np.zeros((x.shape[0], *out_sizes, w.shape[-1]))
+    for offset in np.ndindex(*kernel_size):
+        window = tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, n, s in zip(offset, dilation, out_sizes, strides)
+        )
+        patch = x[(slice(None), *window, slice(None))]
+        result += np.tensordot(patch, w[offset], axes=([-1], [0]))
+    return result
+
+
+def _resolve(activation):
+    if callable(activation):
+        return activation
+    return ACTIVATIONS[activation]
+
+
+def _split_gates(array, axis=-1):
+    return dict(zip(_GATES, np.split(array, 4, axis=axis)))
+
+
+def conv_lstm(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias,
+    *,
+    strides=1,
+    padding="valid",
+    dilation_rate=1,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    activation_i=None,
+    activation_o=None,
+    recurrent_activation_f=None,
+    recurrent_activation_i=None,
+    recurrent_activation_o=None,
+    go_backwards=False,
+):
+    """Run a ConvLSTM over x of shape (batch, time, *spatial, channels).
+
+    Returns (sequence_outputs, last_h, last_c) as float64 arrays, where
+    sequence_outputs has shape (batch, time, *out_spatial, filters). With
+    go_backwards the time axis is processed last-to-first and, as in Keras,
+    sequence_outputs is in processing order (i.e. reversed).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[1] == 0:
+        raise ValueError("conv_lstm needs at least one time step")
+    kernels = _split_gates(np.asarray(kernel, dtype=np.float64))
+    recurrent_kernels = _split_gates(np.asarray(recurrent_kernel, dtype=np.float64))
+    if bias is None:
+        biases = dict.fromkeys(_GATES, 0.0)
+    else:
+        biases = _split_gates(np.asarray(bias, dtype=np.float64))
+
+    act_i = _resolve(activation if activation_i is None else activation_i)
+    act_o = _resolve(activation if activation_o is None else activation_o)
+    gate = {
+        name: _resolve(recurrent_activation if chosen is None else chosen)
+        for name, chosen in (
+            ("i", recurrent_activation_i),
+            ("f", recurrent_activation_f),
+            ("o", recurrent_activation_o),
+        )
+    }
+
+    steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
+    h = c = None
+    outputs = []
+    for t in steps:
+        z = {
+            name: conv_nd(x[:, t], kernels[name], strides, padding, dilation_rate)
+            + biases[name]
+            for name in _GATES
+        }
+        if h is None:
+            h = np.zeros_like(z["i"])
+            c = np.zeros_like(z["i"])
+        for name in _GATES:
+            z[name] = z[name] + conv_nd(h, recurrent_kernels[name], 1, "same")
+        i = gate["i"](z["i"])
+        f = gate["f"](z["f"])
+        c = f * c + i * act_i(z["c"])
+        o = gate["o"](z["o"])
+        h = o * act_o(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1), h, c

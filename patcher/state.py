@@ -1,0 +1,81 @@
+"""Is each target file pristine, patched by us, or something else?
+
+Decided from sha256 alone (RECORD for pristine, our manifest for patched), so
+it needs neither libcst nor Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from patcher.backup import Manifest, read_manifest
+from patcher.environment import Flavour, TargetFile
+from patcher.hashing import sha256_hex
+from patcher.marker import MARKER_PREFIX
+
+PRISTINE = "pristine"
+PATCHED = "patched"
+MODIFIED = "modified"  # neither the original nor our output
+MISSING = "missing"
+PARTIAL = "partial"  # flavour only: some files pristine, some patched
+UNSUPPORTED = "unsupported"  # flavour only: no known layout
+
+
+@dataclass(frozen=True)
+class FileState:
+    target: TargetFile
+    sha256: str | None
+    state: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FlavourState:
+    flavour: Flavour
+    manifest: Manifest | None
+    files: tuple[FileState, ...]
+
+    @property
+    def state(self) -> str:
+        if self.flavour.layout is None:
+            return UNSUPPORTED
+        states = {file.state for file in self.files}
+        if len(states) == 1:
+            return states.pop()
+        if states == {PRISTINE, PATCHED}:
+            return PARTIAL
+        return MODIFIED
+
+    def of(self, state: str) -> list[FileState]:
+        return [file for file in self.files if file.state == state]
+
+
+def inspect(flavour: Flavour) -> FlavourState:
+    manifest = read_manifest(flavour) if flavour.layout else None
+    return FlavourState(flavour, manifest, tuple(_file_state(target, manifest) for target in flavour.files))
+
+
+def _file_state(target: TargetFile, manifest: Manifest | None) -> FileState:
+    try:
+        data = target.path.read_bytes()
+    except FileNotFoundError:
+        return FileState(target, None, MISSING, "file is missing")
+    digest = sha256_hex(data)
+    entry = manifest.file(target.relative) if manifest else None
+    if entry is not None and digest == entry.after:
+        return FileState(target, digest, PATCHED)
+    if digest == target.record_sha256 or (entry is not None and digest == entry.before):
+        return FileState(target, digest, PRISTINE)
+    if target.record_sha256 is None and entry is None and not _has_marker(data):
+        # No RECORD to compare with (rare, e.g. some system packages): trust
+        # a file without our marker to be the original.
+        return FileState(target, digest, PRISTINE, "no RECORD hash to check against")
+    if _has_marker(data):
+        return FileState(target, digest, MODIFIED, "carries our marker but matches no backup record")
+    return FileState(target, digest, MODIFIED, "differs from the distribution's RECORD")
+
+
+def _has_marker(data: bytes) -> bool:
+    head = data[:4096].decode("utf-8", "replace")
+    return any(line.startswith(MARKER_PREFIX) for line in head.splitlines()[:3])

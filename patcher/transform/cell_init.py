@@ -1,0 +1,87 @@
+"""Resolve the five activations in the cell's __init__."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from patcher.transform.base import ClassScopedTransformer
+
+# self.recurrent_activation = activations.get(recurrent_activation)
+_RESOLVES_RECURRENT_ACTIVATION = m.SimpleStatementLine(
+    body=[
+        m.Assign(
+            targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name("recurrent_activation")))],
+            value=m.Call(args=[m.Arg(value=m.Name("recurrent_activation"))]),
+        )
+    ]
+)
+
+EXPLICIT_ATTRIBUTE = "_explicit_activations"
+
+
+class ResolveActivationsTransformer(ClassScopedTransformer):
+    """After ``self.recurrent_activation = activations.get(...)`` the cell sets
+    ``self.activation_i = self.activation if activation_i is None else
+    activations.get(activation_i)`` (and the other four), plus
+    ``self._explicit_activations``: the names the caller gave, so that
+    ``get_config`` writes only those and a layer that uses none of the five
+    still serialises exactly as on stock Keras.
+    """
+
+    methods = frozenset({"__init__"})
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        if self.role == "cell" and self.method == "__init__":
+            updated_node = updated_node.with_changes(body=self._extend(updated_node.body))
+        return super().leave_FunctionDef(original_node, updated_node)
+
+    def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
+        statements = list(body.body)
+        if any(_assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE) for statement in statements):
+            self.record("resolve")
+            return body
+        anchor = next(
+            (index for index, statement in enumerate(statements) if m.matches(statement, _RESOLVES_RECURRENT_ACTIVATION)),
+            None,
+        )
+        if anchor is None:
+            return body
+        getter = cst.Module([]).code_for_node(statements[anchor].body[0].value.func)
+        added = [cst.parse_statement(self._resolve(param.name, param.inherits, getter)) for param in self.params]
+        added.append(cst.parse_statement(self._explicit()))
+        self.record("resolve")
+        return body.with_changes(body=[*statements[: anchor + 1], *added, *statements[anchor + 1 :]])
+
+    @staticmethod
+    def _resolve(name: str, inherits: str, getter: str) -> str:
+        return (
+            f"self.{name} = (\n"
+            f"    {getter}({name})\n"
+            f"    if {name} is not None\n"
+            f"    else self.{inherits}\n"
+            ")\n"
+        )
+
+    def _explicit(self) -> str:
+        pairs = "".join(f'        ("{name}", {name}),\n' for name in self.names)
+        return (
+            f"self.{EXPLICIT_ATTRIBUTE} = tuple(\n"
+            "    name\n"
+            "    for name, value in (\n"
+            f"{pairs}"
+            "    )\n"
+            "    if value is not None\n"
+            ")\n"
+        )
+
+
+def _assigns_self_attribute(statement: cst.BaseStatement, attribute: str) -> bool:
+    return m.matches(
+        statement,
+        m.SimpleStatementLine(
+            body=[m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))])]
+        ),
+    )

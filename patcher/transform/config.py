@@ -1,0 +1,75 @@
+"""Serialise the five activations in get_config, only those the caller gave."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.cell_init import EXPLICIT_ATTRIBUTE
+
+# config = {..., "activation": activations.serialize(self.activation), ...}
+_CONFIG_DICT = m.SimpleStatementLine(
+    body=[
+        m.Assign(
+            targets=[m.AssignTarget(target=m.Name("config"))],
+            value=m.Dict(elements=[m.ZeroOrMore(), m.DictElement(key=m.SimpleString()), m.ZeroOrMore()]),
+        )
+    ]
+)
+
+
+class ConfigTransformer(ClassScopedTransformer):
+    """After the ``config = {...}`` literal of a target ``get_config``::
+
+        for name in self._explicit_activations:        # self.cell. in layers
+            config[name] = activations.serialize(getattr(self, name))
+
+    A layer built without the five therefore has a config stock Keras loads.
+    """
+
+    methods = frozenset({"get_config"})
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        if self.method == "get_config":
+            updated_node = updated_node.with_changes(body=self._extend(updated_node.body))
+        return super().leave_FunctionDef(original_node, updated_node)
+
+    def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
+        owner = "self" if self.role == "cell" else "self.cell"
+        statements = list(body.body)
+        if any(_is_our_loop(statement) for statement in statements):
+            self.record("config")
+            return body
+        for index, statement in enumerate(statements):
+            serializer = _activation_serializer(statement)
+            if serializer is None:
+                continue
+            loop = cst.parse_statement(
+                f"for name in {owner}.{EXPLICIT_ATTRIBUTE}:\n"
+                f"    config[name] = {serializer}(getattr({owner}, name))\n"
+            )
+            self.record("config")
+            return body.with_changes(body=[*statements[: index + 1], loop, *statements[index + 1 :]])
+        return body
+
+
+def _activation_serializer(statement: cst.BaseStatement) -> str | None:
+    """The code of ``activations.serialize`` in ``config = {"activation": ...}``."""
+    if not m.matches(statement, _CONFIG_DICT):
+        return None
+    for element in statement.body[0].value.elements:
+        if (
+            isinstance(element, cst.DictElement)
+            and isinstance(element.key, cst.SimpleString)
+            and element.key.evaluated_value == "activation"
+            and isinstance(element.value, cst.Call)
+        ):
+            return cst.Module([]).code_for_node(element.value.func)
+    return None
+
+
+def _is_our_loop(statement: cst.BaseStatement) -> bool:
+    return m.matches(statement, m.For(iter=m.Attribute(attr=m.Name(EXPLICIT_ATTRIBUTE))))

@@ -1,0 +1,77 @@
+"""Run the transformers over one file and check that every edit landed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import libcst as cst
+
+from patcher import __version__
+from patcher.spec import Parameter, class_roles, parameters
+from patcher.transform.cell_call import GateActivationsTransformer
+from patcher.transform.cell_init import ResolveActivationsTransformer
+from patcher.transform.config import ConfigTransformer
+from patcher.transform.docstrings import DocstringTransformer
+from patcher.transform.forwarding import ForwardArgumentsTransformer
+from patcher.transform.marker import MarkerTransformer
+from patcher.transform.properties import PropertiesTransformer
+from patcher.transform.signature import AddParametersTransformer
+
+TRANSFORMERS = (
+    AddParametersTransformer,
+    ForwardArgumentsTransformer,
+    ResolveActivationsTransformer,
+    GateActivationsTransformer,
+    ConfigTransformer,
+    PropertiesTransformer,
+    DocstringTransformer,
+)
+
+
+class TransformError(Exception):
+    """The source does not have the structure the patch expects."""
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    code: str
+    warnings: tuple[str, ...]
+
+
+def transform_source(source: str, classes: tuple[str, ...], version: str = __version__) -> TransformResult:
+    """Patch one Keras file's source; ``classes`` are the classes it must patch."""
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as error:
+        raise TransformError(f"does not parse as Python (line {error.raw_line})") from None
+    roles = class_roles()
+    targets = {name: roles[name] for name in classes}
+    params = parameters()
+    edits: Counter[tuple[str, str]] = Counter()
+    for transformer_class in TRANSFORMERS:
+        transformer = transformer_class(targets, params)
+        module = module.visit(transformer)
+        edits.update(transformer.edits)
+    module = module.visit(MarkerTransformer(version))
+    warnings = tuple(_check(targets, params, edits))
+    return TransformResult(code=module.code, warnings=warnings)
+
+
+def _check(targets: dict[str, str], params: tuple[Parameter, ...], edits: Counter) -> list[str]:
+    """Raise for a missing essential edit; return warnings for cosmetic ones."""
+    count = len(params)
+    warnings = []
+    for name, role in targets.items():
+        required = {"signature": count}
+        if role == "cell":
+            required.update({"resolve": 1, "config": 1})
+            required.update({f"gate {param.gate}": 1 for param in params})
+        else:
+            required["forwarding"] = count
+        for kind, minimum in required.items():
+            if edits[(name, kind)] < minimum:
+                raise TransformError(f"class {name}: found no place for the {kind} edit")
+        if not edits[(name, "docstring")]:
+            warnings.append(f"class {name}: docstring has no `recurrent_activation:` entry; left as is")
+    return warnings

@@ -1,0 +1,45 @@
+"""Read-only layer properties for the five, beside ``recurrent_activation``."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from patcher.transform.base import ClassScopedTransformer
+
+_PROPERTY = m.FunctionDef(decorators=[m.Decorator(decorator=m.Name("property"))])
+
+
+class PropertiesTransformer(ClassScopedTransformer):
+    """A layer with ``@property def recurrent_activation`` gains
+    ``@property def activation_i(self): return self.cell.activation_i`` etc.
+    """
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        if self.role == "layer":
+            updated_node = updated_node.with_changes(body=self._extend(updated_node.body))
+        return super().leave_ClassDef(original_node, updated_node)
+
+    def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
+        statements = list(body.body)
+        properties = {
+            statement.name.value: index
+            for index, statement in enumerate(statements)
+            if m.matches(statement, _PROPERTY)
+        }
+        if "recurrent_activation" not in properties:
+            return body
+        missing = [name for name in self.names if name not in properties]
+        self.record("properties", len(self.names) - len(missing))
+        if not missing:
+            return body
+        anchor = properties["recurrent_activation"]
+        spacing = statements[anchor].leading_lines
+        added = [
+            cst.parse_statement(f"@property\ndef {name}(self):\n    return self.cell.{name}\n").with_changes(
+                leading_lines=spacing
+            )
+            for name in missing
+        ]
+        self.record("properties", len(missing))
+        return body.with_changes(body=[*statements[: anchor + 1], *added, *statements[anchor + 1 :]])
