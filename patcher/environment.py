@@ -25,7 +25,7 @@ FLAVOURS = {"keras": "keras", "tf_keras": "tf_keras"}
 class TargetFile:
     relative: str  # as in RECORD, e.g. keras/src/layers/rnn/conv_lstm.py
     path: Path
-    classes: tuple[str, ...]
+    classes: dict[str, str]  # class name -> role ("cell" or "layer")
     record_sha256: str | None  # hex; None when the distribution has no RECORD
 
 
@@ -69,7 +69,7 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
         if name not in layout.distributions:
             continue
         paths = layout.paths_for(package)
-        if all(rel in record if record else (site / rel).is_file() for rel, _ in paths):
+        if all(_defines(site / rel, classes, rel in record or not record) for rel, classes in paths):
             files = tuple(
                 TargetFile(
                     relative=rel,
@@ -81,6 +81,21 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
             )
             return Flavour(name, dist.version, site, layout, files)
     return Flavour(name, dist.version, site, None, ())
+
+
+def _defines(path: Path, classes: dict[str, str], listed: bool) -> bool:
+    """Does the file exist (and appear in RECORD) and define these classes?
+
+    A text search, not a parse: it tells layouts that share a file name
+    apart (Keras 2.0-2.8 all have convolutional_recurrent.py) in microseconds.
+    """
+    if not listed:
+        return False
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return all(f"class {name}(" in text for name in classes)
 
 
 def _record_sha256(entry: metadata.PackagePath | None) -> str | None:

@@ -42,10 +42,10 @@ class Layout:
     name: str
     label: str
     distributions: tuple[str, ...]
-    # relative path template -> classes patched in that file
-    files: tuple[tuple[str, tuple[str, ...]], ...]
+    # relative path template -> {class name: role} patched in that file
+    files: tuple[tuple[str, dict[str, str]], ...]
 
-    def paths_for(self, package: str) -> list[tuple[str, tuple[str, ...]]]:
+    def paths_for(self, package: str) -> list[tuple[str, dict[str, str]]]:
         return [(path.format(package=package), classes) for path, classes in self.files]
 
 
@@ -55,21 +55,13 @@ def parameters() -> tuple[Parameter, ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _layouts_data() -> dict:
-    return _load("layouts.toml")
-
-
 def layouts() -> tuple[Layout, ...]:
     return tuple(
         Layout(
             name=entry["name"],
             label=entry["label"],
             distributions=tuple(entry["distributions"]),
-            files=tuple((path, tuple(classes)) for path, classes in entry["files"].items()),
+            files=tuple((path, dict(classes)) for path, classes in entry["files"].items()),
         )
-        for entry in _layouts_data()["layout"]
+        for entry in _load("layouts.toml")["layout"]
     )
-
-
-def class_roles() -> dict[str, str]:
-    return dict(_layouts_data()["classes"])

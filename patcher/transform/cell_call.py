@@ -23,10 +23,11 @@ class GateActivationsTransformer(ClassScopedTransformer):
     the surrounding dropout and convolution code is written.
     """
 
-    methods = frozenset({"call"})
+    # Keras 2.0 computes the gates in ConvLSTM2D.step; later versions in Cell.call.
+    methods = frozenset({"call", "step"})
 
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
-        if self.role != "cell" or self.method != "call":
+        if self.role != "cell" or self.method not in self.methods:
             return updated_node
         if not m.matches(updated_node, m.Assign(targets=[m.AssignTarget(target=m.Name())])):
             return updated_node

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher import __version__
-from patcher.spec import Parameter, class_roles, parameters
+from patcher.spec import Parameter, parameters
 from patcher.transform.cell_call import GateActivationsTransformer
 from patcher.transform.cell_init import ResolveActivationsTransformer
 from patcher.transform.config import ConfigTransformer
@@ -39,14 +39,12 @@ class TransformResult:
     warnings: tuple[str, ...]
 
 
-def transform_source(source: str, classes: tuple[str, ...], version: str = __version__) -> TransformResult:
-    """Patch one Keras file's source; ``classes`` are the classes it must patch."""
+def transform_source(source: str, targets: dict[str, str], version: str = __version__) -> TransformResult:
+    """Patch one Keras file's source; ``targets`` maps each class to patch to its role."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         raise TransformError(f"does not parse as Python (line {error.raw_line})") from None
-    roles = class_roles()
-    targets = {name: roles[name] for name in classes}
     params = parameters()
     edits: Counter[tuple[str, str]] = Counter()
     for transformer_class in TRANSFORMERS:
