@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from patcher import reference
+from patcher.probe import reference
 
 TOLERANCE = 1e-4
 LAYERS = {1: keras.layers.ConvLSTM1D, 2: keras.layers.ConvLSTM2D, 3: keras.layers.ConvLSTM3D}
