@@ -1,17 +1,26 @@
 """The convlstm-patch command line: parse options, call the core, print.
 
 Only the commands that transform (apply, diff) import libcst, and only when
-they run; nothing here imports Keras or TensorFlow.
+they run; nothing here imports Keras or TensorFlow (verification runs them in
+a subprocess of the target interpreter).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from dataclasses import dataclass
 
 import click
 
 from patcher import __version__, errors
 from patcher.environment import Flavour, find_flavours, search_path
+
+
+@dataclass(frozen=True)
+class Target:
+    python: str | None
+    flavours: list[Flavour]
 
 
 def target_options(command):
@@ -21,13 +30,12 @@ def target_options(command):
     @click.option(
         "--keras-root",
         metavar="DIR",
-        type=click.Path(file_okay=False),
         help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel).",
     )
     @click.option("--only", type=click.Choice(["keras", "tf_keras"]), help="Only this flavour (default: all found).")
     @functools.wraps(command)
     def wrapper(python, keras_root, only, **kwargs):
-        return command(flavours=_flavours(python, keras_root, only), **kwargs)
+        return command(target=Target(python, _flavours(python, keras_root, only)), **kwargs)
 
     return wrapper
 
@@ -39,8 +47,19 @@ def _flavours(python: str | None, keras_root: str | None, only: str | None) -> l
     if not flavours:
         where = f"under {keras_root}" if keras_root else f"in the environment of {python or 'this Python'}"
         wanted = only or "keras or tf_keras"
-        raise errors.KerasNotFound(f"no {wanted} installed {where}; install Keras there, or point --python at the right interpreter")
+        raise errors.KerasNotFound(
+            f"no {wanted} installed {where}; install Keras there, or point --python at the right interpreter"
+        )
     return flavours
+
+
+backend_option = click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Also verify Keras 3 under this backend (repeatable): tensorflow, jax, torch.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,11 +70,11 @@ def main():
 
 @main.command()
 @target_options
-def status(flavours):
+def status(target):
     """Show each Keras found, its files and whether they are patched."""
     from patcher.state import inspect
 
-    for flavour in flavours:
+    for flavour in target.flavours:
         state = inspect(flavour)
         layout = flavour.layout.label if flavour.layout else "unknown layout"
         click.echo(f"{flavour.distribution} {flavour.version} ({layout}) in {flavour.site}: {state.state}")
@@ -68,11 +87,21 @@ def status(flavours):
 @target_options
 @click.option("--force", is_flag=True, help="Patch even files that differ from the distribution's RECORD.")
 @click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing.")
-def apply(flavours, force, dry_run):
-    """Back up the ConvLSTM source, patch it, and report what changed."""
-    from patcher.operations import apply as apply_patch
+@click.option("--no-verify", is_flag=True, help="Skip the verification run after patching.")
+@backend_option
+def apply(target, force, dry_run, no_verify, backends):
+    """Back up the ConvLSTM source, patch it, verify it, roll back on failure."""
+    from patcher.workflow import apply_all
 
-    outcomes = [apply_patch(flavour, force=force, dry_run=dry_run) for flavour in flavours]
+    outcomes, reports = apply_all(
+        target.flavours,
+        force=force,
+        dry_run=dry_run,
+        check=not no_verify,
+        python=target.python,
+        backends=backends,
+        on_progress=_progress,
+    )
     for outcome in outcomes:
         _echo_warnings(outcome)
         name = outcome.flavour.key
@@ -83,31 +112,77 @@ def apply(flavours, force, dry_run):
             click.echo(f"{name}: would patch {len(outcome.files)} files (dry run, nothing written)")
         else:
             click.echo(f"{name}: patched {len(outcome.files)} files; undo with `convlstm-patch revert`")
+    for report in reports:
+        click.echo(f"{_report_label(report)}: verified ({len(report.checks)} checks passed)")
+
+
+@main.command()
+@target_options
+@backend_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+def verify(target, backends, as_json):
+    """Check, in a fresh process, that the patched Keras computes the five-activation ConvLSTM."""
+    from patcher.workflow import verify_all
+
+    reports = verify_all(
+        target.flavours, python=target.python, backends=backends, on_progress=None if as_json else _progress
+    )
+    if as_json:
+        click.echo(json.dumps({"passed": all(r.passed for r in reports), "reports": [_report_json(r) for r in reports]}, indent=2))
+    else:
+        for report in reports:
+            click.echo(f"{_report_label(report)}: {'passed' if report.passed else 'FAILED'}")
+            for check in report.checks:
+                click.echo(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<14} {check.detail}")
+    failed = next((report for report in reports if not report.passed), None)
+    if failed is not None:
+        raise errors.VerificationFailed(
+            f"{_report_label(failed)} failed check '{failed.first_failure.name}'; "
+            "run `convlstm-patch revert` then `convlstm-patch apply` to repatch"
+        )
 
 
 @main.command()
 @target_options
 @click.option("--force", is_flag=True, help="Restore even files edited by hand after patching.")
-def revert(flavours, force):
+def revert(target, force):
     """Restore the original ConvLSTM source from the backup, byte for byte."""
     from patcher.operations import revert as revert_patch
 
-    for outcome in [revert_patch(flavour, force=force) for flavour in flavours]:
+    for outcome in [revert_patch(flavour, force=force) for flavour in target.flavours]:
         _echo_warnings(outcome)
         if outcome.action == "nothing-to-revert":
             click.echo(f"{outcome.flavour.key}: not patched, nothing to revert")
         else:
-            click.echo(f"{outcome.flavour.key}: restored {len(outcome.files)} files; matches RECORD")
+            click.echo(f"{outcome.flavour.key}: restored {len(outcome.files)} files")
 
 
 @main.command()
 @target_options
-def diff(flavours):
+def diff(target):
     """Print the unified diff the patch made (or would make)."""
     from patcher.operations import diff as diff_patch
 
-    for outcome in [diff_patch(flavour) for flavour in flavours]:
+    for outcome in [diff_patch(flavour) for flavour in target.flavours]:
         click.echo("".join(outcome.diffs.values()), nl=False)
+
+
+def _progress(line: str) -> None:
+    click.echo(f"  ... {line}", err=True)
+
+
+def _report_label(report) -> str:
+    return report.flavour.key + (f" [{report.backend}]" if report.backend else "")
+
+
+def _report_json(report) -> dict:
+    return {
+        "distribution": report.flavour.distribution,
+        "version": report.flavour.version,
+        "backend": report.backend,
+        "passed": report.passed,
+        "checks": [vars(check) for check in report.checks],
+    }
 
 
 def _echo_warnings(outcome) -> None:

@@ -39,3 +39,7 @@ class WriteFailed(PatchError):
 
 class BackupProblem(PatchError):
     exit_code = 8
+
+
+class VerificationFailed(PatchError):
+    exit_code = 9

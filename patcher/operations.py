@@ -31,11 +31,24 @@ class Outcome:
     diffs: dict[str, str] = field(default_factory=dict)
 
 
-def apply(flavour: Flavour, *, force: bool = False, dry_run: bool = False) -> Outcome:
+@dataclass(frozen=True)
+class Prepared:
+    """A flavour's patch computed in memory, ready to be written."""
+
+    state: FlavourState
+    planned: tuple[PlannedFile, ...] = ()
+
+    @property
+    def flavour(self) -> Flavour:
+        return self.state.flavour
+
+
+def prepare(flavour: Flavour, *, force: bool = False) -> Prepared:
+    """Check the files and transform them in memory; writes nothing."""
     state = inspect(flavour)
     _require_supported(state)
     if state.state == PATCHED:
-        return Outcome(flavour, "already-patched", [file.target.relative for file in state.files])
+        return Prepared(state)
     for file in state.of(MISSING):
         raise errors.ModifiedFiles(
             f"{file.target.relative} of {flavour.key} is missing; reinstall it with "
@@ -49,7 +62,14 @@ def apply(flavour: Flavour, *, force: bool = False, dry_run: bool = False) -> Ou
             f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}` "
             "or patch it anyway with --force"
         )
-    planned = plan(flavour, _originals(flavour, state))
+    return Prepared(state, tuple(plan(flavour, _originals(flavour, state))))
+
+
+def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
+    """Back up (unless a good backup exists), then write the patched files."""
+    flavour, planned = prepared.flavour, prepared.planned
+    if not planned:
+        return Outcome(flavour, "already-patched", [file.target.relative for file in prepared.state.files])
     warnings = [f"{item.target.relative}: {warning}" for item in planned for warning in item.warnings]
     if dry_run:
         return Outcome(flavour, "would-patch", [item.target.relative for item in planned], warnings, _diffs(planned))
@@ -57,9 +77,10 @@ def apply(flavour: Flavour, *, force: bool = False, dry_run: bool = False) -> Ou
         flavour,
         tuple(BackedUpFile(item.target.relative, sha256_hex(item.original), sha256_hex(item.patched)) for item in planned),
     )
-    if state.manifest is None or state.manifest.files != manifest.files:
-        # A good backup of this version is never overwritten: _originals read
-        # from it, so the manifest only differs when there was none.
+    existing = prepared.state.manifest
+    if existing is None or existing.files != manifest.files:
+        # A good backup of this version is never overwritten with other bytes:
+        # the originals were read from it when it existed.
         write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
     written = []
     for item in planned:
@@ -98,7 +119,7 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
             remove_bytecode(file.target.path)
             restored.append(file.target.relative)
     warnings = [
-        f"{file.target.relative}: restored, but it differs from RECORD (it was modified before patching)"
+        f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
         for file in state.files
         if file.target.record_sha256 and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
     ]
