@@ -1,0 +1,66 @@
+"""Fixtures: throwaway copies of the installed Keras, never the real one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+FLAVOURS = ("keras", "tf_keras")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def installed(name: str) -> metadata.Distribution:
+    return metadata.distribution(name)
+
+
+def copy_distribution(name: str, site: Path) -> None:
+    """Copy a distribution's package folder and dist-info into ``site``."""
+    dist = installed(name)
+    source_site = Path(dist.locate_file("")).resolve()
+    info = source_site / f"{name}-{dist.version}.dist-info"
+    shutil.copytree(source_site / name, site / name)
+    shutil.copytree(info, site / info.name)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A site-packages folder with copies of the installed keras and tf_keras."""
+    folder = tmp_path / "site-packages"
+    folder.mkdir()
+    for name in FLAVOURS:
+        copy_distribution(name, folder)
+    return folder
+
+
+def target_files(site: Path, name: str) -> list[Path]:
+    from patcher.environment import find_flavours
+
+    (flavour,) = find_flavours([str(site)], only=name)
+    return [target.path for target in flavour.files]
+
+
+def hashes(paths: list[Path]) -> dict[Path, str]:
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (to prove nothing changed)."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def run_in_site(site: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a Python subprocess that imports Keras from ``site`` first."""
+    environment = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    environment.setdefault("KERAS_BACKEND", "tensorflow")
+    return subprocess.run([sys.executable, *args], env=environment, capture_output=True, text=True, timeout=600)
