@@ -53,6 +53,14 @@ def _flavours(python: str | None, keras_root: str | None, only: str | None) -> l
     return flavours
 
 
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    metavar="SECONDS",
+    help="Fail a verification run that takes longer than this.",
+)
 backend_option = click.option(
     "--backend",
     "backends",
@@ -89,7 +97,8 @@ def status(target):
 @click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing.")
 @click.option("--no-verify", is_flag=True, help="Skip the verification run after patching.")
 @backend_option
-def apply(target, force, dry_run, no_verify, backends):
+@timeout_option
+def apply(target, force, dry_run, no_verify, backends, timeout):
     """Back up the ConvLSTM source, patch it, verify it, roll back on failure."""
     from patcher.workflow import apply_all
 
@@ -100,6 +109,7 @@ def apply(target, force, dry_run, no_verify, backends):
         check=not no_verify,
         python=target.python,
         backends=backends,
+        timeout=timeout,
         on_progress=_progress,
     )
     for outcome in outcomes:
@@ -119,13 +129,18 @@ def apply(target, force, dry_run, no_verify, backends):
 @main.command()
 @target_options
 @backend_option
+@timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
-def verify(target, backends, as_json):
+def verify(target, backends, timeout, as_json):
     """Check, in a fresh process, that the patched Keras computes the five-activation ConvLSTM."""
     from patcher.workflow import verify_all
 
     reports = verify_all(
-        target.flavours, python=target.python, backends=backends, on_progress=None if as_json else _progress
+        target.flavours,
+        python=target.python,
+        backends=backends,
+        timeout=timeout,
+        on_progress=None if as_json else _progress,
     )
     if as_json:
         click.echo(json.dumps({"passed": all(r.passed for r in reports), "reports": [_report_json(r) for r in reports]}, indent=2))

@@ -7,7 +7,7 @@ from typing import Callable
 from patcher import errors
 from patcher.environment import Flavour
 from patcher.operations import Outcome, commit, prepare, revert
-from patcher.verification import Report, verify
+from patcher.verification import DEFAULT_TIMEOUT, Report, verify
 
 
 def apply_all(
@@ -18,6 +18,7 @@ def apply_all(
     check: bool = True,
     python: str | None = None,
     backends: tuple[str, ...] = (),
+    timeout: float = DEFAULT_TIMEOUT,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Outcome], list[Report]]:
     """Patch all flavours; if verification fails, restore them and raise.
@@ -30,7 +31,7 @@ def apply_all(
     patched = [outcome.flavour for outcome in outcomes if outcome.action == "patched"]
     if not check or not patched:
         return outcomes, []
-    reports = verify_all(patched, python=python, backends=backends, on_progress=on_progress)
+    reports = verify_all(patched, python=python, backends=backends, timeout=timeout, on_progress=on_progress)
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None:
         for flavour in patched:
@@ -48,6 +49,7 @@ def verify_all(
     *,
     python: str | None = None,
     backends: tuple[str, ...] = (),
+    timeout: float = DEFAULT_TIMEOUT,
     on_progress: Callable[[str], None] | None = None,
 ) -> list[Report]:
     """One fresh subprocess per flavour and backend (Keras 3 only is multi-backend)."""
@@ -58,7 +60,9 @@ def verify_all(
         for backend in dict.fromkeys(runs):
             label = f"{flavour.key}" + (f" [{backend}]" if backend else "")
             reports.append(
-                verify(flavour, python=python, backend=backend, on_progress=_labelled(on_progress, label))
+                verify(
+                    flavour, python=python, backend=backend, timeout=timeout, on_progress=_labelled(on_progress, label)
+                )
             )
     return reports
 

@@ -53,6 +53,8 @@ class Probe:
         self.cell_module = importlib.import_module(cell_module)
         # The backed-up original of the cell module, loaded beside the patched one.
         self.pristine = _load_file("_convlstm_patch_pristine", pristine) if pristine else None
+        # Keras 3 on torch hands back tensors that np.asarray refuses.
+        self.to_numpy = getattr(getattr(self.keras, "ops", None), "convert_to_numpy", np.asarray)
         self.layers = {rank: getattr(self.keras.layers, f"ConvLSTM{rank}D") for rank in (1, 2, 3)}
         self.rng = np.random.default_rng(0)
 
@@ -67,9 +69,11 @@ class Probe:
         layer.set_weights(weights)
         return layer, x, weights
 
-    @staticmethod
-    def run(layer, x):
-        return [np.asarray(tensor) for tensor in layer(x)]
+    def run(self, layer, x):
+        return self.as_list(layer(x))
+
+    def as_list(self, value):
+        return [self.to_numpy(item) for item in (value if isinstance(value, (list, tuple)) else [value])]
 
     # -- checks ------------------------------------------------------------------
     def check_api(self):
@@ -152,12 +156,8 @@ class Probe:
             path = os.path.join(folder, "model.keras")
             model.save(path)
             loaded = self.keras.models.load_model(path)
-        same = all(np.array_equal(a, b) for a, b in zip(_as_list(model(x)), _as_list(loaded(x))))
+        same = all(np.array_equal(a, b) for a, b in zip(self.as_list(model(x)), self.as_list(loaded(x))))
         return same, "config round trip and .keras save/load keep all five" if same else ".keras save/load changes outputs", None
-
-
-def _as_list(value):
-    return [np.asarray(item) for item in (value if isinstance(value, (list, tuple)) else [value])]
 
 
 CHECKS = ("api", "numerics", "inheritance", "defaults", "serialization")
