@@ -78,17 +78,27 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
         tuple(BackedUpFile(item.target.relative, sha256_hex(item.original), sha256_hex(item.patched)) for item in planned),
     )
     existing = prepared.state.manifest
-    if existing is None or existing.files != manifest.files:
+    fresh_backup = existing is None or existing.files != manifest.files
+    if fresh_backup:
         # A good backup of this version is never overwritten with other bytes:
         # the originals were read from it when it existed.
         write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
-    written = []
-    for item in planned:
-        if item.target.path.read_bytes() != item.patched:
-            atomic_write(item.target.path, item.patched)
+    written: list[PlannedFile] = []
+    try:
+        for item in planned:
+            if item.target.path.read_bytes() != item.patched:
+                atomic_write(item.target.path, item.patched)
+                remove_bytecode(item.target.path)
+                written.append(item)
+    except errors.PatchError:
+        # e.g. disk full on the third file: put the first two back as they were.
+        for item in written:
+            atomic_write(item.target.path, item.original)
             remove_bytecode(item.target.path)
-            written.append(item.target.relative)
-    return Outcome(flavour, "patched", written, warnings)
+        if fresh_backup and existing is None:
+            remove_backup(flavour)
+        raise
+    return Outcome(flavour, "patched", [item.target.relative for item in written], warnings)
 
 
 def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
