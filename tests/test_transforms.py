@@ -1374,4 +1374,4 @@ def test_pipeline_warns_when_docstring_lacks_anchor():
 
 def test_pipeline_rejects_a_syntax_error():
     with pytest.raises(TransformError, match="does not parse"):
-        transform_source(MODULE.replace("def call(self, inputs, states):", "def call(self, inputs, states)"), TARGETS)
+        transform_source(without(MODULE, "def call(self, inputs, states):", "def call(self, inputs, states)"), TARGETS)
