@@ -64,7 +64,7 @@ class Probe:
         options.update(kwargs)
         layer = (layer_class or self.layers[rank])(**options)
         x = self.rng.normal(size=(2, 3, *SPATIAL[rank], 2)).astype("float32")
-        layer(x)  # builds the weights
+        layer.build(x.shape)  # weights without a first (slow, eager) call
         weights = [self.rng.normal(scale=0.5, size=w.shape).astype("float32") for w in layer.get_weights()]
         layer.set_weights(weights)
         return layer, x, weights
@@ -99,7 +99,7 @@ class Probe:
         worst = 0.0
         cases = 0
         for rank in (1, 2, 3):
-            for options in (dict(padding="valid"), dict(padding="same"), dict(padding="valid", strides=2)):
+            for options in (dict(padding="same"), dict(padding="valid", strides=2)):
                 layer, x, weights = self.build(rank, activation="tanh", recurrent_activation="sigmoid", **options, **DISTINCT)
                 got = self.run(layer, x)
                 bias = weights[2] if len(weights) == 3 else None
@@ -107,7 +107,7 @@ class Probe:
                 worst = max(worst, *(float(np.max(np.abs(g - e))) for g, e in zip(got, expected)))
                 cases += 1
         passed = worst < TOLERANCE
-        return passed, f"{cases} layers (1D/2D/3D, valid/same/stride 2) vs NumPy reference, max abs error {worst:.2e}", worst
+        return passed, f"{cases} layers (1D/2D/3D, same/valid+stride 2) vs NumPy reference, max abs error {worst:.2e}", worst
 
     def check_inheritance(self):
         given = dict(activation_i="relu", recurrent_activation_f="softsign")
@@ -128,7 +128,7 @@ class Probe:
         for rank in (1, 2, 3):
             layer, x, weights = self.build(rank)
             stock = pristine.ConvLSTM(rank=rank, filters=3, kernel_size=2 if rank == 3 else 3, return_sequences=True, return_state=True)
-            stock(x)
+            stock.build(x.shape)
             stock.set_weights(weights)
             identical &= all(np.array_equal(a, b) for a, b in zip(self.run(layer, x), self.run(stock, x)))
         return identical, "outputs without the five are bit-identical to the pristine source" if identical else "outputs without the five differ from the pristine source", None
@@ -139,7 +139,7 @@ class Probe:
         if any(config.get(name) is None for name in FIVE):
             return False, "get_config() drops one of the five", None
         clone = type(layer).from_config(config)
-        clone(x)
+        clone.build(x.shape)
         clone.set_weights(layer.get_weights())
         if not all(np.array_equal(a, b) for a, b in zip(self.run(layer, x), self.run(clone, x))):
             return False, "from_config(get_config()) computes different outputs", None

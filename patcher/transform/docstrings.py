@@ -58,6 +58,11 @@ class DocstringTransformer(ClassScopedTransformer):
             + "\n"
             for param in self.params
         ]
+        if end == len(lines):
+            # The entry runs into the closing quotes: keep them last.
+            quote = literal[-3:] if literal[-3:] in ('"""', "'''") else literal[-1]
+            lines[-1] = lines[-1][: -len(quote)] + "\n"
+            entries[-1] = entries[-1][:-1] + quote
         return "".join([*lines[:end], *entries, *lines[end:]])
 
 

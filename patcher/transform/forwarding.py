@@ -6,6 +6,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.layout import insert_after
 
 _FORWARDS_RECURRENT_ACTIVATION = m.Arg(
     keyword=m.Name("recurrent_activation"), value=m.Name("recurrent_activation")
@@ -35,13 +36,7 @@ class ForwardArgumentsTransformer(ClassScopedTransformer):
         self.record("forwarding", len(self.names) - len(missing))
         if not missing:
             return updated_node
-        template = args[anchor]
-        if not isinstance(template.comma, cst.Comma):
-            template = template.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-            args[anchor] = template
-        added = [template.with_changes(keyword=cst.Name(name), value=cst.Name(name)) for name in missing]
-        if anchor == len(args) - 1:
-            # The anchor was last: keep the call's original (absent) trailing comma.
-            added[-1] = added[-1].with_changes(comma=updated_node.args[anchor].comma)
+        equal = args[anchor].equal
+        added = [cst.Arg(keyword=cst.Name(name), value=cst.Name(name), equal=equal) for name in missing]
         self.record("forwarding", len(missing))
-        return updated_node.with_changes(args=[*args[: anchor + 1], *added, *args[anchor + 1 :]])
+        return updated_node.with_changes(args=insert_after(args, anchor, added, "whitespace_after_arg"))

@@ -23,9 +23,8 @@ class MarkerTransformer(cst.CSTTransformer):
         if any(comment.startswith(MARKER_PREFIX) for comment in comments):
             return updated_node
         position = 0
-        while position < len(header) and position < 2 and header[position].comment is not None and _KEEP_FIRST.match(
-            header[position].comment.value
-        ):
-            position += 1
+        for index, line in enumerate(header[:2]):
+            if line.comment is not None and _KEEP_FIRST.match(line.comment.value):
+                position = index + 1
         header.insert(position, cst.EmptyLine(comment=cst.Comment(self.comment)))
         return updated_node.with_changes(header=header)

@@ -34,10 +34,11 @@ class PropertiesTransformer(ClassScopedTransformer):
         if not missing:
             return body
         anchor = properties["recurrent_activation"]
-        spacing = statements[anchor].leading_lines
+        # One blank line before each, as between Keras's methods; never copy
+        # the anchor's leading comments.
         added = [
             cst.parse_statement(f"@property\ndef {name}(self):\n    return self.cell.{name}\n").with_changes(
-                leading_lines=spacing
+                leading_lines=[cst.EmptyLine(indent=False)]
             )
             for name in missing
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.layout import insert_after
 
 
 class AddParametersTransformer(ClassScopedTransformer):
@@ -32,29 +33,19 @@ class AddParametersTransformer(ClassScopedTransformer):
         # Keyword-only parameters, if any, come last; append after them.
         field = "kwonly_params" if params.kwonly_params else "params"
         current = list(getattr(params, field))
-        template = _template_param(current)
-        added = [
-            template.with_changes(name=cst.Name(name), default=cst.Name("None"), annotation=None)
-            for name in missing
-        ]
-        if current and current[-1].comma is cst.MaybeSentinel.DEFAULT:
-            current[-1] = current[-1].with_changes(comma=template.comma)
+        equal = _equal_sign(current)
+        added = [cst.Param(name=cst.Name(name), equal=equal, default=cst.Name("None")) for name in missing]
         self.record("signature", len(missing))
-        return params.with_changes(**{field: [*current, *added]})
+        if not current:
+            return params.with_changes(**{field: added})
+        return params.with_changes(
+            **{field: insert_after(current, len(current) - 1, added, "whitespace_after_param")}
+        )
 
 
-def _template_param(current: list[cst.Param]) -> cst.Param:
-    """A parameter to copy the `=` and comma formatting from (the last with a default)."""
+def _equal_sign(current: list[cst.Param]) -> cst.AssignEqual:
+    """The `=` of the last defaulted parameter (Keras writes `a=1`, not `a = 1`)."""
     for param in reversed(current):
-        if param.default is not None:
-            comma = param.comma if isinstance(param.comma, cst.Comma) else cst.Comma(
-                whitespace_after=cst.SimpleWhitespace(" ")
-            )
-            return param.with_changes(comma=comma)
-    return cst.Param(
-        name=cst.Name("_"),
-        equal=cst.AssignEqual(
-            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
-        ),
-        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
-    )
+        if isinstance(param.equal, cst.AssignEqual):
+            return param.equal
+    return cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
