@@ -94,4 +94,7 @@ def write_backup(flavour: Flavour, originals: dict[str, bytes], manifest: Manife
 
 
 def remove_backup(flavour: Flavour) -> None:
-    shutil.rmtree(backup_folder(flavour), ignore_errors=True)
+    """Manifest first: a backup without its manifest is never trusted or restored."""
+    folder = backup_folder(flavour)
+    (folder / "manifest.json").unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)

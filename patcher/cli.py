@@ -61,6 +61,14 @@ timeout_option = click.option(
     metavar="SECONDS",
     help="Fail a verification run that takes longer than this.",
 )
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=300,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another convlstm-patch working on the same environment.",
+)
 backend_option = click.option(
     "--backend",
     "backends",
@@ -81,7 +89,10 @@ def main():
 def status(target):
     """Show each Keras found, its files and whether they are patched."""
     from patcher.state import inspect
+    from patcher.workflow import recover_if_possible
 
+    for note in recover_if_possible(target.flavours):
+        click.echo(f"note: {note}", err=True)
     for flavour in target.flavours:
         state = inspect(flavour)
         layout = flavour.layout.label if flavour.layout else "unknown layout"
@@ -96,9 +107,11 @@ def status(target):
 @click.option("--force", is_flag=True, help="Patch even files that differ from the distribution's RECORD.")
 @click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing.")
 @click.option("--no-verify", is_flag=True, help="Skip the verification run after patching.")
+@click.option("--strict", is_flag=True, help="Refuse a Keras version this tool has no hash lock for.")
 @backend_option
 @timeout_option
-def apply(target, force, dry_run, no_verify, backends, timeout):
+@lock_timeout_option
+def apply(target, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
     """Back up the ConvLSTM source, patch it, verify it, roll back on failure."""
     from patcher.workflow import apply_all
 
@@ -107,9 +120,11 @@ def apply(target, force, dry_run, no_verify, backends, timeout):
         force=force,
         dry_run=dry_run,
         check=not no_verify,
+        strict=strict,
         python=target.python,
         backends=backends,
         timeout=timeout,
+        lock_timeout=lock_timeout,
         on_progress=_progress,
     )
     for outcome in outcomes:
@@ -159,12 +174,43 @@ def verify(target, backends, timeout, as_json):
 
 @main.command()
 @target_options
-@click.option("--force", is_flag=True, help="Restore even files edited by hand after patching.")
-def revert(target, force):
-    """Restore the original ConvLSTM source from the backup, byte for byte."""
-    from patcher.operations import revert as revert_patch
+@click.option("--strict", is_flag=True, help="A version with no lock is a failure (exit 1), not exit 10.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+def check(target, strict, as_json):
+    """In CI: does the patch match the installed Keras version's hash lock?"""
+    from patcher.checking import DRIFT, NO_LOCK, UNSUPPORTED, check as check_flavour
 
-    for outcome in [revert_patch(flavour, force=force) for flavour in target.flavours]:
+    results = [check_flavour(flavour) for flavour in target.flavours]
+    if as_json:
+        click.echo(json.dumps({"results": [_check_json(result) for result in results]}, indent=2))
+    else:
+        for result in results:
+            click.echo(f"{result.flavour.key}: {result.status}" + (f" ({result.state})" if result.state else ""))
+            for problem in result.problems:
+                click.echo(f"  {problem}")
+    statuses = {result.status for result in results}
+    if DRIFT in statuses or (strict and NO_LOCK in statuses):
+        failed = next(result for result in results if result.status in (DRIFT, NO_LOCK))
+        raise errors.CheckFailed(
+            f"{failed.flavour.key}: {failed.problems[0]}; do not apply until convlstm-patch supports it"
+        )
+    if UNSUPPORTED in statuses:
+        failed = next(result for result in results if result.status == UNSUPPORTED)
+        raise errors.Unsupported(f"{failed.problems[0]} (see README, 'Supported Keras versions')")
+    if NO_LOCK in statuses:
+        failed = next(result for result in results if result.status == NO_LOCK)
+        raise errors.NoLock(f"{failed.problems[0]}; apply still works and relies on verification (--strict: fail)")
+
+
+@main.command()
+@target_options
+@click.option("--force", is_flag=True, help="Restore even files edited by hand after patching.")
+@lock_timeout_option
+def revert(target, force, lock_timeout):
+    """Restore the original ConvLSTM source from the backup, byte for byte."""
+    from patcher.workflow import revert_all
+
+    for outcome in revert_all(target.flavours, force=force, lock_timeout=lock_timeout):
         _echo_warnings(outcome)
         if outcome.action == "nothing-to-revert":
             click.echo(f"{outcome.flavour.key}: not patched, nothing to revert")
@@ -197,6 +243,16 @@ def _report_json(report) -> dict:
         "backend": report.backend,
         "passed": report.passed,
         "checks": [vars(check) for check in report.checks],
+    }
+
+
+def _check_json(result) -> dict:
+    return {
+        "distribution": result.flavour.distribution,
+        "version": result.flavour.version,
+        "status": result.status,
+        "state": result.state,
+        "problems": result.problems,
     }
 
 

@@ -41,5 +41,17 @@ class BackupProblem(PatchError):
     exit_code = 8
 
 
+class Busy(PatchError):
+    exit_code = 11
+
+
 class VerificationFailed(PatchError):
     exit_code = 9
+
+
+class CheckFailed(PatchError):
+    exit_code = 1
+
+
+class NoLock(PatchError):
+    exit_code = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from patcher import errors
+from patcher import errors, transaction
 from patcher.backup import (
     BackedUpFile,
     Manifest,
@@ -62,7 +62,7 @@ def prepare(flavour: Flavour, *, force: bool = False) -> Prepared:
             f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}` "
             "or patch it anyway with --force"
         )
-    return Prepared(state, tuple(plan(flavour, _originals(flavour, state))))
+    return Prepared(state, tuple(plan(flavour, original_sources(flavour, state))))
 
 
 def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
@@ -79,12 +79,13 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
     )
     existing = prepared.state.manifest
     fresh_backup = existing is None or existing.files != manifest.files
-    if fresh_backup:
-        # A good backup of this version is never overwritten with other bytes:
-        # the originals were read from it when it existed.
-        write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
+    transaction.begin(flavour, "apply", fresh_backup)
     written: list[PlannedFile] = []
     try:
+        if fresh_backup:
+            # A good backup of this version is never overwritten with other
+            # bytes: the originals were read from it when it existed.
+            write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
         for item in planned:
             if item.target.path.read_bytes() != item.patched:
                 atomic_write(item.target.path, item.patched)
@@ -97,7 +98,9 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
             remove_bytecode(item.target.path)
         if fresh_backup and existing is None:
             remove_backup(flavour)
+        transaction.end(flavour)
         raise
+    transaction.end(flavour)
     return Outcome(flavour, "patched", [item.target.relative for item in written], warnings)
 
 
@@ -120,7 +123,8 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
                 f"{file.target.relative} of {flavour.key} was edited after patching; "
                 "revert with --force to discard that edit"
             )
-    originals = _backed_up(flavour, manifest)
+    originals = backed_up_sources(flavour, manifest)
+    transaction.begin(flavour, "revert")
     restored = []
     for file in state.files:
         data = originals[file.target.relative]
@@ -134,6 +138,7 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
         if file.target.record_sha256 and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
     ]
     remove_backup(flavour)
+    transaction.end(flavour)
     return Outcome(flavour, "reverted", restored, warnings)
 
 
@@ -142,13 +147,13 @@ def diff(flavour: Flavour) -> Outcome:
     state = inspect(flavour)
     _require_supported(state)
     if state.manifest is not None:
-        originals = _backed_up(flavour, state.manifest)
+        originals = backed_up_sources(flavour, state.manifest)
         items = [
             PlannedFile(file.target, originals[file.target.relative], file.target.path.read_bytes(), ())
             for file in state.files
         ]
         return Outcome(flavour, "patched", [item.target.relative for item in items], [], _diffs(items))
-    planned = plan(flavour, _originals(flavour, state))
+    planned = plan(flavour, original_sources(flavour, state))
     return Outcome(flavour, "would-patch", [item.target.relative for item in planned], [], _diffs(planned))
 
 
@@ -161,14 +166,14 @@ def _require_supported(state: FlavourState) -> None:
         )
 
 
-def _originals(flavour: Flavour, state: FlavourState) -> dict[str, bytes]:
+def original_sources(flavour: Flavour, state: FlavourState) -> dict[str, bytes]:
     """The pre-patch bytes: from the backup when there is one, else the live files."""
     if state.manifest is not None:
-        return _backed_up(flavour, state.manifest)
+        return backed_up_sources(flavour, state.manifest)
     return {file.target.relative: file.target.path.read_bytes() for file in state.files}
 
 
-def _backed_up(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
+def backed_up_sources(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
     """Backup contents, each checked against the manifest (and RECORD)."""
     originals = {}
     for target in flavour.files:

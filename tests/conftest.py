@@ -14,6 +14,7 @@ import pytest
 
 FLAVOURS = ("keras", "tf_keras")
 ROOT = Path(__file__).resolve().parent.parent
+LOCK_FILE = Path(".convlstm-patch/lock")
 
 
 def installed(name: str) -> metadata.Distribution:
@@ -51,11 +52,15 @@ def hashes(paths: list[Path]) -> dict[Path, str]:
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (to prove nothing changed)."""
+    """sha256 of every file under ``folder`` (to prove nothing changed).
+
+    The environment's (empty) lock file is left out: like any lock file it
+    stays after the first run, by design.
+    """
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file() and "__pycache__" not in path.parts and path.relative_to(folder) != LOCK_FILE
     }
 
 
