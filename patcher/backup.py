@@ -36,6 +36,9 @@ class Manifest:
     tool_version: str
     created: str
     files: tuple[BackedUpFile, ...]
+    # The originals were patched with --force although they differed from
+    # RECORD; otherwise a backup that does not match RECORD is never restored.
+    forced: bool = False
 
     def file(self, relative: str) -> BackedUpFile | None:
         return next((entry for entry in self.files if entry.path == relative), None)
@@ -54,7 +57,9 @@ def backup_copy(flavour: Flavour, relative: str) -> Path:
 
 
 def new_manifest(flavour: Flavour, files: tuple[BackedUpFile, ...]) -> Manifest:
+    record = {target.relative: target.record_sha256 for target in flavour.files}
     return Manifest(
+        forced=any(record.get(entry.path) not in (None, entry.before) for entry in files),
         distribution=flavour.distribution,
         version=flavour.version,
         layout=flavour.layout.name,
@@ -94,7 +99,21 @@ def write_backup(flavour: Flavour, originals: dict[str, bytes], manifest: Manife
 
 
 def remove_backup(flavour: Flavour) -> None:
+    remove_backup_folder(backup_folder(flavour))
+
+
+def remove_backup_folder(folder: Path) -> None:
     """Manifest first: a backup without its manifest is never trusted or restored."""
-    folder = backup_folder(flavour)
     (folder / "manifest.json").unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def stale_backups(flavour: Flavour) -> list[Path]:
+    """Backups of other versions of this distribution: left by an upgrade."""
+    root = backups_root(flavour.site)
+    prefix = f"{flavour.distribution}-"
+    return sorted(
+        folder
+        for folder in root.glob(f"{prefix}*")
+        if folder.is_dir() and folder.name != flavour.key and folder.name[len(prefix) :][:1].isdigit()
+    )

@@ -88,7 +88,7 @@ def main():
 @target_options
 def status(target):
     """Show each Keras found, its files and whether they are patched."""
-    from patcher.state import inspect
+    from patcher.state import explain, inspect
     from patcher.workflow import recover_if_possible
 
     for note in recover_if_possible(target.flavours):
@@ -100,6 +100,8 @@ def status(target):
         for file in state.files:
             note = f"  ({file.note})" if file.note else ""
             click.echo(f"  {file.state:<9} {file.target.relative}{note}")
+        for note in explain(state):
+            click.echo(f"  note: {note}")
 
 
 @main.command()
@@ -216,6 +218,20 @@ def revert(target, force, lock_timeout):
             click.echo(f"{outcome.flavour.key}: not patched, nothing to revert")
         else:
             click.echo(f"{outcome.flavour.key}: restored {len(outcome.files)} files")
+
+
+@main.command()
+@target_options
+@lock_timeout_option
+def clean(target, lock_timeout):
+    """Delete backups of versions no longer installed (they are never restored)."""
+    from patcher.workflow import clean_stale
+
+    removed = clean_stale(target.flavours, lock_timeout=lock_timeout)
+    for folder in removed:
+        click.echo(f"removed stale backup {folder}")
+    if not removed:
+        click.echo("no stale backups")
 
 
 @main.command()

@@ -55,3 +55,7 @@ class CheckFailed(PatchError):
 
 class NoLock(PatchError):
     exit_code = 10
+
+
+class UnsafePath(PatchError):
+    exit_code = 12

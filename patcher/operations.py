@@ -174,7 +174,7 @@ def original_sources(flavour: Flavour, state: FlavourState) -> dict[str, bytes]:
 
 
 def backed_up_sources(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
-    """Backup contents, each checked against the manifest (and RECORD)."""
+    """Backup contents, each checked against the manifest and RECORD."""
     originals = {}
     for target in flavour.files:
         entry = manifest.file(target.relative)
@@ -184,12 +184,16 @@ def backed_up_sources(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
         except OSError:
             data = None
         if entry is None or data is None or sha256_hex(data) != entry.before:
-            raise errors.BackupProblem(
-                f"the backup of {target.relative} in {backup_folder(flavour)} is missing or does not match "
-                f"its manifest; nothing was changed. Restore Keras with "
-                f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}`"
-            )
-        originals[target.relative] = data
+            problem = "is missing or does not match its manifest"
+        elif target.record_sha256 not in (None, entry.before) and not manifest.forced:
+            problem = f"does not match the RECORD of {flavour.key}"
+        else:
+            originals[target.relative] = data
+            continue
+        raise errors.BackupProblem(
+            f"the backup of {target.relative} in {backup_folder(flavour)} {problem}; nothing was changed. "
+            f"Restore Keras with `pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}`"
+        )
     return originals
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from patcher.backup import Manifest, read_manifest
+from patcher.backup import Manifest, read_manifest, stale_backups
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.marker import MARKER_PREFIX
@@ -79,3 +79,27 @@ def _file_state(target: TargetFile, manifest: Manifest | None) -> FileState:
 def _has_marker(data: bytes) -> bool:
     head = data[:4096].decode("utf-8", "replace")
     return any(line.startswith(MARKER_PREFIX) for line in head.splitlines()[:3])
+
+
+def explain(state: FlavourState) -> list[str]:
+    """Why the flavour is in its state, and what to do, for `status`."""
+    flavour, notes = state.flavour, []
+    stale = stale_backups(flavour)
+    if state.state == PRISTINE and state.manifest is not None:
+        notes.append(
+            f"the patch is gone: the files were reinstalled since convlstm-patch patched them "
+            f"({state.manifest.created}); run `convlstm-patch apply` to patch them again"
+        )
+    elif state.state == PRISTINE and stale:
+        versions = ", ".join(folder.name[len(flavour.distribution) + 1 :] for folder in stale)
+        notes.append(
+            f"the patch is gone: {flavour.distribution} was upgraded from {versions} to {flavour.version} "
+            "(pip replaced the patched files); run `convlstm-patch apply`"
+        )
+    elif state.state == PARTIAL:
+        notes.append("some files are patched and some are not; run `convlstm-patch apply` or `revert` to settle them")
+    notes.extend(
+        f"stale backup of a version no longer installed: {folder} (never restored; remove with `convlstm-patch clean`)"
+        for folder in stale
+    )
+    return notes

@@ -85,6 +85,25 @@ def recover(flavour: Flavour) -> str | None:
     return f"recovered an interrupted {journal.operation}: files restored to their originals"
 
 
+def refuse_symlinks(flavours: list[Flavour]) -> None:
+    """Never follow a symlink out of the Keras package or the backup folder.
+
+    The site folder itself is already resolved, so any difference between a
+    path and its resolved form is a link below it.
+    """
+    for flavour in flavours:
+        state_folder = flavour.site / STATE_FOLDER
+        paths = [target.path for target in flavour.files]
+        if state_folder.exists():
+            paths += [state_folder, *state_folder.rglob("*")]
+        for path in paths:
+            if (path.exists() or path.is_symlink()) and path.resolve() != path.absolute():
+                raise errors.UnsafePath(
+                    f"{path} is or passes through a symlink (to {path.resolve()}); convlstm-patch never writes "
+                    "through links. Replace the link with the real folder or file, then run again"
+                )
+
+
 @contextlib.contextmanager
 def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
     """Hold the lock of every environment folder involved (in a fixed order)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from patcher import errors
+from patcher.backup import remove_backup_folder, stale_backups
 from patcher.environment import Flavour
 from patcher.locks import load_lock
 from patcher.operations import Outcome, commit, prepare, revert
-from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover
+from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover, refuse_symlinks
 from patcher.verification import DEFAULT_TIMEOUT, Report, verify
 
 
@@ -34,6 +36,7 @@ def apply_all(
     """
     if dry_run:
         return _apply(flavours, force=force, dry_run=True, strict=strict), []
+    refuse_symlinks(flavours)
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
         outcomes = _apply(flavours, force=force, dry_run=False, strict=strict)
@@ -46,10 +49,20 @@ def apply_all(
 def revert_all(
     flavours: list[Flavour], *, force: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 ) -> list[Outcome]:
+    refuse_symlinks(flavours)
     with exclusive(flavours, lock_timeout):
         for flavour in flavours:
             recover(flavour)
         return [revert(flavour, force=force) for flavour in flavours]
+
+
+def clean_stale(flavours: list[Flavour], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Path]:
+    refuse_symlinks(flavours)
+    with exclusive(flavours, lock_timeout):
+        removed = [folder for flavour in flavours for folder in stale_backups(flavour)]
+        for folder in removed:
+            remove_backup_folder(folder)
+    return removed
 
 
 def recover_if_possible(flavours: list[Flavour]) -> list[str]:
@@ -57,9 +70,10 @@ def recover_if_possible(flavours: list[Flavour]) -> list[str]:
     if not any(journal_path(flavour).exists() for flavour in flavours):
         return []  # the common case: touch nothing, create no lock file
     try:
+        refuse_symlinks(flavours)
         with exclusive(flavours, timeout=0):
             return [note for note in map(recover, flavours) if note]
-    except (errors.Busy, errors.WriteFailed):
+    except (errors.Busy, errors.WriteFailed, errors.UnsafePath):
         return []
 
 

@@ -1,0 +1,197 @@
+"""Regenerate patches/locks/<distribution>/<version>.json from the released wheels.
+
+For every final release of keras (2.0.0 up) and tf_keras (2.14.1 up) on the
+index, or only those given with --versions: download the archive once into a
+cache outside the repository (pip download --no-deps), unpack its dist-info
+and ConvLSTM sources into a temporary folder, run the transform, and write
+the lock: each file's pristine sha256 (checked against the wheel's RECORD),
+the sha256 of our output, and the tool version. With --check nothing is
+written and every lock that is missing or differs is listed.
+
+Exit status 1 when a version fails to download or transform, the transform
+warns, or (--check) a lock is missing or out of date.
+
+    python scripts/update_locks.py                       # every release
+    python scripts/update_locks.py --versions keras==3.15.1 tf-keras==2.21.0
+    python scripts/update_locks.py --check               # CI: are the locks current?
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for folder in (ROOT, ROOT / "scripts"):  # the checkout's patcher, and wheels.py beside us
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+import wheels  # noqa: E402
+from patcher.environment import FLAVOURS, find_flavours  # noqa: E402
+from patcher.hashing import sha256_hex  # noqa: E402
+from patcher.locks import Lock, dump_lock, lock_path, new_lock  # noqa: E402
+from patcher.spec import layouts  # noqa: E402
+
+LOCKS = ROOT / "patches" / "locks"
+# Every file any layout patches, for either package: what we unpack.
+CANDIDATES = {rel for layout in layouts() for package in FLAVOURS.values() for rel, _ in layout.paths_for(package)}
+
+
+class LockError(Exception):
+    """An archive we cannot make a lock from."""
+
+
+@dataclass(frozen=True)
+class Computed:
+    lock: Lock
+    planned: tuple  # patcher.planning.PlannedFile: original and patched bytes
+    record: dict[str, str | None]  # relative path -> sha256 hex in the archive's RECORD
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{item.target.relative}: {warning}" for item in self.planned for warning in item.warnings]
+
+
+def compute(archive: Path) -> Computed:
+    """Transform one archive's ConvLSTM sources in memory; raise LockError or TransformFailed."""
+    from patcher.planning import plan
+
+    with tempfile.TemporaryDirectory(prefix="convlstm-lock-") as tmp:
+        wheels.extract(archive, Path(tmp), CANDIDATES)
+        flavours = find_flavours([tmp])
+        if len(flavours) != 1:
+            raise LockError(f"{archive.name}: found {len(flavours)} keras/tf_keras distributions, expected 1")
+        (flavour,) = flavours
+        if flavour.layout is None:
+            defining = wheels.layer_sources_containing(archive, "class ConvLSTM")
+            if defining:
+                raise LockError(f"{defining[0]} defines ConvLSTM but matches no layout of patches/layouts.toml")
+            return Computed(new_lock(flavour, []), (), {})
+        originals = {target.relative: target.path.read_bytes() for target in flavour.files}
+    record = {target.relative: target.record_sha256 for target in flavour.files}
+    for relative, data in originals.items():
+        if record[relative] != sha256_hex(data):
+            raise LockError(f"{relative}: sha256 differs from the archive's RECORD ({record[relative]})")
+    planned = tuple(plan(flavour, originals))
+    for item in planned:
+        compile(item.patched, item.target.relative, "exec", dont_inherit=True)
+    return Computed(new_lock(flavour, planned), planned, record)
+
+
+def compute_lock(archive: Path) -> Lock:
+    return compute(archive).lock
+
+
+def _attempt(archive: Path) -> Computed | str:
+    try:
+        return compute(archive)
+    except Exception as error:  # noqa: BLE001 - report every version, whatever breaks
+        return f"{type(error).__name__}: {error}"
+
+
+def compute_all(found: dict[tuple[str, str], Path], jobs: int | None = None) -> dict[tuple[str, str], Computed | str]:
+    """compute() of every archive, in worker processes (libcst is CPU-bound); a failure is its reason."""
+    pairs = list(found)
+    jobs = jobs or os.cpu_count() or 1
+    if jobs == 1 or len(pairs) < 2:
+        return {pair: _attempt(found[pair]) for pair in pairs}
+    # spawn, not fork: the caller (pytest) may have TensorFlow's threads running
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pairs)), mp_context=context) as pool:
+        return dict(zip(pairs, pool.map(_attempt, [found[pair] for pair in pairs], chunksize=4)))
+
+
+def releases(requested: list[str] | None) -> list[tuple[str, str]]:
+    """(distribution, version) pairs: the --versions given, else every listed release."""
+    if requested:
+        pairs = []
+        for item in requested:
+            name, sep, version = item.partition("==")
+            if not sep or wheels.canonical(name) not in wheels.FLOORS or not version:
+                raise SystemExit(f"--versions: expected keras==X or tf-keras==X, got {item!r}")
+            pairs.append((wheels.canonical(name), version))
+        return pairs
+    return [(name, version) for name in wheels.FLOORS for version in wheels.listed_versions(name)]
+
+
+def archives(pairs: list[tuple[str, str]], cache: Path, jobs: int = 4) -> tuple[dict, dict]:
+    """Download what is missing; ({release: archive path}, {release: failure reason})."""
+    failures = wheels.download(pairs, cache, jobs)
+    have = wheels.cached(cache)
+    return {pair: have[pair] for pair in pairs if pair in have and pair not in failures}, failures
+
+
+def describe(lock: Lock) -> str:
+    if not lock.supported:
+        return "unsupported (no ConvLSTM source of its own)"
+    return f"{lock.layout}, {len(lock.files)} files"
+
+
+def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, locks: Path = LOCKS) -> int:
+    found, failures = archives(pairs, cache, jobs)
+    results = compute_all(found)
+    counts = dict.fromkeys(("ok", "written", "missing", "differs", "FAILED", "warned"), 0)
+    for pair in pairs:
+        label = f"{pair[0]} {pair[1]}"
+        if pair in failures:
+            counts["FAILED"] += 1
+            print(f"{label}: FAILED {failures[pair]}")
+            continue
+        computed = results[pair]
+        if isinstance(computed, str):
+            counts["FAILED"] += 1
+            print(f"{label}: FAILED {computed}")
+            continue
+        path = lock_path(*pair, root=locks)
+        text = dump_lock(computed.lock)
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current == text:
+            status = "ok"
+        elif check:
+            status = "missing" if current is None else "differs"
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            status = "written"
+        counts[status] += 1
+        line = f"{label}: {status} ({describe(computed.lock)})"
+        if computed.warnings:
+            counts["warned"] += 1
+            line += "; WARNING " + "; ".join(computed.warnings)
+        print(line)
+    summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count or name == "FAILED")
+    print(f"{len(pairs)} versions: {summary}")
+    bad = counts["FAILED"] + counts["warned"] + counts["missing"] + counts["differs"]
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Archives are cached in $CONVLSTM_PATCH_WHEEL_CACHE (now {wheels.cache_dir()}).",
+    )
+    parser.add_argument("--versions", nargs="+", metavar="DIST==VERSION", help="only these releases, e.g. keras==3.15.1")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any lock is missing or differs")
+    parser.add_argument("--cache", type=Path, default=None, help="archive cache folder (overrides the variable)")
+    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        pairs = releases(args.versions)
+    except RuntimeError as error:
+        print(f"cannot list the releases: {error}", file=sys.stderr)
+        return 2
+    status = run(pairs, args.cache or wheels.cache_dir(), args.check, args.jobs)
+    print(f"done in {time.monotonic() - started:.1f}s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Run the convlstm-patch CLI, SIGKILLing itself before its k-th file operation.
+
+    FAULT_AT=k python fault_launcher.py apply --keras-root DIR ...
+
+Every call that changes the file system (os.replace, os.unlink, os.rmdir,
+os.mkdir, os.fsync, os.chmod) counts as one operation. FAULT_AT=0 never kills
+and prints the number of operations on stderr as `operations: N`, so the
+tests know which k to try.
+"""
+
+import atexit
+import os
+import signal
+import sys
+
+FAULT_AT = int(os.environ.get("FAULT_AT", "0"))
+count = 0
+
+
+def counted(function):
+    def wrapper(*args, **kwargs):
+        global count
+        count += 1
+        if count == FAULT_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+for name in ("replace", "unlink", "rmdir", "mkdir", "fsync", "chmod"):
+    setattr(os, name, counted(getattr(os, name)))
+atexit.register(lambda: print(f"operations: {count}", file=sys.stderr))
+
+from patcher.cli import main  # noqa: E402  (after the patching above, on purpose)
+
+main()

@@ -1,0 +1,237 @@
+"""Never lose or corrupt a Keras install: kills at every step, concurrency,
+upgrades, bytecode, symlinks. Every trial ends all-pristine or all-patched.
+"""
+
+from __future__ import annotations
+
+import os
+import py_compile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, hashes, run_in_site, target_files, tree_hashes
+from patcher.cli import main
+
+LAUNCHER = str(Path(__file__).parent / "scripts" / "fault_launcher.py")
+CELL = "keras/src/layers/rnn/conv_lstm.py"
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def launch(site: Path, fault_at: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FAULT_AT": str(fault_at), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, LAUNCHER, *args, "--keras-root", str(site), "--only", "keras"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def operations(completed: subprocess.CompletedProcess) -> int:
+    line = next(line for line in completed.stderr.splitlines() if line.startswith("operations: "))
+    return int(line.split()[1])
+
+
+@pytest.fixture
+def states(site):
+    """(pristine hashes, patched hashes) of the keras target files of ``site``."""
+    files = target_files(site, "keras")
+    pristine = hashes(files)
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    patched = hashes(files)
+    assert cli("revert", "--keras-root", str(site), "--only", "keras").exit_code == 0
+    assert hashes(files) == pristine
+    return files, pristine, patched
+
+
+def settled(files, pristine, patched) -> str:
+    now = hashes(files)
+    assert now in (pristine, patched), "files are neither all pristine nor all patched"
+    return "pristine" if now == pristine else "patched"
+
+
+@pytest.mark.parametrize("command", [pytest.param("apply", id="kill-apply"), pytest.param("revert", id="kill-revert")])
+def test_sigkill_at_every_file_operation(site, states, command):
+    files, pristine, patched = states
+    extra = ["--no-verify"] if command == "apply" else []
+    setup = "revert" if command == "apply" else "apply"
+
+    def prepare():
+        cli(setup, "--keras-root", str(site), "--only", "keras", *(["--no-verify"] if setup == "apply" else []))
+
+    prepare()
+    total = operations(launch(site, 0, command, *extra))
+    assert total > 10
+    seen = set()
+    for k in range(1, total + 1):
+        prepare()
+        killed = launch(site, k, command, *extra)
+        assert killed.returncode == -9, (k, killed.stderr[-500:])
+        # The next command recovers by itself and finds a settled flavour.
+        status = cli("status", "--keras-root", str(site), "--only", "keras")
+        assert status.exit_code == 0, (k, status.output)
+        seen.add(settled(files, pristine, patched))
+        follow_up = ("apply", "--no-verify") if k % 2 else ("revert",)
+        assert cli(follow_up[0], "--keras-root", str(site), "--only", "keras", *follow_up[1:]).exit_code == 0
+        assert settled(files, pristine, patched) == ("patched" if k % 2 else "pristine")
+    cli("revert", "--keras-root", str(site), "--only", "keras")
+    assert hashes(files) == pristine
+    assert not list(site.rglob("*.tmp"))
+    print(f"{command}: {total} kill points, states seen after recovery: {sorted(seen)}")
+    assert seen == {"pristine", "patched"} if command == "revert" else "pristine" in seen
+
+
+def test_concurrent_apply_and_revert_never_interleave(site, states):
+    files, pristine, patched = states
+    for _ in range(3):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "patcher", command, "--keras-root", str(site), "--only", "keras"]
+                + (["--no-verify"] if command == "apply" else []),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for command in ["apply", "revert"] * 4
+        ]
+        for process in processes:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr
+        settled(files, pristine, patched)
+    cli("revert", "--keras-root", str(site), "--only", "keras")
+    assert hashes(files) == pristine
+
+
+def test_lock_held_elsewhere_fails_clearly(site):
+    import filelock
+
+    folder = site / ".convlstm-patch"
+    folder.mkdir()
+    before = tree_hashes(site)
+    with filelock.FileLock(str(folder / "lock")):
+        result = cli("apply", "--keras-root", str(site), "--no-verify", "--lock-timeout", "0.5")
+    assert result.exit_code == 11
+    assert "another convlstm-patch" in result.stderr
+    assert tree_hashes(site) == before
+
+
+def simulate_upgrade(site: Path, new_version: str) -> None:
+    """What `pip install -U keras` does to our files: new dist-info, fresh sources."""
+    backup = next((site / ".convlstm-patch" / "backups").glob("keras-*")) / "files"
+    for copy in backup.rglob("*.py"):
+        shutil.copyfile(copy, site / copy.relative_to(backup))
+    (old_info,) = site.glob("keras-*.dist-info")
+    metadata = (old_info / "METADATA").read_text()
+    old_version = old_info.name[len("keras-") : -len(".dist-info")]
+    new_info = site / f"keras-{new_version}.dist-info"
+    old_info.rename(new_info)
+    (new_info / "METADATA").write_text(metadata.replace(f"Version: {old_version}", f"Version: {new_version}", 1))
+
+
+def test_upgrade_is_detected_and_stale_backup_never_restored(site):
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    simulate_upgrade(site, "99.0.0")
+    status = cli("status", "--keras-root", str(site), "--only", "keras").output
+    assert "keras 99.0.0" in status and ": pristine" in status
+    assert "the patch is gone: keras was upgraded from" in status
+    assert "stale backup of a version no longer installed" in status
+    # revert must not restore the old version's backup over the new one
+    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    assert "not patched, nothing to revert" in result.output
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert (site / ".convlstm-patch" / "backups" / "keras-99.0.0" / "manifest.json").exists()
+    cleaned = cli("clean", "--keras-root", str(site), "--only", "keras")
+    assert "removed stale backup" in cleaned.output
+    assert [folder.name for folder in (site / ".convlstm-patch" / "backups").iterdir()] == ["keras-99.0.0"]
+    assert cli("revert", "--keras-root", str(site), "--only", "keras").exit_code == 0
+
+
+def test_force_reinstall_is_detected(site):
+    files = target_files(site, "keras")
+    pristine = {path: path.read_bytes() for path in files}
+    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    for path, data in pristine.items():  # what --force-reinstall does
+        path.write_bytes(data)
+    status = cli("status", "--keras-root", str(site), "--only", "keras").output
+    assert "the patch is gone: the files were reinstalled" in status
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert "patched" in cli("status", "--keras-root", str(site), "--only", "keras").output.splitlines()[0]
+
+
+def test_unchecked_hash_bytecode_never_hides_the_new_source(site):
+    probe = "import inspect, keras; print('activation_i' in inspect.signature(keras.layers.ConvLSTM2D).parameters)"
+
+    def compile_unchecked():
+        for path in target_files(site, "keras"):
+            py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH, doraise=True)
+
+    compile_unchecked()
+    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    assert run_in_site(site, "-c", probe).stdout.strip().splitlines()[-1] == "True"
+    compile_unchecked()
+    cli("revert", "--keras-root", str(site), "--only", "keras")
+    assert run_in_site(site, "-c", probe).stdout.strip().splitlines()[-1] == "False"
+
+
+def test_symlinked_target_is_refused(site, tmp_path):
+    outside = tmp_path / "elsewhere.py"
+    shutil.copyfile(site / CELL, outside)
+    (site / CELL).unlink()
+    (site / CELL).symlink_to(outside)
+    before, outside_before = tree_hashes(site), outside.read_bytes()
+    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--force")
+    assert result.exit_code == 12
+    assert "symlink" in result.stderr and "never writes through links" in result.stderr
+    assert tree_hashes(site) == before and outside.read_bytes() == outside_before
+
+
+def test_symlinked_backup_folder_is_refused(site, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (site / ".convlstm-patch").symlink_to(elsewhere)
+    before = tree_hashes(site)
+    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    assert result.exit_code == 12
+    assert tree_hashes(site) == before and not any(elsewhere.iterdir())
+
+
+def test_missing_backup_file_is_never_restored(site):
+    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    (copy,) = list((site / ".convlstm-patch").rglob("conv_lstm2d.py"))
+    copy.unlink()
+    before = tree_hashes(site)
+    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    assert result.exit_code == 8
+    assert "is missing or does not match its manifest" in result.stderr
+    assert tree_hashes(site) == before
+
+
+def test_backup_that_does_not_match_record_is_never_restored(site):
+    # Backup file and manifest both rewritten consistently: only RECORD can tell.
+    import hashlib
+    import json
+
+    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    (copy,) = list((site / ".convlstm-patch").rglob("conv_lstm3d.py"))
+    copy.write_bytes(copy.read_bytes() + b"\n# injected\n")
+    manifest_path = next((site / ".convlstm-patch").rglob("manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        if entry["path"].endswith("conv_lstm3d.py"):
+            entry["before"] = hashlib.sha256(copy.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    before = tree_hashes(site)
+    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    assert result.exit_code == 8
+    assert "does not match the RECORD" in result.stderr
+    assert tree_hashes(site) == before
