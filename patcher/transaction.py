@@ -63,6 +63,7 @@ def read_journal(flavour: Flavour) -> Journal | None:
 
 def recover(flavour: Flavour) -> str | None:
     """Undo an interrupted apply or finish an interrupted revert; say what was done."""
+    _sweep_temp_files(flavour)
     journal = read_journal(flavour)
     if journal is None:
         return None
@@ -78,9 +79,6 @@ def recover(flavour: Flavour) -> str | None:
                 remove_bytecode(target.path)
     if manifest is None or journal.operation == "revert" or journal.fresh_backup:
         remove_backup(flavour)
-    for target in flavour.files:
-        for leftover in target.path.parent.glob(f".{target.path.name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
     end(flavour)
     return f"recovered an interrupted {journal.operation}: files restored to their originals"
 
@@ -102,6 +100,16 @@ def refuse_symlinks(flavours: list[Flavour]) -> None:
                     f"{path} is or passes through a symlink (to {path.resolve()}); convlstm-patch never writes "
                     "through links. Replace the link with the real folder or file, then run again"
                 )
+
+
+def _sweep_temp_files(flavour: Flavour) -> None:
+    """Delete what a killed atomic write leaves: temp files, never a real file."""
+    leftovers = [path for target in flavour.files for path in target.path.parent.glob(f".{target.path.name}.*.tmp")]
+    state_folder = flavour.site / STATE_FOLDER
+    if state_folder.is_dir():
+        leftovers += state_folder.rglob(".*.tmp")
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -57,19 +57,20 @@ VARIANTS = {
 @dataclass(frozen=True)
 class Plan:
     tool_repeats: int  # A: timed runs of each command
-    rounds: int  # B: rounds; each runs every variant once, order rotated
-    block: int  # B: timed steps per variant per round
-    warmup: int  # B: untimed steps before the first round
+    layer_budget_s: float  # B: per backend, keep adding rounds until this much time has passed...
+    min_rounds: int  # ...but at least this many (a round times one step of every variant)
+    max_rounds: int
+    warmup: int  # B: untimed steps per variant before the first round
 
     def describe(self) -> str:
         return (
-            f"A: {self.tool_repeats} runs per command; B: {self.rounds} rounds x {self.block} steps "
-            f"per variant after {self.warmup} warm-up steps"
+            f"A: {self.tool_repeats} runs per command; B: per backend {self.warmup} warm-up steps, then rounds "
+            f"of one step per variant for {self.layer_budget_s:.0f} s ({self.min_rounds}-{self.max_rounds} rounds)"
         )
 
 
-FULL = Plan(tool_repeats=7, rounds=12, block=3, warmup=3)
-QUICK = Plan(tool_repeats=3, rounds=3, block=2, warmup=2)
+FULL = Plan(tool_repeats=7, layer_budget_s=45, min_rounds=12, max_rounds=600, warmup=3)
+QUICK = Plan(tool_repeats=3, layer_budget_s=10, min_rounds=3, max_rounds=600, warmup=2)
 
 
 STARTED = time.perf_counter()
@@ -257,10 +258,10 @@ def print_tool_table(results: list[dict], repeats: int) -> None:
 
 
 def worker_main(variant: str, warmup: int) -> None:
-    """In a subprocess: build the model, warm up, then time blocks of steps on request.
+    """In a subprocess: build the model, warm up, then time steps on request.
 
-    Protocol on the real stdout: one JSON line when ready, then one per "N"
-    line read from stdin (the N step times in seconds).
+    Protocol on the real stdout: one JSON line when ready, then for every line
+    "N" read from stdin one JSON line of N [wall, cpu] step times in seconds.
     """
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     # Anything Keras or a backend prints must not corrupt the protocol.
@@ -282,12 +283,12 @@ def worker_main(variant: str, warmup: int) -> None:
     x = rng.normal(size=(BATCH, *INPUT_SHAPE)).astype("float32")
     y = rng.normal(size=(BATCH, 1)).astype("float32")
 
-    def steps(count: int) -> list[float]:
+    def steps(count: int) -> list[tuple[float, float]]:
         times = []
         for _ in range(count):
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             model.train_on_batch(x, y)  # returns the loss as a number, so the step has finished
-            times.append(time.perf_counter() - start)
+            times.append((time.perf_counter() - wall, time.process_time() - cpu))
         return times
 
     steps(warmup)
@@ -328,10 +329,11 @@ class Worker:
             raise SubprocessFailed(f"training worker {self.variant}", self.process.returncode, self.stderr_path.read_text())
         return json.loads(line)
 
-    def steps(self, count: int) -> list[float]:
-        self.process.stdin.write(f"{count}\n")
+    def step(self) -> tuple[float, float]:
+        self.process.stdin.write("1\n")
         self.process.stdin.flush()
-        return self.receive()
+        (times,) = self.receive()
+        return tuple(times)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -344,7 +346,7 @@ class Worker:
 
 
 def start_workers(backend: str, sites: dict[str, Path], home: Path, plan: Plan, logs: Path) -> dict[str, Worker]:
-    # Warm-up is untimed, so the three processes may start and compile side by side.
+    # Warm-up is untimed, so the processes may start and compile side by side.
     workers = {}
     try:
         for variant, (site_name, _, _) in VARIANTS.items():
@@ -371,34 +373,64 @@ def check_worker(worker: Worker, site: Path) -> None:
         raise SubprocessFailed(f"training worker {worker.variant}", 0, "; ".join(problems))
 
 
-def time_layers(backend: str, sites: dict[str, Path], home: Path, plan: Plan, logs: Path) -> dict[str, list[list[float]]]:
-    """Per variant, one block of step times per round; variants alternate within each round."""
+def enough_rounds(done: int, elapsed: float, plan: Plan) -> bool:
+    # Stop only after whole rotations, so each variant ran first, second and third equally often.
+    if done % len(VARIANTS):
+        return False
+    return done >= plan.max_rounds or (done >= plan.min_rounds and elapsed >= plan.layer_budget_s)
+
+
+def time_layers(backend: str, sites: dict[str, Path], home: Path, plan: Plan, logs: Path) -> dict[str, list]:
+    """Per variant, one (wall, cpu) step per round; a round steps every variant once.
+
+    Single steps in rotating order keep the variants' samples seconds apart, so
+    load from other processes, which comes and goes, falls on all of them alike.
+    """
     workers = start_workers(backend, sites, home, plan, logs)
     progress(f"B. {backend}: workers ready, timing")
-    blocks: dict[str, list[list[float]]] = {variant: [] for variant in VARIANTS}
+    samples: dict[str, list] = {variant: [] for variant in VARIANTS}
+    start = time.perf_counter()
     try:
-        for round_index in range(plan.rounds):
-            for variant in rotated(list(VARIANTS), round_index):
-                blocks[variant].append(workers[variant].steps(plan.block))
+        while not enough_rounds(len(samples["pristine"]), time.perf_counter() - start, plan):
+            for variant in rotated(list(VARIANTS), len(samples["pristine"])):
+                samples[variant].append(workers[variant].step())
     finally:
         for worker in workers.values():
             worker.stop()
-    return blocks
+    return samples
 
 
-def layer_results(blocks: dict[str, list[list[float]]]) -> dict:
-    """Ratios are medians of per-round ratios: each round pairs blocks run seconds apart."""
-    block_medians = {variant: [statistics.median(block) for block in rounds] for variant, rounds in blocks.items()}
-    targets = {"defaults": ("1.00 +/- 0.03", lambda r: abs(r - 1) <= 0.03), "five": ("<= 1.05", lambda r: r <= 1.05)}
+LAYER_TARGETS = {
+    "defaults": ("1.00 +/- 0.03", lambda ratio: abs(ratio - 1) <= 0.03),
+    "five": ("<= 1.05", lambda ratio: ratio <= 1.05),
+}
+
+
+def layer_results(samples: dict[str, list]) -> dict:
+    """Ratios are medians of per-round ratios: each round pairs steps run moments apart."""
     variants = {}
-    for variant, rounds in blocks.items():
-        steps = [step for block in rounds for step in block]
-        entry = dict(label=VARIANTS[variant][2], median_ms=statistics.median(steps) * 1e3, steps_ms=[s * 1e3 for s in steps])
-        if variant in targets:
-            ratios = [mine / base for mine, base in zip(block_medians[variant], block_medians["pristine"])]
-            text, met = targets[variant]
+    for variant, steps in samples.items():
+        wall, cpu = ([step[index] for step in steps] for index in (0, 1))
+        entry = dict(
+            label=VARIANTS[variant][2],
+            rounds=len(steps),
+            median_ms=statistics.median(wall) * 1e3,
+            cpu_median_ms=statistics.median(cpu) * 1e3,
+            wall_ms=[value * 1e3 for value in wall],
+            cpu_ms=[value * 1e3 for value in cpu],
+        )
+        if variant in LAYER_TARGETS:
+            ratios = [mine[0] / base[0] for mine, base in zip(steps, samples["pristine"])]
+            cpu_ratios = [mine[1] / base[1] for mine, base in zip(steps, samples["pristine"])]
+            text, met = LAYER_TARGETS[variant]
             ratio = statistics.median(ratios)
-            entry.update(ratio=ratio, round_ratios=ratios, quartiles=quartiles(ratios), target=text, passed=met(ratio))
+            entry.update(
+                ratio=ratio,
+                quartiles=quartiles(ratios),
+                cpu_ratio=statistics.median(cpu_ratios),
+                target=text,
+                passed=met(ratio),
+            )
         variants[variant] = entry
     return dict(variants=variants)
 
@@ -411,14 +443,15 @@ def quartiles(values: list[float]) -> tuple[float, float]:
 
 
 def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
-    shape = "x".join(map(str, INPUT_SHAPE))
-    print(f"B. Training step: Input({BATCH}, {shape}) -> ConvLSTM2D(16, 3, same) -> GAP2D -> Dense(1), MSE, SGD")
-    print(
-        f"   train_on_batch; {plan.rounds} rounds x {plan.block} steps per variant after {plan.warmup} warm-up steps,"
-        " variants alternating (order rotated each round);"
+    shape = ", ".join(map(str, INPUT_SHAPE))
+    print(f"B. Training step (train_on_batch): Input(batch {BATCH}, {shape}) -> ConvLSTM2D(16, 3, same)")
+    print("   -> GlobalAveragePooling2D -> Dense(1), MSE, SGD.  One process per variant, warmed up, then")
+    print("   rounds of one step per variant in rotating order.  ratio = median over rounds of")
+    print("   variant step / pristine step (wall time), [q1 .. q3] its spread; cpu = same with CPU time.")
+    header = (
+        f"  {'backend':<11} {'variant':<27} {'rounds':>6} {'median ms':>9}  {'ratio':>5}  "
+        f"{'[q1 .. q3]':<14}  {'cpu':>5}  {'target':<14} result"
     )
-    print("   ratio = median over rounds of (variant / pristine), [q1 .. q3] of those per-round ratios")
-    header = f"  {'backend':<11} {'variant':<27} {'median ms':>9}  {'ratio':>6}  {'[q1 .. q3]':<15} {'target':<14} result"
     print(header)
     print("  " + "-" * (len(header) - 2))
     for backend, result in results.items():
@@ -429,10 +462,13 @@ def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
         for entry in result["variants"].values():
             if "ratio" in entry:
                 low, high = entry["quartiles"]
-                cells = f"{entry['ratio']:>6.3f}  [{low:.3f} .. {high:.3f}] {entry['target']:<14} {verdict(entry['passed'])}"
+                cells = (
+                    f"{entry['ratio']:>5.3f}  [{low:.2f} .. {high:.2f}]  {entry['cpu_ratio']:>5.3f}  "
+                    f"{entry['target']:<14} {verdict(entry['passed'])}"
+                )
             else:
-                cells = f"{'-':>6}"
-            print(f"  {name:<11} {entry['label']:<27} {entry['median_ms']:>9.1f}  {cells}".rstrip())
+                cells = f"{'-':>5}"
+            print(f"  {name:<11} {entry['label']:<27} {entry['rounds']:>6} {entry['median_ms']:>9.1f}  {cells}".rstrip())
             name = ""
     print()
 
@@ -489,6 +525,19 @@ def print_failures(tools: list[dict], layers: dict[str, dict]) -> None:
         print(f"  {line}")
 
 
+def print_load_note(env: dict, load_end: float | None) -> None:
+    if env["load_average"] is None or load_end is None:
+        return
+    load = max(env["load_average"][0], load_end)
+    print(f"Load average {env['load_average'][0]:.2f} at start, {load_end:.2f} at end.")
+    if load > env["usable_cores"]:
+        # Wall times then depend on what else ran; CPU time much less so.
+        print(
+            "Note: other processes competed for the CPU during this run, so wall times are noisy;\n"
+            "      the cpu column and the [q1 .. q3] spread show how far to trust a ratio."
+        )
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -502,7 +551,7 @@ def parse_backends(text: str) -> list[str]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute or two instead of five)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions: about 2 minutes instead of 5")
     parser.add_argument(
         "--backends",
         type=parse_backends,
@@ -570,10 +619,21 @@ def main(argv: list[str]) -> int:
         print(f"Error: {failure.label} failed (exit code {failure.returncode}); last lines of its stderr:\n{tail}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print_failures(tools, layers)
+    print_load_note(env, load_end)
     print(f"Total time {elapsed:.0f} s.")
     if args.json:
-        document = dict(command=command, environment=env, plan=vars(plan), quick=args.quick, elapsed_s=elapsed, tool=tools, layers=layers)
+        document = dict(
+            command=command,
+            environment=env,
+            load_average_end=load_end,
+            plan=vars(plan),
+            quick=args.quick,
+            elapsed_s=elapsed,
+            tool=tools,
+            layers=layers,
+        )
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"Numbers written to {args.json}.")
     return 0

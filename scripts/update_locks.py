@@ -115,7 +115,7 @@ def releases(requested: list[str] | None) -> list[tuple[str, str]]:
         for item in requested:
             name, sep, version = item.partition("==")
             if not sep or wheels.canonical(name) not in wheels.FLOORS or not version:
-                raise SystemExit(f"--versions: expected keras==X or tf-keras==X, got {item!r}")
+                raise ValueError(f"--versions: expected keras==X or tf-keras==X, got {item!r}")
             pairs.append((wheels.canonical(name), version))
         return pairs
     return [(name, version) for name in wheels.FLOORS for version in wheels.listed_versions(name)]
@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog=f"Archives are cached in $CONVLSTM_PATCH_WHEEL_CACHE (now {wheels.cache_dir()}).",
     )
-    parser.add_argument("--versions", nargs="+", metavar="DIST==VERSION", help="only these releases, e.g. keras==3.15.1")
+    parser.add_argument(
+        "--versions", nargs="+", metavar="DIST==VERSION", help="only these, e.g. keras==3.15.1 tf-keras==2.21.0"
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any lock is missing or differs")
     parser.add_argument("--cache", type=Path, default=None, help="archive cache folder (overrides the variable)")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         pairs = releases(args.versions)
+    except ValueError as error:
+        parser.error(str(error))
     except RuntimeError as error:
         print(f"cannot list the releases: {error}", file=sys.stderr)
         return 2

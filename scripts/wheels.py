@@ -91,7 +91,7 @@ def download_one(distribution: str, version: str, dest: Path) -> str | None:
     """``pip download --no-deps`` one release into ``dest``; the failure reason, or None."""
     spec = f"{PIP_NAMES[distribution]}=={version}"
     try:
-        completed = _pip("download", "--no-deps", "--no-build-isolation", "--progress-bar", "off", "-d", str(dest), spec)
+        completed = _pip("download", "--no-deps", "--no-build-isolation", "--progress-bar=off", "-d", str(dest), spec)
     except (OSError, subprocess.SubprocessError) as error:
         return f"pip download {spec}: {error}"
     if completed.returncode != 0:

@@ -25,6 +25,7 @@ from patcher.locks import dump_lock, known_versions, load_lock, lock_path  # noq
 
 LOCKS = update_locks.LOCKS
 COMMITTED = [(name, version) for name in wheels.FLOORS for version in known_versions(name, LOCKS)]
+# the five parameters: each patched file must mention them all
 NAMES = (b"activation_i", b"activation_o", b"recurrent_activation_f", b"recurrent_activation_i", b"recurrent_activation_o")
 
 
@@ -105,7 +106,8 @@ def test_every_release_has_a_lock():
         except RuntimeError as error:
             unavailable(f"cannot list the releases on the index: {error}")
         missing += [f"{name}=={version}" for version in listed if (name, version) not in COMMITTED]
-    assert not missing, f"no lock for {' '.join(missing)}: run python scripts/update_locks.py --versions {' '.join(missing)}"
+    listing = " ".join(missing)
+    assert not missing, f"no lock for {listing}: run python scripts/update_locks.py --versions {listing}"
 
 
 @pytest.mark.parametrize(
@@ -120,3 +122,73 @@ def test_every_release_has_a_lock():
 )
 def test_archive_key(filename, key):
     assert wheels.archive_key(Path(filename)) == key
+
+
+NEWEST_KERAS = max((pair for pair in COMMITTED if pair[0] == "keras"), key=lambda pair: wheels.version_key(pair[1]))
+
+
+@pytest.fixture(scope="module")
+def newest_keras_wheel() -> Path:
+    cache = wheels.cache_dir()
+    failure = wheels.download([NEWEST_KERAS], cache).get(NEWEST_KERAS)
+    if failure:
+        unavailable(f"cannot fill the wheel cache {cache}: {failure}")
+    return wheels.cached(cache)[NEWEST_KERAS]
+
+
+def doctored(wheel: Path, folder: Path, member: str, old: str, new: str, record: bool = True) -> Path:
+    """A copy of ``wheel`` (dist-info and ConvLSTM sources only) with ``old`` replaced in ``member``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir()
+    copy = folder / wheel.name
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(copy, "w") as target:
+        data = source.read(member)
+        changed = data.replace(old.encode(), new.encode())
+        assert changed != data, f"{old!r} not in {member}"
+        digest = lambda blob: base64.urlsafe_b64encode(hashlib.sha256(blob).digest()).rstrip(b"=")  # noqa: E731
+        for name in source.namelist():
+            blob = source.read(name)
+            if name == member:
+                blob = changed
+            elif name.endswith(".dist-info/RECORD") and record:
+                blob = blob.replace(digest(data), digest(changed))
+            if name in update_locks.CANDIDATES or ".dist-info/" in name:
+                target.writestr(name, blob)
+    return copy
+
+
+RNN = "keras/src/layers/rnn"
+
+
+@pytest.mark.parametrize(
+    ("member", "old", "new", "record", "status", "detail"),
+    [
+        pytest.param(
+            f"{RNN}/conv_lstm.py", "o = self.recurrent_activation(x_o + h_o)", "o = x_o + h_o", True,
+            "FAILED", f"TransformFailed: cannot patch {RNN}/conv_lstm.py", id="transform-fails",
+        ),
+        pytest.param(
+            f"{RNN}/conv_lstm1d.py", "recurrent_activation: Activation", "recurrent_activation - Activation", True,
+            "written (keras3, 4 files); WARNING", f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring", id="warns",
+        ),
+        pytest.param(
+            f"{RNN}/conv_lstm2d.py", "Args:", "Arguments:", False,
+            "FAILED", f"LockError: {RNN}/conv_lstm2d.py: sha256 differs from the archive's RECORD", id="not-the-record",
+        ),
+        pytest.param(
+            f"{RNN}/conv_lstm2d.py", "class ConvLSTM2D(", "class ConvLSTM2D (", True,
+            "FAILED", "defines ConvLSTM but matches no layout of patches/layouts.toml", id="no-layout",
+        ),
+    ],
+)
+def test_update_reports_failures_and_warnings(
+    newest_keras_wheel, tmp_path, capsys, member, old, new, record, status, detail
+):
+    cache = doctored(newest_keras_wheel, tmp_path / "cache", member, old, new, record).parent
+    code = update_locks.run([NEWEST_KERAS], cache, check=False, jobs=1, locks=tmp_path / "locks")
+    output = capsys.readouterr().out
+    assert code == 1, output
+    assert f"{NEWEST_KERAS[0]} {NEWEST_KERAS[1]}: {status}" in output and detail in output, output
