@@ -26,11 +26,16 @@ class Target:
 def target_options(command):
     """--python / --keras-root / --only: which environment and which flavours."""
 
-    @click.option("--python", "python", metavar="PATH", help="Act on the environment of this Python interpreter.")
+    @click.option(
+        "--python",
+        "python",
+        metavar="PATH",
+        help="Act on the environment of this Python interpreter (it also runs the verification).",
+    )
     @click.option(
         "--keras-root",
         metavar="DIR",
-        help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel).",
+        help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel) instead.",
     )
     @click.option("--only", type=click.Choice(["keras", "tf_keras"]), help="Only this flavour (default: all found).")
     @functools.wraps(command)
@@ -41,8 +46,6 @@ def target_options(command):
 
 
 def _flavours(python: str | None, keras_root: str | None, only: str | None) -> list[Flavour]:
-    if python is not None and keras_root is not None:
-        raise click.UsageError("give --python or --keras-root, not both")
     flavours = find_flavours(search_path(python, keras_root), only)
     if not flavours:
         where = f"under {keras_root}" if keras_root else f"in the environment of {python or 'this Python'}"

@@ -43,7 +43,7 @@ class Flavour:
 
 
 def search_path(python: str | None, keras_root: str | None) -> list[str]:
-    """The folders to look for distributions in."""
+    """The folders to look for distributions in (--keras-root wins over --python)."""
     if keras_root is not None:
         return [str(_site_of_root(Path(keras_root)))]
     if python is not None:

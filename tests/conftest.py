@@ -21,9 +21,13 @@ def installed(name: str) -> metadata.Distribution:
     return metadata.distribution(name)
 
 
-def copy_distribution(name: str, site: Path) -> None:
-    """Copy a distribution's package folder and dist-info into ``site``."""
-    dist = installed(name)
+def copy_distribution(name: str, site: Path, source_site: Path | None = None) -> None:
+    """Copy a distribution's package folder and dist-info into ``site``.
+
+    From the running environment, or from ``source_site`` (another env's site-packages).
+    """
+    paths = [str(source_site)] if source_site else None
+    dist = next(metadata.distributions(name=name, path=paths)) if paths else installed(name)
     source_site = Path(dist.locate_file("")).resolve()
     info = source_site / f"{name}-{dist.version}.dist-info"
     shutil.copytree(source_site / name, site / name)

@@ -145,8 +145,14 @@ def test_python_that_is_not_a_python(tmp_path):
     assert_one_line_error(result, 3, "did not run as a Python interpreter")
 
 
-def test_python_and_keras_root_together_is_a_usage_error(site):
+def test_keras_root_wins_over_python_for_finding_keras(site):
     result = cli("status", "--python", sys.executable, "--keras-root", str(site))
+    assert result.exit_code == 0
+    assert f"in {site.resolve()}: pristine" in result.output
+
+
+def test_unknown_option_is_a_usage_error(site):
+    result = cli("status", "--keras-root", str(site), "--bogus")
     assert result.exit_code == 2
 
 

@@ -22,11 +22,11 @@ if str(ROOT / "scripts") not in sys.path:
 import update_locks  # noqa: E402
 import wheels  # noqa: E402
 from patcher.locks import dump_lock, known_versions, load_lock, lock_path  # noqa: E402
+from patcher.spec import parameters  # noqa: E402
 
 LOCKS = update_locks.LOCKS
 COMMITTED = [(name, version) for name in wheels.FLOORS for version in known_versions(name, LOCKS)]
-# the five parameters: each patched file must mention them all
-NAMES = (b"activation_i", b"activation_o", b"recurrent_activation_f", b"recurrent_activation_i", b"recurrent_activation_o")
+NAMES = tuple(parameter.name.encode() for parameter in parameters())  # the five: every patched file has them all
 
 
 def unavailable(reason: str) -> None:
