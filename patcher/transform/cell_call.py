@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
-
-
-def _self_attribute(name: str) -> m.Attribute:
-    return m.Attribute(value=m.Name("self"), attr=m.Name(name))
+from patcher.transform.shapes import RenameSelfAttribute, contains_self_attribute
 
 
 class GateActivationsTransformer(ClassScopedTransformer):
@@ -26,20 +22,19 @@ class GateActivationsTransformer(ClassScopedTransformer):
     # Keras 2.0 computes the gates in ConvLSTM2D.step; later versions in Cell.call.
     methods = frozenset({"call", "step"})
 
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        return False  # leave_Assign rewrites the whole value; no need to walk it
+
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
         if self.role != "cell" or self.method not in self.methods:
             return updated_node
-        if not m.matches(updated_node, m.Assign(targets=[m.AssignTarget(target=m.Name())])):
+        if len(updated_node.targets) != 1 or not isinstance(updated_node.targets[0].target, cst.Name):
             return updated_node
         gate = updated_node.targets[0].target.value
         param = next((param for param in self.params if param.gate == gate), None)
         if param is None:
             return updated_node
-        value = m.replace(
-            updated_node.value,
-            _self_attribute(param.inherits),
-            cst.Attribute(value=cst.Name("self"), attr=cst.Name(param.name)),
-        )
-        if m.findall(value, _self_attribute(param.name)):
+        value = updated_node.value.visit(RenameSelfAttribute(param.inherits, param.name))
+        if contains_self_attribute(value, param.name):
             self.record(f"gate {gate}")
         return updated_node.with_changes(value=value)

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
-
-# self.recurrent_activation = activations.get(recurrent_activation)
-_RESOLVES_RECURRENT_ACTIVATION = m.SimpleStatementLine(
-    body=[
-        m.Assign(
-            targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name("recurrent_activation")))],
-            value=m.Call(args=[m.Arg(value=m.Name("recurrent_activation"))]),
-        )
-    ]
-)
+from patcher.transform.shapes import assigns_self_attribute, is_name, single_assign
 
 EXPLICIT_ATTRIBUTE = "_explicit_activations"
 
@@ -29,7 +19,7 @@ class ResolveActivationsTransformer(ClassScopedTransformer):
     still serialises exactly as on stock Keras.
     """
 
-    methods = frozenset({"__init__"})
+    # Edits only the def itself (in leave_FunctionDef): no need to walk its body.
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -40,11 +30,11 @@ class ResolveActivationsTransformer(ClassScopedTransformer):
 
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         statements = list(body.body)
-        if any(_assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE) for statement in statements):
+        if any(assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE) for statement in statements):
             self.record("resolve")
             return body
         anchor = next(
-            (index for index, statement in enumerate(statements) if m.matches(statement, _RESOLVES_RECURRENT_ACTIVATION)),
+            (index for index, statement in enumerate(statements) if _resolves_recurrent_activation(statement)),
             None,
         )
         if anchor is None:
@@ -78,10 +68,13 @@ class ResolveActivationsTransformer(ClassScopedTransformer):
         )
 
 
-def _assigns_self_attribute(statement: cst.BaseStatement, attribute: str) -> bool:
-    return m.matches(
-        statement,
-        m.SimpleStatementLine(
-            body=[m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))])]
-        ),
+def _resolves_recurrent_activation(statement: cst.BaseStatement) -> bool:
+    """``self.recurrent_activation = activations.get(recurrent_activation)``"""
+    assign = single_assign(statement)
+    return (
+        assign is not None
+        and assigns_self_attribute(statement, "recurrent_activation")
+        and isinstance(assign.value, cst.Call)
+        and len(assign.value.args) == 1
+        and is_name(assign.value.args[0].value, "recurrent_activation")
     )

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
 from patcher.transform.cell_init import EXPLICIT_ATTRIBUTE
-
-# config = {..., "activation": activations.serialize(self.activation), ...}
-_CONFIG_DICT = m.SimpleStatementLine(
-    body=[
-        m.Assign(
-            targets=[m.AssignTarget(target=m.Name("config"))],
-            value=m.Dict(elements=[m.ZeroOrMore(), m.DictElement(key=m.SimpleString()), m.ZeroOrMore()]),
-        )
-    ]
-)
+from patcher.transform.shapes import is_name, single_assign
 
 
 class ConfigTransformer(ClassScopedTransformer):
@@ -28,7 +18,7 @@ class ConfigTransformer(ClassScopedTransformer):
     A layer built without the five therefore has a config stock Keras loads.
     """
 
-    methods = frozenset({"get_config"})
+    # Edits only the def itself (in leave_FunctionDef): no need to walk its body.
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -58,9 +48,10 @@ class ConfigTransformer(ClassScopedTransformer):
 
 def _activation_serializer(statement: cst.BaseStatement) -> str | None:
     """The code of ``activations.serialize`` in ``config = {"activation": ...}``."""
-    if not m.matches(statement, _CONFIG_DICT):
+    assign = single_assign(statement)
+    if assign is None or not is_name(assign.targets[0].target, "config") or not isinstance(assign.value, cst.Dict):
         return None
-    for element in statement.body[0].value.elements:
+    for element in assign.value.elements:
         if (
             isinstance(element, cst.DictElement)
             and isinstance(element.key, cst.SimpleString)
@@ -72,4 +63,8 @@ def _activation_serializer(statement: cst.BaseStatement) -> str | None:
 
 
 def _is_our_loop(statement: cst.BaseStatement) -> bool:
-    return m.matches(statement, m.For(iter=m.Attribute(attr=m.Name(EXPLICIT_ATTRIBUTE))))
+    return (
+        isinstance(statement, cst.For)
+        and isinstance(statement.iter, cst.Attribute)
+        and is_name(statement.iter.attr, EXPLICIT_ATTRIBUTE)
+    )

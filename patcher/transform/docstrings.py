@@ -6,11 +6,10 @@ import re
 import textwrap
 
 import libcst as cst
-import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.shapes import docstring
 
-_DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
 _ARG_LINE = re.compile(r"^(?P<indent>[ \t]*)recurrent_activation\s*:")
 _WIDTH = 80
 _CODE_SPAN = re.compile(r"`[^`]*`")
@@ -25,8 +24,8 @@ class DocstringTransformer(ClassScopedTransformer):
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
         if self.target_class:
             body = list(updated_node.body.body)
-            if body and m.matches(body[0], _DOCSTRING):
-                string = body[0].body[0].value
+            string = docstring(body[0]) if body else None
+            if string is not None:
                 documented = self._document(string.value)
                 if documented is not None:
                     self.record("docstring")

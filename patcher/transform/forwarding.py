@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
 from patcher.transform.layout import insert_after
-
-_FORWARDS_RECURRENT_ACTIVATION = m.Arg(
-    keyword=m.Name("recurrent_activation"), value=m.Name("recurrent_activation")
-)
+from patcher.transform.shapes import is_name
 
 
 class ForwardArgumentsTransformer(ClassScopedTransformer):
@@ -21,12 +17,15 @@ class ForwardArgumentsTransformer(ClassScopedTransformer):
 
     methods = frozenset({"__init__"})
 
+    def visit_Call(self, node: cst.Call) -> bool:
+        return False  # forwarding calls are never nested in another call's arguments
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         if self.method != "__init__":
             return updated_node
         args = list(updated_node.args)
         anchor = next(
-            (index for index, arg in enumerate(args) if m.matches(arg, _FORWARDS_RECURRENT_ACTIVATION)),
+            (index for index, arg in enumerate(args) if _forwards_recurrent_activation(arg)),
             None,
         )
         if anchor is None:
@@ -40,3 +39,8 @@ class ForwardArgumentsTransformer(ClassScopedTransformer):
         added = [cst.Arg(keyword=cst.Name(name), value=cst.Name(name), equal=equal) for name in missing]
         self.record("forwarding", len(missing))
         return updated_node.with_changes(args=insert_after(args, anchor, added, "whitespace_after_arg"))
+
+
+def _forwards_recurrent_activation(arg: cst.Arg) -> bool:
+    """``recurrent_activation=recurrent_activation``"""
+    return is_name(arg.keyword, "recurrent_activation") and is_name(arg.value, "recurrent_activation")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from patcher.transform.base import ClassScopedTransformer
-
-_PROPERTY = m.FunctionDef(decorators=[m.Decorator(decorator=m.Name("property"))])
+from patcher.transform.shapes import is_property
 
 
 class PropertiesTransformer(ClassScopedTransformer):
@@ -25,7 +23,7 @@ class PropertiesTransformer(ClassScopedTransformer):
         properties = {
             statement.name.value: index
             for index, statement in enumerate(statements)
-            if m.matches(statement, _PROPERTY)
+            if is_property(statement)
         }
         if "recurrent_activation" not in properties:
             return body

@@ -15,7 +15,7 @@ class AddParametersTransformer(ClassScopedTransformer):
     Appending (never inserting) keeps every positional call's meaning.
     """
 
-    methods = frozenset({"__init__"})
+    # Edits only the def itself (in leave_FunctionDef): no need to walk its body.
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
