@@ -35,11 +35,11 @@ def apply_all(
     rolled back.
     """
     if dry_run:
-        return _apply(flavours, force=force, dry_run=True, strict=strict), []
+        return _apply(flavours, force=force, dry_run=True, strict=strict, on_progress=on_progress), []
     refuse_symlinks(flavours)
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
-        outcomes = _apply(flavours, force=force, dry_run=False, strict=strict)
+        outcomes = _apply(flavours, force=force, dry_run=False, strict=strict, on_progress=on_progress)
         if notes:
             outcomes[0].warnings.extend(notes)
         reports = _verify_or_roll_back(outcomes, check, python, backends, timeout, on_progress)
@@ -77,14 +77,18 @@ def recover_if_possible(flavours: list[Flavour]) -> list[str]:
         return []
 
 
-def _apply(flavours, *, force, dry_run, strict) -> list[Outcome]:
+def _apply(flavours, *, force, dry_run, strict, on_progress) -> list[Outcome]:
     unlocked = [flavour for flavour in flavours if load_lock(flavour.distribution, flavour.version) is None]
     if unlocked and strict:
         raise errors.NoLock(
             f"{unlocked[0].key} has no lock in this convlstm-patch, so its patch is unchecked; "
             "upgrade convlstm-patch, or drop --strict to rely on verification"
         )
-    prepared = [prepare(flavour, force=force) for flavour in flavours]
+    prepared = []
+    for flavour in flavours:
+        if on_progress:
+            on_progress(f"{flavour.key}: checking and transforming {len(flavour.files)} files")
+        prepared.append(prepare(flavour, force=force))
     outcomes = [commit(item, dry_run=dry_run) for item in prepared]
     for outcome in outcomes:
         if outcome.flavour in unlocked and outcome.action != "already-patched":
