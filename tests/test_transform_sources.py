@@ -18,15 +18,10 @@ import pytest
 from patcher.environment import find_flavours
 from patcher.marker import MARKER_PREFIX
 from patcher.state import PRISTINE, inspect
+from patcher.spec import parameters
 from patcher.transform import transform_source
 
-NAMES = (
-    "activation_i",
-    "activation_o",
-    "recurrent_activation_f",
-    "recurrent_activation_i",
-    "recurrent_activation_o",
-)
+NAMES = tuple(param.name for param in parameters())
 GATE_PREFIXES = (
     "i = self.recurrent_activation(",
     "f = self.recurrent_activation(",

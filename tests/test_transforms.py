@@ -24,13 +24,7 @@ from patcher.transform.pipeline import TransformError, transform_source
 from patcher.transform.properties import PropertiesTransformer
 from patcher.transform.signature import AddParametersTransformer
 
-NAMES = (
-    "activation_i",
-    "activation_o",
-    "recurrent_activation_f",
-    "recurrent_activation_i",
-    "recurrent_activation_o",
-)
+NAMES = tuple(param.name for param in parameters())
 TARGETS = {"Cell": "cell", "Layer": "layer"}
 
 
