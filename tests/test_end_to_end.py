@@ -89,3 +89,21 @@ def test_five_activations_are_really_used(site, tmp_path):
     assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
     default, five = run_layers(site, "keras", tmp_path), run_layers(site, "keras", tmp_path, FIVE)
     assert not np.allclose(default[2]["outputs"], five[2]["outputs"])
+
+
+def count_ops(site: Path, activations: dict | None = None) -> dict:
+    script = str(Path(__file__).parent / "scripts" / "count_ops.py")
+    completed = run_in_site(site, script, json.dumps(activations or {}), env={"KERAS_BACKEND": "tensorflow"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_patched_layer_costs_no_extra_op(site):
+    """Without the five, the traced graph is op for op the stock one."""
+    stock = count_ops(site)
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert count_ops(site) == stock
+    # With five, only the activations' own ops change (linear adds none at all).
+    five = count_ops(site, {**dict.fromkeys(FIVE, "tanh"), "recurrent_activation_o": "linear"})
+    changed = {op for op in set(stock) | set(five) if stock.get(op) != five.get(op)}
+    assert changed <= {"Sigmoid", "Tanh"}, changed
