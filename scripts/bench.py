@@ -57,20 +57,26 @@ VARIANTS = {
 @dataclass(frozen=True)
 class Plan:
     tool_repeats: int  # A: timed runs of each command
-    layer_budget_s: float  # B: per backend, keep adding rounds until this much time has passed...
-    min_rounds: int  # ...but at least this many (a round times one step of every variant)
-    max_rounds: int
-    warmup: int  # B: untimed steps per variant before the first round
+    generations: int  # B: fresh processes per variant and backend, one after the other
+    seconds: float  # B: timed seconds per generation (rounds are added until this much has passed)
+    min_rounds: int  # B: per generation; a round times one step of every variant
+    warmup: int  # B: untimed steps per process
 
     def describe(self) -> str:
         return (
-            f"A: {self.tool_repeats} runs per command; B: per backend {self.warmup} warm-up steps, then rounds "
-            f"of one step per variant for {self.layer_budget_s:.0f} s ({self.min_rounds}-{self.max_rounds} rounds)"
+            f"A: {self.tool_repeats} runs per command; B: per backend {self.generations} generation(s) of "
+            f"fresh processes, each {self.warmup} warm-up steps then {self.seconds:.0f} s of rounds "
+            f"(at least {self.min_rounds})"
         )
 
 
-FULL = Plan(tool_repeats=7, layer_budget_s=45, min_rounds=12, max_rounds=600, warmup=3)
-QUICK = Plan(tool_repeats=3, layer_budget_s=10, min_rounds=3, max_rounds=600, warmup=2)
+FULL = Plan(tool_repeats=7, generations=4, seconds=5, min_rounds=6, warmup=3)
+QUICK = Plan(tool_repeats=3, generations=1, seconds=5, min_rounds=3, warmup=2)
+# Workers compute single-threaded: on a small shared machine, multi-threaded
+# kernels turn every competing process into large random stalls.
+WORKER_THREADS = dict.fromkeys(
+    ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"), "1"
+)
 
 
 STARTED = time.perf_counter()
@@ -121,7 +127,13 @@ def run(label: str, argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     try:
         completed = subprocess.run(
-            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
         )
     except subprocess.TimeoutExpired as error:
         raise SubprocessFailed(label, None, f"timed out after {SUBPROCESS_TIMEOUT} s\n{error.stderr or ''}") from None
@@ -313,7 +325,7 @@ class Worker:
             process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--warmup", str(warmup)],
                 cwd=ROOT,
-                env=environment(site, home, backend),
+                env={**environment(site, home, backend), **WORKER_THREADS},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -322,11 +334,11 @@ class Worker:
             )
         return cls(variant, process, stderr_path)
 
-    def receive(self):
+    def receive(self) -> dict | list:
         line = self.process.stdout.readline()
         if not line:
-            self.process.wait()
-            raise SubprocessFailed(f"training worker {self.variant}", self.process.returncode, self.stderr_path.read_text())
+            returncode = self.process.wait()
+            raise SubprocessFailed(f"training worker {self.variant}", returncode, self.stderr_path.read_text())
         return json.loads(line)
 
     def step(self) -> tuple[float, float]:
@@ -370,34 +382,42 @@ def check_worker(worker: Worker, site: Path) -> None:
     if worker.info["patched"] != expected_patched:
         problems.append(f"ConvLSTM2D is {'' if worker.info['patched'] else 'not '}patched")
     if problems:
-        raise SubprocessFailed(f"training worker {worker.variant}", 0, "; ".join(problems))
+        raise SubprocessFailed(f"training worker {worker.variant}", None, "; ".join(problems))
 
 
 def enough_rounds(done: int, elapsed: float, plan: Plan) -> bool:
     # Stop only after whole rotations, so each variant ran first, second and third equally often.
-    if done % len(VARIANTS):
-        return False
-    return done >= plan.max_rounds or (done >= plan.min_rounds and elapsed >= plan.layer_budget_s)
+    return done % len(VARIANTS) == 0 and done >= plan.min_rounds and elapsed >= plan.seconds
 
 
-def time_layers(backend: str, sites: dict[str, Path], home: Path, plan: Plan, logs: Path) -> dict[str, list]:
+def time_generation(backend: str, sites: dict[str, Path], home: Path, plan: Plan, logs: Path) -> dict[str, list]:
     """Per variant, one (wall, cpu) step per round; a round steps every variant once.
 
-    Single steps in rotating order keep the variants' samples seconds apart, so
+    Single steps in rotating order keep the variants' samples moments apart, so
     load from other processes, which comes and goes, falls on all of them alike.
     """
     workers = start_workers(backend, sites, home, plan, logs)
-    progress(f"B. {backend}: workers ready, timing")
     samples: dict[str, list] = {variant: [] for variant in VARIANTS}
-    start = time.perf_counter()
+    start, rounds = time.perf_counter(), 0
     try:
-        while not enough_rounds(len(samples["pristine"]), time.perf_counter() - start, plan):
-            for variant in rotated(list(VARIANTS), len(samples["pristine"])):
+        while not enough_rounds(rounds, time.perf_counter() - start, plan):
+            for variant in rotated(list(VARIANTS), rounds):
                 samples[variant].append(workers[variant].step())
+            rounds += 1
     finally:
         for worker in workers.values():
             worker.stop()
     return samples
+
+
+def time_layers(backend: str, sites: dict[str, Path], home: Path, plan: Plan, logs: Path) -> list[dict[str, list]]:
+    """Several generations of processes: identical processes can differ by 20% in
+    CPU time per step for their whole life, which no amount of alternation cancels."""
+    generations = []
+    for index in range(plan.generations):
+        progress(f"B. {backend}: generation {index + 1}/{plan.generations}")
+        generations.append(time_generation(backend, sites, home, plan, logs))
+    return generations
 
 
 LAYER_TARGETS = {
@@ -406,28 +426,34 @@ LAYER_TARGETS = {
 }
 
 
-def layer_results(samples: dict[str, list]) -> dict:
-    """Ratios are medians of per-round ratios: each round pairs steps run moments apart."""
+def paired_ratio(steps: list, baseline: list, index: int) -> float:
+    """Median over rounds of this variant's step / the pristine step of the same round."""
+    return statistics.median(mine[index] / base[index] for mine, base in zip(steps, baseline))
+
+
+def layer_results(generations: list[dict[str, list]]) -> dict:
     variants = {}
-    for variant, steps in samples.items():
+    for variant, (_, _, label) in VARIANTS.items():
+        steps = [step for generation in generations for step in generation[variant]]
         wall, cpu = ([step[index] for step in steps] for index in (0, 1))
         entry = dict(
-            label=VARIANTS[variant][2],
-            rounds=len(steps),
+            label=label,
+            steps=len(steps),
             median_ms=statistics.median(wall) * 1e3,
             cpu_median_ms=statistics.median(cpu) * 1e3,
-            wall_ms=[value * 1e3 for value in wall],
-            cpu_ms=[value * 1e3 for value in cpu],
+            wall_ms=[[step[0] * 1e3 for step in generation[variant]] for generation in generations],
+            cpu_ms=[[step[1] * 1e3 for step in generation[variant]] for generation in generations],
         )
         if variant in LAYER_TARGETS:
-            ratios = [mine[0] / base[0] for mine, base in zip(steps, samples["pristine"])]
-            cpu_ratios = [mine[1] / base[1] for mine, base in zip(steps, samples["pristine"])]
+            ratios = [paired_ratio(generation[variant], generation["pristine"], 0) for generation in generations]
+            cpu_ratios = [paired_ratio(generation[variant], generation["pristine"], 1) for generation in generations]
             text, met = LAYER_TARGETS[variant]
             ratio = statistics.median(ratios)
             entry.update(
                 ratio=ratio,
-                quartiles=quartiles(ratios),
+                generation_ratios=ratios,
                 cpu_ratio=statistics.median(cpu_ratios),
+                generation_cpu_ratios=cpu_ratios,
                 target=text,
                 passed=met(ratio),
             )
@@ -435,22 +461,17 @@ def layer_results(samples: dict[str, list]) -> dict:
     return dict(variants=variants)
 
 
-def quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    low, _, high = statistics.quantiles(values, n=4)
-    return low, high
-
-
 def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
     shape = ", ".join(map(str, INPUT_SHAPE))
     print(f"B. Training step (train_on_batch): Input(batch {BATCH}, {shape}) -> ConvLSTM2D(16, 3, same)")
-    print("   -> GlobalAveragePooling2D -> Dense(1), MSE, SGD.  One process per variant, warmed up, then")
-    print("   rounds of one step per variant in rotating order.  ratio = median over rounds of")
-    print("   variant step / pristine step (wall time), [q1 .. q3] its spread; cpu = same with CPU time.")
+    print("   -> GlobalAveragePooling2D -> Dense(1), MSE, SGD; single-threaded. Per generation, one fresh")
+    print("   process per variant, warmed up, then rounds of one step per variant in rotating order.")
+    print("   ratio: per generation the median over rounds of (variant step / pristine step), wall time;")
+    print("   shown: the median over generations, then each generation's. cpu: the same with CPU time.")
+    each_width = max(len("per generation"), 5 * plan.generations - 1)
     header = (
-        f"  {'backend':<11} {'variant':<27} {'rounds':>6} {'median ms':>9}  {'ratio':>5}  "
-        f"{'[q1 .. q3]':<14}  {'cpu':>5}  {'target':<14} result"
+        f"  {'backend':<11} {'variant':<27} {'steps':>5} {'median ms':>9}  {'ratio':>5}  "
+        f"{'per generation':<{each_width}}  {'cpu':>5}  {'target':<14} result"
     )
     print(header)
     print("  " + "-" * (len(header) - 2))
@@ -461,14 +482,14 @@ def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
         name = backend
         for entry in result["variants"].values():
             if "ratio" in entry:
-                low, high = entry["quartiles"]
+                each = " ".join(f"{ratio:.2f}" for ratio in entry["generation_ratios"])
                 cells = (
-                    f"{entry['ratio']:>5.3f}  [{low:.2f} .. {high:.2f}]  {entry['cpu_ratio']:>5.3f}  "
+                    f"{entry['ratio']:>5.3f}  {each:<{each_width}}  {entry['cpu_ratio']:>5.3f}  "
                     f"{entry['target']:<14} {verdict(entry['passed'])}"
                 )
             else:
                 cells = f"{'-':>5}"
-            print(f"  {name:<11} {entry['label']:<27} {entry['rounds']:>6} {entry['median_ms']:>9.1f}  {cells}".rstrip())
+            print(f"  {name:<11} {entry['label']:<27} {entry['steps']:>5} {entry['median_ms']:>9.1f}  {cells}".rstrip())
             name = ""
     print()
 
@@ -503,7 +524,8 @@ def environment_report() -> dict:
 
 def print_header(env: dict, command: str, plan: Plan, quick: bool) -> None:
     versions = ", ".join(f"{name} {value}" for name, value in env["versions"].items())
-    cores = f"{env['cores']} cores" + (f" ({env['usable_cores']} usable)" if env["usable_cores"] != env["cores"] else "")
+    usable = f" ({env['usable_cores']} usable)" if env["usable_cores"] != env["cores"] else ""
+    cores = f"{env['cores']} cores{usable}"
     load = "" if env["load_average"] is None else f"; load average {env['load_average'][0]:.2f} at start"
     print("convlstm-patch benchmark")
     print(f"  reproduce: {command}")
@@ -534,7 +556,7 @@ def print_load_note(env: dict, load_end: float | None) -> None:
         # Wall times then depend on what else ran; CPU time much less so.
         print(
             "Note: other processes competed for the CPU during this run, so wall times are noisy;\n"
-            "      the cpu column and the [q1 .. q3] spread show how far to trust a ratio."
+            "      the cpu column and the per-generation ratios show how far to trust a ratio."
         )
 
 
@@ -550,14 +572,14 @@ def parse_backends(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions: about 2 minutes instead of 5")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions: about 1.5 minutes instead of 4.5 (longer on a busy machine)")
     parser.add_argument(
         "--backends",
         type=parse_backends,
         default=list(BACKENDS),
         metavar="LIST",
-        help="Keras 3 backends for part B, comma separated (default: tensorflow,torch,jax; uninstalled ones are skipped)",
+        help="Keras 3 backends for part B, comma separated (default: all; uninstalled ones are skipped)",
     )
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write all numbers as JSON to PATH")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
@@ -568,7 +590,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def prepare_sites(tmp: Path, home: Path) -> dict[str, Path]:
     """pristine: never patched; scratch: apply/revert cycles; patched: applied once."""
     sites = {name: make_site(tmp / name) for name in ("pristine", "scratch", "patched")}
-    run("apply (setup)", patcher("apply", "--keras-root", str(sites["patched"]), "--no-verify", "--only", "keras"), environment(sites["patched"], home))
+    apply = patcher("apply", "--keras-root", str(sites["patched"]), "--no-verify", "--only", "keras")
+    run("patcher apply (setup)", apply, environment(sites["patched"], home))
     # Untimed: loads TensorFlow's libraries into the page cache and writes the
     # bytecode of the freshly patched files, so the first timed round is no outlier.
     for name in ("pristine", "patched"):
@@ -595,7 +618,6 @@ def benchmark(args: argparse.Namespace, plan: Plan, tmp: Path) -> tuple[list[dic
         if missing:
             layers[backend] = dict(skipped="not installed", missing=missing)
             continue
-        progress(f"B. {backend}: starting workers")
         layers[backend] = layer_results(time_layers(backend, sites, home, plan, logs))
     print_layer_table(layers, plan)
     return tools, layers
@@ -609,16 +631,16 @@ def main(argv: list[str]) -> int:
     plan = QUICK if args.quick else FULL
     command = shlex.join(["python", "scripts/bench.py", *argv])
     env = environment_report()
-    started = time.perf_counter()
     print_header(env, command, plan, args.quick)
     try:
         with tempfile.TemporaryDirectory(prefix="convlstm-bench-") as tmp:
             tools, layers = benchmark(args, plan, Path(tmp))
     except SubprocessFailed as failure:
         tail = "\n".join(failure.stderr.strip().splitlines()[-25:])
-        print(f"Error: {failure.label} failed (exit code {failure.returncode}); last lines of its stderr:\n{tail}", file=sys.stderr)
+        code = "" if failure.returncode is None else f" (exit code {failure.returncode})"
+        print(f"Error: {failure.label} failed{code}; last lines of its stderr:\n{tail}", file=sys.stderr)
         return 1
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - STARTED
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print_failures(tools, layers)
     print_load_note(env, load_end)
