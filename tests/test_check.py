@@ -1,0 +1,65 @@
+"""`check`: exit 0 when the installed Keras matches its lock, 1 on drift,
+10 for a version with no lock (1 with --strict)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from patcher.cli import main
+
+CELL = "keras/src/layers/rnn/conv_lstm.py"
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def rename_version(site: Path, distribution: str, new_version: str) -> None:
+    """Pretend the copy is a release this tool has never seen."""
+    (info,) = site.glob(f"{distribution}-*.dist-info")
+    old_version = info.name[len(distribution) + 1 : -len(".dist-info")]
+    new_info = site / f"{distribution}-{new_version}.dist-info"
+    info.rename(new_info)
+    metadata = (new_info / "METADATA").read_text()
+    (new_info / "METADATA").write_text(metadata.replace(f"Version: {old_version}", f"Version: {new_version}", 1))
+
+
+def test_pristine_and_patched_installs_match_their_locks(site):
+    result = cli("check", "--keras-root", str(site))
+    assert result.exit_code == 0, result.output
+    assert [line.split(": ")[1] for line in result.output.splitlines()] == ["ok (pristine)", "ok (pristine)"]
+    assert cli("apply", "--keras-root", str(site), "--no-verify").exit_code == 0
+    document = json.loads(cli("check", "--keras-root", str(site), "--json", "--strict").stdout)
+    assert [(r["status"], r["state"]) for r in document["results"]] == [("ok", "patched"), ("ok", "patched")]
+
+
+def test_drift_names_the_file_and_hashes(site):
+    (site / CELL).write_text((site / CELL).read_text() + "\n# changed upstream\n")
+    result = cli("check", "--keras-root", str(site), "--only", "keras")
+    assert result.exit_code == 1
+    assert f"{CELL}: pristine sha256" in result.stdout and "expected" in result.stdout
+    assert result.stderr.startswith("Error: keras-") and "do not apply" in result.stderr
+
+
+def test_patched_file_edited_afterwards_is_drift(site):
+    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    (site / CELL).write_text((site / CELL).read_text() + "\n# tweak\n")
+    result = cli("check", "--keras-root", str(site), "--only", "keras")
+    assert result.exit_code == 1
+    assert f"{CELL}: live file is modified" in result.stdout
+
+
+def test_version_without_lock(site):
+    rename_version(site, "keras", "99.0.0")
+    result = cli("check", "--keras-root", str(site), "--only", "keras")
+    assert result.exit_code == 10
+    assert "no lock for keras-99.0.0" in result.stderr
+    assert cli("check", "--keras-root", str(site), "--only", "keras", "--strict").exit_code == 1
+    strict = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--strict")
+    assert strict.exit_code == 10 and "drop --strict" in strict.stderr
+    lenient = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    assert lenient.exit_code == 0
+    assert "warning: keras-99.0.0: no lock for this version" in lenient.stderr
