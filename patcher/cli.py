@@ -210,7 +210,10 @@ def check(target, out, strict):
     """In CI: does the patch match the installed Keras version's hash lock?"""
     from patcher.checking import DRIFT, NO_LOCK, UNSUPPORTED, check as check_flavour
 
-    results = [check_flavour(flavour) for flavour in target.flavours]
+    results = []
+    for flavour in target.flavours:
+        out.progress(f"{flavour.key}: comparing with its lock")
+        results.append(check_flavour(flavour))
     for result in results:
         state = f" ({result.state})" if result.state else ""
         out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
@@ -273,5 +276,6 @@ def diff(target, out):
     """Print the unified diff the patch made (or would make)."""
     from patcher.operations import diff as diff_patch
 
-    for outcome in [diff_patch(flavour) for flavour in target.flavours]:
-        click.echo("".join(outcome.diffs.values()), nl=False)
+    for flavour in target.flavours:
+        out.progress(f"{flavour.key}: computing the diff")
+        click.echo("".join(diff_patch(flavour).diffs.values()), nl=False)

@@ -89,14 +89,14 @@ def test_apply_dry_run_prints_the_diff_and_writes_nothing(site):
 
 
 def test_apply_is_idempotent_and_diff_shows_the_change(site):
-    dry = cli("apply", "--keras-root", str(site), "--only", "keras", "--dry-run").output
+    dry = cli("apply", "--keras-root", str(site), "--only", "keras", "--dry-run").stdout
     assert apply_no_verify(site, "--only", "keras").exit_code == 0
     after_first = tree_hashes(site)
     again = apply_no_verify(site, "--only", "keras")
     assert again.exit_code == 0
     assert "already patched, nothing to do" in again.output
     assert tree_hashes(site) == after_first
-    diff = cli("diff", "--keras-root", str(site), "--only", "keras").output
+    diff = cli("diff", "--keras-root", str(site), "--only", "keras").stdout
     assert diff and diff in dry
 
 
