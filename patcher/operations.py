@@ -117,12 +117,12 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
             f"in {backup_folder(flavour)}; restore it with "
             f"`pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}`"
         )
-    for file in state.of(MODIFIED):
-        if not force:
-            raise errors.ModifiedFiles(
-                f"{file.target.relative} of {flavour.key} was edited after patching; "
-                "revert with --force to discard that edit"
-            )
+    edited = state.of(MODIFIED)
+    if edited and not force:
+        raise errors.ModifiedFiles(
+            f"{edited[0].target.relative} of {flavour.key} was edited after patching; "
+            "revert with --force to discard that edit"
+        )
     originals = backed_up_sources(flavour, manifest)
     transaction.begin(flavour, "revert")
     restored = []
