@@ -81,16 +81,17 @@ def test_verify_reports_a_hang_as_a_failure(patched):
     assert "did not finish within 3 s" in result.output
 
 
-def test_verify_passes_under_tensorflow_and_torch(patched):
-    if importlib.util.find_spec("torch") is None:
-        message = "the torch backend needs `pip install torch==2.13.0` (.ci/run installs it)"
+@pytest.mark.parametrize("backend", [pytest.param("torch", id="torch"), pytest.param("jax", id="jax")])
+def test_verify_passes_under_tensorflow_and_another_backend(patched, backend):
+    if importlib.util.find_spec(backend) is None:
+        message = f"the {backend} backend is not installed (.ci/run installs torch==2.13.0 and jax==0.10.2)"
         if os.environ.get("CI"):
             pytest.fail(message)  # in CI this check must run, never be skipped
         pytest.skip(message)
-    result = cli("verify", "--keras-root", str(patched), "--only", "keras", "--backend", "torch", "--json")
+    result = cli("verify", "--keras-root", str(patched), "--only", "keras", "--backend", backend, "--json")
     assert result.exit_code == 0, result.output
     reports = json.loads(result.stdout)["reports"]
-    assert [report["backend"] for report in reports] == ["tensorflow", "torch"]
+    assert [report["backend"] for report in reports] == ["tensorflow", backend]
     for report in reports:
         assert [check["name"] for check in report["checks"]] == ["api", "numerics", "inheritance", "defaults", "serialization"]
         assert all(check["passed"] for check in report["checks"])
