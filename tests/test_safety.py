@@ -238,3 +238,12 @@ def test_backup_that_does_not_match_record_is_never_restored(site):
     assert result.exit_code == 8
     assert "does not match the RECORD" in result.stderr
     assert tree_hashes(site) == before
+
+
+def test_writes_keep_the_permission_bits(site):
+    cell = site / CELL
+    cell.chmod(0o640)
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cell.stat().st_mode & 0o7777 == 0o640
+    assert cli("revert", "--keras-root", str(site), "--only", "keras").exit_code == 0
+    assert cell.stat().st_mode & 0o7777 == 0o640
