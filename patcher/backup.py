@@ -71,11 +71,11 @@ def new_manifest(flavour: Flavour, files: tuple[BackedUpFile, ...]) -> Manifest:
 
 def read_manifest(flavour: Flavour) -> Manifest | None:
     path = backup_folder(flavour) / "manifest.json"
-    if not path.exists():
-        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         manifest = Manifest(**{**data, "files": tuple(BackedUpFile(**entry) for entry in data["files"])})
+    except FileNotFoundError:
+        return None  # no backup (or a concurrent revert just removed it)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise errors.BackupProblem(
             f"backup manifest {path} is not valid ({type(error).__name__}); "

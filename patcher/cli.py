@@ -8,6 +8,7 @@ them in a subprocess of the target interpreter).
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import click
@@ -96,7 +97,25 @@ backend_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """Turns an unexpected exception into one line too (CONVLSTM_PATCH_DEBUG=1 shows the traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("CONVLSTM_PATCH_DEBUG"):
+                raise
+            detail = str(error).splitlines()[0] if str(error) else ""
+            raise errors.PatchError(
+                f"unexpected {type(error).__name__}: {detail}; run `convlstm-patch status` to see the state "
+                "(an interrupted run is recovered by the next command) and please report this"
+            ) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="convlstm-patch")
 def main():
     """Give Keras's ConvLSTM layers five separate activations, reversibly.

@@ -86,20 +86,23 @@ def recover(flavour: Flavour) -> str | None:
 def refuse_symlinks(flavours: list[Flavour]) -> None:
     """Never follow a symlink out of the Keras package or the backup folder.
 
-    The site folder itself is already resolved, so any difference between a
-    path and its resolved form is a link below it.
+    Checks the target files and the state folder itself: enough to take the
+    lock safely. What lies inside the state folder is checked by `exclusive`
+    once the lock is held, when no other run can be deleting it.
     """
     for flavour in flavours:
-        state_folder = flavour.site / STATE_FOLDER
-        paths = [target.path for target in flavour.files]
-        if state_folder.exists():
-            paths += [state_folder, *state_folder.rglob("*")]
-        for path in paths:
-            if (path.exists() or path.is_symlink()) and path.resolve() != path.absolute():
-                raise errors.UnsafePath(
-                    f"{path} is or passes through a symlink (to {path.resolve()}); convlstm-patch never writes "
-                    "through links. Replace the link with the real folder or file, then run again"
-                )
+        for path in [target.path for target in flavour.files] + [flavour.site / STATE_FOLDER]:
+            _refuse_link(path)
+
+
+def _refuse_link(path: Path) -> None:
+    # The site folder is already resolved, so any difference between a path
+    # and its resolved form is a link below it.
+    if (path.exists() or path.is_symlink()) and path.resolve() != path.absolute():
+        raise errors.UnsafePath(
+            f"{path} is or passes through a symlink (to {path.resolve()}); convlstm-patch never writes "
+            "through links. Replace the link with the real folder or file, then run again"
+        )
 
 
 def _sweep_temp_files(flavour: Flavour) -> None:
@@ -134,4 +137,6 @@ def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT) ->
                     f"cannot create the lock in {folder}: {error.strerror}. Run as the user that owns this "
                     "environment, or use a virtual environment you own"
                 ) from None
+            for path in folder.rglob("*"):
+                _refuse_link(path)
         yield

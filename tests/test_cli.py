@@ -286,3 +286,14 @@ def test_status_does_not_import_libcst_keras_or_tensorflow(site):
     )
     completed = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True)
     assert completed.stdout.strip().splitlines()[-1] == "[]", completed.stderr
+
+
+def test_an_unexpected_error_is_one_line_too(site, monkeypatch):
+    import patcher.state
+
+    def broken(flavour):
+        raise RuntimeError("something odd\nsecond line")
+
+    monkeypatch.setattr(patcher.state, "inspect", broken)
+    result = cli("status", "--keras-root", str(site))
+    assert_one_line_error(result, 1, "unexpected RuntimeError: something odd;", "please report")

@@ -93,7 +93,7 @@ def test_sigkill_at_every_file_operation(site, states, command):
     assert seen == expected
 
 
-def test_concurrent_apply_and_revert_never_interleave(site, states):
+def test_concurrent_apply_revert_and_status_never_interleave(site, states):
     files, pristine, patched = states
     for _ in range(3):
         processes = [
@@ -105,7 +105,7 @@ def test_concurrent_apply_and_revert_never_interleave(site, states):
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for command in ["apply", "revert"] * 4
+            for command in ["apply", "revert"] * 4 + ["status"] * 2
         ]
         for process in processes:
             _, stderr = process.communicate(timeout=300)
@@ -198,10 +198,14 @@ def test_symlinked_target_is_refused(site, tmp_path):
     assert tree_hashes(site) == before and outside.read_bytes() == outside_before
 
 
-def test_symlinked_backup_folder_is_refused(site, tmp_path):
+@pytest.mark.parametrize(
+    "link", [pytest.param(".convlstm-patch", id="state-folder"), pytest.param(".convlstm-patch/backups", id="backups")]
+)
+def test_symlinked_backup_folder_is_refused(site, tmp_path, link):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (site / ".convlstm-patch").symlink_to(elsewhere)
+    (site / link).parent.mkdir(exist_ok=True)
+    (site / link).symlink_to(elsewhere)
     before = tree_hashes(site)
     result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
     assert result.exit_code == 12
