@@ -125,13 +125,7 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
         )
     originals = backed_up_sources(flavour, manifest)
     transaction.begin(flavour, "revert")
-    restored = []
-    for file in state.files:
-        data = originals[file.target.relative]
-        if file.sha256 != sha256_hex(data):
-            atomic_write(file.target.path, data)
-            remove_bytecode(file.target.path)
-            restored.append(file.target.relative)
+    restored = restore_originals(flavour, originals)
     warnings = [
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
         for file in state.files
@@ -140,6 +134,18 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
     remove_backup(flavour)
     transaction.end(flavour)
     return Outcome(flavour, "reverted", restored, warnings)
+
+
+def restore_originals(flavour: Flavour, originals: dict[str, bytes]) -> list[str]:
+    """Write back every target file that differs from its original; the ones written."""
+    restored = []
+    for target in flavour.files:
+        data = originals[target.relative]
+        if not target.path.exists() or target.path.read_bytes() != data:
+            atomic_write(target.path, data)
+            remove_bytecode(target.path)
+            restored.append(target.relative)
+    return restored
 
 
 def diff(flavour: Flavour) -> Outcome:

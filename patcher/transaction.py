@@ -22,8 +22,7 @@ from typing import Iterator
 from patcher import errors
 from patcher.backup import STATE_FOLDER, read_manifest, remove_backup
 from patcher.environment import Flavour
-from patcher.fsops import atomic_write, ensure_folder, remove_bytecode
-from patcher.hashing import sha256_hex
+from patcher.fsops import atomic_write, ensure_folder
 
 DEFAULT_LOCK_TIMEOUT = 300.0
 
@@ -67,32 +66,15 @@ def recover(flavour: Flavour) -> str | None:
     journal = read_journal(flavour)
     if journal is None:
         return None
-    from patcher.operations import backed_up_sources  # avoids an import cycle
+    from patcher.operations import backed_up_sources, restore_originals  # avoids an import cycle
 
     manifest = read_manifest(flavour)
     if manifest is not None:
-        originals = backed_up_sources(flavour, manifest)
-        for target in flavour.files:
-            data = originals[target.relative]
-            if not target.path.exists() or sha256_hex(target.path.read_bytes()) != sha256_hex(data):
-                atomic_write(target.path, data)
-                remove_bytecode(target.path)
+        restore_originals(flavour, backed_up_sources(flavour, manifest))
     if manifest is None or journal.operation == "revert" or journal.fresh_backup:
         remove_backup(flavour)
     end(flavour)
     return f"recovered an interrupted {journal.operation}: files restored to their originals"
-
-
-def refuse_symlinks(flavours: list[Flavour]) -> None:
-    """Never follow a symlink out of the Keras package or the backup folder.
-
-    Checks the target files and the state folder itself: enough to take the
-    lock safely. What lies inside the state folder is checked by `exclusive`
-    once the lock is held, when no other run can be deleting it.
-    """
-    for flavour in flavours:
-        for path in [target.path for target in flavour.files] + [flavour.site / STATE_FOLDER]:
-            _refuse_link(path)
 
 
 def _refuse_link(path: Path) -> None:
@@ -117,9 +99,18 @@ def _sweep_temp_files(flavour: Flavour) -> None:
 
 @contextlib.contextmanager
 def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the lock of every environment folder involved (in a fixed order)."""
+    """Hold the lock of every environment folder involved (in a fixed order).
+
+    Never follows a symlink out of the Keras package or the backup folder:
+    the target files and the state folder itself are checked before the lock
+    file is created in it; what lies inside the state folder once the lock is
+    held, when no other run can be deleting it.
+    """
     import filelock
 
+    for flavour in flavours:
+        for path in [target.path for target in flavour.files] + [flavour.site / STATE_FOLDER]:
+            _refuse_link(path)
     with contextlib.ExitStack() as stack:
         for site in sorted({flavour.site for flavour in flavours}):
             folder = site / STATE_FOLDER

@@ -10,7 +10,7 @@ from patcher.backup import remove_backup_folder, stale_backups
 from patcher.environment import Flavour
 from patcher.locks import load_lock
 from patcher.operations import Outcome, commit, prepare, revert
-from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover, refuse_symlinks
+from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover
 from patcher.verification import DEFAULT_TIMEOUT, Report, verify
 
 
@@ -36,7 +36,6 @@ def apply_all(
     """
     if dry_run:
         return _apply(flavours, force=force, dry_run=True, strict=strict, on_progress=on_progress), []
-    refuse_symlinks(flavours)
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
         outcomes = _apply(flavours, force=force, dry_run=False, strict=strict, on_progress=on_progress)
@@ -49,7 +48,6 @@ def apply_all(
 def revert_all(
     flavours: list[Flavour], *, force: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 ) -> list[Outcome]:
-    refuse_symlinks(flavours)
     with exclusive(flavours, lock_timeout):
         for flavour in flavours:
             recover(flavour)
@@ -57,7 +55,6 @@ def revert_all(
 
 
 def clean_stale(flavours: list[Flavour], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Path]:
-    refuse_symlinks(flavours)
     with exclusive(flavours, lock_timeout):
         removed = [folder for flavour in flavours for folder in stale_backups(flavour)]
         for folder in removed:
@@ -70,7 +67,6 @@ def recover_if_possible(flavours: list[Flavour]) -> list[str]:
     if not any(journal_path(flavour).exists() for flavour in flavours):
         return []  # the common case: touch nothing, create no lock file
     try:
-        refuse_symlinks(flavours)
         with exclusive(flavours, timeout=0):
             return [note for note in map(recover, flavours) if note]
     except (errors.Busy, errors.WriteFailed, errors.UnsafePath):
