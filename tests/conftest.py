@@ -1,12 +1,24 @@
-"""Fixtures: throwaway copies of the installed Keras, never the real one."""
+"""Fixtures: throwaway copies of the installed Keras, never the real one.
+
+The environment the tests run in may be pristine, patched by
+`convlstm-patch apply` (README's first command does that), patched with
+--force over an edited file, or lack tf_keras. So the session starts by
+building one pristine copy of keras and tf_keras in a temporary folder
+(``scripts/pristine.py``: live files, the environment's backup or the
+release's wheel, each checked against RECORD) and puts it first on
+``sys.path``: every in-process ``import keras`` and every test's ``site``
+copy then see stock Keras, and the environment itself is only read.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -15,19 +27,39 @@ import pytest
 FLAVOURS = ("keras", "tf_keras")
 ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = Path(".convlstm-patch/lock")
+# The session's pristine keras and tf_keras (set by pytest_configure).
+PRISTINE_SITE: Path | None = None
 
 
-def installed(name: str) -> metadata.Distribution:
-    return metadata.distribution(name)
+def pytest_configure(config) -> None:
+    global PRISTINE_SITE
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from pristine import NoPristineSource, copy_pristine
+
+    folder = Path(tempfile.mkdtemp(prefix="convlstm-patch-pristine-"))
+    try:
+        for name in FLAVOURS:
+            copy_pristine(name, folder, path=sys.path[1:])
+    except NoPristineSource as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise pytest.UsageError(f"cannot make a pristine copy of Keras for the tests: {error}") from None
+    sys.path.insert(0, str(folder))
+    importlib.invalidate_caches()
+    PRISTINE_SITE = folder
+
+
+def pytest_unconfigure(config) -> None:
+    if PRISTINE_SITE is not None:
+        shutil.rmtree(PRISTINE_SITE, ignore_errors=True)
 
 
 def copy_distribution(name: str, site: Path, source_site: Path | None = None) -> None:
     """Copy a distribution's package folder and dist-info into ``site``.
 
-    From the running environment, or from ``source_site`` (another env's site-packages).
+    From the session's pristine copy, or from ``source_site`` (another env's site-packages).
     """
-    paths = [str(source_site)] if source_site else None
-    dist = next(metadata.distributions(name=name, path=paths)) if paths else installed(name)
+    source_site = source_site or PRISTINE_SITE
+    dist = next(metadata.distributions(name=name, path=[str(source_site)]))
     source_site = Path(dist.locate_file("")).resolve()
     info = source_site / f"{name}-{dist.version}.dist-info"
     shutil.copytree(source_site / name, site / name)
@@ -36,7 +68,7 @@ def copy_distribution(name: str, site: Path, source_site: Path | None = None) ->
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """A site-packages folder with copies of the installed keras and tf_keras."""
+    """A site-packages folder with pristine copies of the installed keras and tf_keras."""
     folder = tmp_path / "site-packages"
     folder.mkdir()
     for name in FLAVOURS:

@@ -91,7 +91,7 @@ def _layer_cases():
         )
 
 
-@pytest.mark.parametrize("rank, layer_kwargs", _layer_cases())
+@pytest.mark.parametrize("rank, layer_kwargs", list(_layer_cases()))
 def test_matches_stock_keras(rank, layer_kwargs):
     _assert_close(*_keras_and_reference(rank, **layer_kwargs))
 

@@ -1,8 +1,8 @@
 """The transforms on the real ConvLSTM sources of the installed keras and tf_keras.
 
-The sources are read from the installed distributions at test time (never
-from copies in the repository), so these tests follow whatever Keras CI
-installs. They need the installation to be unpatched.
+The sources are read at test time from the session's pristine copy of the
+installed distributions (tests/conftest.py; never from copies in the
+repository), so these tests follow whatever Keras CI installs, patched or not.
 """
 
 import ast
@@ -52,8 +52,8 @@ def check_pristine(distribution):
     state = inspect(FLAVOURS[distribution]).state
     if state != PRISTINE:
         pytest.fail(
-            f"installed {distribution} is {state!r}, not pristine: these tests need the stock sources "
-            f"(revert the patch or reinstall {distribution})"
+            f"the session's copy of {distribution} is {state!r}, not pristine: "
+            "scripts/pristine.py should have restored its stock sources (a bug in the test setup)"
         )
 
 
