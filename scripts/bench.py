@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # patcher, for pristine.py (this folder is already on the path)
+from pristine import copy_pristine  # noqa: E402
+
 FLAVOURS = ("keras", "tf_keras")
 # Keras 3 backend -> the modules it needs.
 BACKENDS = {"tensorflow": ("tensorflow",), "torch": ("torch",), "jax": ("jax", "jaxlib")}
@@ -95,18 +98,11 @@ class SubprocessFailed(Exception):
 # ---------------------------------------------------------------- setup
 
 
-def copy_distribution(name: str, site: Path) -> None:
-    dist = metadata.distribution(name)
-    source_site = Path(dist.locate_file("")).resolve()
-    info = f"{name}-{dist.version}.dist-info"
-    shutil.copytree(source_site / name, site / name)
-    shutil.copytree(source_site / info, site / info)
-
-
 def make_site(folder: Path) -> Path:
+    """A throwaway site-packages with pristine keras and tf_keras, even when this environment is patched."""
     folder.mkdir(parents=True)
     for name in FLAVOURS:
-        copy_distribution(name, folder)
+        copy_pristine(name, folder)
     return folder
 
 

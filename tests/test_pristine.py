@@ -1,0 +1,71 @@
+"""scripts/pristine.py: the tests' stock Keras, whatever state the environment is in.
+
+Each case treats a ``site`` copy as "the environment", puts it in one state a
+user's environment can be in, and checks that the pristine copy made from it
+matches RECORD file for file, from the source the project trusts for that state.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from conftest import ROOT, hashes, target_files, tree_hashes
+from patcher.cli import main
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from pristine import copy_pristine  # noqa: E402
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def record_hashes(site: Path, name: str) -> dict[str, str]:
+    from patcher.environment import find_flavours
+
+    (flavour,) = find_flavours([str(site)], only=name)
+    return {target.relative: target.record_sha256 for target in flavour.files}
+
+
+def copied(site: Path, tmp_path: Path, name: str = "keras"):
+    dest = tmp_path / "pristine"
+    dest.mkdir(exist_ok=True)
+    copy = copy_pristine(name, dest, path=[str(site)])
+    files = target_files(dest, name)
+    return copy, {str(path.relative_to(dest)): digest for path, digest in hashes(files).items()}
+
+
+def test_pristine_environment_is_copied_as_it_is(site, tmp_path):
+    copy, digests = copied(site, tmp_path)
+    assert digests == record_hashes(site, "keras")
+    assert set(copy.sources.values()) == {"installed"}
+
+
+def test_patched_environment_gives_the_backup_and_stays_patched(site, tmp_path):
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    before = tree_hashes(site)
+    copy, digests = copied(site, tmp_path)
+    assert digests == record_hashes(site, "keras")
+    assert set(copy.sources.values()) == {"backup"}
+    assert tree_hashes(site) == before  # the environment is only read
+
+
+def test_forced_patch_over_an_edit_gives_the_wheel(site, tmp_path):
+    cell = site / "keras/src/layers/rnn/conv_lstm.py"
+    cell.write_text(cell.read_text() + "\n# a hand edit\n")
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--force").exit_code == 0
+    copy, digests = copied(site, tmp_path)
+    assert digests == record_hashes(site, "keras")
+    # the backup holds the hand edit, which does not match RECORD: the wheel is used for that file
+    assert copy.sources["keras/src/layers/rnn/conv_lstm.py"] == "wheel"
+    assert {source for relative, source in copy.sources.items() if not relative.endswith("/conv_lstm.py")} == {"backup"}
+
+
+def test_patched_tf_keras_too(site, tmp_path):
+    assert cli("apply", "--keras-root", str(site), "--only", "tf_keras", "--no-verify").exit_code == 0
+    copy, digests = copied(site, tmp_path, "tf_keras")
+    assert digests == record_hashes(site, "tf_keras")
+    assert set(copy.sources.values()) == {"backup"}
