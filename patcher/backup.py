@@ -16,7 +16,8 @@ from pathlib import Path
 
 from patcher import __version__, errors
 from patcher.environment import Flavour
-from patcher.fsops import atomic_write, ensure_folder
+from patcher.fsops import atomic_write, ensure_folder, remove_bytecode
+from patcher.hashing import sha256_hex
 
 STATE_FOLDER = ".convlstm-patch"
 
@@ -89,6 +90,49 @@ def read_manifest(flavour: Flavour) -> Manifest | None:
     return manifest
 
 
+def backed_up_sources(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
+    """Backup contents, each checked against the manifest and RECORD."""
+    originals = {}
+    for target in flavour.files:
+        entry = manifest.file(target.relative)
+        copy = backup_copy(flavour, target.relative)
+        try:
+            data = copy.read_bytes()
+        except OSError:
+            data = None
+        if entry is None or data is None or sha256_hex(data) != entry.before:
+            problem = "is missing or does not match its manifest"
+        elif target.record_sha256 not in (None, entry.before) and not manifest.forced:
+            problem = f"does not match the RECORD of {flavour.key}"
+        else:
+            originals[target.relative] = data
+            continue
+        raise errors.BackupProblem(
+            f"the backup of {target.relative} in {backup_folder(flavour)} {problem}; nothing was changed. "
+            f"Restore Keras with `{flavour.reinstall_command}`"
+        )
+    return originals
+
+
+def original_sources(flavour: Flavour, manifest: Manifest | None) -> dict[str, bytes]:
+    """The pre-patch bytes: from the backup when there is one, else the live files."""
+    if manifest is not None:
+        return backed_up_sources(flavour, manifest)
+    return {target.relative: target.path.read_bytes() for target in flavour.files}
+
+
+def restore_originals(flavour: Flavour, originals: dict[str, bytes]) -> list[str]:
+    """Write back every target file that differs from its original; the ones written."""
+    restored = []
+    for target in flavour.files:
+        data = originals[target.relative]
+        if not target.path.exists() or target.path.read_bytes() != data:
+            atomic_write(target.path, data)
+            remove_bytecode(target.path)
+            restored.append(target.relative)
+    return restored
+
+
 def write_backup(flavour: Flavour, originals: dict[str, bytes], manifest: Manifest) -> None:
     """Copy the originals, then write the manifest last: a manifest means a complete backup."""
     for relative, data in originals.items():
@@ -99,6 +143,7 @@ def write_backup(flavour: Flavour, originals: dict[str, bytes], manifest: Manife
 
 
 def remove_backup(flavour: Flavour) -> None:
+    """Only transaction.rollback() calls this: it says when a backup is deleted, and why."""
     remove_backup_folder(backup_folder(flavour))
 
 

@@ -1,59 +1,92 @@
-"""`check`: does the installed Keras match this tool's lock for its version?"""
+"""`check`: does the installed Keras match this tool's lock for its version?
+
+``check_lock`` compares one flavour; ``verdict`` turns the comparisons into the
+command's exit status (0, or the error to raise).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from patcher import __version__, errors
+from patcher.backup import original_sources
+from patcher.enums import TextEnum
 from patcher.environment import Flavour
 from patcher.hashing import sha256_hex
 from patcher.locks import Lock, load_lock
-from patcher.operations import original_sources
 from patcher.planning import plan
-from patcher.state import PATCHED, PRISTINE, inspect
-
-OK = "ok"
-DRIFT = "drift"
-NO_LOCK = "no-lock"
-UNSUPPORTED = "unsupported"
+from patcher.state import FlavourState, State, inspect
 
 
-@dataclass
-class CheckResult:
+class LockStatus(TextEnum):
+    OK = "ok"
+    DRIFT = "drift"
+    NO_LOCK = "no-lock"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class LockCheck:
+    """One flavour compared with its lock: the status, why, and the live files' state."""
+
     flavour: Flavour
-    status: str
-    problems: list[str] = field(default_factory=list)
-    state: str | None = None  # pristine / patched / ... of the live files
+    status: LockStatus
+    problems: tuple[str, ...] = ()
+    state: State | None = None  # pristine / patched / ... of the live files, when compared
 
 
-def check(flavour: Flavour) -> CheckResult:
+def check_lock(flavour: Flavour) -> LockCheck:
     lock = load_lock(flavour.distribution, flavour.version)
     if lock is None:
-        return CheckResult(
-            flavour, NO_LOCK, [f"no lock for {flavour.key} in convlstm-patch {__version__}: the patch is unchecked"]
+        return LockCheck(
+            flavour,
+            LockStatus.NO_LOCK,
+            (f"no lock for {flavour.key} in convlstm-patch {__version__}: the patch is unchecked",),
         )
     if not lock.supported and flavour.layout is None:
-        return CheckResult(flavour, UNSUPPORTED, [f"{flavour.key} has no ConvLSTM source convlstm-patch can patch"])
+        return LockCheck(
+            flavour, LockStatus.UNSUPPORTED, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",)
+        )
     if lock.layout != (flavour.layout.name if flavour.layout else None):
-        return CheckResult(flavour, DRIFT, [f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}"])
+        return LockCheck(
+            flavour, LockStatus.DRIFT, (f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}",)
+        )
     if lock.tool_version != __version__:
-        return CheckResult(
+        return LockCheck(
             flavour,
-            DRIFT,
-            [f"lock was made by convlstm-patch {lock.tool_version}, this is {__version__}; run scripts/update_locks.py"],
+            LockStatus.DRIFT,
+            (f"lock was made by convlstm-patch {lock.tool_version}, this is {__version__}; run scripts/update_locks.py",),
         )
     state = inspect(flavour)
-    problems = _compare(flavour, lock, state)
-    return CheckResult(flavour, DRIFT if problems else OK, problems, state.state)
+    problems = tuple(_compare(flavour, lock, state))
+    return LockCheck(flavour, LockStatus.DRIFT if problems else LockStatus.OK, problems, state.overall)
 
 
-def _compare(flavour: Flavour, lock: Lock, state) -> list[str]:
+def verdict(results: list[LockCheck], strict: bool) -> None:
+    """Raise the error that gives `check` its exit status: drift 1, unsupported 4, no lock 10 (1 if strict)."""
+    by_status = {result.status: result for result in reversed(results)}  # the first of each status
+    if LockStatus.DRIFT in by_status or (strict and LockStatus.NO_LOCK in by_status):
+        failed = by_status.get(LockStatus.DRIFT) or by_status[LockStatus.NO_LOCK]
+        raise errors.CheckFailed(
+            f"{failed.flavour.key}: {failed.problems[0]}; do not apply until convlstm-patch supports it"
+        )
+    if LockStatus.UNSUPPORTED in by_status:
+        raise errors.Unsupported(
+            f"{by_status[LockStatus.UNSUPPORTED].problems[0]} (see README, 'Supported Keras versions')"
+        )
+    if LockStatus.NO_LOCK in by_status:
+        raise errors.NoLock(
+            f"{by_status[LockStatus.NO_LOCK].problems[0]}; apply still works and relies on verification (--strict: fail)"
+        )
+
+
+def _compare(flavour: Flavour, lock: Lock, state: FlavourState) -> list[str]:
     problems = []
     names = {target.relative for target in flavour.files}
     if names != set(lock.files):
         return [f"files {sorted(names ^ set(lock.files))} differ between the install and the lock"]
     try:
-        originals = original_sources(flavour, state)
+        originals = original_sources(flavour, state.manifest)
     except errors.BackupProblem as error:
         return [error.message]
     for relative, data in originals.items():
@@ -71,8 +104,8 @@ def _compare(flavour: Flavour, lock: Lock, state) -> list[str]:
         if sha256_hex(item.patched) != expected:
             problems.append(f"{item.target.relative}: patched sha256 {sha256_hex(item.patched)[:16]}… expected {expected[:16]}…")
     for file in state.files:
-        if file.state not in (PRISTINE, PATCHED):
+        if file.state not in (State.PRISTINE, State.PATCHED):
             problems.append(f"{file.target.relative}: live file is {file.state} ({file.note})")
-        elif file.state == PATCHED and file.sha256 != lock.files[file.target.relative].patched:
+        elif file.state == State.PATCHED and file.sha256 != lock.files[file.target.relative].patched:
             problems.append(f"{file.target.relative}: live patched file differs from the locked output")
     return problems

@@ -41,6 +41,11 @@ class Flavour:
     def key(self) -> str:
         return f"{self.distribution}-{self.version}"
 
+    @property
+    def reinstall_command(self) -> str:
+        """What puts this distribution's pristine files back, whatever state they are in."""
+        return f"pip install --force-reinstall --no-deps {self.distribution}=={self.version}"
+
 
 def search_path(python: str | None, keras_root: str | None) -> list[str]:
     """The folders to look for distributions in (--keras-root wins over --python)."""

@@ -1,5 +1,9 @@
 """How the CLI talks: verbosity, colour (terminals only, never with NO_COLOR),
-progress lines on stderr, and the JSON documents of `--json`.
+progress lines on stderr, and each command's text and `--json` document.
+
+A command's ``show_*`` function renders the value patcher.commands returned:
+text through the Printer (which --quiet, --verbose and --json filter) and the
+JSON document (which only --json prints).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 import click
+
+from patcher.operations import Action
 
 COLOURS = {
     "pristine": "cyan",
@@ -39,6 +45,7 @@ class Printer:
 
     def state(self, word: str) -> str:
         """A state word, coloured when that helps."""
+        word = str(word)
         colour = COLOURS.get(word)
         return click.style(word, fg=colour, bold=word in ("FAILED", "FAIL")) if colour and self.colour else word
 
@@ -64,9 +71,114 @@ class Printer:
         if self.verbosity >= 0 or self.as_json:
             click.echo(f"warning: {text}", err=True)
 
+    def warnings(self, texts: list[str]) -> None:
+        for text in texts:
+            self.warning(text)
+
     def document(self, data: dict) -> None:
         if self.as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+# -- one renderer per command, in the CLI's order ------------------------------
+
+
+def show_status(out: Printer, status) -> None:
+    out.warnings(status.recovered)
+    for state, notes in status.flavours:
+        flavour = state.flavour
+        layout = flavour.layout.label if flavour.layout else "unknown layout"
+        out.result(f"{flavour.distribution} {flavour.version} ({layout}) in {flavour.site}: {out.state(state.overall)}")
+        width = max((len(file.state) for file in state.files), default=0)
+        for file in state.files:
+            note = f"  ({file.note})" if file.note else ""
+            out.line(f"  {out.state(file.state)}{' ' * (width - len(file.state))}  {file.target.relative}{note}")
+        for note in notes:
+            out.line(f"  note: {note}")
+    out.document({"flavours": [state_json(state, notes) for state, notes in status.flavours]})
+
+
+def show_apply(out: Printer, applied) -> None:
+    for outcome in applied.outcomes:
+        name = outcome.flavour.key
+        out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
+        if outcome.action == Action.ALREADY_PATCHED:
+            out.line(f"{name}: already patched, nothing to do")
+        elif outcome.action == Action.WOULD_PATCH:
+            out.result("".join(outcome.diffs.values()).rstrip("\n"))
+            out.result(f"{name}: would patch {len(outcome.files)} files (dry run, nothing written)")
+        else:
+            out.result(f"{name}: {out.state('patched')} {len(outcome.files)} files; undo with `convlstm-patch revert`")
+            _files(out, outcome.files)
+    for report in applied.reports:
+        out.line(f"{report.label}: verified ({len(report.checks)} checks passed)")
+        for probe_check in report.checks:
+            out.line(f"  {probe_check.name:<14} {probe_check.detail}", detail=True)
+    out.document(
+        {
+            "outcomes": [outcome_json(outcome) for outcome in applied.outcomes],
+            "verification": [report_json(report) for report in applied.reports],
+        }
+    )
+
+
+def show_verify(out: Printer, verified) -> None:
+    out.warnings(verified.recovered)
+    for report in verified.reports:
+        out.result(f"{report.label}: {out.state('passed' if report.passed else 'FAILED')}")
+        for probe_check in report.checks:
+            mark = out.state("ok  " if probe_check.passed else "FAIL")
+            out.line(f"  {mark} {probe_check.name:<14} {probe_check.detail}")
+    out.document(
+        {
+            "passed": all(report.passed for report in verified.reports),
+            "reports": [report_json(report) for report in verified.reports],
+        }
+    )
+
+
+def show_check(out: Printer, checked) -> None:
+    out.warnings(checked.recovered)
+    for result in checked.results:
+        state = f" ({result.state})" if result.state else ""
+        out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
+        for problem in result.problems:
+            out.result(f"  {problem}")
+    out.document({"results": [check_json(result) for result in checked.results]})
+
+
+def show_revert(out: Printer, outcomes) -> None:
+    for outcome in outcomes:
+        name = outcome.flavour.key
+        out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
+        if outcome.action == Action.NOTHING_TO_REVERT:
+            out.line(f"{name}: not patched, nothing to revert")
+        else:
+            out.result(f"{name}: restored {len(outcome.files)} files")
+            _files(out, outcome.files)
+    out.document({"outcomes": [outcome_json(outcome) for outcome in outcomes]})
+
+
+def show_clean(out: Printer, removed) -> None:
+    for folder in removed:
+        out.result(f"removed stale backup {folder}")
+    if not removed:
+        out.line("no stale backups")
+
+
+def show_diff(out: Printer, diffed) -> None:
+    """The diffs themselves, whatever the verbosity (diff has no --json)."""
+    out.warnings(diffed.recovered)
+    for outcome in diffed.outcomes:
+        click.echo("".join(outcome.diffs.values()), nl=False)
+
+
+def _files(out: Printer, relatives: list[str]) -> None:
+    for relative in relatives:
+        out.line(f"  {relative}", detail=True)
+
+
+# -- the --json documents ------------------------------------------------------
 
 
 def flavour_json(flavour) -> dict:
@@ -78,7 +190,7 @@ def state_json(state, notes: list[str]) -> dict:
     return {
         **flavour_json(flavour),
         "layout": flavour.layout.name if flavour.layout else None,
-        "state": state.state,
+        "state": state.overall,
         "files": [{"path": file.target.relative, "state": file.state, "note": file.note} for file in state.files],
         "notes": notes,
     }
@@ -99,13 +211,9 @@ def report_json(report) -> dict:
         **flavour_json(report.flavour),
         "backend": report.backend,
         "passed": report.passed,
-        "checks": [vars(check) for check in report.checks],
+        "checks": [vars(probe_check) for probe_check in report.checks],
     }
 
 
 def check_json(result) -> dict:
-    return {**flavour_json(result.flavour), "status": result.status, "state": result.state, "problems": result.problems}
-
-
-def report_label(report) -> str:
-    return report.flavour.key + (f" [{report.backend}]" if report.backend else "")
+    return {**flavour_json(result.flavour), "status": result.status, "state": result.state, "problems": list(result.problems)}

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from patcher import errors
 from patcher.environment import Flavour, TargetFile
-from patcher.hashing import sha256_hex
 
 
 @dataclass(frozen=True)
@@ -15,10 +14,6 @@ class PlannedFile:
     original: bytes
     patched: bytes
     warnings: tuple[str, ...]
-
-    @property
-    def changed(self) -> bool:
-        return self.original != self.patched
 
 
 def plan(flavour: Flavour, originals: dict[str, bytes]) -> list[PlannedFile]:
@@ -39,7 +34,3 @@ def plan(flavour: Flavour, originals: dict[str, bytes]) -> list[PlannedFile]:
             ) from None
         planned.append(PlannedFile(target, original, result.code.encode("utf-8"), result.warnings))
     return planned
-
-
-def patched_hashes(planned: list[PlannedFile]) -> dict[str, str]:
-    return {item.target.relative: sha256_hex(item.patched) for item in planned}

@@ -10,23 +10,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patcher.backup import Manifest, read_manifest, stale_backups
+from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.marker import MARKER_PREFIX
 
-PRISTINE = "pristine"
-PATCHED = "patched"
-MODIFIED = "modified"  # neither the original nor our output
-MISSING = "missing"
-PARTIAL = "partial"  # flavour only: some files pristine, some patched
-UNSUPPORTED = "unsupported"  # flavour only: no known layout
+
+class State(TextEnum):
+    PRISTINE = "pristine"
+    PATCHED = "patched"
+    MODIFIED = "modified"  # neither the original nor our output
+    MISSING = "missing"
+    PARTIAL = "partial"  # flavour only: some files pristine, some patched
+    UNSUPPORTED = "unsupported"  # flavour only: no known layout
+
+
+# For tests/test_transform_sources.py, which imports it; drop once it uses State.
+PRISTINE = State.PRISTINE
 
 
 @dataclass(frozen=True)
 class FileState:
     target: TargetFile
     sha256: str | None
-    state: str
+    state: State
     note: str = ""
 
 
@@ -37,17 +44,23 @@ class FlavourState:
     files: tuple[FileState, ...]
 
     @property
-    def state(self) -> str:
+    def overall(self) -> State:
+        """The flavour's state: its files' one state, or partial / modified / unsupported."""
         if self.flavour.layout is None:
-            return UNSUPPORTED
+            return State.UNSUPPORTED
         states = {file.state for file in self.files}
         if len(states) == 1:
             return states.pop()
-        if states == {PRISTINE, PATCHED}:
-            return PARTIAL
-        return MODIFIED
+        if states == {State.PRISTINE, State.PATCHED}:
+            return State.PARTIAL
+        return State.MODIFIED
 
-    def of(self, state: str) -> list[FileState]:
+    @property
+    def state(self) -> State:
+        """Old name of ``overall``, for tests/test_transform_sources.py; drop once it uses ``overall``."""
+        return self.overall
+
+    def of(self, state: State) -> list[FileState]:
         return [file for file in self.files if file.state == state]
 
 
@@ -60,20 +73,20 @@ def _file_state(target: TargetFile, manifest: Manifest | None) -> FileState:
     try:
         data = target.path.read_bytes()
     except FileNotFoundError:
-        return FileState(target, None, MISSING, "file is missing")
+        return FileState(target, None, State.MISSING, "file is missing")
     digest = sha256_hex(data)
     entry = manifest.file(target.relative) if manifest else None
     if entry is not None and digest == entry.after:
-        return FileState(target, digest, PATCHED)
+        return FileState(target, digest, State.PATCHED)
     if digest == target.record_sha256 or (entry is not None and digest == entry.before):
-        return FileState(target, digest, PRISTINE)
+        return FileState(target, digest, State.PRISTINE)
     if target.record_sha256 is None and entry is None and not _has_marker(data):
         # No RECORD to compare with (rare, e.g. some system packages): trust
         # a file without our marker to be the original.
-        return FileState(target, digest, PRISTINE, "no RECORD hash to check against")
+        return FileState(target, digest, State.PRISTINE, "no RECORD hash to check against")
     if _has_marker(data):
-        return FileState(target, digest, MODIFIED, "carries our marker but matches no backup record")
-    return FileState(target, digest, MODIFIED, "differs from the distribution's RECORD")
+        return FileState(target, digest, State.MODIFIED, "carries our marker but matches no backup record")
+    return FileState(target, digest, State.MODIFIED, "differs from the distribution's RECORD")
 
 
 def _has_marker(data: bytes) -> bool:
@@ -85,18 +98,18 @@ def explain(state: FlavourState) -> list[str]:
     """Why the flavour is in its state, and what to do, for `status`."""
     flavour, notes = state.flavour, []
     stale = stale_backups(flavour)
-    if state.state == PRISTINE and state.manifest is not None:
+    if state.overall == State.PRISTINE and state.manifest is not None:
         notes.append(
             f"the patch is gone: the files were reinstalled since convlstm-patch patched them "
             f"({state.manifest.created}); run `convlstm-patch apply` to patch them again"
         )
-    elif state.state == PRISTINE and stale:
+    elif state.overall == State.PRISTINE and stale:
         versions = ", ".join(folder.name[len(flavour.distribution) + 1 :] for folder in stale)
         notes.append(
             f"the patch is gone: {flavour.distribution} was upgraded from {versions} to {flavour.version} "
             "(pip replaced the patched files); run `convlstm-patch apply`"
         )
-    elif state.state == PARTIAL:
+    elif state.overall == State.PARTIAL:
         notes.append("some files are patched and some are not; run `convlstm-patch apply` or `revert` to settle them")
     notes.extend(
         f"stale backup of a version no longer installed: {folder} (never restored; remove with `convlstm-patch clean`)"

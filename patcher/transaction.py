@@ -1,12 +1,13 @@
-"""All or nothing, one at a time: the journal and the environment lock.
+"""All or nothing, one at a time: the journal, the one rollback, the environment lock.
 
 Before the first Keras file changes, ``apply`` and ``revert`` write a journal
 (``<site>/.convlstm-patch/journal-<distribution>.json``); they remove it after
-the last change. If a run dies in between (SIGKILL, power loss), the next
-command finds the journal and rolls the flavour back to its backed-up
-originals, so every file of a flavour is either all pristine or all patched.
-The backup is complete whenever its manifest exists: files are written before
-the manifest and deleted after it.
+the last change. Whatever cuts a run short, the flavour goes back through
+:func:`rollback`: at once when a write fails (disk full, read-only folder) or
+the verification fails, and from the journal in the next command when the run
+died (SIGKILL, power loss). Every file of a flavour is therefore either all
+pristine or all patched. The backup is complete whenever its manifest exists:
+files are written before the manifest and deleted after it.
 
 Runs on one environment are serialised by a lock file beside the journal.
 """
@@ -15,48 +16,87 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 from patcher import errors
-from patcher.backup import STATE_FOLDER, read_manifest, remove_backup
+from patcher.backup import STATE_FOLDER, backed_up_sources, read_manifest, remove_backup, restore_originals
+from patcher.enums import TextEnum
 from patcher.environment import Flavour
 from patcher.fsops import atomic_write, ensure_folder
 
-DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_LOCK_TIMEOUT = 300  # seconds
+
+
+class Operation(TextEnum):
+    APPLY = "apply"
+    REVERT = "revert"
 
 
 @dataclass(frozen=True)
 class Journal:
-    operation: str  # "apply" | "revert"
-    fresh_backup: bool  # apply made the backup itself (so rolling back removes it)
+    operation: Operation
+    fresh_backup: bool = False  # apply made the backup: there was none before it
 
 
 def journal_path(flavour: Flavour) -> Path:
     return flavour.site / STATE_FOLDER / f"journal-{flavour.distribution}.json"
 
 
-def begin(flavour: Flavour, operation: str, fresh_backup: bool = False) -> None:
-    path = journal_path(flavour)
-    ensure_folder(path.parent)
-    atomic_write(path, json.dumps({"operation": operation, "fresh_backup": fresh_backup}).encode())
+@contextlib.contextmanager
+def journaled(flavour: Flavour, journal: Journal) -> Iterator[None]:
+    """Hold ``journal`` on disk while the body changes the flavour's files.
 
-
-def end(flavour: Flavour) -> None:
+    A body that raises a PatchError (e.g. disk full on the third file) is
+    rolled back at once and the error goes on to the user; a run that never
+    gets here (killed) leaves the journal for the next command's recover().
+    """
+    _write_journal(flavour, journal)
+    try:
+        yield
+    except errors.PatchError:
+        rollback(flavour, journal)
+        raise
     journal_path(flavour).unlink(missing_ok=True)
+
+
+def rollback(flavour: Flavour, journal: Journal) -> list[str]:
+    """The one undo: put the originals back from the backup; the files restored.
+
+    Used by a failed write (journaled), a failed verification (workflow),
+    an interrupted run (recover) and revert itself, which is the rollback of
+    a finished apply. The journal is written first (unless it is already
+    there) and removed last, so a rollback that is itself cut short is
+    finished by the next command.
+    """
+    if not journal_path(flavour).exists():
+        _write_journal(flavour, journal)
+    manifest = read_manifest(flavour)
+    restored = restore_originals(flavour, backed_up_sources(flavour, manifest)) if manifest is not None else []
+    # When a backup is deleted, and why. Here, once the files are the
+    # originals again, and only if the backup has nothing left to say: it is
+    # incomplete (no manifest: never trusted), or what is rolled back is a
+    # revert (the patch is gone on purpose), or the apply being undone made it
+    # (there was none before that run). A backup that existed before the run
+    # is kept, so the environment is as it was. Backups of versions no longer
+    # installed are never restored, and deleted only by `clean`.
+    if manifest is None or journal.operation == Operation.REVERT or journal.fresh_backup:
+        remove_backup(flavour)
+    journal_path(flavour).unlink(missing_ok=True)
+    return restored
 
 
 def read_journal(flavour: Flavour) -> Journal | None:
     try:
-        return Journal(**json.loads(journal_path(flavour).read_text(encoding="utf-8")))
+        data = json.loads(journal_path(flavour).read_text(encoding="utf-8"))
+        return Journal(**{**data, "operation": Operation(data["operation"])})
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError, TypeError, KeyError) as error:
         raise errors.BackupProblem(
             f"journal {journal_path(flavour)} is not valid ({type(error).__name__}); "
-            f"restore Keras with `pip install --force-reinstall --no-deps {flavour.distribution}=={flavour.version}` "
-            "and delete the journal"
+            f"restore Keras with `{flavour.reinstall_command}` and delete the journal"
         ) from None
 
 
@@ -66,15 +106,14 @@ def recover(flavour: Flavour) -> str | None:
     journal = read_journal(flavour)
     if journal is None:
         return None
-    from patcher.operations import backed_up_sources, restore_originals  # avoids an import cycle
-
-    manifest = read_manifest(flavour)
-    if manifest is not None:
-        restore_originals(flavour, backed_up_sources(flavour, manifest))
-    if manifest is None or journal.operation == "revert" or journal.fresh_backup:
-        remove_backup(flavour)
-    end(flavour)
+    rollback(flavour, journal)
     return f"recovered an interrupted {journal.operation}: files restored to their originals"
+
+
+def _write_journal(flavour: Flavour, journal: Journal) -> None:
+    path = journal_path(flavour)
+    ensure_folder(path.parent)
+    atomic_write(path, json.dumps(asdict(journal)).encode())
 
 
 def _refuse_link(path: Path) -> None:

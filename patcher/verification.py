@@ -1,4 +1,8 @@
-"""Run the verification probe in a fresh process of the target interpreter."""
+"""Run the verification probe in a fresh process of the target interpreter.
+
+The probe (patcher/probe/runner.py) makes a few assertions about the patched
+layers, each a ProbeCheck of the flavour's Report.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from patcher import errors
 from patcher.backup import backup_copy, read_manifest
 from patcher.environment import Flavour
 
 PROBE = Path(__file__).resolve().parent / "probe" / "runner.py"
-DEFAULT_TIMEOUT = 600.0
+DEFAULT_TIMEOUT = 600  # seconds
 
 
 @dataclass(frozen=True)
-class Check:
+class VerifyOptions:
+    """How `apply` and `verify` run the probe, and where their progress lines go."""
+
+    python: str | None = None  # the target interpreter (None: this one)
+    backends: tuple[str, ...] = ()  # Keras 3 is also verified under these
+    timeout: float = DEFAULT_TIMEOUT
+    on_progress: Callable[[str], None] | None = None
+
+    def labelled(self, label: str) -> Callable[[str], None] | None:
+        """on_progress with every line prefixed by ``label``."""
+        on_progress = self.on_progress
+        if on_progress is None:
+            return None
+        return lambda line: on_progress(f"{label}: {line}")
+
+
+@dataclass(frozen=True)
+class ProbeCheck:
+    """One assertion of the probe about the patched layers."""
+
     name: str
     passed: bool
     detail: str
@@ -30,29 +54,47 @@ class Check:
 class Report:
     flavour: Flavour
     backend: str | None
-    checks: list[Check] = field(default_factory=list)
+    checks: list[ProbeCheck] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.flavour.key + (f" [{self.backend}]" if self.backend else "")
 
     @property
     def passed(self) -> bool:
-        return bool(self.checks) and all(check.passed for check in self.checks)
+        return bool(self.checks) and all(probe_check.passed for probe_check in self.checks)
 
     @property
-    def first_failure(self) -> Check | None:
-        return next((check for check in self.checks if not check.passed), None)
+    def first_failure(self) -> ProbeCheck | None:
+        return next((probe_check for probe_check in self.checks if not probe_check.passed), None)
 
 
-def verify(
-    flavour: Flavour,
-    *,
-    python: str | None = None,
-    backend: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    on_progress: Callable[[str], None] | None = None,
-) -> Report:
-    """Check the flavour's Keras in a subprocess; a crash or hang is a failed check."""
+def verify_all(flavours: list[Flavour], options: VerifyOptions) -> list[Report]:
+    """One fresh subprocess per flavour and backend (Keras 3 only is multi-backend)."""
+    reports = []
+    for flavour in flavours:
+        multi_backend = flavour.layout is not None and flavour.layout.name == "keras3"
+        runs = (None, *options.backends) if multi_backend else (None,)
+        for backend in dict.fromkeys(runs):
+            reports.append(verify(flavour, options, backend))
+    return reports
+
+
+def verdict(reports: list[Report]) -> None:
+    """Raise the error that gives `verify` its exit status (9) if a report failed."""
+    failed = next((report for report in reports if not report.passed), None)
+    if failed is not None:
+        raise errors.VerificationFailed(
+            f"{failed.label} failed check '{failed.first_failure.name}'; "
+            "run `convlstm-patch revert` then `convlstm-patch apply` to repatch"
+        )
+
+
+def verify(flavour: Flavour, options: VerifyOptions, backend: str | None = None) -> Report:
+    """Run the probe on the flavour's Keras in a subprocess; a crash or hang is a failed ProbeCheck."""
     cell_file = next(target for target in flavour.files if "cell" in target.classes.values())
     command = [
-        python or sys.executable,
+        options.python or sys.executable,
         str(PROBE),
         "--package",
         cell_file.relative.split("/")[0],
@@ -63,20 +105,21 @@ def verify(
     if manifest is not None:
         command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
     report = Report(flavour, backend)
+    on_progress = options.labelled(report.label)
     try:
-        stdout, returncode, timed_out = _run(command, _environment(flavour, backend), timeout, on_progress)
+        stdout, returncode, timed_out = _run(command, _environment(flavour, backend), options.timeout, on_progress)
     except OSError as error:
-        report.checks.append(Check("run", False, f"could not start {command[0]}: {error.strerror}"))
+        report.checks.append(ProbeCheck("run", False, f"could not start {command[0]}: {error.strerror}"))
         return report
     if timed_out:
-        report.checks.append(Check("run", False, f"verification did not finish within {timeout:.0f} s"))
+        report.checks.append(ProbeCheck("run", False, f"verification did not finish within {options.timeout:.0f} s"))
         return report
     try:
         document = json.loads(stdout.strip().splitlines()[-1])
-        report.checks.extend(Check(**check) for check in document["checks"])
+        report.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
         report.backend = document.get("backend", backend)
     except (ValueError, IndexError, KeyError, TypeError):
-        report.checks.append(Check("run", False, f"verification process crashed (exit code {returncode})"))
+        report.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
     return report
 
 

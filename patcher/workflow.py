@@ -1,31 +1,28 @@
-"""apply = prepare every flavour, write, verify, roll back on failure."""
+"""Every flavour at once, under the environment's lock: apply = prepare all,
+write, verify, roll back on failure; revert; clean; recovery for readers."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-from patcher import errors
+from patcher import errors, transaction
 from patcher.backup import remove_backup_folder, stale_backups
 from patcher.environment import Flavour
 from patcher.locks import load_lock
-from patcher.operations import Outcome, commit, prepare, revert
+from patcher.operations import Action, Outcome, commit, prepare, revert
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover
-from patcher.verification import DEFAULT_TIMEOUT, Report, verify
+from patcher.verification import Report, VerifyOptions, verify_all
 
 
 def apply_all(
     flavours: list[Flavour],
+    options: VerifyOptions = VerifyOptions(),
     *,
+    verify: bool = True,
     force: bool = False,
     dry_run: bool = False,
-    check: bool = True,
     strict: bool = False,
-    python: str | None = None,
-    backends: tuple[str, ...] = (),
-    timeout: float = DEFAULT_TIMEOUT,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-    on_progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Outcome], list[Report]]:
     """Patch all flavours; if verification fails, restore them and raise.
 
@@ -35,13 +32,13 @@ def apply_all(
     rolled back.
     """
     if dry_run:
-        return _apply(flavours, force=force, dry_run=True, strict=strict, on_progress=on_progress), []
+        return _apply(flavours, force=force, dry_run=True, strict=strict, options=options), []
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
-        outcomes = _apply(flavours, force=force, dry_run=False, strict=strict, on_progress=on_progress)
+        outcomes = _apply(flavours, force=force, dry_run=False, strict=strict, options=options)
         if notes:
             outcomes[0].warnings.extend(notes)
-        reports = _verify_or_roll_back(outcomes, check, python, backends, timeout, on_progress)
+        reports = _verify_or_roll_back(outcomes, options) if verify else []
     return outcomes, reports
 
 
@@ -63,7 +60,7 @@ def clean_stale(flavours: list[Flavour], *, lock_timeout: float = DEFAULT_LOCK_T
 
 
 def recover_if_possible(flavours: list[Flavour]) -> list[str]:
-    """For `status`: finish an interrupted run if nobody else holds the lock."""
+    """For the commands that only read: finish an interrupted run if nobody else holds the lock."""
     if not any(journal_path(flavour).exists() for flavour in flavours):
         return []  # the common case: touch nothing, create no lock file
     try:
@@ -73,7 +70,7 @@ def recover_if_possible(flavours: list[Flavour]) -> list[str]:
         return []
 
 
-def _apply(flavours, *, force, dry_run, strict, on_progress) -> list[Outcome]:
+def _apply(flavours, *, force, dry_run, strict, options: VerifyOptions) -> list[Outcome]:
     unlocked = [flavour for flavour in flavours if load_lock(flavour.distribution, flavour.version) is None]
     if unlocked and strict:
         raise errors.NoLock(
@@ -82,57 +79,26 @@ def _apply(flavours, *, force, dry_run, strict, on_progress) -> list[Outcome]:
         )
     prepared = []
     for flavour in flavours:
-        if on_progress:
-            on_progress(f"{flavour.key}: checking and transforming {len(flavour.files)} files")
+        if options.on_progress:
+            options.on_progress(f"{flavour.key}: checking and transforming {len(flavour.files)} files")
         prepared.append(prepare(flavour, force=force))
     outcomes = [commit(item, dry_run=dry_run) for item in prepared]
     for outcome in outcomes:
-        if outcome.flavour in unlocked and outcome.action != "already-patched":
+        if outcome.flavour in unlocked and outcome.action != Action.ALREADY_PATCHED:
             outcome.warnings.append("no lock for this version: the patch is unchecked, relying on verification")
     return outcomes
 
 
-def _verify_or_roll_back(outcomes, check, python, backends, timeout, on_progress) -> list[Report]:
-    patched = [outcome.flavour for outcome in outcomes if outcome.action == "patched"]
-    if not check or not patched:
-        return []
-    reports = verify_all(patched, python=python, backends=backends, timeout=timeout, on_progress=on_progress)
+def _verify_or_roll_back(outcomes: list[Outcome], options: VerifyOptions) -> list[Report]:
+    patched = [outcome for outcome in outcomes if outcome.action == Action.PATCHED]
+    reports = verify_all([outcome.flavour for outcome in patched], options)
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None:
-        for flavour in patched:
-            revert(flavour, force=True)
-        check_failed = failed.first_failure
+        for outcome in patched:
+            transaction.rollback(outcome.flavour, outcome.journal)
+        probe_check = failed.first_failure
         raise errors.VerificationFailed(
-            f"verification of {failed.flavour.key} failed at check '{check_failed.name}': {check_failed.detail}; "
+            f"verification of {failed.flavour.key} failed at check '{probe_check.name}': {probe_check.detail}; "
             "the original files were restored. Please report this with `convlstm-patch verify --json` output"
         )
     return reports
-
-
-def verify_all(
-    flavours: list[Flavour],
-    *,
-    python: str | None = None,
-    backends: tuple[str, ...] = (),
-    timeout: float = DEFAULT_TIMEOUT,
-    on_progress: Callable[[str], None] | None = None,
-) -> list[Report]:
-    """One fresh subprocess per flavour and backend (Keras 3 only is multi-backend)."""
-    reports = []
-    for flavour in flavours:
-        multi_backend = flavour.layout is not None and flavour.layout.name == "keras3"
-        runs = (None, *backends) if multi_backend else (None,)
-        for backend in dict.fromkeys(runs):
-            label = f"{flavour.key}" + (f" [{backend}]" if backend else "")
-            reports.append(
-                verify(
-                    flavour, python=python, backend=backend, timeout=timeout, on_progress=_labelled(on_progress, label)
-                )
-            )
-    return reports
-
-
-def _labelled(on_progress, label: str):
-    if on_progress is None:
-        return None
-    return lambda line: on_progress(f"{label}: {line}")

@@ -85,10 +85,6 @@ def compute(archive: Path) -> Computed:
     return Computed(new_lock(flavour, planned), planned, record)
 
 
-def compute_lock(archive: Path) -> Lock:
-    return compute(archive).lock
-
-
 def _attempt(archive: Path) -> Computed | str:
     try:
         return compute(archive)

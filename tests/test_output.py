@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import click
 import pytest
@@ -43,10 +44,12 @@ def test_dry_run_json_carries_the_diffs(site):
 
 
 def test_quiet_prints_only_what_changed(site):
+    version = metadata.version("keras")
     result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "-q")
-    assert result.stdout.splitlines() == [line for line in result.stdout.splitlines() if "patched 4 files" in line]
+    assert result.stdout.splitlines() == [f"keras-{version}: patched 4 files; undo with `convlstm-patch revert`"]
     assert result.stderr == ""
-    assert cli("status", "--keras-root", str(site), "--only", "keras", "-q").stdout.count("\n") == 1
+    status = cli("status", "--keras-root", str(site), "--only", "keras", "-q")
+    assert status.stdout.splitlines() == [f"keras {version} (Keras 3) in {site.resolve()}: patched"]
     assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "-q").stdout == ""
 
 

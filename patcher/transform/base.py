@@ -72,3 +72,24 @@ class ClassScopedTransformer(cst.CSTTransformer):
     ) -> cst.FunctionDef | cst.RemovalSentinel:
         self._scopes.pop()
         return updated_node
+
+
+class MethodDefTransformer(ClassScopedTransformer):
+    """Edits one part of one method's def (its ``params`` or ``body`` list) as
+    a whole, in leave_FunctionDef: no need to walk the body (``methods`` stays empty).
+    """
+
+    edited_method: str = ""
+    edited_part: str = "body"  # "body" or "params"
+    edited_role: str | None = None  # only classes of this role; None: every target class
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef | cst.RemovalSentinel:
+        if self.method == self.edited_method and self.edited_role in (None, self.role):
+            part = self._extend(getattr(updated_node, self.edited_part))
+            updated_node = updated_node.with_changes(**{self.edited_part: part})
+        return super().leave_FunctionDef(original_node, updated_node)
+
+    def _extend(self, part: cst.CSTNode) -> cst.CSTNode:
+        raise NotImplementedError

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.base import MethodDefTransformer
 from patcher.transform.shapes import assigns_self_attribute, is_name, single_assign
 
 EXPLICIT_ATTRIBUTE = "_explicit_activations"
 
 
-class ResolveActivationsTransformer(ClassScopedTransformer):
+class ResolveActivationsTransformer(MethodDefTransformer):
     """After ``self.recurrent_activation = activations.get(...)`` the cell sets
     ``self.activation_i = self.activation if activation_i is None else
     activations.get(activation_i)`` (and the other four), plus
@@ -19,14 +19,7 @@ class ResolveActivationsTransformer(ClassScopedTransformer):
     still serialises exactly as on stock Keras.
     """
 
-    # Edits only the def itself (in leave_FunctionDef): no need to walk its body.
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
-    ) -> cst.FunctionDef:
-        if self.role == "cell" and self.method == "__init__":
-            updated_node = updated_node.with_changes(body=self._extend(updated_node.body))
-        return super().leave_FunctionDef(original_node, updated_node)
+    edited_method, edited_role = "__init__", "cell"
 
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         statements = list(body.body)

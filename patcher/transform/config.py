@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.base import MethodDefTransformer
 from patcher.transform.cell_init import EXPLICIT_ATTRIBUTE
 from patcher.transform.shapes import is_name, single_assign
 
 
-class ConfigTransformer(ClassScopedTransformer):
+class ConfigTransformer(MethodDefTransformer):
     """After the ``config = {...}`` literal of a target ``get_config``::
 
         for name in self._explicit_activations:        # self.cell. in layers
@@ -18,14 +18,7 @@ class ConfigTransformer(ClassScopedTransformer):
     A layer built without the five therefore has a config stock Keras loads.
     """
 
-    # Edits only the def itself (in leave_FunctionDef): no need to walk its body.
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
-    ) -> cst.FunctionDef:
-        if self.method == "get_config":
-            updated_node = updated_node.with_changes(body=self._extend(updated_node.body))
-        return super().leave_FunctionDef(original_node, updated_node)
+    edited_method = "get_config"
 
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         owner = "self" if self.role == "cell" else "self.cell"

@@ -52,11 +52,11 @@ def transform_source(source: str, targets: dict[str, str], version: str = __vers
         module = module.visit(transformer)
         edits.update(transformer.edits)
     module = module.visit(MarkerTransformer(version))
-    warnings = tuple(_check(targets, params, edits))
+    warnings = tuple(_require_edits(targets, params, edits))
     return TransformResult(code=module.code, warnings=warnings)
 
 
-def _check(targets: dict[str, str], params: tuple[Parameter, ...], edits: Counter) -> list[str]:
+def _require_edits(targets: dict[str, str], params: tuple[Parameter, ...], edits: Counter) -> list[str]:
     """Raise for a missing essential edit; return warnings for cosmetic ones."""
     count = len(params)
     warnings = []

@@ -52,15 +52,14 @@ def is_property(statement: cst.CSTNode) -> bool:
 
 
 class RenameSelfAttribute(cst.CSTTransformer):
-    """``self.<old>`` -> ``self.<new>`` everywhere in a subtree; counts the renames."""
+    """``self.<old>`` -> ``self.<new>`` everywhere in a subtree."""
 
     def __init__(self, old: str, new: str) -> None:
         super().__init__()
-        self.old, self.new, self.renamed = old, new, 0
+        self.old, self.new = old, new
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.Attribute:
         if is_self_attribute(updated_node, self.old):
-            self.renamed += 1
             return updated_node.with_changes(attr=cst.Name(self.new))
         return updated_node
 

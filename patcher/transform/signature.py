@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import libcst as cst
 
-from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.base import MethodDefTransformer
 from patcher.transform.layout import insert_after
 
 
-class AddParametersTransformer(ClassScopedTransformer):
+class AddParametersTransformer(MethodDefTransformer):
     """``def __init__(self, ..., stateful=False, **kwargs)`` gains
     ``activation_i=None, ..., recurrent_activation_o=None`` before ``**kwargs``.
 
     Appending (never inserting) keeps every positional call's meaning.
     """
 
-    # Edits only the def itself (in leave_FunctionDef): no need to walk its body.
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
-    ) -> cst.FunctionDef:
-        if self.method == "__init__":
-            updated_node = updated_node.with_changes(params=self._extend(updated_node.params))
-        return super().leave_FunctionDef(original_node, updated_node)
+    edited_method, edited_part = "__init__", "params"
 
     def _extend(self, params: cst.Parameters) -> cst.Parameters:
         existing = {param.name.value for param in (*params.params, *params.kwonly_params)}

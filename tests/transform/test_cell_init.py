@@ -1,0 +1,118 @@
+"""cell_init: the cell's __init__ resolves the five (None: inherit).
+
+`test_noop`: snippets the transformer must leave as they are; `test_fix`:
+before and after (each after is also checked to be a fixed point).
+"""
+
+import pytest
+
+from patcher.transform.cell_init import ResolveActivationsTransformer
+from transform_helpers import TARGETS, apply, assert_transforms, assert_unchanged
+
+
+CELL_INIT_BEFORE = """
+    class Cell:
+        def __init__(self, filters, activation="tanh", recurrent_activation="sigmoid", **kwargs):
+            super().__init__(**kwargs)
+            self.filters = filters
+            self.activation = activations.get(activation)
+            self.recurrent_activation = activations.get(recurrent_activation)
+            self.use_bias = use_bias
+    """
+
+CELL_INIT_AFTER = """
+    class Cell:
+        def __init__(self, filters, activation="tanh", recurrent_activation="sigmoid", **kwargs):
+            super().__init__(**kwargs)
+            self.filters = filters
+            self.activation = activations.get(activation)
+            self.recurrent_activation = activations.get(recurrent_activation)
+            self.activation_i = (
+                activations.get(activation_i)
+                if activation_i is not None
+                else self.activation
+            )
+            self.activation_o = (
+                activations.get(activation_o)
+                if activation_o is not None
+                else self.activation
+            )
+            self.recurrent_activation_f = (
+                activations.get(recurrent_activation_f)
+                if recurrent_activation_f is not None
+                else self.recurrent_activation
+            )
+            self.recurrent_activation_i = (
+                activations.get(recurrent_activation_i)
+                if recurrent_activation_i is not None
+                else self.recurrent_activation
+            )
+            self.recurrent_activation_o = (
+                activations.get(recurrent_activation_o)
+                if recurrent_activation_o is not None
+                else self.recurrent_activation
+            )
+            self._explicit_activations = tuple(
+                name
+                for name, value in (
+                    ("activation_i", activation_i),
+                    ("activation_o", activation_o),
+                    ("recurrent_activation_f", recurrent_activation_f),
+                    ("recurrent_activation_i", recurrent_activation_i),
+                    ("recurrent_activation_o", recurrent_activation_o),
+                )
+                if value is not None
+            )
+            self.use_bias = use_bias
+    """
+
+
+@pytest.mark.parametrize(
+    ("code", "targets"),
+    [
+        pytest.param(CELL_INIT_BEFORE, {"Cell": "layer"}, id="layer-role"),
+        pytest.param(CELL_INIT_BEFORE, {"Other": "cell"}, id="non-target-class"),
+        pytest.param(
+            """
+            class Cell:
+                def __init__(self, recurrent_activation):
+                    self.recurrent_activation = recurrent_activation
+            """,
+            TARGETS,
+            id="no-getter-call",
+        ),
+        pytest.param(
+            """
+            class Cell:
+                def build(self, recurrent_activation):
+                    self.recurrent_activation = activations.get(recurrent_activation)
+            """,
+            TARGETS,
+            id="outside-init",
+        ),
+    ],
+)
+def test_noop(code, targets):
+    assert_unchanged(ResolveActivationsTransformer, code, targets)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "targets"),
+    [
+        pytest.param(CELL_INIT_BEFORE, CELL_INIT_AFTER, TARGETS, id="after-recurrent-activation"),
+        pytest.param(
+            CELL_INIT_BEFORE.replace("activations.get", "acts.get"),
+            CELL_INIT_AFTER.replace("activations.get", "acts.get"),
+            TARGETS,
+            id="same-getter-as-original",
+        ),
+    ],
+)
+def test_fix(before, after, targets):
+    assert_transforms(ResolveActivationsTransformer, before, after, targets)
+
+
+@pytest.mark.parametrize("code", [CELL_INIT_BEFORE, CELL_INIT_AFTER], ids=["pristine", "patched"])
+def test_cell_init_counts_one_resolve(code):
+    _, edits = apply(ResolveActivationsTransformer, code)
+    assert edits == {("Cell", "resolve"): 1}
