@@ -1,3 +1,3 @@
 from patcher.cli import main
 
-main()
+main(prog_name="convlstm-patch")

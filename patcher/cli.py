@@ -1,5 +1,5 @@
 """The convlstm-patch command line: options, one call into patcher.commands
-per command, and its renderer from patcher.output.
+per command (in every environment named), and its renderer from patcher.output.
 
 Only the commands that transform (apply, diff, check) import libcst, and only
 when they run; nothing here imports Keras or TensorFlow (verification runs
@@ -10,37 +10,66 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 
 import click
 
-from patcher import __version__, checking, commands, errors, output, verification
+from patcher import commands, errors, output
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT
 from patcher.verification import DEFAULT_TIMEOUT
 
 
+@dataclass(frozen=True)
+class Where:
+    """The environments the options name, and which flavours in them."""
+
+    environments: list[commands.Environment]
+    only: str | None
+
+    def run(self, command, **options) -> list[commands.EnvironmentResult]:
+        return commands.each(self.environments, self.only, command, **options)
+
+
 def target_options(command):
-    """--python / --keras-root / --only (which environment and flavours), -q / -v."""
+    """--python / --keras-root (repeatable: which environments), --only (which flavours), -q / -v."""
 
     @click.option(
         "--python",
-        "python",
+        "pythons",
         metavar="PATH",
-        help="Act on the environment of this Python interpreter (it also runs the verification).",
+        multiple=True,
+        help="Act on the environment of this Python interpreter (it also runs the verification). Repeatable.",
     )
     @click.option(
         "--keras-root",
+        "keras_roots",
         metavar="DIR",
-        help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel) instead.",
+        multiple=True,
+        help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel) instead. Repeatable.",
     )
     @click.option("--only", type=click.Choice(["keras", "tf_keras"]), help="Only this flavour (default: all found).")
     @click.option("-q", "--quiet", is_flag=True, help="Print only what changed and errors.")
     @click.option("-v", "--verbose", count=True, help="Print more detail (files, backups, timings).")
     @functools.wraps(command)
-    def wrapper(python, keras_root, only, quiet, verbose, as_json=False, **kwargs):
+    def wrapper(pythons, keras_roots, only, quiet, verbose, as_json=False, **kwargs):
         printer = output.Printer(verbosity=-1 if quiet else verbose, as_json=as_json)
-        return command(target=commands.target(python, keras_root, only), out=printer, **kwargs)
+        return command(where=Where(commands.environments(pythons, keras_roots), only), out=printer, **kwargs)
 
     return wrapper
+
+
+def finish(out: output.Printer, results: list[commands.EnvironmentResult], show) -> None:
+    """Render every environment's result, then exit with the worst exit code."""
+    output.show_each(out, results, show)
+    code = commands.exit_code(results)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def show_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(output.show_version(commands.versions()))
+        ctx.exit()
 
 
 def json_option(command):
@@ -76,6 +105,11 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`| head`): every file operation had finished
+            # before printing began, so stop quietly, as pip does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise click.exceptions.Exit(1) from None
         except Exception as error:
             if os.environ.get("CONVLSTM_PATCH_DEBUG"):
                 raise
@@ -87,7 +121,14 @@ class Group(click.Group):
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="convlstm-patch")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=show_version,
+    help="Show the version of convlstm-patch, Python and the Keras found, and exit.",
+)
 def main():
     """Give Keras's ConvLSTM layers five separate activations, reversibly.
 
@@ -98,9 +139,9 @@ def main():
 @main.command()
 @json_option
 @target_options
-def status(target, out):
+def status(where, out):
     """Show each Keras found, its files and whether they are patched."""
-    output.show_status(out, commands.status(target))
+    finish(out, where.run(commands.status), output.show_status)
 
 
 @main.command()
@@ -113,10 +154,10 @@ def status(target, out):
 @backend_option
 @timeout_option
 @lock_timeout_option
-def apply(target, out, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
+def apply(where, out, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
     """Back up the ConvLSTM source, patch it, verify it, roll back on failure."""
-    applied = commands.apply(
-        target,
+    results = where.run(
+        commands.apply,
         force=force,
         dry_run=dry_run,
         verify=not no_verify,
@@ -126,7 +167,7 @@ def apply(target, out, force, dry_run, no_verify, strict, backends, timeout, loc
         lock_timeout=lock_timeout,
         on_progress=out.progress,
     )
-    output.show_apply(out, applied)
+    finish(out, results, output.show_apply)
 
 
 @main.command()
@@ -134,22 +175,18 @@ def apply(target, out, force, dry_run, no_verify, strict, backends, timeout, loc
 @target_options
 @backend_option
 @timeout_option
-def verify(target, out, backends, timeout):
+def verify(where, out, backends, timeout):
     """Check, in a fresh process, that the patched Keras computes the five-activation ConvLSTM."""
-    verified = commands.verify(target, backends=backends, timeout=timeout, on_progress=out.progress)
-    output.show_verify(out, verified)
-    verification.verdict(verified.reports)
+    finish(out, where.run(commands.verify, backends=backends, timeout=timeout, on_progress=out.progress), output.show_verify)
 
 
 @main.command()
 @json_option
 @target_options
 @click.option("--strict", is_flag=True, help="A version with no lock is a failure (exit 1), not exit 10.")
-def check(target, out, strict):
+def check(where, out, strict):
     """In CI: does the patch match the installed Keras version's hash lock?"""
-    checked = commands.check(target, on_progress=out.progress)
-    output.show_check(out, checked)
-    checking.verdict(checked.results, strict)
+    finish(out, where.run(commands.check, strict=strict, on_progress=out.progress), output.show_check)
 
 
 @main.command()
@@ -157,21 +194,21 @@ def check(target, out, strict):
 @target_options
 @click.option("--force", is_flag=True, help="Restore even files edited by hand after patching.")
 @lock_timeout_option
-def revert(target, out, force, lock_timeout):
+def revert(where, out, force, lock_timeout):
     """Restore the original ConvLSTM source from the backup, byte for byte."""
-    output.show_revert(out, commands.revert(target, force=force, lock_timeout=lock_timeout))
+    finish(out, where.run(commands.revert, force=force, lock_timeout=lock_timeout), output.show_revert)
 
 
 @main.command()
 @target_options
 @lock_timeout_option
-def clean(target, out, lock_timeout):
+def clean(where, out, lock_timeout):
     """Delete backups of versions no longer installed (they are never restored)."""
-    output.show_clean(out, commands.clean(target, lock_timeout=lock_timeout))
+    finish(out, where.run(commands.clean, lock_timeout=lock_timeout), output.show_clean)
 
 
 @main.command()
 @target_options
-def diff(target, out):
+def diff(where, out):
     """Print the unified diff the patch made (or would make)."""
-    output.show_diff(out, commands.diff(target, on_progress=out.progress))
+    finish(out, where.run(commands.diff, on_progress=out.progress), output.show_diff)

@@ -9,13 +9,15 @@ only when a journal says there is something to recover.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import platform
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from patcher import checking, errors, operations, state, workflow
+from patcher import __version__, checking, errors, operations, state, verification, workflow
 from patcher.environment import Flavour, find_flavours, search_path
-from patcher.operations import Outcome
+from patcher.operations import Action, Outcome
 from patcher.state import FlavourState
 from patcher.verification import DEFAULT_TIMEOUT, Report, VerifyOptions, verify_all
 
@@ -24,9 +26,35 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Environment:
+    """One environment an invocation names: a --python, a --keras-root, or this Python."""
+
+    python: str | None = None
+    keras_root: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.keras_root or self.python or sys.executable
+
+
+@dataclass(frozen=True)
 class Target:
     python: str | None
     flavours: list[Flavour]
+
+
+@dataclass(frozen=True)
+class EnvironmentResult:
+    """What one command did in one environment: its value, the error it ended with, or both
+    (verify and check report first, then fail)."""
+
+    environment: Environment
+    value: Any = None
+    error: errors.PatchError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code if self.error else 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,13 @@ class Status:
 class Applied:
     outcomes: list[Outcome]
     reports: list[Report]
+    restart: list[str] = field(default_factory=list)  # why running processes must restart
+
+
+@dataclass(frozen=True)
+class Reverted:
+    outcomes: list[Outcome]
+    restart: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -46,11 +81,73 @@ class Verified:
     recovered: list[str]
     reports: list[Report]
 
+    def verdict(self) -> None:
+        verification.verdict(self.reports)
+
 
 @dataclass(frozen=True)
 class Checked:
     recovered: list[str]
     results: list[checking.LockCheck]
+    strict: bool = False
+
+    def verdict(self) -> None:
+        checking.verdict(self.results, self.strict)
+
+
+@dataclass(frozen=True)
+class Versions:
+    tool: str
+    python: str
+    flavours: list[Flavour]  # found on this Python's path, read from dist-info (no import)
+
+
+def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = ()) -> list[Environment]:
+    """The environments named by repeatable --python / --keras-root (none: this Python).
+
+    --keras-root wins for finding Keras and --python then names the
+    interpreter that verifies, so several roots share at most one --python.
+    """
+    if keras_roots:
+        if len(pythons) > 1:
+            raise errors.BadOptions(
+                "give at most one --python with --keras-root (it runs the verification of every root), "
+                "or several --python without --keras-root"
+            )
+        return [Environment(pythons[0] if pythons else None, root) for root in dict.fromkeys(keras_roots)]
+    return [Environment(python) for python in dict.fromkeys(pythons)] or [Environment()]
+
+
+def each(
+    named: list[Environment], only: str | None, command: Callable[..., Any], **options: Any
+) -> list[EnvironmentResult]:
+    """Run ``command`` in every environment on its own: one failing never stops or undoes another.
+
+    Each environment is its own all-or-nothing step (its own lock, journal
+    and rollback), so a failure leaves the environments before it done and
+    verified, and itself as it was.
+    """
+    results = []
+    for environment in named:
+        value = None
+        try:
+            value = command(target(environment.python, environment.keras_root, only), **options)
+            if hasattr(value, "verdict"):
+                value.verdict()
+        except errors.PatchError as error:
+            results.append(EnvironmentResult(environment, value, error))
+        else:
+            results.append(EnvironmentResult(environment, value))
+    return results
+
+
+def exit_code(results: list[EnvironmentResult]) -> int:
+    """The worst (highest) exit code of the environments, 0 when all succeeded."""
+    return max((result.exit_code for result in results), default=0)
+
+
+def versions() -> Versions:
+    return Versions(__version__, platform.python_version(), find_flavours(list(sys.path)))
 
 
 @dataclass(frozen=True)
@@ -93,7 +190,7 @@ def apply(
     outcomes, reports = workflow.apply_all(
         target.flavours, options, verify=verify, force=force, dry_run=dry_run, strict=strict, lock_timeout=lock_timeout
     )
-    return Applied(outcomes, reports)
+    return Applied(outcomes, reports, _restart(outcomes))
 
 
 def verify(
@@ -104,14 +201,15 @@ def verify(
     return Verified(recovered, verify_all(target.flavours, VerifyOptions(target.python, tuple(backends), timeout, on_progress)))
 
 
-def check(target: Target, *, on_progress: Progress | None = None) -> Checked:
+def check(target: Target, *, strict: bool = False, on_progress: Progress | None = None) -> Checked:
     """The lock comparisons; checking.verdict(results, strict) gives the exit status."""
     recovered = workflow.recover_if_possible(target.flavours)
-    return Checked(recovered, _each(target, checking.check_lock, on_progress, "comparing with its lock"))
+    return Checked(recovered, _each(target, checking.check_lock, on_progress, "comparing with its lock"), strict)
 
 
-def revert(target: Target, *, force: bool, lock_timeout: float) -> list[Outcome]:
-    return workflow.revert_all(target.flavours, force=force, lock_timeout=lock_timeout)
+def revert(target: Target, *, force: bool, lock_timeout: float) -> Reverted:
+    outcomes = workflow.revert_all(target.flavours, force=force, lock_timeout=lock_timeout)
+    return Reverted(outcomes, _restart(outcomes))
 
 
 def clean(target: Target, *, lock_timeout: float) -> list[Path]:
@@ -131,3 +229,28 @@ def _each(target: Target, function: Callable[[Flavour], T], on_progress: Progres
             on_progress(f"{flavour.key}: {doing}")
         results.append(function(flavour))
     return results
+
+
+def _restart(outcomes: list[Outcome]) -> list[str]:
+    """Why processes must restart to see the change: none when no file changed.
+
+    A running Python keeps the module objects it imported; only a new
+    process (a restarted Jupyter kernel) reads the new source.
+    """
+    changed = [o.flavour for o in outcomes if o.action in (Action.PATCHED, Action.REVERTED) and o.files]
+    if not changed:
+        return []
+    notes = [
+        "Python processes that imported Keras before this keep the old code until they restart "
+        "(Jupyter: restart the kernel)"
+    ]
+    # This very process may be one of them: the tool imported and run from a notebook kernel.
+    loaded = [flavour for flavour in changed if _imported_here(flavour)]
+    notes += [f"this Python process has already imported {f.distribution}: it keeps the old code; restart it" for f in loaded]
+    return notes
+
+
+def _imported_here(flavour: Flavour) -> bool:
+    module = sys.modules.get(flavour.distribution)
+    source = getattr(module, "__file__", None)
+    return source is not None and Path(source).resolve().is_relative_to(flavour.site)

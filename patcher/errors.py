@@ -59,3 +59,9 @@ class NoLock(PatchError):
 
 class UnsafePath(PatchError):
     exit_code = 12
+
+
+class BadOptions(PatchError):
+    """Options that parse but do not fit together (like click's usage errors)."""
+
+    exit_code = 2

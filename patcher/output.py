@@ -75,6 +75,16 @@ class Printer:
         for text in texts:
             self.warning(text)
 
+    def error(self, text: str) -> None:
+        """An error line, as click prints one (the JSON document carries it under --json)."""
+        if not self.as_json:
+            click.echo(f"Error: {text}", err=True)
+
+    def notes(self, texts: list[str]) -> None:
+        """Advice after a change (not with --quiet; in --json as a field)."""
+        for text in texts:
+            self.line(f"note: {text}")
+
     def document(self, data: dict) -> None:
         if self.as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=False))
@@ -83,7 +93,7 @@ class Printer:
 # -- one renderer per command, in the CLI's order ------------------------------
 
 
-def show_status(out: Printer, status) -> None:
+def show_status(out: Printer, status) -> dict:
     out.warnings(status.recovered)
     for state, notes in status.flavours:
         flavour = state.flavour
@@ -95,10 +105,10 @@ def show_status(out: Printer, status) -> None:
             out.line(f"  {out.state(file.state)}{' ' * (width - len(file.state))}  {file.target.relative}{note}")
         for note in notes:
             out.line(f"  note: {note}")
-    out.document({"flavours": [state_json(state, notes) for state, notes in status.flavours]})
+    return {"flavours": [state_json(state, notes) for state, notes in status.flavours]}
 
 
-def show_apply(out: Printer, applied) -> None:
+def show_apply(out: Printer, applied) -> dict:
     for outcome in applied.outcomes:
         name = outcome.flavour.key
         out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
@@ -114,41 +124,39 @@ def show_apply(out: Printer, applied) -> None:
         out.line(f"{report.label}: verified ({len(report.checks)} checks passed)")
         for probe_check in report.checks:
             out.line(f"  {probe_check.name:<14} {probe_check.detail}", detail=True)
-    out.document(
-        {
-            "outcomes": [outcome_json(outcome) for outcome in applied.outcomes],
-            "verification": [report_json(report) for report in applied.reports],
-        }
-    )
+    out.notes(applied.restart)
+    return {
+        "outcomes": [outcome_json(outcome) for outcome in applied.outcomes],
+        "verification": [report_json(report) for report in applied.reports],
+        "restart_needed": bool(applied.restart),
+    }
 
 
-def show_verify(out: Printer, verified) -> None:
+def show_verify(out: Printer, verified) -> dict:
     out.warnings(verified.recovered)
     for report in verified.reports:
         out.result(f"{report.label}: {out.state('passed' if report.passed else 'FAILED')}")
         for probe_check in report.checks:
             mark = out.state("ok  " if probe_check.passed else "FAIL")
             out.line(f"  {mark} {probe_check.name:<14} {probe_check.detail}")
-    out.document(
-        {
-            "passed": all(report.passed for report in verified.reports),
-            "reports": [report_json(report) for report in verified.reports],
-        }
-    )
+    return {
+        "passed": all(report.passed for report in verified.reports),
+        "reports": [report_json(report) for report in verified.reports],
+    }
 
 
-def show_check(out: Printer, checked) -> None:
+def show_check(out: Printer, checked) -> dict:
     out.warnings(checked.recovered)
     for result in checked.results:
         state = f" ({result.state})" if result.state else ""
         out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
         for problem in result.problems:
             out.result(f"  {problem}")
-    out.document({"results": [check_json(result) for result in checked.results]})
+    return {"results": [check_json(result) for result in checked.results]}
 
 
-def show_revert(out: Printer, outcomes) -> None:
-    for outcome in outcomes:
+def show_revert(out: Printer, reverted) -> dict:
+    for outcome in reverted.outcomes:
         name = outcome.flavour.key
         out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
         if outcome.action == Action.NOTHING_TO_REVERT:
@@ -156,21 +164,67 @@ def show_revert(out: Printer, outcomes) -> None:
         else:
             out.result(f"{name}: restored {len(outcome.files)} files")
             _files(out, outcome.files)
-    out.document({"outcomes": [outcome_json(outcome) for outcome in outcomes]})
+    out.notes(reverted.restart)
+    return {"outcomes": [outcome_json(outcome) for outcome in reverted.outcomes], "restart_needed": bool(reverted.restart)}
 
 
-def show_clean(out: Printer, removed) -> None:
+def show_clean(out: Printer, removed) -> dict:
     for folder in removed:
         out.result(f"removed stale backup {folder}")
     if not removed:
         out.line("no stale backups")
+    return {"removed": [str(folder) for folder in removed]}
 
 
-def show_diff(out: Printer, diffed) -> None:
+def show_diff(out: Printer, diffed) -> dict:
     """The diffs themselves, whatever the verbosity (diff has no --json)."""
     out.warnings(diffed.recovered)
     for outcome in diffed.outcomes:
         click.echo("".join(outcome.diffs.values()), nl=False)
+    return {}
+
+
+def show_each(out: Printer, results, show) -> None:
+    """Each environment's result through ``show``, then its error; one JSON document for all.
+
+    With several environments each gets a heading; the document joins their
+    lists and lists every environment with its exit code and error.
+    """
+    documents = []
+    for result in results:
+        if len(results) > 1:
+            out.result(f"== {result.environment.label}")
+        if result.value is not None:
+            documents.append(show(out, result.value))
+        if result.error is not None:
+            prefix = f"{result.environment.label}: " if len(results) > 1 else ""
+            out.error(prefix + result.error.format_message())
+    document = _joined(documents)
+    document["environments"] = [environment_json(result) for result in results]
+    worst = max((result for result in results if result.error), key=lambda result: result.exit_code, default=None)
+    if worst is not None:
+        document["error"] = error_json(worst.error)
+    out.document(document)
+
+
+def show_version(versions) -> str:
+    found = ", ".join(f"{flavour.distribution} {flavour.version}" for flavour in versions.flavours) or "no Keras"
+    return f"convlstm-patch {versions.tool} (Python {versions.python}; {found})"
+
+
+def _joined(documents: list[dict]) -> dict:
+    """One document from several of the same command: lists joined, "passed" if all passed,
+    other flags (restart_needed) if any is set."""
+    joined: dict = {}
+    for document in documents:
+        for key, value in document.items():
+            if isinstance(value, list):
+                joined[key] = joined.get(key, []) + value
+            elif key == "passed":
+                joined[key] = joined.get(key, True) and value
+            else:
+                joined[key] = joined.get(key, False) or value
+    return joined
 
 
 def _files(out: Printer, relatives: list[str]) -> None:
@@ -213,6 +267,20 @@ def report_json(report) -> dict:
         "passed": report.passed,
         "checks": [vars(probe_check) for probe_check in report.checks],
     }
+
+
+def environment_json(result) -> dict:
+    environment = result.environment
+    return {
+        "python": environment.python,
+        "keras_root": environment.keras_root,
+        "exit_code": result.exit_code,
+        "error": result.error.format_message() if result.error else None,
+    }
+
+
+def error_json(error) -> dict:
+    return {"message": error.format_message(), "exit_code": error.exit_code}
 
 
 def check_json(result) -> dict:
