@@ -7,7 +7,6 @@ it needs neither libcst nor Keras.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from patcher.backup import Manifest, read_manifest, stale_backups
 from patcher.enums import TextEnum

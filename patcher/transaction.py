@@ -49,8 +49,8 @@ def journaled(flavour: Flavour, journal: Journal) -> Iterator[None]:
     """Hold ``journal`` on disk while the body changes the flavour's files.
 
     A body that raises a PatchError (e.g. disk full on the third file) is
-    rolled back at once and the error goes on to the user; a run that never
-    gets here (killed) leaves the journal for the next command's recover().
+    rolled back at once and the error goes on to the user; a run killed in
+    the body leaves the journal, and the next command's recover() rolls back.
     """
     _write_journal(flavour, journal)
     try:
