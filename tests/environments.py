@@ -66,7 +66,7 @@ def site_packages(python: Path) -> Path:
 
 def tool_environment(tmp_path: Path) -> Path:
     """A venv holding only convlstm-patch (as `pipx install` makes one); its bin folder."""
-    from conftest import ROOT
+    from helpers import ROOT
 
     folder = tmp_path / "tool-venv"
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)

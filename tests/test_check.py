@@ -6,15 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
 
-from patcher.cli import main
+from helpers import cli_at
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def rename_version(site: Path, distribution: str, new_version: str) -> None:
@@ -28,17 +23,17 @@ def rename_version(site: Path, distribution: str, new_version: str) -> None:
 
 
 def test_pristine_and_patched_installs_match_their_locks(site):
-    result = cli("check", "--keras-root", str(site))
+    result = cli_at(site, "check")
     assert result.exit_code == 0, result.output
     assert [line.split(": ")[1] for line in result.stdout.splitlines()] == ["ok (pristine)", "ok (pristine)"]
-    assert cli("apply", "--keras-root", str(site), "--no-verify").exit_code == 0
-    document = json.loads(cli("check", "--keras-root", str(site), "--json", "--strict").stdout)
+    assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    document = json.loads(cli_at(site, "check", "--json", "--strict").stdout)
     assert [(r["status"], r["state"]) for r in document["results"]] == [("ok", "patched"), ("ok", "patched")]
 
 
 def test_drift_names_the_file_and_hashes(site):
     (site / CELL).write_text((site / CELL).read_text() + "\n# changed upstream\n")
-    result = cli("check", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "check", "--only", "keras")
     assert result.exit_code == 1
     assert f"{CELL}: pristine sha256" in result.stdout and "expected" in result.stdout
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
@@ -46,21 +41,21 @@ def test_drift_names_the_file_and_hashes(site):
 
 
 def test_patched_file_edited_afterwards_is_drift(site):
-    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    cli_at(site, "apply", "--only", "keras", "--no-verify")
     (site / CELL).write_text((site / CELL).read_text() + "\n# tweak\n")
-    result = cli("check", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "check", "--only", "keras")
     assert result.exit_code == 1
     assert f"{CELL}: live file is modified" in result.stdout
 
 
 def test_version_without_lock(site):
     rename_version(site, "keras", "99.0.0")
-    result = cli("check", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "check", "--only", "keras")
     assert result.exit_code == 10
     assert "no lock for keras-99.0.0" in result.stderr
-    assert cli("check", "--keras-root", str(site), "--only", "keras", "--strict").exit_code == 1
-    strict = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--strict")
+    assert cli_at(site, "check", "--only", "keras", "--strict").exit_code == 1
+    strict = cli_at(site, "apply", "--only", "keras", "--no-verify", "--strict")
     assert strict.exit_code == 10 and "drop --strict" in strict.stderr
-    lenient = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    lenient = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert lenient.exit_code == 0
     assert "warning: keras-99.0.0: no lock for this version" in lenient.stderr

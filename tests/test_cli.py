@@ -12,21 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import target_files, tree_hashes
+from helpers import cli, cli_at, target_files, tree_hashes
 from patcher import __version__
-from patcher.cli import main
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"
 
 
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 def apply_no_verify(site: Path, *extra: str):
-    return cli("apply", "--keras-root", str(site), "--no-verify", *extra)
+    return cli_at(site, "apply", "--no-verify", *extra)
 
 
 def assert_one_line_error(result, exit_code: int, *fragments: str) -> None:
@@ -51,7 +45,7 @@ def test_module_entry_point_runs():
 
 
 def test_status_lists_both_flavours_and_their_state(site):
-    result = cli("status", "--keras-root", str(site))
+    result = cli_at(site, "status")
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert any(line.startswith("keras ") and line.endswith(": pristine") for line in lines)
@@ -60,7 +54,7 @@ def test_status_lists_both_flavours_and_their_state(site):
 
     apply_no_verify(site, "--only", "keras")
     (site / CELL).write_text((site / CELL).read_text() + "\n# hand edit\n")
-    lines = cli("status", "--keras-root", str(site)).output.splitlines()
+    lines = cli_at(site, "status").output.splitlines()
     assert any(line.startswith("keras ") and line.endswith(": modified") for line in lines)
     assert sum(line.strip().startswith("patched") for line in lines) == 3
     assert any(line.strip().startswith("modified") and CELL in line for line in lines)
@@ -80,7 +74,7 @@ def test_status_accepts_the_package_folder_itself(site):
 
 def test_apply_dry_run_prints_the_diff_and_writes_nothing(site):
     before = tree_hashes(site)
-    result = cli("apply", "--keras-root", str(site), "--dry-run")
+    result = cli_at(site, "apply", "--dry-run")
     assert result.exit_code == 0
     assert f"+++ b/{CELL}" in result.output
     assert "+        activation_i=None," in result.output
@@ -89,14 +83,14 @@ def test_apply_dry_run_prints_the_diff_and_writes_nothing(site):
 
 
 def test_apply_is_idempotent_and_diff_shows_the_change(site):
-    dry = cli("apply", "--keras-root", str(site), "--only", "keras", "--dry-run").stdout
+    dry = cli_at(site, "apply", "--only", "keras", "--dry-run").stdout
     assert apply_no_verify(site, "--only", "keras").exit_code == 0
     after_first = tree_hashes(site)
     again = apply_no_verify(site, "--only", "keras")
     assert again.exit_code == 0
     assert "already patched, nothing to do" in again.output
     assert tree_hashes(site) == after_first
-    diff = cli("diff", "--keras-root", str(site), "--only", "keras").stdout
+    diff = cli_at(site, "diff", "--only", "keras").stdout
     assert diff and diff in dry
 
 
@@ -110,7 +104,7 @@ def test_apply_removes_stale_bytecode(site):
 
 
 def test_revert_with_nothing_to_revert(site):
-    result = cli("revert", "--keras-root", str(site))
+    result = cli_at(site, "revert")
     assert result.exit_code == 0
     assert "not patched, nothing to revert" in result.output
 
@@ -119,7 +113,7 @@ def test_revert_restores_every_byte(site):
     before = tree_hashes(site)
     apply_no_verify(site)
     assert tree_hashes(site) != before
-    result = cli("revert", "--keras-root", str(site))
+    result = cli_at(site, "revert")
     assert result.exit_code == 0
     assert result.output.count("restored 4 files") == 2
     assert tree_hashes(site) == before
@@ -152,7 +146,7 @@ def test_keras_root_wins_over_python_for_finding_keras(site):
 
 
 def test_unknown_option_is_a_usage_error(site):
-    result = cli("status", "--keras-root", str(site), "--bogus")
+    result = cli_at(site, "status", "--bogus")
     assert result.exit_code == 2
 
 
@@ -167,8 +161,8 @@ def test_unsupported_keras_version(tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: keras\nVersion: 2.4.3\n")
     (info / "RECORD").write_text("keras/__init__.py,,\nkeras/layers/convolutional_recurrent.py,,\n")
     before = tree_hashes(site)
-    assert "unsupported" in cli("status", "--keras-root", str(site)).output
-    result = cli("apply", "--keras-root", str(site))
+    assert "unsupported" in cli_at(site, "status").output
+    result = cli_at(site, "apply")
     assert_one_line_error(result, 4, "keras-2.4.3 has no ConvLSTM source layout")
     assert tree_hashes(site) == before
 
@@ -182,7 +176,7 @@ def test_modified_file_is_refused_unless_forced(site):
     forced = apply_no_verify(site, "--force")
     assert forced.exit_code == 0
     assert "# local edit" in (site / CELL).read_text()
-    cli("revert", "--keras-root", str(site))
+    cli_at(site, "revert")
     assert tree_hashes(site) == before
 
 
@@ -238,10 +232,10 @@ def test_revert_refuses_a_hand_edit_made_after_patching(site):
     apply_no_verify(site, "--only", "keras")
     (site / CELL).write_text((site / CELL).read_text() + "\n# tweak\n")
     before = tree_hashes(site)
-    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "revert", "--only", "keras")
     assert_one_line_error(result, 5, "was edited after patching", "--force")
     assert tree_hashes(site) == before
-    assert cli("revert", "--keras-root", str(site), "--only", "keras", "--force").exit_code == 0
+    assert cli_at(site, "revert", "--only", "keras", "--force").exit_code == 0
     assert "# tweak" not in (site / CELL).read_text()
 
 
@@ -250,7 +244,7 @@ def test_tampered_backup_is_never_restored(site):
     (copy,) = [path for path in (site / ".convlstm-patch").rglob("conv_lstm.py")]
     copy.write_text("tampered\n")
     before = tree_hashes(site)
-    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "revert", "--only", "keras")
     assert_one_line_error(result, 8, "does not match its manifest", "--force-reinstall")
     assert tree_hashes(site) == before
 
@@ -261,7 +255,7 @@ def test_invalid_manifest(site):
     manifest.write_text("{not json")
     before = tree_hashes(site)
     for command in ("revert", "apply", "status"):
-        result = cli(command, "--keras-root", str(site), "--only", "keras")
+        result = cli_at(site, command, "--only", "keras")
         assert_one_line_error(result, 8, "is not valid")
     assert tree_hashes(site) == before
 
@@ -295,5 +289,5 @@ def test_an_unexpected_error_is_one_line_too(site, monkeypatch):
         raise RuntimeError("something odd\nsecond line")
 
     monkeypatch.setattr(patcher.state, "inspect", broken)
-    result = cli("status", "--keras-root", str(site))
+    result = cli_at(site, "status")
     assert_one_line_error(result, 1, "unexpected RuntimeError: something odd;", "please report")

@@ -8,17 +8,14 @@ against the pristine copy, and revert byte for byte against RECORD.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import hashes, run_in_site, target_files
-from patcher.cli import main
+from helpers import cli_at, hashes, run_in_site, target_files
 from patcher.probe import reference
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "run_conv_lstm.py")
@@ -51,17 +48,13 @@ def record_hashes(package: str) -> dict[str, str]:
     return entries
 
 
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 @pytest.mark.parametrize("package", [pytest.param("keras", id="keras3"), pytest.param("tf_keras", id="tf_keras")])
 def test_apply_computes_five_activations_and_revert_restores_bytes(site, tmp_path, package):
     files = target_files(site, package)
     before = hashes(files)
     stock = run_layers(site, package, tmp_path)
 
-    result = cli("apply", "--keras-root", str(site), "--only", package)
+    result = cli_at(site, "apply", "--only", package)
     assert result.exit_code == 0, result.output
     assert "verified (5 checks passed)" in result.output
     assert all(hashes([path])[path] != before[path] for path in files)
@@ -75,7 +68,7 @@ def test_apply_computes_five_activations_and_revert_restores_bytes(site, tmp_pat
         for name in ("outputs", "h", "c"):
             assert np.array_equal(defaults[rank][name], stock[rank][name]), (rank, name)
 
-    result = cli("revert", "--keras-root", str(site), "--only", package)
+    result = cli_at(site, "revert", "--only", package)
     assert result.exit_code == 0, result.output
     assert hashes(files) == before
     record = record_hashes(package)
@@ -86,7 +79,7 @@ def test_apply_computes_five_activations_and_revert_restores_bytes(site, tmp_pat
 
 def test_five_activations_are_really_used(site, tmp_path):
     """Guard against a test that cannot fail: the five change the outputs."""
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     default, five = run_layers(site, "keras", tmp_path), run_layers(site, "keras", tmp_path, FIVE)
     assert not np.allclose(default[2]["outputs"], five[2]["outputs"])
 
@@ -101,7 +94,7 @@ def count_ops(site: Path, activations: dict | None = None) -> dict:
 def test_patched_layer_costs_no_extra_op(site):
     """Without the five, the traced graph is op for op the stock one."""
     stock = count_ops(site)
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     assert count_ops(site) == stock
     # With five, only the activations' own ops change (linear adds none at all).
     five = count_ops(site, {**dict.fromkeys(FIVE, "tanh"), "recurrent_activation_o": "linear"})

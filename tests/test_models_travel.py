@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import copy_distribution, run_in_site
-from patcher.cli import main
+from helpers import cli_at, copy_distribution, run_in_site
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "model_travel.py")
 # (package, file suffix, what stock Keras says about a keyword it does not know)
@@ -42,7 +40,7 @@ def stock(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("package, suffix, refusal", FORMATS)
 def test_models_travel(site, stock, tmp_path, package, suffix, refusal):
-    result = CliRunner().invoke(main, ["apply", "--keras-root", str(site), "--only", package, "--no-verify"])
+    result = cli_at(site, "apply", "--only", package, "--no-verify")
     assert result.exit_code == 0, result.output
     with_five, without = tmp_path / f"five{suffix}", tmp_path / f"plain{suffix}"
     saved_five = travel(site, package, "save", str(with_five), json.dumps({"activation_i": "relu"}))

@@ -7,18 +7,13 @@ from importlib import metadata
 
 import click
 import pytest
-from click.testing import CliRunner
 
-from patcher.cli import main
+from helpers import cli_at
 from patcher.output import Printer
 
 
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 def test_status_json(site):
-    document = json.loads(cli("status", "--keras-root", str(site), "--json").stdout)
+    document = json.loads(cli_at(site, "status", "--json").stdout)
     flavours = {entry["distribution"]: entry for entry in document["flavours"]}
     assert set(flavours) == {"keras", "tf_keras"}
     assert flavours["keras"]["state"] == "pristine"
@@ -27,34 +22,34 @@ def test_status_json(site):
 
 
 def test_apply_and_revert_json(site):
-    applied = json.loads(cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--json").stdout)
+    applied = json.loads(cli_at(site, "apply", "--only", "keras", "--no-verify", "--json").stdout)
     (outcome,) = applied["outcomes"]
     assert outcome["action"] == "patched" and len(outcome["files"]) == 4
     assert applied["verification"] == []
-    again = json.loads(cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--json").stdout)
+    again = json.loads(cli_at(site, "apply", "--only", "keras", "--no-verify", "--json").stdout)
     assert again["outcomes"][0]["action"] == "already-patched"
-    reverted = json.loads(cli("revert", "--keras-root", str(site), "--only", "keras", "--json").stdout)
+    reverted = json.loads(cli_at(site, "revert", "--only", "keras", "--json").stdout)
     assert reverted["outcomes"][0]["action"] == "reverted"
 
 
 def test_dry_run_json_carries_the_diffs(site):
-    document = json.loads(cli("apply", "--keras-root", str(site), "--only", "keras", "--dry-run", "--json").stdout)
+    document = json.loads(cli_at(site, "apply", "--only", "keras", "--dry-run", "--json").stdout)
     diffs = document["outcomes"][0]["diffs"]
     assert len(diffs) == 4 and all(text.startswith("--- a/") for text in diffs.values())
 
 
 def test_quiet_prints_only_what_changed(site):
     version = metadata.version("keras")
-    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "-q")
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify", "-q")
     assert result.stdout.splitlines() == [f"keras-{version}: patched 4 files; undo with `convlstm-patch revert`"]
     assert result.stderr == ""
-    status = cli("status", "--keras-root", str(site), "--only", "keras", "-q")
+    status = cli_at(site, "status", "--only", "keras", "-q")
     assert status.stdout.splitlines() == [f"keras {version} (Keras 3) in {site.resolve()}: patched"]
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "-q").stdout == ""
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify", "-q").stdout == ""
 
 
 def test_verbose_lists_the_files(site):
-    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "-v")
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify", "-v")
     assert "  keras/src/layers/rnn/conv_lstm2d.py" in result.stdout.splitlines()
 
 

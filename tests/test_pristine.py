@@ -10,17 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from click.testing import CliRunner
 
-from conftest import ROOT, hashes, target_files, tree_hashes
-from patcher.cli import main
+from helpers import cli_at, hashes, ROOT, target_files, tree_hashes
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from pristine import copy_pristine  # noqa: E402
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def record_hashes(site: Path, name: str) -> dict[str, str]:
@@ -45,7 +39,7 @@ def test_pristine_environment_is_copied_as_it_is(site, tmp_path):
 
 
 def test_patched_environment_gives_the_backup_and_stays_patched(site, tmp_path):
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     before = tree_hashes(site)
     copy, digests = copied(site, tmp_path)
     assert digests == record_hashes(site, "keras")
@@ -56,7 +50,7 @@ def test_patched_environment_gives_the_backup_and_stays_patched(site, tmp_path):
 def test_forced_patch_over_an_edit_gives_the_wheel(site, tmp_path):
     cell = site / "keras/src/layers/rnn/conv_lstm.py"
     cell.write_text(cell.read_text() + "\n# a hand edit\n")
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--force").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify", "--force").exit_code == 0
     copy, digests = copied(site, tmp_path)
     assert digests == record_hashes(site, "keras")
     # the backup holds the hand edit, which does not match RECORD: the wheel is used for that file
@@ -65,7 +59,7 @@ def test_forced_patch_over_an_edit_gives_the_wheel(site, tmp_path):
 
 
 def test_patched_tf_keras_too(site, tmp_path):
-    assert cli("apply", "--keras-root", str(site), "--only", "tf_keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "tf_keras", "--no-verify").exit_code == 0
     copy, digests = copied(site, tmp_path, "tf_keras")
     assert digests == record_hashes(site, "tf_keras")
     assert set(copy.sources.values()) == {"backup"}

@@ -12,17 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import ROOT, hashes, run_in_site, target_files, tree_hashes
-from patcher.cli import main
+from helpers import ROOT, cli_at, hashes, run_in_site, target_files, tree_hashes
 
 LAUNCHER = str(Path(__file__).parent / "scripts" / "fault_launcher.py")
 CELL = "keras/src/layers/rnn/conv_lstm.py"
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def launch(site: Path, fault_at: int, *args: str) -> subprocess.CompletedProcess:
@@ -46,9 +40,9 @@ def states(site):
     """(pristine hashes, patched hashes) of the keras target files of ``site``."""
     files = target_files(site, "keras")
     pristine = hashes(files)
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     patched = hashes(files)
-    assert cli("revert", "--keras-root", str(site), "--only", "keras").exit_code == 0
+    assert cli_at(site, "revert", "--only", "keras").exit_code == 0
     assert hashes(files) == pristine
     return files, pristine, patched
 
@@ -66,7 +60,7 @@ def test_sigkill_at_every_file_operation(site, states, command):
     setup = "revert" if command == "apply" else "apply"
 
     def prepare():
-        cli(setup, "--keras-root", str(site), "--only", "keras", *(["--no-verify"] if setup == "apply" else []))
+        cli_at(site, setup, "--only", "keras", *(["--no-verify"] if setup == "apply" else []))
 
     prepare()
     total = operations(launch(site, 0, command, *extra))
@@ -77,13 +71,13 @@ def test_sigkill_at_every_file_operation(site, states, command):
         killed = launch(site, k, command, *extra)
         assert killed.returncode == -9, (k, killed.stderr[-500:])
         # The next command recovers by itself and finds a settled flavour.
-        status = cli("status", "--keras-root", str(site), "--only", "keras")
+        status = cli_at(site, "status", "--only", "keras")
         assert status.exit_code == 0, (k, status.output)
         seen.add(settled(files, pristine, patched))
         follow_up = ("apply", "--no-verify") if k % 2 else ("revert",)
-        assert cli(follow_up[0], "--keras-root", str(site), "--only", "keras", *follow_up[1:]).exit_code == 0
+        assert cli_at(site, follow_up[0], "--only", "keras", *follow_up[1:]).exit_code == 0
         assert settled(files, pristine, patched) == ("patched" if k % 2 else "pristine")
-    cli("revert", "--keras-root", str(site), "--only", "keras")
+    cli_at(site, "revert", "--only", "keras")
     assert hashes(files) == pristine
     assert not list(site.rglob("*.tmp"))
     print(f"{command}: {total} kill points, states seen after recovery: {sorted(seen)}")
@@ -111,7 +105,7 @@ def test_concurrent_apply_revert_and_status_never_interleave(site, states):
             _, stderr = process.communicate(timeout=300)
             assert process.returncode == 0, stderr
         settled(files, pristine, patched)
-    cli("revert", "--keras-root", str(site), "--only", "keras")
+    cli_at(site, "revert", "--only", "keras")
     assert hashes(files) == pristine
 
 
@@ -122,7 +116,7 @@ def test_lock_held_elsewhere_fails_clearly(site):
     folder.mkdir()
     before = tree_hashes(site)
     with filelock.FileLock(str(folder / "lock")):
-        result = cli("apply", "--keras-root", str(site), "--no-verify", "--lock-timeout", "0.5")
+        result = cli_at(site, "apply", "--no-verify", "--lock-timeout", "0.5")
     assert result.exit_code == 11
     assert "another convlstm-patch" in result.stderr
     assert tree_hashes(site) == before
@@ -142,33 +136,33 @@ def simulate_upgrade(site: Path, new_version: str) -> None:
 
 
 def test_upgrade_is_detected_and_stale_backup_never_restored(site):
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     simulate_upgrade(site, "99.0.0")
-    status = cli("status", "--keras-root", str(site), "--only", "keras").output
+    status = cli_at(site, "status", "--only", "keras").output
     assert "keras 99.0.0" in status and ": pristine" in status
     assert "the patch is gone: keras was upgraded from" in status
     assert "stale backup of a version no longer installed" in status
     # revert must not restore the old version's backup over the new one
-    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "revert", "--only", "keras")
     assert "not patched, nothing to revert" in result.output
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     assert (site / ".convlstm-patch" / "backups" / "keras-99.0.0" / "manifest.json").exists()
-    cleaned = cli("clean", "--keras-root", str(site), "--only", "keras")
+    cleaned = cli_at(site, "clean", "--only", "keras")
     assert "removed stale backup" in cleaned.output
     assert [folder.name for folder in (site / ".convlstm-patch" / "backups").iterdir()] == ["keras-99.0.0"]
-    assert cli("revert", "--keras-root", str(site), "--only", "keras").exit_code == 0
+    assert cli_at(site, "revert", "--only", "keras").exit_code == 0
 
 
 def test_force_reinstall_is_detected(site):
     files = target_files(site, "keras")
     pristine = {path: path.read_bytes() for path in files}
-    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    cli_at(site, "apply", "--only", "keras", "--no-verify")
     for path, data in pristine.items():  # what --force-reinstall does
         path.write_bytes(data)
-    status = cli("status", "--keras-root", str(site), "--only", "keras").output
+    status = cli_at(site, "status", "--only", "keras").output
     assert "the patch is gone: the files were reinstalled" in status
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
-    assert "patched" in cli("status", "--keras-root", str(site), "--only", "keras").output.splitlines()[0]
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    assert "patched" in cli_at(site, "status", "--only", "keras").output.splitlines()[0]
 
 
 def test_unchecked_hash_bytecode_never_hides_the_new_source(site):
@@ -179,10 +173,10 @@ def test_unchecked_hash_bytecode_never_hides_the_new_source(site):
             py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH, doraise=True)
 
     compile_unchecked()
-    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert run_in_site(site, "-c", probe).stdout.strip().splitlines()[-1] == "True"
     compile_unchecked()
-    cli("revert", "--keras-root", str(site), "--only", "keras")
+    cli_at(site, "revert", "--only", "keras")
     assert run_in_site(site, "-c", probe).stdout.strip().splitlines()[-1] == "False"
 
 
@@ -192,7 +186,7 @@ def test_symlinked_target_is_refused(site, tmp_path):
     (site / CELL).unlink()
     (site / CELL).symlink_to(outside)
     before, outside_before = tree_hashes(site), outside.read_bytes()
-    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", "--force")
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify", "--force")
     assert result.exit_code == 12
     assert "symlink" in result.stderr and "never writes through links" in result.stderr
     assert tree_hashes(site) == before and outside.read_bytes() == outside_before
@@ -207,17 +201,17 @@ def test_symlinked_backup_folder_is_refused(site, tmp_path, link):
     (site / link).parent.mkdir(exist_ok=True)
     (site / link).symlink_to(elsewhere)
     before = tree_hashes(site)
-    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert result.exit_code == 12
     assert tree_hashes(site) == before and not any(elsewhere.iterdir())
 
 
 def test_missing_backup_file_is_never_restored(site):
-    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    cli_at(site, "apply", "--only", "keras", "--no-verify")
     (copy,) = list((site / ".convlstm-patch").rglob("conv_lstm2d.py"))
     copy.unlink()
     before = tree_hashes(site)
-    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "revert", "--only", "keras")
     assert result.exit_code == 8
     assert "is missing or does not match its manifest" in result.stderr
     assert tree_hashes(site) == before
@@ -228,7 +222,7 @@ def test_backup_that_does_not_match_record_is_never_restored(site):
     import hashlib
     import json
 
-    cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    cli_at(site, "apply", "--only", "keras", "--no-verify")
     (copy,) = list((site / ".convlstm-patch").rglob("conv_lstm3d.py"))
     copy.write_bytes(copy.read_bytes() + b"\n# injected\n")
     manifest_path = next((site / ".convlstm-patch").rglob("manifest.json"))
@@ -238,7 +232,7 @@ def test_backup_that_does_not_match_record_is_never_restored(site):
             entry["before"] = hashlib.sha256(copy.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
     before = tree_hashes(site)
-    result = cli("revert", "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, "revert", "--only", "keras")
     assert result.exit_code == 8
     assert "does not match the RECORD" in result.stderr
     assert tree_hashes(site) == before
@@ -247,7 +241,7 @@ def test_backup_that_does_not_match_record_is_never_restored(site):
 def test_writes_keep_the_permission_bits(site):
     cell = site / CELL
     cell.chmod(0o640)
-    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     assert cell.stat().st_mode & 0o7777 == 0o640
-    assert cli("revert", "--keras-root", str(site), "--only", "keras").exit_code == 0
+    assert cli_at(site, "revert", "--only", "keras").exit_code == 0
     assert cell.stat().st_mode & 0o7777 == 0o640

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import copy_distribution, hashes, target_files
+from helpers import copy_distribution, hashes, target_files
 from environments import environment, site_packages, tool_environment
 
 TOOL_PACKAGES = ("click", "libcst", "patcher")

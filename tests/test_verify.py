@@ -11,21 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import tree_hashes
-from patcher.cli import main
+from helpers import cli, cli_at, tree_hashes
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"
 
 
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 @pytest.fixture
 def patched(site: Path) -> Path:
-    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify")
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert result.exit_code == 0, result.output
     return site
 
@@ -105,7 +99,7 @@ def test_failed_verification_rolls_back_to_the_exact_previous_bytes(site):
     # numerics check catches the edit, and apply must restore that very edit.
     edit(site / CELL, "h = o * self.activation(c)", "h = o * self.activation(c) * 1.5")
     before = tree_hashes(site)
-    result = cli("apply", "--keras-root", str(site), "--only", "keras", "--force")
+    result = cli_at(site, "apply", "--only", "keras", "--force")
     assert result.exit_code == 9
     assert "failed at check 'numerics'" in result.output
     assert "original files were restored" in result.output

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import copy_distribution, hashes, target_files
+from helpers import copy_distribution, hashes, target_files
 from environments import ENVIRONMENTS, environment, site_packages
 from patcher.cli import main
 

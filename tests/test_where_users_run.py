@@ -14,18 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import ROOT, copy_distribution, hashes, target_files, tree_hashes
+from helpers import cli, cli_at, copy_distribution, hashes, ROOT, target_files, tree_hashes
 from patcher import __version__
-from patcher.cli import main
 
 RESTART = "note: Python processes that imported Keras before this keep the old code until they restart"
 NOBODY = 65534
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def keras_site(folder: Path) -> Path:
@@ -72,7 +66,7 @@ def test_a_process_that_imported_keras_is_told_it_keeps_the_old_code(site):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "note: this Python process has already imported keras: it keeps the old code; restart it" in completed.stdout
     # a separate process (the usual `!convlstm-patch apply`) is not told so
-    assert "already imported" not in cli("revert", "--keras-root", str(site), "--only", "keras").output
+    assert "already imported" not in cli_at(site, "revert", "--only", "keras").output
 
 
 # -- several environments in one call ------------------------------------------
@@ -183,7 +177,7 @@ def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_docker_build_as_root_then_runtime_user(tmp_path):
     site = keras_site(tmp_path / "image" / "site-packages")
     tmp_path.chmod(0o755)
-    assert cli("apply", "--keras-root", str(site), "--only", "keras").exit_code == 0  # RUN convlstm-patch apply
+    assert cli_at(site, "apply", "--only", "keras").exit_code == 0  # RUN convlstm-patch apply
     before = tree_hashes(site)
     for command, expected in (("status", "patched"), ("check", "ok (patched)"), ("apply", "already patched")):
         completed = as_nobody(command, "--keras-root", str(site), "--only", "keras", cwd=tmp_path)

@@ -1,0 +1,84 @@
+"""What the tests share: the CLI runner, copies of Keras, and file hashes.
+
+Imported as ``from helpers import ...`` (tests/ is on sys.path under pytest), never
+from conftest;
+the fixtures that use these live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from patcher.cli import main
+
+FLAVOURS = ("keras", "tf_keras")
+ROOT = Path(__file__).resolve().parent.parent
+LOCK_FILE = Path(".convlstm-patch/lock")
+
+
+class Session:
+    """Set once by conftest.pytest_configure: the session's pristine keras and tf_keras."""
+
+    pristine_site: Path | None = None
+
+
+def cli(*args: str) -> Result:
+    """Run convlstm-patch in this process, as a user would type it."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def cli_at(site: Path, command: str, *args: str) -> Result:
+    """``convlstm-patch COMMAND --keras-root SITE ARGS...``: the tests' usual call, on a copy."""
+    return cli(command, "--keras-root", str(site), *args)
+
+
+def copy_distribution(name: str, site: Path, source_site: Path | None = None) -> None:
+    """Copy a distribution's package folder and dist-info into ``site``.
+
+    From the session's pristine copy, or from ``source_site`` (another env's site-packages).
+    """
+    source_site = source_site or Session.pristine_site
+    dist = next(metadata.distributions(name=name, path=[str(source_site)]))
+    source_site = Path(dist.locate_file("")).resolve()
+    info = source_site / f"{name}-{dist.version}.dist-info"
+    shutil.copytree(source_site / name, site / name)
+    shutil.copytree(info, site / info.name)
+
+
+def target_files(site: Path, name: str) -> list[Path]:
+    from patcher.environment import find_flavours
+
+    (flavour,) = find_flavours([str(site)], only=name)
+    return [target.path for target in flavour.files]
+
+
+def hashes(paths: list[Path]) -> dict[Path, str]:
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (to prove nothing changed).
+
+    The environment's (empty) lock file is left out: like any lock file it
+    stays after the first run, by design.
+    """
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.relative_to(folder) != LOCK_FILE
+    }
+
+
+def run_in_site(site: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a Python subprocess that imports Keras from ``site`` first."""
+    environment = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    environment.setdefault("KERAS_BACKEND", "tensorflow")
+    return subprocess.run([sys.executable, *args], env=environment, capture_output=True, text=True, timeout=600)
