@@ -198,7 +198,8 @@ def verify(
 ) -> Verified:
     """The probe's reports; verification.verdict(reports) gives the exit status."""
     recovered = workflow.recover_if_possible(target.flavours)
-    return Verified(recovered, verify_all(target.flavours, VerifyOptions(target.python, tuple(backends), timeout, on_progress)))
+    options = VerifyOptions(target.python, tuple(backends), timeout, on_progress)
+    return Verified(recovered, verify_all(target.flavours, options))
 
 
 def check(target: Target, *, strict: bool = False, on_progress: Progress | None = None) -> Checked:

@@ -104,3 +104,26 @@ def test_failed_verification_rolls_back_to_the_exact_previous_bytes(site):
     assert "failed at check 'numerics'" in result.output
     assert "original files were restored" in result.output
     assert tree_hashes(site) == before  # includes the backup folder: none is left
+
+
+def test_failed_verification_keeps_a_backup_that_was_there_before(site, monkeypatch):
+    # Patched, then reinstalled ("the patch is gone"): the backup stays. An
+    # apply whose verification fails must leave it as it found it, backup too.
+    import patcher.workflow
+    from patcher.environment import find_flavours
+    from patcher.verification import ProbeCheck, Report
+
+    (flavour,) = find_flavours([str(site)], only="keras")
+    originals = {target.path: target.path.read_bytes() for target in flavour.files}
+    assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
+    for path, data in originals.items():
+        path.write_bytes(data)
+    before = tree_hashes(site)
+    failing = [ProbeCheck("numerics", False, "simulated")]
+    monkeypatch.setattr(
+        patcher.workflow, "verify_all", lambda flavours, options: [Report(f, None, failing) for f in flavours]
+    )
+    result = cli("apply", "--keras-root", str(site), "--only", "keras")
+    assert result.exit_code == 9
+    assert "original files were restored" in result.output
+    assert tree_hashes(site) == before
