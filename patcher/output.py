@@ -109,17 +109,7 @@ def show_status(out: Printer, status) -> dict:
 
 
 def show_apply(out: Printer, applied) -> dict:
-    for outcome in applied.outcomes:
-        name = outcome.flavour.key
-        out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
-        if outcome.action == Action.ALREADY_PATCHED:
-            out.line(f"{name}: already patched, nothing to do")
-        elif outcome.action == Action.WOULD_PATCH:
-            out.result("".join(outcome.diffs.values()).rstrip("\n"))
-            out.result(f"{name}: would patch {len(outcome.files)} files (dry run, nothing written)")
-        else:
-            out.result(f"{name}: {out.state('patched')} {len(outcome.files)} files; undo with `convlstm-patch revert`")
-            _files(out, outcome.files)
+    _show_outcomes(out, applied.outcomes)
     for report in applied.reports:
         out.line(f"{report.label}: verified ({len(report.checks)} checks passed)")
         for probe_check in report.checks:
@@ -156,14 +146,7 @@ def show_check(out: Printer, checked) -> dict:
 
 
 def show_revert(out: Printer, reverted) -> dict:
-    for outcome in reverted.outcomes:
-        name = outcome.flavour.key
-        out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
-        if outcome.action == Action.NOTHING_TO_REVERT:
-            out.line(f"{name}: not patched, nothing to revert")
-        else:
-            out.result(f"{name}: restored {len(outcome.files)} files")
-            _files(out, outcome.files)
+    _show_outcomes(out, reverted.outcomes)
     out.notes(reverted.restart)
     return {"outcomes": [outcome_json(outcome) for outcome in reverted.outcomes], "restart_needed": bool(reverted.restart)}
 
@@ -225,6 +208,26 @@ def _joined(documents: list[dict]) -> dict:
             else:
                 joined[key] = joined.get(key, False) or value
     return joined
+
+
+def _show_outcomes(out: Printer, outcomes) -> None:
+    """apply's and revert's line per flavour; one that changed files lists them with -v."""
+    for outcome in outcomes:
+        name, count = outcome.flavour.key, len(outcome.files)
+        out.warnings([f"{name}: {warning}" for warning in outcome.warnings])
+        if outcome.action == Action.ALREADY_PATCHED:
+            out.line(f"{name}: already patched, nothing to do")
+        elif outcome.action == Action.NOTHING_TO_REVERT:
+            out.line(f"{name}: not patched, nothing to revert")
+        elif outcome.action == Action.WOULD_PATCH:
+            out.result("".join(outcome.diffs.values()).rstrip("\n"))
+            out.result(f"{name}: would patch {count} files (dry run, nothing written)")
+        elif outcome.action == Action.PATCHED:
+            out.result(f"{name}: {out.state('patched')} {count} files; undo with `convlstm-patch revert`")
+            _files(out, outcome.files)
+        else:
+            out.result(f"{name}: restored {count} files")
+            _files(out, outcome.files)
 
 
 def _files(out: Printer, relatives: list[str]) -> None:
