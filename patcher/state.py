@@ -24,10 +24,6 @@ class State(TextEnum):
     UNSUPPORTED = "unsupported"  # flavour only: no known layout
 
 
-# For tests/test_transform_sources.py, which imports it; drop once it uses State.
-PRISTINE = State.PRISTINE
-
-
 @dataclass(frozen=True)
 class FileState:
     target: TargetFile
@@ -53,11 +49,6 @@ class FlavourState:
         if states == {State.PRISTINE, State.PATCHED}:
             return State.PARTIAL
         return State.MODIFIED
-
-    @property
-    def state(self) -> State:
-        """Old name of ``overall``, for tests/test_transform_sources.py; drop once it uses ``overall``."""
-        return self.overall
 
     def of(self, state: State) -> list[FileState]:
         return [file for file in self.files if file.state == state]

@@ -251,10 +251,10 @@ def test_writes_keep_the_permission_bits(site):
 def test_readers_recover_an_interrupted_apply_first(site, states, command):
     files, pristine, _ = states
     total = operations(launch(site, 0, "apply", "--no-verify"))
-    cli("revert", "--keras-root", str(site), "--only", "keras")
+    cli_at(site, "revert", "--only", "keras")
     assert launch(site, total // 2, "apply", "--no-verify").returncode == -9
     assert (site / ".convlstm-patch" / "journal-keras.json").exists()
-    result = cli(command, "--keras-root", str(site), "--only", "keras")
+    result = cli_at(site, command, "--only", "keras")
     assert result.exit_code == 0, result.output
     assert "warning: recovered an interrupted apply" in result.stderr
     assert hashes(files) == pristine

@@ -17,7 +17,7 @@ import pytest
 
 from patcher.environment import find_flavours
 from patcher.marker import MARKER_PREFIX
-from patcher.state import PRISTINE, inspect
+from patcher.state import State, inspect
 from patcher.spec import parameters
 from patcher.transform import transform_source
 
@@ -49,8 +49,8 @@ CLASS_PARAMS = [
 
 @functools.lru_cache(maxsize=None)
 def check_pristine(distribution):
-    state = inspect(FLAVOURS[distribution]).state
-    if state != PRISTINE:
+    state = inspect(FLAVOURS[distribution]).overall
+    if state != State.PRISTINE:
         pytest.fail(
             f"the session's copy of {distribution} is {state!r}, not pristine: "
             "scripts/pristine.py should have restored its stock sources (a bug in the test setup)"
