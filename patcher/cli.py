@@ -61,9 +61,7 @@ def target_options(command):
 def finish(out: output.Printer, results: list[commands.EnvironmentResult], show) -> None:
     """Render every environment's result, then exit with the worst exit code."""
     output.show_each(out, results, show)
-    code = commands.exit_code(results)
-    if code:
-        raise click.exceptions.Exit(code)
+    click.get_current_context().exit(commands.exit_code(results))
 
 
 def show_version(ctx: click.Context, _param, value: bool) -> None:
