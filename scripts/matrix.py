@@ -48,7 +48,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
 
 DEFAULT_OUT = REPO / "docs" / "matrix"
-SYSTEM_TF = "2.21"  # the TensorFlow of the interpreter running this script (system site-packages)
+SYSTEM_TF = "2.21"
+OWN_TEST_TIMEOUT = 900.0  # the TensorFlow of the interpreter running this script (system site-packages)
 
 # Multi-backend Keras on Python 3.11 (harness only, in the venv's sitecustomize.py).
 THEANO_SITECUSTOMIZE = '''\
@@ -348,14 +349,14 @@ class Runner:
             result["own_tests"] = {"shipped": False}
             return
         self.log(cell, f"own tests: {' '.join(Path(t).name for t in tests)}")
-        patched = run_pytest(python, site, tests, env, self.timeout)
+        patched = run_pytest(python, site, tests, env, OWN_TEST_TIMEOUT)
         own = {"shipped": True, "files": tests, "patched": patched["summary"], "seconds": patched["seconds"]}
         result["steps"].append({"step": "own tests", "seconds": patched["seconds"]})
         if patched["failed"]:
             # Are these failures ours? Run the same tests on the stock files.
             self.cli(cell, result, "revert (own-test baseline)", ["revert", "--python", str(python), "--only",
                      cell.distribution], env, expect=(0,))
-            stock = run_pytest(python, site, tests, env, self.timeout)
+            stock = run_pytest(python, site, tests, env, OWN_TEST_TIMEOUT)
             own["stock"] = stock["summary"]
             own["new_failures"] = sorted(set(patched["failed"]) - set(stock["failed"]))
             own["failing_on_stock_too"] = sorted(set(patched["failed"]) & set(stock["failed"]))
@@ -570,6 +571,15 @@ def markdown(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def priority(cell: Cell) -> int:
+    """Run order: the CI sample (the blog's keras 2.2.4 first), keras 2.12-2.15, then the rest."""
+    if cell.sample:
+        return 0 if cell.backend == "theano" else 1
+    if cell.generation.startswith("Keras 2 (TensorFlow 2.12") and wheels.version_key(cell.version) >= (2, 12):
+        return 2
+    return 3 if cell.kind == "run" else 4
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
@@ -612,8 +622,8 @@ def main(argv=None) -> int:
         else:
             todo.append(cell)
     print(f"{len(todo)} of {len(chosen)} cells to run, {args.jobs} at a time; venvs in {env_cache()}", flush=True)
+    todo.sort(key=priority)
     started = time.monotonic()
-    # The heaviest cells (fresh TensorFlow venvs) first, so two run side by side.
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(runner.run_cell, todo))
     wall = time.monotonic() - started
