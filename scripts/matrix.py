@@ -69,12 +69,17 @@ os.environ.setdefault("KERAS_BACKEND", "theano")
 os.environ.setdefault("THEANO_FLAGS", "blas.ldflags=-lopenblas,base_compiledir={venv}/.theano")
 '''
 
-# keras 2.9-2.11 call inspect.getargspec / ArgSpec, removed in Python 3.11.
+# keras 2.9-2.11 on TensorFlow 2.12 (their own TensorFlow has no Python 3.11 wheels).
 ARGSPEC_SITECUSTOMIZE = '''\
 # Written by convlstm-patch's scripts/matrix.py into this throwaway venv only:
-# inspect.ArgSpec and getargspec were removed in Python 3.11; keras 2.9-2.11 use them.
+# inspect.ArgSpec and getargspec were removed in Python 3.11; keras 2.9-2.11 use
+# them. Their generated *_pb2 modules predate protobuf 4 (TensorFlow 2.12's):
+# use protobuf's pure-Python implementation, which still loads them.
 import collections
 import inspect
+import os
+
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
 if not hasattr(inspect, "ArgSpec"):
     inspect.ArgSpec = collections.namedtuple("ArgSpec", "args varargs keywords defaults")
@@ -99,6 +104,7 @@ class Cell:
     after: list[str] = field(default_factory=list)  # pip install --no-deps afterwards
     sitecustomize: str = ""
     reason: str = ""  # why a transform-only cell does not run
+    note: str = ""  # how a run cell differs from a user's setup
     sample: bool = False
 
     @property
@@ -158,34 +164,37 @@ def cells() -> list[Cell]:
     for version in newest_per_minor(keras, (2, 12), (2, 15)):
         minor = ".".join(version.split(".")[:2])
         found.append(
-            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "Keras 2 (TensorFlow 2.12+)",
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.12-2.15",
                  packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}"])
         )
     # keras 2.9-2.11: their TensorFlow has no Python 3.11 wheels; try TensorFlow 2.12.
     for version in newest_per_minor(keras, (2, 9), (2, 11)):
         found.append(
-            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "Keras 2 (TensorFlow 2.12+)",
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.9-2.11",
                  packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}"],
-                 sitecustomize=ARGSPEC_SITECUSTOMIZE)
+                 sitecustomize=ARGSPEC_SITECUSTOMIZE,
+                 note=f"on TensorFlow 2.12, not its own {version[:4].rstrip('.')} (no Python 3.11 wheels); harness "
+                 "shims in the venv: inspect.ArgSpec/getargspec, pure-Python protobuf")
         )
     # keras 2.6-2.8: TensorFlow 2.6-2.8 need Python <= 3.10.
     for version in newest_per_minor(keras, (2, 6), (2, 8)):
         found.append(
-            Cell(f"keras-{version}", "keras", version, "-", "transform", "Keras 2 (TensorFlow 2.6-2.8)",
+            Cell(f"keras-{version}", "keras", version, "-", "transform", "keras 2.6-2.8",
                  reason=f"TensorFlow {version[:3]} has no Python 3.11 wheels (newest Python: 3.{9 if version < '2.7' else 10}) "
                  "and this machine has only Python 3.11")
         )
     # keras 2.4: only re-exports TensorFlow's copy, nothing to patch.
     found.append(
-        Cell("keras-2.4.3", "keras", "2.4.3", "-", "transform", "Keras 2.4",
+        Cell("keras-2.4.3", "keras", "2.4.3", "-", "transform", "keras 2.4",
              reason="keras 2.4 only re-exports tensorflow.keras: no ConvLSTM source of its own (apply exits 4)")
     )
     # Multi-backend Keras 2.0-2.3 on Theano 1.0.5.
     theano = ["Theano==1.0.5", "numpy<1.24", "scipy<1.11"]
     for version in ("2.0.9", "2.1.4", "2.1.6", "2.2.4", "2.2.5", "2.3.1"):
         found.append(
-            Cell(f"keras-{version}", "keras", version, "theano", "run", "Keras 2.0-2.3 (multi-backend)",
+            Cell(f"keras-{version}", "keras", version, "theano", "run", "keras 2.0-2.3 (multi-backend)",
                  packages=[f"keras=={version}", *theano], sitecustomize=THEANO_SITECUSTOMIZE,
+                 note="Theano 1.0.5, OpenBLAS; harness shims in the venv: collections ABC aliases, scan in Python",
                  sample=version == "2.2.4")
         )
     return found
@@ -214,7 +223,7 @@ class Runner:
         started = time.monotonic()
         result = {
             "id": cell.id, "distribution": cell.distribution, "version": cell.version, "backend": cell.backend,
-            "generation": cell.generation, "kind": cell.kind, "steps": [],
+            "generation": cell.generation, "kind": cell.kind, "steps": [], **({"note": cell.note} if cell.note else {}),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         }
         try:
@@ -305,16 +314,14 @@ class Runner:
         python = cell.venv / "bin" / "python"
         if (cell.venv / ".complete").exists():
             result["steps"].append({"step": "venv", "seconds": 0.0, "note": "reused"})
+            self.write_sitecustomize(cell, python)
             return python
         self.log(cell, f"building venv {cell.venv}")
         started = time.monotonic()
         env_cache().mkdir(parents=True, exist_ok=True)
         options = ["--clear"] + (["--system-site-packages"] if cell.system_site else [])
         run_or_fail([sys.executable, "-m", "venv", *options, str(cell.venv)], "venv", 300)
-        site = Path(run_or_fail([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                "venv", 60).stdout.strip())
-        if cell.sitecustomize:
-            (site / "sitecustomize.py").write_text(cell.sitecustomize.format(venv=cell.venv))
+        self.write_sitecustomize(cell, python)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--progress-bar=off"]
         run_or_fail([*pip, *cell.packages, *(["pytest"] if self.own_tests else [])], "pip install", 1800)
         # With system site-packages pip may find the version already installed
@@ -329,6 +336,15 @@ class Runner:
         result["steps"].append({"step": "venv", "seconds": seconds, "note": "built"})
         self.log(cell, f"venv built in {seconds:.0f} s")
         return python
+
+    @staticmethod
+    def write_sitecustomize(cell: Cell, python: Path) -> None:
+        """The harness shims, in the venv only (rewritten every run, so a fix reaches built venvs)."""
+        if not cell.sitecustomize:
+            return
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        site = Path(run_or_fail([str(python), "-I", "-S", "-c", code], "venv", 60).stdout.strip())
+        (site / "sitecustomize.py").write_text(cell.sitecustomize.format(venv=cell.venv))
 
     def cli(self, cell: Cell, result: dict, step: str, argv: list[str], env: dict, expect) -> subprocess.CompletedProcess:
         self.log(cell, step)
@@ -542,7 +558,9 @@ def markdown(out: Path) -> str:
         "| cell | generation | backend (version) | outcome | verification | own ConvLSTM tests | revert = RECORD | wall time | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    generations = {cell.id: cell.generation for cell in cells()}
     for cell in document["cells"]:
+        cell["generation"] = generations.get(cell["id"], cell["generation"])
         runtime = cell.get("runtime", {})
         backend = BACKEND_LABEL.get(cell["backend"], cell["backend"])
         engine = runtime.get({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax", "theano": "theano"}.get(cell["backend"], ""), "")
@@ -562,7 +580,7 @@ def markdown(out: Path) -> str:
             if own.get("failing_on_stock_too"):
                 own_text += f" ({len(own['failing_on_stock_too'])} fail on stock too)"
         record = {True: "yes", False: "NO"}.get(cell.get("record_identical"), "-")
-        note = cell.get("failure") or cell.get("apply_says") or cell.get("reason") or ""
+        note = "; ".join(filter(None, [cell.get("failure"), cell.get("apply_says"), cell.get("reason"), cell.get("note")]))
         lines.append(
             f"| {cell['distribution']} {cell['version']} | {cell['generation']} | {backend_text} | "
             f"**{cell['outcome']}** | {verification} | {own_text} | {record} | {cell.get('seconds', '?')} s | "
@@ -575,7 +593,7 @@ def priority(cell: Cell) -> int:
     """Run order: the CI sample (the blog's keras 2.2.4 first), keras 2.12-2.15, then the rest."""
     if cell.sample:
         return 0 if cell.backend == "theano" else 1
-    if cell.generation.startswith("Keras 2 (TensorFlow 2.12") and wheels.version_key(cell.version) >= (2, 12):
+    if cell.generation == "keras 2.12-2.15":
         return 2
     return 3 if cell.kind == "run" else 4
 
