@@ -167,21 +167,23 @@ def cells() -> list[Cell]:
             Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.12-2.15",
                  packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}"])
         )
-    # keras 2.9-2.11: their TensorFlow has no Python 3.11 wheels; try TensorFlow 2.12.
-    for version in newest_per_minor(keras, (2, 9), (2, 11)):
+    # keras 2.6-2.11: their TensorFlow has no Python 3.11 wheels (2.6-2.8 need
+    # Python <= 3.10, so they cannot run as users run them here); run them on
+    # TensorFlow 2.12, the oldest with Python 3.11 wheels, and say so.
+    for version in newest_per_minor(keras, (2, 6), (2, 11)):
+        minor = ".".join(version.split(".")[:2])
+        if wheels.version_key(version) < (2, 9):
+            generation, extra = "keras 2.6-2.8", ["keras_preprocessing==1.1.2"]
+            why = f"TensorFlow {minor} needs Python <= {'3.9' if minor == '2.6' else '3.10'}"
+        else:
+            generation, extra = "keras 2.9-2.11", []
+            why = f"TensorFlow {minor} has no Python 3.11 wheels"
         found.append(
-            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.9-2.11",
-                 packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}"],
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", generation,
+                 packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}", *extra],
                  sitecustomize=ARGSPEC_SITECUSTOMIZE,
-                 note=f"on TensorFlow 2.12, not its own {version[:4].rstrip('.')} (no Python 3.11 wheels); harness "
-                 "shims in the venv: inspect.ArgSpec/getargspec, pure-Python protobuf")
-        )
-    # keras 2.6-2.8: TensorFlow 2.6-2.8 need Python <= 3.10.
-    for version in newest_per_minor(keras, (2, 6), (2, 8)):
-        found.append(
-            Cell(f"keras-{version}", "keras", version, "-", "transform", "keras 2.6-2.8",
-                 reason=f"TensorFlow {version[:3]} has no Python 3.11 wheels (newest Python: 3.{9 if version < '2.7' else 10}) "
-                 "and this machine has only Python 3.11")
+                 note=f"on TensorFlow 2.12, not its own ({why}); harness shims in the venv: "
+                 "inspect.ArgSpec/getargspec, pure-Python protobuf")
         )
     # keras 2.4: only re-exports TensorFlow's copy, nothing to patch.
     found.append(
@@ -216,7 +218,8 @@ class Runner:
 
     def save(self, cell: Cell, result: dict) -> None:
         with self.lock:
-            self.results[cell.id] = result
+            # Merge into what is on disk: another run may have finished cells meanwhile.
+            self.results = {**load_results(self.out), cell.id: result}
             write_json(self.out, self.results)
 
     def run_cell(self, cell: Cell) -> dict:
