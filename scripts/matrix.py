@@ -345,8 +345,12 @@ class Runner:
         """The harness shims, in the venv only (rewritten every run, so a fix reaches built venvs)."""
         if not cell.sitecustomize:
             return
+        # Not `python -S`: without site.py, sys.prefix is the base interpreter's
+        # (Python <= 3.11) and purelib would be the system's site-packages.
         code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-        site = Path(run_or_fail([str(python), "-I", "-S", "-c", code], "venv", 60).stdout.strip())
+        site = Path(run_or_fail([str(python), "-c", code], "venv", 60).stdout.strip()).resolve()
+        if cell.venv.resolve() not in site.parents:
+            raise StepFailed(f"the venv's site-packages resolved to {site}, outside {cell.venv}: not writing shims there")
         (site / "sitecustomize.py").write_text(cell.sitecustomize.format(venv=cell.venv))
 
     def cli(self, cell: Cell, result: dict, step: str, argv: list[str], env: dict, expect) -> subprocess.CompletedProcess:
