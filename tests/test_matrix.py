@@ -106,3 +106,16 @@ def test_markdown_from_results(tmp_path):
     table = matrix.markdown(tmp_path)
     row = next(line for line in table.splitlines() if line.startswith("| keras 2.2.4"))
     assert "Theano 1.0.5" in row and "**run-verified**" in row and "keras 2.0-2.3" in row and "| yes |" in row
+
+
+def test_shims_never_written_outside_the_venv(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVLSTM_PATCH_ENV_CACHE", str(tmp_path / "venvs"))
+    cell = next(cell for cell in matrix.cells() if cell.sitecustomize)
+    outside = tmp_path / "system-site-packages"
+    outside.mkdir()
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho {outside}\n")
+    fake.chmod(0o755)
+    with pytest.raises(matrix.StepFailed, match="outside"):
+        matrix.Runner.write_sitecustomize(cell, fake)
+    assert not (outside / "sitecustomize.py").exists()
