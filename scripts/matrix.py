@@ -105,6 +105,7 @@ class Cell:
     sitecustomize: str = ""
     reason: str = ""  # why a transform-only cell does not run
     note: str = ""  # how a run cell differs from a user's setup
+    trial: bool = False  # transform-only, but also try the run path and record what happened
     sample: bool = False
 
     @property
@@ -174,16 +175,21 @@ def cells() -> list[Cell]:
         minor = ".".join(version.split(".")[:2])
         if wheels.version_key(version) < (2, 9):
             generation, extra = "keras 2.6-2.8", ["keras_preprocessing==1.1.2"]
-            why = f"TensorFlow {minor} needs Python <= {'3.9' if minor == '2.6' else '3.10'}"
+            why = f"TensorFlow {minor} needs Python <= {'3.10' if minor == '2.8' else '3.9'}"
         else:
             generation, extra = "keras 2.9-2.11", []
-            why = f"TensorFlow {minor} has no Python 3.11 wheels"
+            why = f"TensorFlow {minor} has no Python 3.11 wheels, only up to 3.10"
+        # 2.6-2.8 on TensorFlow 2.12: stock model.save() fails (TrackableSaver is
+        # gone), so they cannot pass `serialization`: transform-only, plus a
+        # trial run whose checks are recorded for information.
+        trial = wheels.version_key(version) < (2, 9)
         found.append(
-            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", generation,
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "transform" if trial else "run", generation,
                  packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}", *extra],
-                 sitecustomize=ARGSPEC_SITECUSTOMIZE,
-                 note=f"on TensorFlow 2.12, not its own ({why}); harness shims in the venv: "
-                 "inspect.ArgSpec/getargspec, pure-Python protobuf")
+                 sitecustomize=ARGSPEC_SITECUSTOMIZE, trial=trial,
+                 reason=f"{why} and this machine has only Python 3.11" if trial else "",
+                 note=f"{'trial run ' if trial else ''}on TensorFlow 2.12, not its own ({why}); harness shims in the "
+                 "venv: inspect.ArgSpec/getargspec, pure-Python protobuf")
         )
     # keras 2.4: only re-exports TensorFlow's copy, nothing to patch.
     found.append(
@@ -252,26 +258,11 @@ class Runner:
         python = self.environment(cell, result)
         env = cell_env(cell)
         args = ["--python", str(python), "--only", cell.distribution]
-        status = self.cli(cell, result, "status", ["status", *args, "--json"], env, expect=(0,))
-        (flavour,) = json.loads(status.stdout)["flavours"]
-        site = Path(flavour["site"])
-        if cell.venv.resolve() not in site.resolve().parents:
-            raise StepFailed(f"{cell.distribution} found in {site}, outside the cell's venv: refusing to patch it")
-        if flavour["state"] != "pristine":  # an interrupted earlier run
-            self.cli(cell, result, "revert (leftover)", ["revert", *args], env, expect=(0,))
-        record = record_of(site, cell.distribution, cell.version)
-        result["record_files"] = len(record)
-        mismatched = record_mismatches(site, record)
-        if mismatched:
-            raise StepFailed(f"venv not pristine before apply: {len(mismatched)} files differ from RECORD, e.g. {mismatched[0]}")
+        site, record = self.locate(cell, result, args, env)
         applied = self.cli(cell, result, "apply", ["apply", *args, "--json", "--timeout", str(self.timeout)], env,
                            expect=(0,))
         document = json.loads(applied.stdout)
-        result["verification"] = [
-            {"backend": report["backend"], "passed": report["passed"],
-             "checks": {check["name"]: check["detail"] for check in report["checks"]}}
-            for report in document.get("verification", [])
-        ]
+        result["verification"] = verification_of(document.get("verification", []))
         result["runtime"] = runtime_versions(python, env)
         if not result["verification"] or not all(report["passed"] for report in result["verification"]):
             raise StepFailed("apply did not report a passed verification")
@@ -310,7 +301,45 @@ class Runner:
             result["record_identical"] = not mismatched
             if mismatched:
                 raise StepFailed(f"after revert {len(mismatched)} files differ from RECORD")
+        if cell.trial:
+            result["trial_run"] = trial = {"note": cell.note, "steps": []}
+            try:
+                self._trial(cell, trial)
+            except StepFailed as failure:
+                trial["failure"] = str(failure)
         result["outcome"] = "transform-only"
+
+    def _trial(self, cell: Cell, trial: dict) -> None:
+        """apply --no-verify, verify (every check recorded), revert, RECORD: on a stack users do not have."""
+        python = self.environment(cell, trial)
+        env = cell_env(cell)
+        args = ["--python", str(python), "--only", cell.distribution]
+        site, record = self.locate(cell, trial, args, env)
+        self.cli(cell, trial, "trial: apply --no-verify", ["apply", *args, "--no-verify"], env, expect=(0,))
+        try:
+            verified = self.cli(cell, trial, "trial: verify", ["verify", *args, "--json", "--timeout", str(self.timeout)],
+                                env, expect=(0, 9))
+            trial["verification"] = verification_of(json.loads(verified.stdout)["reports"])
+            trial["runtime"] = runtime_versions(python, env)
+        finally:
+            self.cli(cell, trial, "trial: revert", ["revert", *args], env, expect=(0,))
+            trial["record_identical"] = not record_mismatches(site, record)
+
+    def locate(self, cell: Cell, result: dict, args: list[str], env: dict) -> tuple[Path, dict]:
+        """The venv's distribution folder and RECORD; refuses anything outside the venv; pristine first."""
+        status = self.cli(cell, result, "status", ["status", *args, "--json"], env, expect=(0,))
+        (flavour,) = json.loads(status.stdout)["flavours"]
+        site = Path(flavour["site"])
+        if cell.venv.resolve() not in site.resolve().parents:
+            raise StepFailed(f"{cell.distribution} found in {site}, outside the cell's venv: refusing to patch it")
+        if flavour["state"] != "pristine":  # an interrupted earlier run
+            self.cli(cell, result, "revert (leftover)", ["revert", *args], env, expect=(0,))
+        record = record_of(site, cell.distribution, cell.version)
+        result["record_files"] = len(record)
+        mismatched = record_mismatches(site, record)
+        if mismatched:
+            raise StepFailed(f"venv not pristine before apply: {len(mismatched)} files differ from RECORD, e.g. {mismatched[0]}")
+        return site, record
 
     def environment(self, cell: Cell, result: dict) -> Path:
         """The cell's venv python, built on first use (a `.complete` marker guards half-built ones)."""
@@ -386,6 +415,15 @@ class Runner:
             self.cli(cell, result, "apply (after baseline)", ["apply", "--python", str(python), "--only",
                      cell.distribution, "--no-verify"], env, expect=(0,))
         result["own_tests"] = own
+
+
+def verification_of(reports: list[dict]) -> list[dict]:
+    return [
+        {"backend": report["backend"], "passed": report["passed"],
+         "checks": {check["name"]: check["detail"] for check in report["checks"]},
+         "failed": [check["name"] for check in report["checks"] if not check["passed"]]}
+        for report in reports
+    ]
 
 
 class StepFailed(Exception):
@@ -572,6 +610,16 @@ def markdown(out: Path) -> str:
         backend = BACKEND_LABEL.get(cell["backend"], cell["backend"])
         engine = runtime.get({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax", "theano": "theano"}.get(cell["backend"], ""), "")
         backend_text = f"{backend} {engine}".strip()
+        trial = cell.get("trial_run")
+        if trial and trial.get("verification"):
+            report = trial["verification"][0]
+            passed = [name for name in report["checks"] if name not in report.get("failed", [])]
+            cell["note"] = (f"{trial.get('note', '')}: {len(passed)}/{len(report['checks'])} checks pass "
+                            f"({', '.join(passed)}); failing: " + "; ".join(
+                                f"{name}: {report['checks'][name]}" for name in report.get("failed", []))
+                            + f"; reverted to RECORD: {'yes' if trial.get('record_identical') else 'NO'}")
+        elif trial:
+            cell["note"] = f"{trial.get('note', '')}: {trial.get('failure', '?')}"
         verification = "; ".join(
             f"{BACKEND_LABEL.get(report['backend'], report['backend'])}: "
             f"{'5/5 passed' if report['passed'] else 'FAILED'}"
