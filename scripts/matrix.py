@@ -610,6 +610,9 @@ def markdown(out: Path) -> str:
         backend = BACKEND_LABEL.get(cell["backend"], cell["backend"])
         engine = runtime.get({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax", "theano": "theano"}.get(cell["backend"], ""), "")
         backend_text = f"{backend} {engine}".strip()
+        if cell["kind"] == "transform":
+            trial_runtime = (cell.get("trial_run") or {}).get("runtime", {})
+            backend_text = f"- (trial: TensorFlow {trial_runtime['tensorflow']})" if "tensorflow" in trial_runtime else "-"
         trial = cell.get("trial_run")
         if trial and trial.get("verification"):
             report = trial["verification"][0]
@@ -641,7 +644,31 @@ def markdown(out: Path) -> str:
             f"**{cell['outcome']}** | {verification} | {own_text} | {record} | {cell.get('seconds', '?')} s | "
             f"{note.replace('|', '/')} |"
         )
+    lines += ["", "## By generation", "", *summary(document["cells"])]
     return "\n".join(lines) + "\n"
+
+
+def summary(results: list[dict]) -> list[str]:
+    """One row per generation: run-verified versions with backend, the others with why."""
+    rows = ["| generation | run-verified (backend) | transform-only / unsupported, and why |", "|---|---|---|"]
+    generations: dict[str, list[dict]] = {}
+    for cell in results:
+        generations.setdefault(cell["generation"], []).append(cell)
+    for generation, group in generations.items():
+        verified: dict[str, list[str]] = {}
+        for cell in group:
+            if cell["outcome"] == "run-verified":
+                engine = BACKEND_LABEL.get(cell["backend"], cell["backend"])
+                version = cell.get("runtime", {}).get(cell["backend"], "")
+                label = f"{engine} {version}".strip()
+                verified.setdefault(f"{cell['distribution']} {cell['version']}", []).append(label)
+        verified_text = ", ".join(f"{name} ({'; '.join(labels)})" for name, labels in verified.items()) or "none"
+        others = [
+            f"{cell['distribution']} {cell['version']}: {cell['outcome']} ({cell.get('failure') or cell.get('reason') or ''})"
+            for cell in group if cell["outcome"] != "run-verified"
+        ]
+        rows.append(f"| {generation} | {verified_text} | {'; '.join(others) or '-'} |")
+    return rows
 
 
 def priority(cell: Cell) -> int:
