@@ -446,23 +446,25 @@ def cell_env(cell: Cell) -> dict[str, str]:
     return env
 
 
-def runtime_versions(python: Path, env: dict) -> dict:
-    code = (
-        "import json, importlib\n"
-        "out = {}\n"
-        "for name in ('tensorflow', 'theano', 'torch', 'jax', 'numpy'):\n"
-        "    try:\n"
-        "        out[name] = importlib.import_module(name).__version__\n"
-        "    except Exception:\n"
-        "        pass\n"
-        "print(json.dumps(out))\n"
-    )
-    wanted = {"tensorflow": ("tensorflow", "numpy"), "theano": ("theano", "numpy"), "torch": ("torch", "numpy"),
-              "jax": ("jax", "numpy")}.get(env.get("KERAS_BACKEND", ""), ("numpy",))
-    code = code.replace("('tensorflow', 'theano', 'torch', 'jax', 'numpy')", repr(wanted))
+RUNTIME_CODE = """\
+import importlib, json, sys
+found = {}
+for name in sys.argv[1:]:
     try:
-        completed = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300,
-                                   env={**os.environ, **env})
+        found[name] = importlib.import_module(name).__version__
+    except Exception:
+        pass
+print(json.dumps(found))
+"""
+
+
+def runtime_versions(python: Path, env: dict) -> dict:
+    """The backend's and NumPy's versions, as the venv imports them."""
+    backend = env.get("KERAS_BACKEND")
+    names = [backend, "numpy"] if backend in ("tensorflow", "theano", "torch", "jax") else ["numpy"]
+    try:
+        completed = subprocess.run([str(python), "-c", RUNTIME_CODE, *names], capture_output=True, text=True,
+                                   timeout=300, env={**os.environ, **env})
         return json.loads(completed.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return {}
