@@ -150,8 +150,9 @@ def _require_supported(state: FlavourState) -> None:
     if state.overall == State.UNSUPPORTED:
         flavour = state.flavour
         raise errors.Unsupported(
-            f"{flavour.key} has no ConvLSTM source layout that convlstm-patch knows; "
-            "supported: keras 3.x, keras 2.13-2.15 and tf_keras (see README, 'Supported Keras versions')"
+            f"{flavour.key} has no ConvLSTM source layout that convlstm-patch knows (keras 2.4 and 2.5 only "
+            "re-export tensorflow.keras and have none); supported: keras 2.0-2.3, 2.6-2.15 and 3.x, tf_keras 2.14+ "
+            "(see README, 'Supported Keras versions')"
         )
 
 

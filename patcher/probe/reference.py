@@ -6,11 +6,27 @@ nothing but NumPy and the standard library), so a bug in the patch or in Keras
 cannot leak into the expected values, and the file can be copied and run on its
 own in any Python that has NumPy.
 
+It runs in the *user's* interpreter, which for Keras 2.0-2.3 may be as old as
+Python 3.5-3.7 with NumPy 1.13: keep it valid Python 3.6 (no walrus, no
+positional-only parameters, no ``from __future__ import annotations``) and use
+nothing newer from NumPy than 1.13 (no ``default_rng``, ``np.pad`` always with
+its ``mode``). tests/test_probe_compat.py enforces the syntax part.
+
 Conventions follow Keras: channels_last data, kernels shaped
 ``(*kernel_size, in_channels, 4 * filters)`` with the gates ordered i, f, c, o
 along the last axis, and TensorFlow's "valid"/"same" padding rules. Unlike
 Keras, each of the five activations (input, forget and output gates, the cell
 candidate and the cell output) can be chosen separately.
+
+Two things differ between Keras generations and backends, and are parameters
+here rather than guesses:
+
+* ``flip_kernels``: Theano's ``conv2d`` is a true convolution, so a Keras 2
+  model on Theano computes the cross-correlation of the spatially flipped
+  kernels. TensorFlow (1.x and 2.x), CNTK, JAX and PyTorch under Keras all
+  cross-correlate.
+* ``hard_sigmoid``: Keras 2 (multi-backend Keras, tf.keras, tf_keras) defines
+  it as ``clip(0.2 x + 0.5, 0, 1)``; Keras 3 as ``relu6(x + 3) / 6``.
 """
 
 import math
@@ -23,10 +39,16 @@ def _sigmoid(x):
 
 
 # hard_sigmoid differs between versions: Keras 2 used clip(0.2 * x + 0.5, 0, 1)
-# while Keras 3 uses relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1). Tests that
-# compare against a particular Keras should prefer the other activations.
+# while Keras 3 uses relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1).
 def _hard_sigmoid(x):
     return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _hard_sigmoid_keras2(x):
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+HARD_SIGMOID = {"keras2": _hard_sigmoid_keras2, "keras3": _hard_sigmoid}
 
 
 def _elu(x):
@@ -53,7 +75,7 @@ def _as_tuple(value, rank):
         return (value,) * rank
     value = tuple(value)
     if len(value) != rank:
-        raise ValueError(f"Expected {rank} values, got {value!r}")
+        raise ValueError("Expected {} values, got {!r}".format(rank, value))
     return value
 
 
@@ -64,17 +86,21 @@ def _same_padding(size, kernel, stride, dilation):
     return total // 2, total - total // 2, out
 
 
-def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1):
+def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1, flip_kernels=False):
     """Channels_last N-D cross-correlation, as tf.nn.convolution computes it.
 
     x has shape (batch, *spatial, in_ch) and w (*kernel_size, in_ch, out_ch);
     the result has shape (batch, *out_spatial, out_ch) and dtype float64.
+    With flip_kernels, the kernel's spatial axes are reversed first: a true
+    convolution, as Theano's conv2d computes it.
     """
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     rank = x.ndim - 2
+    if flip_kernels:
+        w = w[(slice(None, None, -1),) * rank]
     if w.ndim != rank + 2:
-        raise ValueError(f"Kernel rank {w.ndim} does not fit input rank {x.ndim}")
+        raise ValueError("Kernel rank {} does not fit input rank {}".format(w.ndim, x.ndim))
     kernel_size = w.shape[:rank]
     strides = _as_tuple(strides, rank)
     dilation = _as_tuple(dilation_rate, rank)
@@ -88,11 +114,11 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1):
             before, after = 0, 0
             out = max((size - (k - 1) * d - 1) // s + 1, 0)
         else:
-            raise ValueError(f"Unknown padding {padding!r}")
+            raise ValueError("Unknown padding {!r}".format(padding))
         pads.append((before, after))
         out_sizes.append(out)
     pads.append((0, 0))
-    x = np.pad(x, pads)
+    x = np.pad(x, pads, mode="constant")
 
     result = np.zeros((x.shape[0], *out_sizes, w.shape[-1]))
     for offset in np.ndindex(*kernel_size):
@@ -105,9 +131,11 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1):
     return result
 
 
-def _resolve(activation):
+def _resolve(activation, hard_sigmoid="keras3"):
     if callable(activation):
         return activation
+    if activation == "hard_sigmoid":
+        return HARD_SIGMOID[hard_sigmoid]
     return ACTIVATIONS[activation]
 
 
@@ -132,6 +160,8 @@ def conv_lstm(
     recurrent_activation_i=None,
     recurrent_activation_o=None,
     go_backwards=False,
+    flip_kernels=False,
+    hard_sigmoid="keras3"
 ):
     """Run a ConvLSTM over x of shape (batch, time, *spatial, channels).
 
@@ -139,7 +169,11 @@ def conv_lstm(
     sequence_outputs has shape (batch, time, *out_spatial, filters). With
     go_backwards the time axis is processed last-to-first and, as in Keras,
     sequence_outputs is in processing order (i.e. reversed).
+    flip_kernels: the backend convolves (Theano) instead of cross-correlating.
+    hard_sigmoid: "keras2" (clip(0.2 x + 0.5, 0, 1)) or "keras3" (relu6(x + 3) / 6).
     """
+    if hard_sigmoid not in HARD_SIGMOID:
+        raise ValueError("hard_sigmoid must be 'keras2' or 'keras3', not {!r}".format(hard_sigmoid))
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1] == 0:
         raise ValueError("conv_lstm needs at least one time step")
@@ -150,10 +184,10 @@ def conv_lstm(
     else:
         biases = _split_gates(np.asarray(bias, dtype=np.float64))
 
-    act_i = _resolve(activation if activation_i is None else activation_i)
-    act_o = _resolve(activation if activation_o is None else activation_o)
+    act_i = _resolve(activation if activation_i is None else activation_i, hard_sigmoid)
+    act_o = _resolve(activation if activation_o is None else activation_o, hard_sigmoid)
     gate = {
-        name: _resolve(recurrent_activation if chosen is None else chosen)
+        name: _resolve(recurrent_activation if chosen is None else chosen, hard_sigmoid)
         for name, chosen in (
             ("i", recurrent_activation_i),
             ("f", recurrent_activation_f),
@@ -166,7 +200,7 @@ def conv_lstm(
     outputs = []
     for t in steps:
         z = {
-            name: conv_nd(x[:, t], kernels[name], strides, padding, dilation_rate)
+            name: conv_nd(x[:, t], kernels[name], strides, padding, dilation_rate, flip_kernels)
             + biases[name]
             for name in _GATES
         }
@@ -174,7 +208,7 @@ def conv_lstm(
             h = np.zeros_like(z["i"])
             c = np.zeros_like(z["i"])
         for name in _GATES:
-            z[name] = z[name] + conv_nd(h, recurrent_kernels[name], 1, "same")
+            z[name] = z[name] + conv_nd(h, recurrent_kernels[name], 1, "same", 1, flip_kernels)
         i = gate["i"](z["i"])
         f = gate["f"](z["f"])
         c = f * c + i * act_i(z["c"])

@@ -1,0 +1,749 @@
+"""Compatibility matrix: run the real product path on every Keras generation.
+
+    python scripts/matrix.py --all              # every cell (resumes: finished cells are kept)
+    python scripts/matrix.py --sample           # the CI sample
+    python scripts/matrix.py --cells keras-2.2.4,tf_keras-2.21.0 [--rerun]
+    python scripts/matrix.py --list
+
+A cell is a Keras version with its backend and interpreter (Python 3.11 here).
+For each *run* cell the script builds (or reuses) a throwaway venv under the
+tool's env cache ($CONVLSTM_PATCH_ENV_CACHE, else ~/.cache/convlstm-patch/venvs)
+and runs, with that venv's python:
+
+    convlstm-patch apply --python VENV/bin/python --only DIST   (with verification)
+    convlstm-patch check ...                                      (the hash lock)
+    the version's own ConvLSTM tests, if its wheel ships them    (patched)
+    convlstm-patch revert ...
+    every file the distribution's RECORD lists has its RECORD sha256 again
+
+A *transform-only* cell (a version that cannot run on this machine) runs
+apply --no-verify, check and revert on its unpacked wheel (--keras-root) and
+records why it could not run. Cells run two at a time (--jobs); results go to
+OUT/matrix.json after every cell and OUT/matrix.md at the end. Multi-backend
+Keras (2.0-2.3) runs on Theano 1.0.5 with three import-time shims for Python
+3.11 placed in the venv's own sitecustomize.py, never in the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
+
+DEFAULT_OUT = REPO / "docs" / "matrix"
+SYSTEM_TF = "2.21"
+OWN_TEST_TIMEOUT = 900.0  # the TensorFlow of the interpreter running this script (system site-packages)
+
+# Multi-backend Keras on Python 3.11 (harness only, in the venv's sitecustomize.py).
+THEANO_SITECUSTOMIZE = '''\
+# Written by convlstm-patch's scripts/matrix.py into this throwaway venv only:
+# lets Keras 2.0-2.3 and Theano 1.0.5 import on Python 3.11.
+import collections
+import collections.abc
+import os
+import sys
+
+for _name in ("Iterable", "Mapping", "Sequence", "Callable", "MutableMapping"):
+    if not hasattr(collections, _name):
+        setattr(collections, _name, getattr(collections.abc, _name))
+# Theano's scan Cython extension does not build on 3.11: run scan in Python.
+sys.modules.setdefault("theano.scan_module.scan_perform_ext", None)
+os.environ.setdefault("KERAS_BACKEND", "theano")
+os.environ.setdefault("THEANO_FLAGS", "blas.ldflags=-lopenblas,base_compiledir={venv}/.theano")
+'''
+
+# keras 2.9-2.11 on TensorFlow 2.12 (their own TensorFlow has no Python 3.11 wheels).
+ARGSPEC_SITECUSTOMIZE = '''\
+# Written by convlstm-patch's scripts/matrix.py into this throwaway venv only:
+# inspect.ArgSpec and getargspec were removed in Python 3.11; keras 2.9-2.11 use
+# them. Their generated *_pb2 modules predate protobuf 4 (TensorFlow 2.12's):
+# use protobuf's pure-Python implementation, which still loads them.
+import collections
+import inspect
+import os
+
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+if not hasattr(inspect, "ArgSpec"):
+    inspect.ArgSpec = collections.namedtuple("ArgSpec", "args varargs keywords defaults")
+if not hasattr(inspect, "getargspec"):
+    def getargspec(func):
+        spec = inspect.getfullargspec(func)
+        return inspect.ArgSpec(spec.args, spec.varargs, spec.varkw, spec.defaults)
+    inspect.getargspec = getargspec
+'''
+
+
+@dataclass
+class Cell:
+    id: str
+    distribution: str  # keras or tf_keras
+    version: str
+    backend: str  # tensorflow, torch, jax, theano, or "-" for transform-only
+    kind: str  # "run" or "transform"
+    generation: str
+    packages: list[str] = field(default_factory=list)  # pip install into the venv
+    system_site: bool = False  # reuse this interpreter's TensorFlow/torch/jax
+    after: list[str] = field(default_factory=list)  # pip install --no-deps afterwards
+    sitecustomize: str = ""
+    reason: str = ""  # why a transform-only cell does not run
+    note: str = ""  # how a run cell differs from a user's setup
+    trial: bool = False  # transform-only, but also try the run path and record what happened
+    sample: bool = False
+
+    @property
+    def venv(self) -> Path:
+        return env_cache() / f"matrix-{self.id}"
+
+
+def env_cache() -> Path:
+    configured = os.environ.get("CONVLSTM_PATCH_ENV_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "convlstm-patch" / "venvs"
+
+
+def locked_versions(distribution: str) -> list[str]:
+    folder = REPO / "patches" / "locks" / distribution
+    return sorted((path.stem for path in folder.glob("*.json")), key=wheels.version_key)
+
+
+def newest_per_minor(versions: list[str], low: tuple[int, int], high: tuple[int, int]) -> list[str]:
+    newest: dict[tuple[int, int], str] = {}
+    for version in versions:
+        minor = wheels.version_key(version)[:2]
+        if low <= minor <= high:
+            newest[minor] = version  # versions are sorted: the last one wins
+    return [newest[minor] for minor in sorted(newest)]
+
+
+def cells() -> list[Cell]:
+    keras = locked_versions("keras")
+    tf_keras = locked_versions("tf_keras")
+    found: list[Cell] = []
+    # Keras 3 on this interpreter's TensorFlow 2.21; the newest also on torch and JAX.
+    keras3 = newest_per_minor(keras, (3, 0), (3, 99))
+    for version in keras3:
+        found.append(
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "Keras 3",
+                 packages=[f"keras=={version}"], system_site=True,
+                 sample=version in (keras3[0], keras3[-1]))
+        )
+    for backend in ("torch", "jax"):
+        version = keras3[-1]
+        found.append(
+            Cell(f"keras-{version}-{backend}", "keras", version, backend, "run", "Keras 3",
+                 packages=[f"keras=={version}"], system_site=True)
+        )
+    # tf_keras with its matching TensorFlow (2.21: this interpreter's).
+    tf_keras_versions = newest_per_minor(tf_keras, (2, 15), (2, 99))
+    for version in tf_keras_versions:
+        minor = ".".join(version.split(".")[:2])
+        if minor == SYSTEM_TF:
+            cell = Cell(f"tf_keras-{version}", "tf_keras", version, "tensorflow", "run", "tf_keras",
+                        packages=[f"tf_keras=={version}"], system_site=True, sample=True)
+        else:
+            cell = Cell(f"tf_keras-{version}", "tf_keras", version, "tensorflow", "run", "tf_keras",
+                        packages=[f"tensorflow=={minor}.*", f"tf_keras=={version}"])
+        found.append(cell)
+    # keras 2.12-2.15 with their TensorFlow (which pins them).
+    for version in newest_per_minor(keras, (2, 12), (2, 15)):
+        minor = ".".join(version.split(".")[:2])
+        found.append(
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.12-2.15",
+                 packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}"])
+        )
+    # keras 2.6-2.11: their TensorFlow has no Python 3.11 wheels (2.6-2.8 need
+    # Python <= 3.10, so they cannot run as users run them here); run them on
+    # TensorFlow 2.12, the oldest with Python 3.11 wheels, and say so.
+    for version in newest_per_minor(keras, (2, 6), (2, 11)):
+        minor = ".".join(version.split(".")[:2])
+        if wheels.version_key(version) < (2, 9):
+            generation, extra = "keras 2.6-2.8", ["keras_preprocessing==1.1.2"]
+            why = f"TensorFlow {minor} needs Python <= {'3.10' if minor == '2.8' else '3.9'}"
+        else:
+            generation, extra = "keras 2.9-2.11", []
+            why = f"TensorFlow {minor} has no Python 3.11 wheels, only up to 3.10"
+        # 2.6-2.8 on TensorFlow 2.12: stock model.save() fails (TrackableSaver is
+        # gone), so they cannot pass `serialization`: transform-only, plus a
+        # trial run whose checks are recorded for information.
+        trial = wheels.version_key(version) < (2, 9)
+        found.append(
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "transform" if trial else "run", generation,
+                 packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}", *extra],
+                 sitecustomize=ARGSPEC_SITECUSTOMIZE, trial=trial,
+                 reason=f"{why} and this machine has only Python 3.11" if trial else "",
+                 note=f"{'trial run ' if trial else ''}on TensorFlow 2.12, not its own ({why}); harness shims in the "
+                 "venv: inspect.ArgSpec/getargspec, pure-Python protobuf")
+        )
+    # keras 2.4: only re-exports TensorFlow's copy, nothing to patch.
+    found.append(
+        Cell("keras-2.4.3", "keras", "2.4.3", "-", "transform", "keras 2.4",
+             reason="keras 2.4 only re-exports tensorflow.keras: no ConvLSTM source of its own (apply exits 4)")
+    )
+    # Multi-backend Keras 2.0-2.3 on Theano 1.0.5.
+    theano = ["Theano==1.0.5", "numpy<1.24", "scipy<1.11"]
+    for version in ("2.0.9", "2.1.4", "2.1.6", "2.2.4", "2.2.5", "2.3.1"):
+        found.append(
+            Cell(f"keras-{version}", "keras", version, "theano", "run", "keras 2.0-2.3 (multi-backend)",
+                 packages=[f"keras=={version}", *theano], sitecustomize=THEANO_SITECUSTOMIZE,
+                 note="Theano 1.0.5, OpenBLAS; harness shims in the venv: collections ABC aliases, scan in Python",
+                 sample=version == "2.2.4")
+        )
+    return found
+
+
+# -- running -------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, out: Path, timeout: float, own_tests: bool) -> None:
+        self.out = out
+        self.timeout = timeout
+        self.own_tests = own_tests
+        self.lock = threading.Lock()
+        self.results = load_results(out)
+
+    def log(self, cell: Cell, message: str) -> None:
+        with self.lock:
+            print(f"[{time.strftime('%H:%M:%S')}] {cell.id}: {message}", flush=True)
+
+    def save(self, cell: Cell, result: dict) -> None:
+        with self.lock:
+            # Merge into what is on disk: another run may have finished cells meanwhile.
+            self.results = {**load_results(self.out), cell.id: result}
+            write_json(self.out, self.results)
+
+    def run_cell(self, cell: Cell) -> dict:
+        started = time.monotonic()
+        result = {
+            "id": cell.id, "distribution": cell.distribution, "version": cell.version, "backend": cell.backend,
+            "generation": cell.generation, "kind": cell.kind, "steps": [], **({"note": cell.note} if cell.note else {}),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        try:
+            if cell.kind == "run":
+                self._run(cell, result)
+            else:
+                self._transform_only(cell, result)
+        except StepFailed as failure:
+            result["outcome"] = "failed"
+            result["failure"] = str(failure)
+        except Exception as error:  # a harness bug must not stop the other cells
+            result["outcome"] = "failed"
+            result["failure"] = f"harness error: {type(error).__name__}: {error}"
+        result["seconds"] = round(time.monotonic() - started, 1)
+        outcome = result["outcome"]
+        detail = f" ({result.get('failure') or result.get('reason') or ''})" if outcome != "run-verified" else ""
+        self.log(cell, f"{outcome} in {result['seconds']:.0f} s{detail}")
+        self.save(cell, result)
+        return result
+
+    # A run cell: the real product path on the venv itself.
+    def _run(self, cell: Cell, result: dict) -> None:
+        python = self.environment(cell, result)
+        env = cell_env(cell)
+        args = ["--python", str(python), "--only", cell.distribution]
+        site, record = self.locate(cell, result, args, env)
+        applied = self.cli(cell, result, "apply", ["apply", *args, "--json", "--timeout", str(self.timeout)], env,
+                           expect=(0,))
+        document = json.loads(applied.stdout)
+        result["verification"] = verification_of(document.get("verification", []))
+        result["runtime"] = runtime_versions(python, env)
+        if not result["verification"] or not all(report["passed"] for report in result["verification"]):
+            raise StepFailed("apply did not report a passed verification")
+        try:
+            self.cli(cell, result, "check", ["check", *args], env, expect=(0,))
+            if self.own_tests:
+                self.own_test_run(cell, result, python, site, record, env)
+        finally:
+            self.cli(cell, result, "revert", ["revert", *args], env, expect=(0,))
+            mismatched = record_mismatches(site, record)
+            result["record_identical"] = not mismatched
+        if mismatched:
+            raise StepFailed(f"after revert {len(mismatched)} files differ from RECORD, e.g. {mismatched[0]}")
+        own = result.get("own_tests")
+        if own and own.get("new_failures"):
+            raise StepFailed(f"the version's own ConvLSTM tests fail only when patched: {own['new_failures'][:3]}")
+        result["outcome"] = "run-verified"
+
+    def _transform_only(self, cell: Cell, result: dict) -> None:
+        result["reason"] = cell.reason
+        archive = wheel_of(cell.distribution, cell.version)
+        with tempfile.TemporaryDirectory(prefix="matrix-") as folder:
+            site = Path(folder)
+            wheels.extract(archive, site, wanted=set(all_package_files(archive)))
+            args = ["--keras-root", str(site), "--only", cell.distribution]
+            record = record_of(site, cell.distribution, cell.version)
+            applied = self.cli(cell, result, "apply --no-verify", ["apply", *args, "--no-verify"], {},
+                               expect=(0, 4))
+            if applied.returncode == 4:  # unsupported: the message is the reason users see
+                result["apply_says"] = last_line(applied.stderr or applied.stdout)
+                result["outcome"] = "unsupported"
+                return
+            self.cli(cell, result, "check", ["check", *args], {}, expect=(0,))
+            self.cli(cell, result, "revert", ["revert", *args], {}, expect=(0,))
+            mismatched = record_mismatches(site, record)
+            result["record_identical"] = not mismatched
+            if mismatched:
+                raise StepFailed(f"after revert {len(mismatched)} files differ from RECORD")
+        if cell.trial:
+            result["trial_run"] = trial = {"note": cell.note, "steps": []}
+            try:
+                self._trial(cell, trial)
+            except StepFailed as failure:
+                trial["failure"] = str(failure)
+        result["outcome"] = "transform-only"
+
+    def _trial(self, cell: Cell, trial: dict) -> None:
+        """apply --no-verify, verify (every check recorded), revert, RECORD: on a stack users do not have."""
+        python = self.environment(cell, trial)
+        env = cell_env(cell)
+        args = ["--python", str(python), "--only", cell.distribution]
+        site, record = self.locate(cell, trial, args, env)
+        self.cli(cell, trial, "trial: apply --no-verify", ["apply", *args, "--no-verify"], env, expect=(0,))
+        try:
+            verified = self.cli(cell, trial, "trial: verify", ["verify", *args, "--json", "--timeout", str(self.timeout)],
+                                env, expect=(0, 9))
+            trial["verification"] = verification_of(json.loads(verified.stdout)["reports"])
+            trial["runtime"] = runtime_versions(python, env)
+        finally:
+            self.cli(cell, trial, "trial: revert", ["revert", *args], env, expect=(0,))
+            trial["record_identical"] = not record_mismatches(site, record)
+
+    def locate(self, cell: Cell, result: dict, args: list[str], env: dict) -> tuple[Path, dict]:
+        """The venv's distribution folder and RECORD; refuses anything outside the venv; pristine first."""
+        status = self.cli(cell, result, "status", ["status", *args, "--json"], env, expect=(0,))
+        (flavour,) = json.loads(status.stdout)["flavours"]
+        site = Path(flavour["site"])
+        if cell.venv.resolve() not in site.resolve().parents:
+            raise StepFailed(f"{cell.distribution} found in {site}, outside the cell's venv: refusing to patch it")
+        if flavour["state"] != "pristine":  # an interrupted earlier run
+            self.cli(cell, result, "revert (leftover)", ["revert", *args], env, expect=(0,))
+        record = record_of(site, cell.distribution, cell.version)
+        result["record_files"] = len(record)
+        mismatched = record_mismatches(site, record)
+        if mismatched:
+            raise StepFailed(f"venv not pristine before apply: {len(mismatched)} files differ from RECORD, e.g. {mismatched[0]}")
+        return site, record
+
+    def environment(self, cell: Cell, result: dict) -> Path:
+        """The cell's venv python, built on first use (a `.complete` marker guards half-built ones)."""
+        python = cell.venv / "bin" / "python"
+        if (cell.venv / ".complete").exists():
+            result["steps"].append({"step": "venv", "seconds": 0.0, "note": "reused"})
+            self.write_sitecustomize(cell, python)
+            return python
+        self.log(cell, f"building venv {cell.venv}")
+        started = time.monotonic()
+        env_cache().mkdir(parents=True, exist_ok=True)
+        options = ["--clear"] + (["--system-site-packages"] if cell.system_site else [])
+        run_or_fail([sys.executable, "-m", "venv", *options, str(cell.venv)], "venv", 300)
+        self.write_sitecustomize(cell, python)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--progress-bar=off"]
+        run_or_fail([*pip, *cell.packages, *(["pytest"] if self.own_tests else [])], "pip install", 1800)
+        # With system site-packages pip may find the version already installed
+        # there: install our own copy so the product never touches the system's.
+        if cell.system_site:
+            run_or_fail([*pip, "--ignore-installed", "--no-deps", f"{cell.distribution}=={cell.version}"],
+                        "pip install", 900)
+        if cell.after:
+            run_or_fail([*pip, "--no-deps", *cell.after], "pip install", 900)
+        (cell.venv / ".complete").write_text("ok\n")
+        seconds = round(time.monotonic() - started, 1)
+        result["steps"].append({"step": "venv", "seconds": seconds, "note": "built"})
+        self.log(cell, f"venv built in {seconds:.0f} s")
+        return python
+
+    @staticmethod
+    def write_sitecustomize(cell: Cell, python: Path) -> None:
+        """The harness shims, in the venv only (rewritten every run, so a fix reaches built venvs)."""
+        if not cell.sitecustomize:
+            return
+        # Not `python -S`: without site.py, sys.prefix is the base interpreter's
+        # (Python <= 3.11) and purelib would be the system's site-packages.
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        site = Path(run_or_fail([str(python), "-c", code], "venv", 60).stdout.strip()).resolve()
+        if cell.venv.resolve() not in site.parents:
+            raise StepFailed(f"the venv's site-packages resolved to {site}, outside {cell.venv}: not writing shims there")
+        (site / "sitecustomize.py").write_text(cell.sitecustomize.format(venv=cell.venv))
+
+    def cli(self, cell: Cell, result: dict, step: str, argv: list[str], env: dict, expect) -> subprocess.CompletedProcess:
+        self.log(cell, step)
+        started = time.monotonic()
+        completed = subprocess.run(
+            [sys.executable, "-m", "patcher", *argv], cwd=REPO, capture_output=True, text=True,
+            env={**os.environ, **env, "PYTHONPATH": str(REPO)}, timeout=self.timeout + 600,
+        )
+        seconds = round(time.monotonic() - started, 1)
+        result["steps"].append({"step": step, "seconds": seconds, "exit": completed.returncode})
+        if completed.returncode not in expect:
+            raise StepFailed(f"{step} exited {completed.returncode}: {last_line(completed.stderr or completed.stdout)}")
+        return completed
+
+    def own_test_run(self, cell: Cell, result: dict, python: Path, site: Path, record: dict, env: dict) -> None:
+        tests = sorted(path for path in record if is_convlstm_test(path))
+        if not tests:
+            result["own_tests"] = {"shipped": False}
+            return
+        self.log(cell, f"own tests: {' '.join(Path(t).name for t in tests)}")
+        patched = run_pytest(python, site, tests, env, OWN_TEST_TIMEOUT)
+        own = {"shipped": True, "files": tests, "patched": patched["summary"], "seconds": patched["seconds"]}
+        result["steps"].append({"step": "own tests", "seconds": patched["seconds"]})
+        if patched["failed"]:
+            # Are these failures ours? Run the same tests on the stock files.
+            self.cli(cell, result, "revert (own-test baseline)", ["revert", "--python", str(python), "--only",
+                     cell.distribution], env, expect=(0,))
+            stock = run_pytest(python, site, tests, env, OWN_TEST_TIMEOUT)
+            own["stock"] = stock["summary"]
+            own["new_failures"] = sorted(set(patched["failed"]) - set(stock["failed"]))
+            own["failing_on_stock_too"] = sorted(set(patched["failed"]) & set(stock["failed"]))
+            self.cli(cell, result, "apply (after baseline)", ["apply", "--python", str(python), "--only",
+                     cell.distribution, "--no-verify"], env, expect=(0,))
+        result["own_tests"] = own
+
+
+def verification_of(reports: list[dict]) -> list[dict]:
+    return [
+        {"backend": report["backend"], "passed": report["passed"],
+         "checks": {check["name"]: check["detail"] for check in report["checks"]},
+         "failed": [check["name"] for check in report["checks"] if not check["passed"]]}
+        for report in reports
+    ]
+
+
+class StepFailed(Exception):
+    pass
+
+
+def run_or_fail(command: list[str], step: str, timeout: float) -> subprocess.CompletedProcess:
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if completed.returncode != 0:
+        raise StepFailed(f"{step} failed: {last_line(completed.stderr or completed.stdout)}")
+    return completed
+
+
+def cell_env(cell: Cell) -> dict[str, str]:
+    env = {"KERAS_HOME": str(cell.venv / ".keras"), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    if cell.backend in ("tensorflow", "torch", "jax", "theano"):
+        env["KERAS_BACKEND"] = cell.backend
+    if cell.backend == "theano":
+        env["THEANO_FLAGS"] = f"blas.ldflags=-lopenblas,base_compiledir={cell.venv}/.theano"
+    return env
+
+
+RUNTIME_CODE = """\
+import importlib, json, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        found[name] = importlib.import_module(name).__version__
+    except Exception:
+        pass
+print(json.dumps(found))
+"""
+
+
+def runtime_versions(python: Path, env: dict) -> dict:
+    """The backend's and NumPy's versions, as the venv imports them."""
+    backend = env.get("KERAS_BACKEND")
+    names = [backend, "numpy"] if backend in ("tensorflow", "theano", "torch", "jax") else ["numpy"]
+    try:
+        completed = subprocess.run([str(python), "-c", RUNTIME_CODE, *names], capture_output=True, text=True,
+                                   timeout=300, env={**os.environ, **env})
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}
+
+
+def run_pytest(python: Path, site: Path, tests: list[str], env: dict, timeout: float) -> dict:
+    started = time.monotonic()
+    report = Path(tempfile.mkstemp(prefix="matrix-junit-", suffix=".xml")[1])
+    try:
+        completed = subprocess.run(
+            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+             *[str(site / test) for test in tests]],
+            capture_output=True, text=True, timeout=timeout, cwd=tempfile.gettempdir(), env={**os.environ, **env},
+        )
+        summary = last_line(completed.stdout)
+        failed = junit_failures(report)
+    except subprocess.TimeoutExpired:
+        summary, failed = f"timed out after {timeout:.0f} s", ["(timeout)"]
+    finally:
+        report.unlink(missing_ok=True)
+    return {"summary": summary, "failed": failed, "seconds": round(time.monotonic() - started, 1)}
+
+
+def junit_failures(path: Path) -> list[str]:
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return ["(no report)"]
+    failed = []
+    for case in root.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{case.get('classname')}::{case.get('name')}")
+    return failed
+
+
+def is_convlstm_test(path: str) -> bool:
+    name = Path(path).name
+    return name.endswith("_test.py") and ("conv_lstm" in name or name == "convolutional_recurrent_test.py")
+
+
+def record_of(site: Path, distribution: str, version: str) -> dict[str, str]:
+    """RECORD path -> hex sha256, for every entry with a hash."""
+    from importlib import metadata
+
+    for dist in metadata.distributions(path=[str(site)]):
+        if wheels.canonical(dist.metadata["Name"] or "") == distribution and dist.version == version:
+            found = {}
+            for entry in dist.files or []:
+                if entry.hash is not None and entry.hash.mode == "sha256":
+                    digest = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4))
+                    found[str(entry)] = digest.hex()
+            return found
+    raise StepFailed(f"no {distribution} {version} dist-info in {site}")
+
+
+def record_mismatches(site: Path, record: dict[str, str]) -> list[str]:
+    bad = []
+    for relative, expected in record.items():
+        try:
+            digest = hashlib.sha256((site / relative).read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        if digest != expected:
+            bad.append(relative)
+    return sorted(bad)
+
+
+def wheel_of(distribution: str, version: str) -> Path:
+    cache = wheels.cache_dir()
+    have = wheels.cached(cache)
+    if (distribution, version) not in have:
+        failures = wheels.download([(distribution, version)], cache, jobs=1)
+        if failures:
+            raise StepFailed(failures[(distribution, version)])
+        have = wheels.cached(cache)
+    return have[(distribution, version)]
+
+
+def all_package_files(archive: Path) -> list[str]:
+    import zipfile
+
+    if not archive.name.endswith(".whl"):
+        raise StepFailed(f"{archive.name}: not a wheel")
+    with zipfile.ZipFile(archive) as wheel:
+        return [name for name in wheel.namelist() if not name.endswith("/")]
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:400] if lines else "no output"
+
+
+# -- output ----------------------------------------------------------------------
+
+def load_results(out: Path) -> dict:
+    try:
+        document = json.loads((out / "matrix.json").read_text())
+        return {cell["id"]: cell for cell in document["cells"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def write_json(out: Path, results: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    order = {cell.id: index for index, cell in enumerate(cells())}
+    document = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "cells": sorted(results.values(), key=lambda cell: order.get(cell["id"], len(order))),
+    }
+    meta = out / "run.json"
+    if meta.exists():
+        document["run"] = json.loads(meta.read_text())
+    temporary = out / "matrix.json.tmp"
+    temporary.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+    temporary.replace(out / "matrix.json")
+
+
+BACKEND_LABEL = {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX", "theano": "Theano", "-": "-"}
+
+
+def markdown(out: Path) -> str:
+    document = json.loads((out / "matrix.json").read_text())
+    run = document.get("run", {})
+    lines = [
+        "# Compatibility matrix",
+        "",
+        f"Generated by `scripts/matrix.py` from `matrix.json`. Last full run: {run.get('date', '?')}, "
+        f"`{run.get('command', '?')}`, wall time {run.get('wall', '?')}; Python {document['machine']['python']} "
+        f"on {document['machine']['cpus']} CPUs.",
+        "",
+        "**run-verified**: `apply --python VENV` with verification (5 checks) passed, `check` ok, the version's own "
+        "ConvLSTM tests (where its wheel ships them) pass patched, `revert` restored every RECORD file byte for byte. "
+        "**transform-only**: the unpacked wheel was patched without verification, checked against its lock and "
+        "reverted to RECORD; the reason it could not run is given.",
+        "",
+        "| cell | generation | backend (version) | outcome | verification | own ConvLSTM tests | revert = RECORD | wall time | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    generations = {cell.id: cell.generation for cell in cells()}
+    for cell in document["cells"]:
+        cell["generation"] = generations.get(cell["id"], cell["generation"])
+        runtime = cell.get("runtime", {})
+        backend = BACKEND_LABEL.get(cell["backend"], cell["backend"])
+        engine = runtime.get({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax", "theano": "theano"}.get(cell["backend"], ""), "")
+        backend_text = f"{backend} {engine}".strip()
+        if cell["kind"] == "transform":
+            trial_runtime = (cell.get("trial_run") or {}).get("runtime", {})
+            backend_text = f"- (trial: TensorFlow {trial_runtime['tensorflow']})" if "tensorflow" in trial_runtime else "-"
+        trial = cell.get("trial_run")
+        if trial and trial.get("verification"):
+            report = trial["verification"][0]
+            passed = [name for name in report["checks"] if name not in report.get("failed", [])]
+            cell["note"] = (f"{trial.get('note', '')}: {len(passed)}/{len(report['checks'])} checks pass "
+                            f"({', '.join(passed)}); failing: " + "; ".join(
+                                f"{name}: {report['checks'][name]}" for name in report.get("failed", []))
+                            + f"; reverted to RECORD: {'yes' if trial.get('record_identical') else 'NO'}")
+        elif trial:
+            cell["note"] = f"{trial.get('note', '')}: {trial.get('failure', '?')}"
+        verification = "; ".join(
+            f"{BACKEND_LABEL.get(report['backend'], report['backend'])}: "
+            f"{'5/5 passed' if report['passed'] else 'FAILED'}"
+            for report in cell.get("verification", [])
+        ) or "-"
+        own = cell.get("own_tests")
+        if not own:
+            own_text = "-"
+        elif not own.get("shipped"):
+            own_text = "not shipped"
+        else:
+            own_text = own.get("patched", "?")
+            if own.get("failing_on_stock_too"):
+                own_text += f" ({len(own['failing_on_stock_too'])} fail on stock too)"
+        record = {True: "yes", False: "NO"}.get(cell.get("record_identical"), "-")
+        note = "; ".join(filter(None, [cell.get("failure"), cell.get("apply_says"), cell.get("reason"), cell.get("note")]))
+        lines.append(
+            f"| {cell['distribution']} {cell['version']} | {cell['generation']} | {backend_text} | "
+            f"**{cell['outcome']}** | {verification} | {own_text} | {record} | {cell.get('seconds', '?')} s | "
+            f"{note.replace('|', '/')} |"
+        )
+    lines += ["", "## By generation", "", *summary(document["cells"])]
+    return "\n".join(lines) + "\n"
+
+
+def summary(results: list[dict]) -> list[str]:
+    """One row per generation: run-verified versions with backend, the others with why."""
+    rows = ["| generation | run-verified (backend) | transform-only / unsupported, and why |", "|---|---|---|"]
+    generations: dict[str, list[dict]] = {}
+    for cell in results:
+        generations.setdefault(cell["generation"], []).append(cell)
+    for generation, group in generations.items():
+        verified: dict[str, list[str]] = {}
+        for cell in group:
+            if cell["outcome"] == "run-verified":
+                engine = BACKEND_LABEL.get(cell["backend"], cell["backend"])
+                version = cell.get("runtime", {}).get(cell["backend"], "")
+                label = f"{engine} {version}".strip()
+                verified.setdefault(f"{cell['distribution']} {cell['version']}", []).append(label)
+        verified_text = ", ".join(f"{name} ({'; '.join(labels)})" for name, labels in verified.items()) or "none"
+        others = [
+            f"{cell['distribution']} {cell['version']}: {cell['outcome']} ({cell.get('failure') or cell.get('reason') or ''})"
+            for cell in group if cell["outcome"] != "run-verified"
+        ]
+        rows.append(f"| {generation} | {verified_text} | {'; '.join(others) or '-'} |")
+    return rows
+
+
+def priority(cell: Cell) -> int:
+    """Run order: the CI sample (the blog's keras 2.2.4 first), keras 2.12-2.15, then the rest."""
+    if cell.sample:
+        return 0 if cell.backend == "theano" else 1
+    if cell.generation == "keras 2.12-2.15":
+        return 2
+    return 3 if cell.kind == "run" else 4
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every cell")
+    which.add_argument("--sample", action="store_true", help="the CI sample (Theano 2.2.4, oldest/newest Keras 3, tf_keras)")
+    which.add_argument("--cells", help="comma-separated cell ids (see --list)")
+    which.add_argument("--list", action="store_true", help="print the cells and exit")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where matrix.json/md go (default {DEFAULT_OUT})")
+    parser.add_argument("--jobs", type=int, default=2, help="cells at a time (default 2)")
+    parser.add_argument("--rerun", action="store_true", help="rerun cells that already have a result")
+    parser.add_argument("--rerun-failed", action="store_true", help="rerun cells whose result is 'failed'")
+    parser.add_argument("--no-own-tests", action="store_true", help="skip the versions' own ConvLSTM tests")
+    parser.add_argument("--timeout", type=float, default=1200, help="per verification / own-test run (s)")
+    args = parser.parse_args(argv)
+
+    everything = cells()
+    if args.list:
+        for cell in everything:
+            extra = f"  ({cell.reason})" if cell.reason else ""
+            print(f"{cell.id:<24} {cell.kind:<9} {cell.backend:<10} {cell.generation}{'  [sample]' if cell.sample else ''}{extra}")
+        return 0
+    if args.all:
+        chosen = everything
+    elif args.sample:
+        chosen = [cell for cell in everything if cell.sample]
+    else:
+        wanted = [name.strip() for name in args.cells.split(",") if name.strip()]
+        by_id = {cell.id: cell for cell in everything}
+        unknown = [name for name in wanted if name not in by_id]
+        if unknown:
+            parser.error(f"unknown cells {', '.join(unknown)} (see --list)")
+        chosen = [by_id[name] for name in wanted]
+
+    runner = Runner(args.out, args.timeout, own_tests=not args.no_own_tests)
+    todo = []
+    for cell in chosen:
+        previous = runner.results.get(cell.id)
+        if previous and not args.rerun and not (args.rerun_failed and previous.get("outcome") == "failed"):
+            print(f"{cell.id}: kept ({previous.get('outcome')}, {previous.get('date')}; --rerun to run again)")
+        else:
+            todo.append(cell)
+    print(f"{len(todo)} of {len(chosen)} cells to run, {args.jobs} at a time; venvs in {env_cache()}", flush=True)
+    todo.sort(key=priority)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(runner.run_cell, todo))
+    wall = time.monotonic() - started
+    if args.all:
+        run = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python scripts/matrix.py --all" + (" --rerun" if args.rerun else ""),
+            "wall": f"{wall / 60:.0f} min" + ("" if args.rerun or len(todo) == len(chosen) else " (resumed run)"),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+        write_json(args.out, runner.results)
+    if (args.out / "matrix.json").exists():
+        (args.out / "matrix.md").write_text(markdown(args.out))
+    failed = [result["id"] for result in results if result["outcome"] == "failed"]
+    print(f"{len(results)} cells in {wall:.0f} s; failed: {', '.join(failed) or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
