@@ -1,9 +1,16 @@
 """Every flavour at once, under the environment's lock: apply = prepare all,
-write, verify, roll back on failure; revert; clean; recovery for readers."""
+write, verify, roll back on failure; revert; clean; recovery for readers.
+
+An apply that finds nothing to write (already patched) decides so without the lock and creates no file, so a user who
+cannot write the environment (a Docker image patched as root) gets exit 0.
+It decides only when no journal exists before and after it looked (no run is
+half-way); anything else is decided again under the lock.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from patcher import errors, transaction
 from patcher.backup import remove_backup_folder, stale_backups
@@ -12,6 +19,8 @@ from patcher.locks import load_lock
 from patcher.operations import Action, Outcome, commit, prepare, revert
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover
 from patcher.verification import Report, VerifyOptions, verify_all
+
+T = TypeVar("T")
 
 
 def apply_all(
@@ -33,6 +42,10 @@ def apply_all(
     """
     if dry_run:
         return _apply(flavours, force=force, dry_run=True, strict=strict, options=options), []
+    _refuse_unlocked(flavours, strict)
+    done = _without_lock(flavours, lambda: _already_patched(flavours))
+    if done is not None:
+        return done, []
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
         outcomes = _apply(flavours, force=force, dry_run=False, strict=strict, options=options)
@@ -70,13 +83,43 @@ def recover_if_possible(flavours: list[Flavour]) -> list[str]:
         return []
 
 
-def _apply(flavours, *, force, dry_run, strict, options: VerifyOptions) -> list[Outcome]:
+def _without_lock(flavours: list[Flavour], decide: Callable[[], T | None]) -> T | None:
+    """decide()'s answer when no run is half-way (no journal before or after it), else None.
+
+    decide() only reads; None from it means "a write is needed", which the
+    caller then does (deciding again) under the lock.
+    """
+    if any(journal_path(flavour).exists() for flavour in flavours):
+        return None
+    try:
+        answer = decide()
+    except errors.PatchError:
+        return None  # e.g. read while another run was writing: decide under the lock
+    if any(journal_path(flavour).exists() for flavour in flavours):
+        return None
+    return answer
+
+
+def _already_patched(flavours: list[Flavour]) -> list[Outcome] | None:
+    prepared = [prepare(flavour) for flavour in flavours]
+    if any(item.planned for item in prepared):
+        return None
+    return [commit(item) for item in prepared]
+
+
+def _refuse_unlocked(flavours: list[Flavour], strict: bool) -> list[Flavour]:
+    """The flavours whose version has no hash lock; with --strict, refuse them."""
     unlocked = [flavour for flavour in flavours if load_lock(flavour.distribution, flavour.version) is None]
     if unlocked and strict:
         raise errors.NoLock(
             f"{unlocked[0].key} has no lock in this convlstm-patch, so its patch is unchecked; "
             "upgrade convlstm-patch, or drop --strict to rely on verification"
         )
+    return unlocked
+
+
+def _apply(flavours, *, force, dry_run, strict, options: VerifyOptions) -> list[Outcome]:
+    unlocked = _refuse_unlocked(flavours, strict)
     prepared = []
     for flavour in flavours:
         if options.on_progress:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from helpers import cli, cli_at, copy_distribution, hashes, ROOT, target_files, tree_hashes
+from hostile_helpers import as_nobody
 from patcher import __version__
 
 RESTART = "note: Python processes that imported Keras before this keep the old code until they restart"
-NOBODY = 65534
 
 
 def keras_site(folder: Path) -> Path:
@@ -160,17 +160,6 @@ def test_version_names_the_tool_python_and_keras_found():
 
 
 # -- Docker: patched as root at build time, used by an unprivileged user -------
-
-
-def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The tool as user nobody: can read everything (the interpreter lives under /root), write nothing of root's."""
-    command = [
-        "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-        "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
-        sys.executable, "-m", "patcher", *args,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(cwd)}
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as another user")
