@@ -1,7 +1,8 @@
 """Every flavour at once, under the environment's lock: apply = prepare all,
 write, verify, roll back on failure; revert; clean; recovery for readers.
 
-An apply that finds nothing to write (already patched) decides so without the lock and creates no file, so a user who
+A command that finds nothing to write (already patched, nothing to revert, no
+stale backup) decides so without the lock and creates no file, so a user who
 cannot write the environment (a Docker image patched as root) gets exit 0.
 It decides only when no journal exists before and after it looked (no run is
 half-way); anything else is decided again under the lock.
@@ -17,6 +18,7 @@ from patcher.backup import remove_backup_folder, stale_backups
 from patcher.environment import Flavour
 from patcher.locks import load_lock
 from patcher.operations import Action, Outcome, commit, prepare, revert
+from patcher.state import inspect
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover
 from patcher.verification import Report, VerifyOptions, verify_all
 
@@ -58,6 +60,9 @@ def apply_all(
 def revert_all(
     flavours: list[Flavour], *, force: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 ) -> list[Outcome]:
+    done = _without_lock(flavours, lambda: _nothing_to_revert(flavours))
+    if done is not None:
+        return done
     with exclusive(flavours, lock_timeout):
         for flavour in flavours:
             recover(flavour)
@@ -65,6 +70,8 @@ def revert_all(
 
 
 def clean_stale(flavours: list[Flavour], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Path]:
+    if _without_lock(flavours, lambda: not any(stale_backups(flavour) for flavour in flavours) or None):
+        return []
     with exclusive(flavours, lock_timeout):
         removed = [folder for flavour in flavours for folder in stale_backups(flavour)]
         for folder in removed:
@@ -105,6 +112,13 @@ def _already_patched(flavours: list[Flavour]) -> list[Outcome] | None:
     if any(item.planned for item in prepared):
         return None
     return [commit(item) for item in prepared]
+
+
+def _nothing_to_revert(flavours: list[Flavour]) -> list[Outcome] | None:
+    """revert's outcomes when no flavour has a backup and all are pristine (revert writes nothing then)."""
+    if any(inspect(flavour).manifest is not None for flavour in flavours):
+        return None
+    return [revert(flavour) for flavour in flavours]
 
 
 def _refuse_unlocked(flavours: list[Flavour], strict: bool) -> list[Flavour]:
