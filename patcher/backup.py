@@ -128,8 +128,8 @@ def restore_originals(flavour: Flavour, originals: dict[str, bytes]) -> list[str
         data = originals[target.relative]
         if not target.path.exists() or target.path.read_bytes() != data:
             atomic_write(target.path, data)
-            remove_bytecode(target.path)
             restored.append(target.relative)
+            remove_bytecode(target.path, best_effort=True)
     return restored
 
 

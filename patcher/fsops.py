@@ -66,11 +66,16 @@ def _write_error(path: Path, error: OSError) -> errors.WriteFailed:
     return errors.WriteFailed(f"cannot write {path}: {error.strerror or error}")
 
 
-def remove_bytecode(source: Path) -> None:
+def remove_bytecode(source: Path, *, best_effort: bool = False) -> None:
     """Delete every interpreter's cached .pyc of ``source`` so imports see the new text.
 
     Deleting (rather than trusting mtimes) also covers .pyc files compiled
     with --invalidation-mode unchecked-hash, which Python never re-validates.
+    apply and revert call this once before their first write, so bytecode
+    they cannot delete (a __pycache__ root compiled in a user's venv) fails
+    the run while nothing is changed; a rollback calls it with
+    ``best_effort``: putting the originals back must not stop half-way, and
+    bytecode that could not be deleted is what was there before the run.
     """
     cache = source.parent / "__pycache__"
     for compiled in cache.glob(f"{source.stem}.*.pyc"):
@@ -79,4 +84,9 @@ def remove_bytecode(source: Path) -> None:
         except FileNotFoundError:
             pass
         except OSError as error:
-            raise _write_error(compiled, error) from None
+            if best_effort:
+                continue
+            raise errors.WriteFailed(
+                f"cannot delete the cached bytecode {compiled}: {error.strerror}; nothing was changed. "
+                f"Delete it as its owner (e.g. `sudo rm -r {cache}`), or run as the user that owns this environment"
+            ) from None

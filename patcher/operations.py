@@ -88,6 +88,8 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
     )
     existing = prepared.state.manifest
     journal = Journal(Operation.APPLY, fresh_backup=existing is None)
+    for item in planned:
+        remove_bytecode(item.target.path)  # before the first write: bytecode we cannot delete changes nothing
     written = []
     with transaction.journaled(flavour, journal):
         if existing is None or existing.files != manifest.files:
@@ -97,8 +99,8 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
         for item in planned:
             if item.target.path.read_bytes() != item.patched:
                 atomic_write(item.target.path, item.patched)
-                remove_bytecode(item.target.path)
                 written.append(item.target.relative)
+                remove_bytecode(item.target.path)
     return Outcome(flavour, Action.PATCHED, written, warnings, journal=journal)
 
 
@@ -122,6 +124,8 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
             "revert with --force to discard that edit"
         )
     originals = backed_up_sources(flavour, manifest)  # raises, before any change, if it may not be restored
+    for file in state.files:
+        remove_bytecode(file.target.path)  # before the first write: bytecode we cannot delete changes nothing
     restored = transaction.rollback(flavour, Journal(Operation.REVERT))
     warnings = [
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"

@@ -7,10 +7,13 @@ which promise each one proves.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers import cli_at, copy_distribution, tree_hashes
-from hostile_helpers import as_nobody, needs_setpriv
+from hostile_helpers import NOBODY, as_nobody, needs_setpriv
 
 STATE = ".convlstm-patch"
 
@@ -62,4 +65,55 @@ def test_commands_with_nothing_to_write_create_no_file(site):
     for command in ("revert", "clean", "status", "check", "diff"):
         assert cli_at(site, command).exit_code == 0, command
     assert not (site / STATE).exists()
+    assert tree_hashes(site) == before
+
+
+# -- all or nothing (B1 - B4) -----------------------------------------------------
+
+
+@needs_setpriv
+def test_bytecode_root_compiled_in_a_users_venv_changes_nothing(tmp_path):
+    """B1: the user's venv, whose __pycache__ root once compiled (`sudo python -m compileall`)."""
+    site = keras_site(tmp_path / "venv" / "site-packages")
+    tmp_path.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
+    rnn = site / "keras/src/layers/rnn"
+    cache = rnn / "__pycache__"
+    shutil.rmtree(cache, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(rnn)], check=True)  # as root
+    assert cache.stat().st_uid == 0 and list(cache.glob("conv_lstm1d.*.pyc"))
+    before = tree_hashes(site)
+    applied = as_nobody("apply", "--keras-root", str(site), "--only", "keras", "--no-verify", cwd=tmp_path)
+    assert applied.returncode == 7, applied.stderr
+    assert "cannot delete the cached bytecode" in applied.stderr and "nothing was changed" in applied.stderr
+    assert tree_hashes(site) == before  # no patched file, no backup, no journal
+    assert as_nobody("revert", "--keras-root", str(site), "--only", "keras", cwd=tmp_path).returncode == 0
+    # Once root's bytecode is gone, the user patches and reverts as usual.
+    shutil.rmtree(cache)
+    for command in (("apply", "--no-verify"), ("revert",)):
+        done = as_nobody(command[0], "--keras-root", str(site), "--only", "keras", *command[1:], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert tree_hashes(site) == before
+
+
+def test_undeletable_bytecode_of_the_second_file_changes_nothing(site):
+    """B1 as root: a folder where conv_lstm1d's .pyc would be (unlink fails with EISDIR)."""
+    cache = site / "keras/src/layers/rnn/__pycache__"
+    cache.mkdir(exist_ok=True)
+    blocker = cache / f"conv_lstm1d.{sys.implementation.cache_tag}.pyc"
+    blocker.unlink(missing_ok=True)
+    blocker.mkdir()
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert result.exit_code == 7, result.output
+    assert tree_hashes(site) == before
+    blocker.rmdir()
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    blocker.mkdir()
+    patched = tree_hashes(site)
+    result = cli_at(site, "revert", "--only", "keras")
+    assert result.exit_code == 7, result.output
+    assert tree_hashes(site) == patched  # revert refused before its first write: still patched, backup kept
+    blocker.rmdir()
+    assert cli_at(site, "revert", "--only", "keras").exit_code == 0
     assert tree_hashes(site) == before
