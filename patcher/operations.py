@@ -53,6 +53,11 @@ class Prepared:
     def flavour(self) -> Flavour:
         return self.state.flavour
 
+    @property
+    def journal(self) -> Journal:
+        """What rolling this patch back needs: delete the backup if this run makes it."""
+        return Journal(Operation.APPLY, fresh_backup=self.state.manifest is None)
+
 
 def prepare(flavour: Flavour, *, force: bool = False) -> Prepared:
     """Check the files and transform them in memory; writes nothing."""
@@ -75,7 +80,11 @@ def prepare(flavour: Flavour, *, force: bool = False) -> Prepared:
 
 
 def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
-    """Back up (unless a good backup exists), then write the patched files."""
+    """Back up (unless a good backup exists), then write the patched files.
+
+    Runs inside transaction.journaled() (workflow.apply_all), which holds
+    prepared.journal on disk and rolls every flavour back if this raises.
+    """
     flavour, planned = prepared.flavour, prepared.planned
     if not planned:
         return Outcome(flavour, Action.ALREADY_PATCHED, [file.target.relative for file in prepared.state.files])
@@ -87,21 +96,19 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
         tuple(BackedUpFile(item.target.relative, sha256_hex(item.original), sha256_hex(item.patched)) for item in planned),
     )
     existing = prepared.state.manifest
-    journal = Journal(Operation.APPLY, fresh_backup=existing is None)
     for item in planned:
         remove_bytecode(item.target.path)  # before the first write: bytecode we cannot delete changes nothing
     written = []
-    with transaction.journaled(flavour, journal):
-        if existing is None or existing.files != manifest.files:
-            # A good backup of this version is never overwritten with other
-            # bytes: the originals were read from it when it existed.
-            write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
-        for item in planned:
-            if item.target.path.read_bytes() != item.patched:
-                atomic_write(item.target.path, item.patched)
-                written.append(item.target.relative)
-                remove_bytecode(item.target.path)
-    return Outcome(flavour, Action.PATCHED, written, warnings, journal=journal)
+    if existing is None or existing.files != manifest.files:
+        # A good backup of this version is never overwritten with other
+        # bytes: the originals were read from it when it existed.
+        write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
+    for item in planned:
+        if item.target.path.read_bytes() != item.patched:
+            atomic_write(item.target.path, item.patched)
+            written.append(item.target.relative)
+            remove_bytecode(item.target.path)
+    return Outcome(flavour, Action.PATCHED, written, warnings, journal=prepared.journal)
 
 
 def revert(flavour: Flavour, *, force: bool = False) -> Outcome:

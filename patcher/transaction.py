@@ -45,20 +45,35 @@ def journal_path(flavour: Flavour) -> Path:
 
 
 @contextlib.contextmanager
-def journaled(flavour: Flavour, journal: Journal) -> Iterator[None]:
-    """Hold ``journal`` on disk while the body changes the flavour's files.
+def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
+    """Hold every flavour's journal on disk while the body changes their files.
 
-    A body that raises a PatchError (e.g. disk full on the third file) is
-    rolled back at once and the error goes on to the user; a run killed in
-    the body leaves the journal, and the next command's recover() rolls back.
+    The flavours of one run are one transaction: every journal is written
+    before the first file changes and removed after the body ends. A body
+    that raises (disk full on the third file, the second flavour's folder
+    read-only) is rolled back at once, every flavour, and the error goes on
+    to the user; a run killed in the body leaves the journals, and the next
+    command's recover() rolls back.
     """
-    _write_journal(flavour, journal)
+    begun = []
     try:
+        for flavour, journal in journals:
+            _write_journal(flavour, journal)
+            begun.append((flavour, journal))
         yield
-    except errors.PatchError:
-        rollback(flavour, journal)
+    except BaseException as error:
+        problems = []
+        for flavour, journal in begun:
+            try:
+                rollback(flavour, journal)
+            except errors.PatchError as failure:
+                problems.append(f"{flavour.key}: {failure.message}")
+        if problems:
+            message = f"{error}; rolling back failed too ({'; '.join(problems)}): the next convlstm-patch command finishes it"
+            raise (type(error)(message) if isinstance(error, errors.PatchError) else errors.PatchError(message)) from None
         raise
-    journal_path(flavour).unlink(missing_ok=True)
+    for flavour, _ in journals:
+        journal_path(flavour).unlink(missing_ok=True)
 
 
 def rollback(flavour: Flavour, journal: Journal) -> list[str]:

@@ -139,7 +139,12 @@ def _apply(flavours, *, force, dry_run, strict, options: VerifyOptions) -> list[
         if options.on_progress:
             options.on_progress(f"{flavour.key}: checking and transforming {len(flavour.files)} files")
         prepared.append(prepare(flavour, force=force))
-    outcomes = [commit(item, dry_run=dry_run) for item in prepared]
+    if dry_run:
+        outcomes = [commit(item, dry_run=True) for item in prepared]
+    else:
+        # All flavours are one transaction: the second failing rolls the first back.
+        with transaction.journaled([(item.flavour, item.journal) for item in prepared if item.planned]):
+            outcomes = [commit(item) for item in prepared]
     for outcome in outcomes:
         if outcome.flavour in unlocked and outcome.action != Action.ALREADY_PATCHED:
             outcome.warnings.append("no lock for this version: the patch is unchecked, relying on verification")

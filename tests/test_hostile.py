@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from helpers import cli_at, copy_distribution, tree_hashes
-from hostile_helpers import NOBODY, as_nobody, needs_setpriv
+from hostile_helpers import NOBODY, as_nobody, immutable, needs_chattr, needs_setpriv
 
 STATE = ".convlstm-patch"
 
@@ -117,3 +117,16 @@ def test_undeletable_bytecode_of_the_second_file_changes_nothing(site):
     blocker.rmdir()
     assert cli_at(site, "revert", "--only", "keras").exit_code == 0
     assert tree_hashes(site) == before
+
+
+@needs_chattr
+def test_second_flavour_read_only_rolls_the_first_back(site):
+    """B2: keras and tf_keras are one transaction; tf_keras's folder is immutable."""
+    before = tree_hashes(site)
+    with immutable(site / "tf_keras/src/layers/rnn"):
+        result = cli_at(site, "apply", "--no-verify")
+        assert result.exit_code == 7, result.output
+        assert "cannot write" in result.stderr
+        assert tree_hashes(site) == before  # keras rolled back too: no patched file, backup or journal
+    assert cli_at(site, "status", "--json").exit_code == 0
+    assert "recovered" not in cli_at(site, "status").output
