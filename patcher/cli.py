@@ -103,6 +103,13 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # Outside a transaction (its own Ctrl-C rolls back and says so):
+            # nothing was half-written, or a second Ctrl-C cut a rollback
+            # short and its journal is still there for the next command.
+            raise errors.Interrupted(
+                "interrupted (Ctrl-C); run `convlstm-patch status`: a half-done change is rolled back by the next command"
+            ) from None
         except BrokenPipeError:
             # The reader went away (`| head`): every file operation had finished
             # before printing began, so stop quietly, as pip does.

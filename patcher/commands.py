@@ -134,6 +134,9 @@ def each(
             value = command(target(environment.python, environment.keras_root, only), **options)
             if hasattr(value, "verdict"):
                 value.verdict()
+        except errors.Interrupted as error:
+            results.append(EnvironmentResult(environment, value, error))
+            break  # Ctrl-C stops the whole command, not just this environment
         except errors.PatchError as error:
             results.append(EnvironmentResult(environment, value, error))
         else:

@@ -61,6 +61,12 @@ class UnsafePath(PatchError):
     exit_code = 12
 
 
+class Interrupted(PatchError):
+    """Ctrl-C (SIGINT): one Error line and exit 130 (128 + SIGINT), as shells report it, not click's `Aborted!`."""
+
+    exit_code = 130
+
+
 class BadOptions(PatchError):
     """Options that parse but do not fit together (like click's usage errors)."""
 

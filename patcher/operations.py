@@ -38,8 +38,6 @@ class Outcome:
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     diffs: dict[str, str] = field(default_factory=dict)
-    # What a patched flavour's rollback needs, should its verification fail.
-    journal: Journal | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
             atomic_write(item.target.path, item.patched)
             written.append(item.target.relative)
             remove_bytecode(item.target.path)
-    return Outcome(flavour, Action.PATCHED, written, warnings, journal=prepared.journal)
+    return Outcome(flavour, Action.PATCHED, written, warnings)
 
 
 def revert(flavour: Flavour, *, force: bool = False) -> Outcome:

@@ -49,11 +49,13 @@ def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
     """Hold every flavour's journal on disk while the body changes their files.
 
     The flavours of one run are one transaction: every journal is written
-    before the first file changes and removed after the body ends. A body
-    that raises (disk full on the third file, the second flavour's folder
-    read-only) is rolled back at once, every flavour, and the error goes on
-    to the user; a run killed in the body leaves the journals, and the next
-    command's recover() rolls back.
+    before the first file changes and removed after the body ends, and the
+    body of apply includes the verification (a patch is not done until it is
+    verified). A body that raises (disk full on the third file, the second
+    flavour's folder read-only, a failed verification, Ctrl-C) is rolled back
+    at once, every flavour, and the error goes on to the user; a run killed
+    in the body leaves the journals, and the next command's recover() rolls
+    back.
     """
     begun = []
     try:
@@ -68,9 +70,13 @@ def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
                 rollback(flavour, journal)
             except errors.PatchError as failure:
                 problems.append(f"{flavour.key}: {failure.message}")
+        if isinstance(error, KeyboardInterrupt):
+            error = errors.Interrupted("interrupted (Ctrl-C); every change of this run was rolled back")
         if problems:
             message = f"{error}; rolling back failed too ({'; '.join(problems)}): the next convlstm-patch command finishes it"
             raise (type(error)(message) if isinstance(error, errors.PatchError) else errors.PatchError(message)) from None
+        if isinstance(error, errors.Interrupted):
+            raise error from None
         raise
     for flavour, _ in journals:
         journal_path(flavour).unlink(missing_ok=True)

@@ -154,4 +154,7 @@ def _run(command, env, timeout, on_progress) -> tuple[str, int, bool]:
         returncode = process.wait()
     finally:
         timer.cancel()
+        if process.poll() is None:  # interrupted (Ctrl-C): never leave the probe running
+            process.kill()
+            process.wait()
     return stdout, returncode, killed.is_set()

@@ -43,17 +43,23 @@ def apply_all(
     rolled back.
     """
     if dry_run:
-        return _apply(flavours, force=force, dry_run=True, strict=strict, options=options), []
+        prepared, unlocked = _prepare_all(flavours, force=force, strict=strict, options=options)
+        return _commit_all(prepared, unlocked, dry_run=True), []
     _refuse_unlocked(flavours, strict)
     done = _without_lock(flavours, lambda: _already_patched(flavours))
     if done is not None:
         return done, []
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
-        outcomes = _apply(flavours, force=force, dry_run=False, strict=strict, options=options)
+        prepared, unlocked = _prepare_all(flavours, force=force, strict=strict, options=options)
+        # One transaction for every flavour, verification included: a failure
+        # or Ctrl-C anywhere in it rolls all of them back (a SIGKILL leaves
+        # the journals, and the next command rolls back).
+        with transaction.journaled([(item.flavour, item.journal) for item in prepared if item.planned]):
+            outcomes = _commit_all(prepared, unlocked, dry_run=False)
+            reports = _verify(outcomes, options) if verify else []
         if notes:
             outcomes[0].warnings.extend(notes)
-        reports = _verify_or_roll_back(outcomes, options) if verify else []
     return outcomes, reports
 
 
@@ -132,32 +138,31 @@ def _refuse_unlocked(flavours: list[Flavour], strict: bool) -> list[Flavour]:
     return unlocked
 
 
-def _apply(flavours, *, force, dry_run, strict, options: VerifyOptions) -> list[Outcome]:
+def _prepare_all(flavours, *, force, strict, options: VerifyOptions):
+    """Every flavour checked and transformed in memory (nothing written); and those without a hash lock."""
     unlocked = _refuse_unlocked(flavours, strict)
     prepared = []
     for flavour in flavours:
         if options.on_progress:
             options.on_progress(f"{flavour.key}: checking and transforming {len(flavour.files)} files")
         prepared.append(prepare(flavour, force=force))
-    if dry_run:
-        outcomes = [commit(item, dry_run=True) for item in prepared]
-    else:
-        # All flavours are one transaction: the second failing rolls the first back.
-        with transaction.journaled([(item.flavour, item.journal) for item in prepared if item.planned]):
-            outcomes = [commit(item) for item in prepared]
+    return prepared, unlocked
+
+
+def _commit_all(prepared, unlocked: list[Flavour], *, dry_run: bool) -> list[Outcome]:
+    outcomes = [commit(item, dry_run=dry_run) for item in prepared]
     for outcome in outcomes:
         if outcome.flavour in unlocked and outcome.action != Action.ALREADY_PATCHED:
             outcome.warnings.append("no lock for this version: the patch is unchecked, relying on verification")
     return outcomes
 
 
-def _verify_or_roll_back(outcomes: list[Outcome], options: VerifyOptions) -> list[Report]:
+def _verify(outcomes: list[Outcome], options: VerifyOptions) -> list[Report]:
+    """Verify what was patched; raise if a check failed (transaction.journaled then rolls back)."""
     patched = [outcome for outcome in outcomes if outcome.action == Action.PATCHED]
     reports = verify_all([outcome.flavour for outcome in patched], options)
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None:
-        for outcome in patched:
-            transaction.rollback(outcome.flavour, outcome.journal)
         probe_check = failed.first_failure
         raise errors.VerificationFailed(
             f"verification of {failed.flavour.key} failed at check '{probe_check.name}': {probe_check.detail}; "

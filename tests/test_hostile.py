@@ -7,13 +7,15 @@ which promise each one proves.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import cli_at, copy_distribution, tree_hashes
-from hostile_helpers import NOBODY, as_nobody, immutable, needs_chattr, needs_setpriv
+from helpers import ROOT, cli_at, copy_distribution, hashes, target_files, tree_hashes
+from hostile_helpers import NOBODY, as_nobody, immutable, needs_chattr, needs_setpriv, tool_env
 
 STATE = ".convlstm-patch"
 
@@ -130,3 +132,47 @@ def test_second_flavour_read_only_rolls_the_first_back(site):
         assert tree_hashes(site) == before  # keras rolled back too: no patched file, backup or journal
     assert cli_at(site, "status", "--json").exit_code == 0
     assert "recovered" not in cli_at(site, "status").output
+
+
+def apply_until_verifying(site: Path) -> subprocess.Popen:
+    """`apply` in its own session (as a terminal runs it), returned once its verification imports Keras."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patcher", "apply", "--keras-root", str(site), "--only", "keras"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env(), cwd=ROOT, start_new_session=True,
+    )  # fmt: skip
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "importing keras" in line:
+            return process
+    process.wait()
+    raise AssertionError(f"apply never reached its verification: {''.join(seen)}")
+
+
+def test_ctrl_c_during_verification_rolls_back(site):
+    """B4: Ctrl-C (SIGINT to the foreground process group) while the verification imports Keras."""
+    before = tree_hashes(site)
+    process = apply_until_verifying(site)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: interrupted (Ctrl-C); every change of this run was rolled back"], stderr
+    assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert tree_hashes(site) == before  # no patched file, backup or journal
+    assert "not patched" in cli_at(site, "revert", "--only", "keras").output
+
+
+def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
+    """B4: SIGKILL (OOM killer, CI timeout) during verification: the journal covers it."""
+    files = target_files(site, "keras")
+    pristine = hashes(files)
+    process = apply_until_verifying(site)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert (site / STATE / "journal-keras.json").exists()
+    status = cli_at(site, "status", "--only", "keras")
+    assert "recovered an interrupted apply" in status.stderr
+    assert hashes(files) == pristine
+    applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert applied.exit_code == 0 and "patched 4 files" in applied.output, applied.output
