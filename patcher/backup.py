@@ -16,7 +16,7 @@ from pathlib import Path
 
 from patcher import __version__, errors
 from patcher.environment import Flavour
-from patcher.fsops import atomic_write, ensure_folder, remove_bytecode
+from patcher.fsops import atomic_write, ensure_folder, link_copy, remove_bytecode
 from patcher.hashing import sha256_hex
 
 STATE_FOLDER = ".convlstm-patch"
@@ -122,23 +122,39 @@ def original_sources(flavour: Flavour, manifest: Manifest | None) -> dict[str, b
 
 
 def restore_originals(flavour: Flavour, originals: dict[str, bytes]) -> list[str]:
-    """Write back every target file that differs from its original; the ones written."""
+    """Put back every target file that differs from its original; the ones restored.
+
+    Each is a hard link of its backup copy (checked against ``originals``),
+    so restoring needs no new disk space.
+    """
     restored = []
     for target in flavour.files:
         data = originals[target.relative]
         if not target.path.exists() or target.path.read_bytes() != data:
-            atomic_write(target.path, data)
+            copy = backup_copy(flavour, target.relative)
+            if copy.read_bytes() == data:
+                link_copy(copy, target.path)
+            else:
+                atomic_write(target.path, data)
             restored.append(target.relative)
             remove_bytecode(target.path, best_effort=True)
     return restored
 
 
 def write_backup(flavour: Flavour, originals: dict[str, bytes], manifest: Manifest) -> None:
-    """Copy the originals, then write the manifest last: a manifest means a complete backup."""
+    """Keep the originals, then write the manifest last: a manifest means a complete backup.
+
+    An original that is the live file is kept as a hard link of it (no new
+    disk space; apply then replaces the live path with a new file).
+    """
     for relative, data in originals.items():
         copy = backup_copy(flavour, relative)
         ensure_folder(copy.parent)
-        atomic_write(copy, data)
+        live = flavour.site / relative
+        if live.exists() and live.read_bytes() == data:
+            link_copy(live, copy)
+        else:
+            atomic_write(copy, data)
     atomic_write(backup_folder(flavour) / "manifest.json", (json.dumps(asdict(manifest), indent=2) + "\n").encode())
 
 

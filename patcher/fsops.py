@@ -34,6 +34,47 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_folder(path.parent)
 
 
+def link_copy(source: Path, destination: Path) -> None:
+    """Make ``destination`` the file ``source`` is, needing no new disk space.
+
+    A hard link (a temp name beside ``destination``, then os.replace), so
+    keeping an original, or putting one back, works on a full disk; a copy
+    only where the file system has no hard links. Keeps the permission bits
+    of the file it replaces. Nothing ever writes into a linked file: every
+    write replaces the path with a new file (atomic_write).
+    """
+    mode = destination.stat().st_mode & 0o7777 if destination.exists() else None
+    temp = destination.parent / f".{destination.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        os.link(source, temp)
+    except OSError as error:
+        if error.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+            atomic_write(destination, source.read_bytes())
+            return
+        raise _write_error(destination, error) from None
+    try:
+        if mode is not None and temp.stat().st_mode & 0o7777 != mode:
+            os.chmod(temp, mode)
+        os.replace(temp, destination)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise _write_error(destination, error) from None
+    temp.unlink(missing_ok=True)  # still there only if both already were the same file
+    _fsync_folder(destination.parent)
+
+
+def move_back(kept: Path, destination: Path) -> None:
+    """Rename a kept original over ``destination`` (no new space, the original file itself)."""
+    try:
+        if destination.exists() and os.path.samefile(kept, destination):
+            os.unlink(kept)  # never replaced (the run stopped before writing it)
+            return
+        os.replace(kept, destination)
+    except OSError as error:
+        raise _write_error(destination, error) from None
+    _fsync_folder(destination.parent)
+
+
 def ensure_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,7 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
         write_backup(flavour, {item.target.relative: item.original for item in planned}, manifest)
     for item in planned:
         if item.target.path.read_bytes() != item.patched:
+            transaction.set_aside(flavour, item.target)  # a rollback renames it back: undo needs no new space
             atomic_write(item.target.path, item.patched)
             written.append(item.target.relative)
             remove_bytecode(item.target.path)

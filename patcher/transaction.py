@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,8 +24,8 @@ from typing import Iterator
 from patcher import errors
 from patcher.backup import STATE_FOLDER, backed_up_sources, read_manifest, remove_backup, restore_originals
 from patcher.enums import TextEnum
-from patcher.environment import Flavour
-from patcher.fsops import atomic_write, ensure_folder
+from patcher.environment import Flavour, TargetFile
+from patcher.fsops import atomic_write, ensure_folder, link_copy, move_back, remove_bytecode
 
 DEFAULT_LOCK_TIMEOUT = 300  # seconds
 
@@ -59,6 +60,9 @@ def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
     """
     begun = []
     try:
+        for flavour, _ in journals:
+            # Left by a run killed after its journal was removed: never put back.
+            shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
         for flavour, journal in journals:
             _write_journal(flavour, journal)
             begun.append((flavour, journal))
@@ -79,7 +83,8 @@ def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
             raise error from None
         raise
     for flavour, _ in journals:
-        journal_path(flavour).unlink(missing_ok=True)
+        shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
+        journal_path(flavour).unlink(missing_ok=True)  # last: the commit point
 
 
 def rollback(flavour: Flavour, journal: Journal) -> list[str]:
@@ -93,8 +98,12 @@ def rollback(flavour: Flavour, journal: Journal) -> list[str]:
     """
     if not journal_path(flavour).exists():
         _write_journal(flavour, journal)
+    # First the files as they were before an apply, set aside by rename: no
+    # new disk space needed (a disk that filled up part way).
+    restored = _move_back_set_aside(flavour) if journal.operation == Operation.APPLY else []
     manifest = read_manifest(flavour)
-    restored = restore_originals(flavour, backed_up_sources(flavour, manifest)) if manifest is not None else []
+    if manifest is not None:
+        restored += [r for r in restore_originals(flavour, backed_up_sources(flavour, manifest)) if r not in restored]
     # When a backup is deleted, and why. Here, once the files are the
     # originals again, and only if the backup has nothing left to say: it is
     # incomplete (no manifest: never trusted), or what is rolled back is a
@@ -104,8 +113,42 @@ def rollback(flavour: Flavour, journal: Journal) -> list[str]:
     # installed are never restored, and deleted only by `clean`.
     if manifest is None or journal.operation == Operation.REVERT or journal.fresh_backup:
         remove_backup(flavour)
+    shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
     journal_path(flavour).unlink(missing_ok=True)
     return restored
+
+
+def set_aside_folder(flavour: Flavour) -> Path:
+    return flavour.site / STATE_FOLDER / f"set-aside-{flavour.distribution}"
+
+
+def set_aside(flavour: Flavour, target: TargetFile) -> None:
+    """Keep the live file as it is before apply replaces it (a hard link: no new space).
+
+    A rollback renames it back (_move_back_set_aside), so undoing needs no
+    new disk space either, and puts back the very file that was there.
+    """
+    folder = set_aside_folder(flavour)
+    ensure_folder(folder)
+    link_copy(target.path, folder / _flat(target.relative))
+
+
+def _move_back_set_aside(flavour: Flavour) -> list[str]:
+    folder = set_aside_folder(flavour)
+    restored = []
+    for target in flavour.files:
+        kept = folder / _flat(target.relative)
+        if kept.exists():
+            changed = not (target.path.exists() and kept.samefile(target.path))
+            move_back(kept, target.path)
+            if changed:
+                remove_bytecode(target.path, best_effort=True)
+                restored.append(target.relative)
+    return restored
+
+
+def _flat(relative: str) -> str:
+    return relative.replace("/", "%")
 
 
 def read_journal(flavour: Flavour) -> Journal | None:

@@ -87,9 +87,8 @@ def small_disk(megabytes: int) -> Iterator[Path]:
         folder.rmdir()
 
 
-def launch(*args: str, **env: str) -> subprocess.Popen:
-    """The CLI under tests/scripts/hostile_launcher.py (FILL_AFTER=... fills the disk), not waited for."""
-    return subprocess.Popen(
-        [sys.executable, LAUNCHER, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env(**env), cwd=ROOT,
-    )  # fmt: skip
+def run_launcher(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The CLI under tests/scripts/hostile_launcher.py (FILL_AFTER / FILL_FILE: fill the disk part way)."""
+    return subprocess.run(
+        [sys.executable, LAUNCHER, *args], capture_output=True, text=True, env=tool_env(**env), cwd=ROOT, timeout=600
+    )

@@ -15,9 +15,20 @@ import sys
 from pathlib import Path
 
 from helpers import ROOT, cli_at, copy_distribution, hashes, target_files, tree_hashes
-from hostile_helpers import NOBODY, as_nobody, immutable, needs_chattr, needs_setpriv, tool_env
+from hostile_helpers import (
+    NOBODY,
+    as_nobody,
+    immutable,
+    needs_chattr,
+    needs_root,
+    needs_setpriv,
+    run_launcher,
+    small_disk,
+    tool_env,
+)
 
 STATE = ".convlstm-patch"
+CELL = "keras/src/layers/rnn/conv_lstm.py"
 
 
 def keras_site(folder: Path) -> Path:
@@ -132,6 +143,26 @@ def test_second_flavour_read_only_rolls_the_first_back(site):
         assert tree_hashes(site) == before  # keras rolled back too: no patched file, backup or journal
     assert cli_at(site, "status", "--json").exit_code == 0
     assert "recovered" not in cli_at(site, "status").output
+
+
+
+@needs_root
+def test_disk_full_after_the_first_file_puts_it_back_in_the_same_run():
+    """B3: a real full disk (a small tmpfs) right after the first Keras file is replaced."""
+    with small_disk(64) as disk:
+        site = keras_site(disk / "site-packages")
+        before = tree_hashes(site)
+        filler = disk / "filler"
+        completed = run_launcher(
+            "apply", "--keras-root", str(site), "--only", "keras", "--no-verify",
+            FILL_AFTER=str(site / CELL), FILL_FILE=str(filler),
+        )  # fmt: skip
+        assert f"filled: {filler}" in completed.stderr
+        assert completed.returncode == 7, completed.stderr
+        assert "no space left" in completed.stderr
+        assert tree_hashes(site) == before  # the first file put back in the same run: no journal, no backup
+        filler.unlink()
+        assert "not patched" in cli_at(site, "revert", "--only", "keras").output
 
 
 def apply_until_verifying(site: Path) -> subprocess.Popen:

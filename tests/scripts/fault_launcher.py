@@ -2,8 +2,8 @@
 
     FAULT_AT=k python fault_launcher.py apply --keras-root DIR ...
 
-Every call that changes the file system (os.replace, os.unlink, os.rmdir,
-os.mkdir, os.fsync, os.chmod) counts as one operation. FAULT_AT=0 never kills
+Every call that changes the file system (os.replace, os.link, os.unlink,
+os.rmdir, os.mkdir, os.fsync, os.chmod) counts as one operation. FAULT_AT=0 never kills
 and prints the number of operations on stderr as `operations: N`, so the
 tests know which k to try.
 """
@@ -28,7 +28,7 @@ def counted(function):
     return wrapper
 
 
-for name in ("replace", "unlink", "rmdir", "mkdir", "fsync", "chmod"):
+for name in ("replace", "link", "unlink", "rmdir", "mkdir", "fsync", "chmod"):
     setattr(os, name, counted(getattr(os, name)))
 atexit.register(lambda: print(f"operations: {count}", file=sys.stderr))
 
