@@ -7,6 +7,8 @@ libcst import, so ``status`` stays instant.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -122,20 +124,49 @@ def _site_of_root(root: Path) -> Path:
     return root
 
 
+INTERPRETER_TIMEOUT = 60  # seconds for another interpreter to print its sys.path
+
+# sys.path of the interpreter as it is when started outside any project
+# folder: without the entry for the current folder ('' with -c, which
+# would find a Keras in whatever folder the tool was run from), every other
+# entry made absolute.
+_PATH_CODE = "import json, os, sys; print(json.dumps([os.path.abspath(p) for p in sys.path if p]))"
+
+
 def _interpreter_path(python: str) -> list[str]:
-    """sys.path of another interpreter, asked in a subprocess."""
+    """sys.path of another interpreter, asked in a subprocess (killed, with its children, if it hangs)."""
+    paths = None
     try:
-        completed = subprocess.run(
-            [python, "-c", "import json, sys; print(json.dumps(sys.path))"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        paths = json.loads(completed.stdout)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        paths = None
+        process = subprocess.Popen(
+            [python, "-c", _PATH_CODE],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+    except OSError:
+        process = None
+    if process is not None:
+        try:
+            stdout, _ = process.communicate(timeout=INTERPRETER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise errors.NotAPython(
+                f"--python {python} did not answer within {INTERPRETER_TIMEOUT} s (timed out; it was killed); "
+                "give the path of the environment's python"
+            ) from None
+        try:
+            paths = json.loads(stdout)
+        except ValueError:
+            paths = None
     if not isinstance(paths, list):
         raise errors.NotAPython(
             f"--python {python} did not run as a Python interpreter; give the path of the environment's python"
         )
     return [entry for entry in paths if isinstance(entry, str)]
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        process.kill()
+    process.communicate()

@@ -12,9 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from helpers import ROOT, cli_at, copy_distribution, hashes, target_files, tree_hashes
+from helpers import ROOT, cli, cli_at, copy_distribution, hashes, target_files, tree_hashes
 from hostile_helpers import (
     NOBODY,
     as_nobody,
@@ -23,6 +24,7 @@ from hostile_helpers import (
     needs_root,
     needs_setpriv,
     run_launcher,
+    run_tool,
     small_disk,
     tool_env,
 )
@@ -207,3 +209,35 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     assert hashes(files) == pristine
     applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert applied.exit_code == 0 and "patched 4 files" in applied.output, applied.output
+
+
+# -- acting on the right environment (B5, D8) -------------------------------------
+
+
+def test_python_finds_its_own_keras_not_the_current_folders(tmp_path):
+    """B5: `cd R && convlstm-patch apply --python X` with R holding a Keras and X having none."""
+    python = tmp_path / "bare" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    here = keras_site(tmp_path / "project")
+    before = tree_hashes(here)
+    completed = run_tool("apply", "--python", str(python), "--no-verify", cwd=here)
+    assert completed.returncode == 3, completed.stderr
+    assert "no keras or tf_keras installed in the environment of" in completed.stderr
+    assert tree_hashes(here) == before
+
+
+def test_hanging_python_is_killed_and_said_to_have_timed_out(tmp_path, monkeypatch):
+    """D8: a --python that never answers is killed (with its children) and reported as timed out."""
+    import patcher.environment
+
+    monkeypatch.setattr(patcher.environment, "INTERPRETER_TIMEOUT", 2)
+    marker = tmp_path / "child-alive"
+    hanging = tmp_path / "python"
+    hanging.write_text(f"#!/bin/sh\n(sleep 3; touch {marker}) &\nsleep 600\n")
+    hanging.chmod(0o755)
+    result = cli("status", "--python", str(hanging))
+    assert result.exit_code == 3
+    assert "did not answer within 2 s (timed out; it was killed)" in result.stderr
+    time.sleep(4)
+    assert not marker.exists(), "a child of the hanging --python kept running"
+
