@@ -100,6 +100,11 @@ def verify(flavour: Flavour, options: VerifyOptions, backend: str | None = None)
         cell_file.relative.split("/")[0],
         "--cell-module",
         cell_file.relative[: -len(".py")].replace("/", "."),
+        # The flavour's folder goes first on the probe's sys.path, so a
+        # --keras-root copy shadows any other Keras. An argument, never
+        # PYTHONPATH: a path-list would split a folder whose name has ':'.
+        "--site",
+        str(flavour.site),
     ]
     manifest = read_manifest(flavour)
     if manifest is not None:
@@ -125,8 +130,6 @@ def verify(flavour: Flavour, options: VerifyOptions, backend: str | None = None)
 
 def _environment(flavour: Flavour, backend: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    # The flavour's folder first, so a --keras-root copy shadows any other Keras.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(flavour.site), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if backend:
         env["KERAS_BACKEND"] = backend

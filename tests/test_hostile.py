@@ -211,7 +211,7 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     assert applied.exit_code == 0 and "patched 4 files" in applied.output, applied.output
 
 
-# -- acting on the right environment (B5, D8) -------------------------------------
+# -- acting on the right environment (B5, B6, D8) -------------------------------------
 
 
 def test_python_finds_its_own_keras_not_the_current_folders(tmp_path):
@@ -241,3 +241,11 @@ def test_hanging_python_is_killed_and_said_to_have_timed_out(tmp_path, monkeypat
     time.sleep(4)
     assert not marker.exists(), "a child of the hanging --python kept running"
 
+
+def test_keras_root_with_a_colon_is_the_one_verified(tmp_path):
+    """B6: a folder name with ':' is not split like a path list; the copy there is verified."""
+    site = keras_site(tmp_path / "runs:2024" / "site-packages")
+    result = cli_at(site, "apply", "--only", "keras")
+    assert result.exit_code == 0, result.output
+    assert "verified (5 checks passed)" in result.output
+    assert cli_at(site, "revert", "--only", "keras").exit_code == 0

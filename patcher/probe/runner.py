@@ -275,8 +275,11 @@ def main(argv=None):
     parser.add_argument("--package", required=True)
     parser.add_argument("--cell-module", required=True)
     parser.add_argument("--pristine")
+    parser.add_argument("--site", help="the folder holding the package: searched first")
     parser.add_argument("--checks", default=",".join(CHECKS))
     args = parser.parse_args(argv)
+    if args.site:
+        sys.path.insert(1, args.site)  # where PYTHONPATH would put it, after this script's folder
     result = {"package": args.package, "checks": []}
     try:
         print("importing {}".format(args.package), file=sys.stderr, flush=True)
