@@ -9,6 +9,7 @@ them in a subprocess of the target interpreter).
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import click
 
 from patcher import commands, errors, output
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT
-from patcher.verification import DEFAULT_TIMEOUT
+from patcher.verification import BACKENDS, DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,24 @@ def json_option(command):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")(command)
 
 
+WEEK = 7 * 24 * 3600  # the longest wait any option accepts (a timer's limit is far above it)
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds from ``min`` to a week: nan and inf are bad command lines (exit 2)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return seconds
+
+
 def seconds_option(name: str, minimum: float, default: float, help: str):
     return click.option(
-        name, type=click.FloatRange(min=minimum), default=default, show_default=True, metavar="SECONDS", help=help
+        name, type=Seconds(min=minimum, max=WEEK), default=default, show_default=True, metavar="SECONDS", help=help
     )
 
 
@@ -90,8 +106,8 @@ backend_option = click.option(
     "--backend",
     "backends",
     multiple=True,
-    metavar="NAME",
-    help="Also verify Keras 3 under this backend (repeatable): tensorflow, jax, torch.",
+    type=click.Choice(BACKENDS),
+    help="Also verify Keras 3 under this backend (repeatable).",
 )
 
 

@@ -21,6 +21,7 @@ from patcher.environment import Flavour
 
 PROBE = Path(__file__).resolve().parent / "probe" / "runner.py"
 DEFAULT_TIMEOUT = 600  # seconds
+BACKENDS = ("tensorflow", "jax", "torch")  # the Keras 3 backends --backend accepts
 
 
 @dataclass(frozen=True)

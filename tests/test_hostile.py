@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import ROOT, cli, cli_at, copy_distribution, hashes, target_files, tree_hashes
 from hostile_helpers import (
     NOBODY,
@@ -249,3 +251,29 @@ def test_keras_root_with_a_colon_is_the_one_verified(tmp_path):
     assert result.exit_code == 0, result.output
     assert "verified (5 checks passed)" in result.output
     assert cli_at(site, "revert", "--only", "keras").exit_code == 0
+
+
+# -- options (B12, B13) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        pytest.param("--timeout", "1e12", "is not in the range 1<=x<=604800", id="timeout-1e12"),
+        pytest.param("--timeout", "inf", "is not in the range", id="timeout-inf"),
+        pytest.param("--timeout", "nan", "'nan' is not a number of seconds", id="timeout-nan"),
+        pytest.param("--lock-timeout", "nan", "'nan' is not a number of seconds", id="lock-timeout-nan"),
+        pytest.param("--lock-timeout", "-inf", "is not in the range 0<=x<=604800", id="lock-timeout-minus-inf"),
+        pytest.param("--backend", "bogus", "'bogus' is not one of 'tensorflow', 'jax', 'torch'", id="backend-bogus"),
+    ],
+)
+def test_bad_option_values_are_usage_errors_before_anything_is_touched(site, option, value, says):
+    """B12, B13: exit 2 and one Error line, in a fresh process (no thread traceback), nothing written."""
+    before = tree_hashes(site)
+    for command in ("apply", "verify"):
+        if option == "--lock-timeout" and command == "verify":
+            continue
+        completed = run_tool(command, "--keras-root", str(site), "--only", "keras", option, value)
+        assert completed.returncode == 2, completed.stderr
+        assert says in completed.stderr and "Traceback" not in completed.stderr
+    assert tree_hashes(site) == before and not (site / STATE).exists()
