@@ -12,6 +12,7 @@ from patcher.backup import (
     backup_folder,
     new_manifest,
     original_sources,
+    remove_backup_folder,
     write_backup,
 )
 from patcher.enums import TextEnum
@@ -19,7 +20,7 @@ from patcher.environment import Flavour
 from patcher.fsops import atomic_write, remove_bytecode
 from patcher.hashing import sha256_hex
 from patcher.planning import PlannedFile, plan
-from patcher.state import FlavourState, State, inspect
+from patcher.state import FlavourState, State, damaged_backup_note, inspect
 from patcher.transaction import Journal, Operation
 
 
@@ -97,6 +98,9 @@ def commit(prepared: Prepared, *, dry_run: bool = False) -> Outcome:
     for item in planned:
         remove_bytecode(item.target.path)  # before the first write: bytecode we cannot delete changes nothing
     written = []
+    if prepared.state.unneeded_damaged_backup:
+        remove_backup_folder(backup_folder(flavour))  # replaced below; the journal says the backup is this run's
+        warnings.append(f"replaced a damaged backup ({prepared.state.unneeded_damaged_backup})")
     if existing is None or existing.files != manifest.files:
         # A good backup of this version is never overwritten with other
         # bytes: the originals were read from it when it existed.
@@ -117,7 +121,8 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
     manifest = state.manifest
     if manifest is None:
         if state.overall == State.PRISTINE:
-            return Outcome(flavour, Action.NOTHING_TO_REVERT)
+            notes = [damaged_backup_note(state)] if state.unneeded_damaged_backup else []
+            return Outcome(flavour, Action.NOTHING_TO_REVERT, warnings=notes)
         first = state.of(State.MODIFIED)[0] if state.of(State.MODIFIED) else state.files[0]
         raise errors.BackupProblem(
             f"{first.target.relative} of {flavour.key} {first.note or 'is not pristine'} and there is no backup "

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from patcher.backup import Manifest, read_manifest, stale_backups
+from patcher import errors
+from patcher.backup import Manifest, backed_up_sources, read_manifest, stale_backups
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
@@ -37,6 +38,11 @@ class FlavourState:
     flavour: Flavour
     manifest: Manifest | None
     files: tuple[FileState, ...]
+    # What is wrong with this version's backup when it is damaged but not
+    # needed: every live file matches RECORD (e.g. after the reinstall its
+    # error advised). Such a backup counts as none (manifest is None):
+    # `clean` removes it and `apply` replaces it.
+    unneeded_damaged_backup: str | None = None
 
     @property
     def overall(self) -> State:
@@ -55,8 +61,26 @@ class FlavourState:
 
 
 def inspect(flavour: Flavour) -> FlavourState:
-    manifest = read_manifest(flavour) if flavour.layout else None
-    return FlavourState(flavour, manifest, tuple(_file_state(target, manifest) for target in flavour.files))
+    try:
+        manifest = read_manifest(flavour) if flavour.layout else None
+        problem = None
+    except errors.BackupProblem as error:
+        manifest, problem = None, error
+    files = tuple(_file_state(target, manifest) for target in flavour.files)
+    as_in_record = bool(files) and all(
+        file.target.record_sha256 is not None and file.sha256 == file.target.record_sha256 for file in files
+    )
+    if problem is None and manifest is not None and as_in_record:
+        try:
+            backed_up_sources(flavour, manifest)
+        except errors.BackupProblem as error:
+            problem = error
+    if problem is None:
+        return FlavourState(flavour, manifest, files)
+    if not as_in_record:
+        raise problem  # the backup is needed (the files are patched or edited): never guess
+    files = tuple(_file_state(target, None) for target in flavour.files)
+    return FlavourState(flavour, None, files, problem.message.split(";")[0])
 
 
 def _file_state(target: TargetFile, manifest: Manifest | None) -> FileState:
@@ -105,4 +129,13 @@ def explain(state: FlavourState) -> list[str]:
         f"stale backup of a version no longer installed: {folder} (never restored; remove with `convlstm-patch clean`)"
         for folder in stale
     )
+    if state.unneeded_damaged_backup:
+        notes.append(damaged_backup_note(state))
     return notes
+
+
+def damaged_backup_note(state: FlavourState) -> str:
+    return (
+        f"{state.unneeded_damaged_backup}: that backup is damaged but not needed (every file matches RECORD) and "
+        "never restored; remove it with `convlstm-patch clean` (`apply` replaces it)"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from patcher import errors, transaction
-from patcher.backup import remove_backup_folder, stale_backups
+from patcher.backup import backup_folder, remove_backup_folder, stale_backups
 from patcher.environment import Flavour
 from patcher.locks import load_lock
 from patcher.operations import Action, Outcome, commit, prepare, revert
@@ -76,13 +76,22 @@ def revert_all(
 
 
 def clean_stale(flavours: list[Flavour], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Path]:
-    if _without_lock(flavours, lambda: not any(stale_backups(flavour) for flavour in flavours) or None):
+    """Remove backups that are never restored: of versions no longer installed, or damaged and not needed."""
+    if _without_lock(flavours, lambda: not any(_removable(flavour) for flavour in flavours) or None):
         return []
     with exclusive(flavours, lock_timeout):
-        removed = [folder for flavour in flavours for folder in stale_backups(flavour)]
+        removed = [folder for flavour in flavours for folder in _removable(flavour)]
         for folder in removed:
             remove_backup_folder(folder)
     return removed
+
+
+def _removable(flavour: Flavour) -> list[Path]:
+    try:
+        damaged = inspect(flavour).unneeded_damaged_backup
+    except errors.BackupProblem:
+        damaged = None  # damaged and needed: never removed by clean
+    return stale_backups(flavour) + ([backup_folder(flavour)] if damaged else [])
 
 
 def recover_if_possible(flavours: list[Flavour]) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, cli, cli_at, copy_distribution, hashes, target_files, tree_hashes
+from helpers import ROOT, Session, cli, cli_at, copy_distribution, hashes, target_files, tree_hashes
 from hostile_helpers import (
     NOBODY,
     as_nobody,
@@ -277,3 +277,54 @@ def test_bad_option_values_are_usage_errors_before_anything_is_touched(site, opt
         assert completed.returncode == 2, completed.stderr
         assert says in completed.stderr and "Traceback" not in completed.stderr
     assert tree_hashes(site) == before and not (site / STATE).exists()
+
+
+# -- recoverable, never a dead end (B7, B8, B11) -----------------------------------
+
+
+def reinstall(site: Path, name: str = "keras") -> None:
+    """What `pip install --force-reinstall --no-deps keras==X` does to the target files: pristine bytes again."""
+    for path in target_files(site, name):
+        shutil.copyfile(Session.pristine_site / path.relative_to(site), path)
+
+
+@pytest.mark.parametrize("damage", ["backup-file", "manifest"])
+def test_damaged_backup_after_the_advised_reinstall_is_no_dead_end(site, damage):
+    """B7: revert exits 8 on a damaged backup; after the reinstall it advises, every command works again."""
+    files = target_files(site, "keras")
+    pristine = hashes(files)
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    folder = site / STATE / "backups" / next((site / STATE / "backups").iterdir()).name
+    if damage == "backup-file":
+        copy = folder / "files" / CELL
+        copy.write_bytes(copy.read_bytes() + b"# damaged\n")
+    else:
+        (folder / "manifest.json").write_text("{not json")
+    refused = cli_at(site, "revert", "--only", "keras")
+    assert refused.exit_code == 8 and "reinstall" in refused.stderr
+    reinstall(site)  # as advised
+    status = cli_at(site, "status", "--only", "keras")
+    assert status.exit_code == 0 and "that backup is damaged but not needed" in status.output
+    reverted = cli_at(site, "revert", "--only", "keras")
+    assert reverted.exit_code == 0 and "nothing to revert" in reverted.output
+    assert "`convlstm-patch clean`" in reverted.stderr
+    cleaned = cli_at(site, "clean", "--only", "keras")
+    assert cleaned.exit_code == 0 and f"removed stale backup {folder}" in cleaned.output
+    assert not folder.exists() and hashes(files) == pristine
+    assert "that backup is damaged" not in cli_at(site, "status", "--only", "keras").output
+
+
+def test_apply_replaces_a_damaged_backup_that_is_not_needed(site):
+    """B7: or, after the reinstall, just apply again: the damaged backup is replaced by a good one."""
+    files = target_files(site, "keras")
+    pristine = hashes(files)
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    copy = next((site / STATE / "backups").glob("keras-*")) / "files" / CELL
+    copy.write_bytes(b"")
+    reinstall(site)
+    applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert applied.exit_code == 0, applied.output
+    assert "replaced a damaged backup" in applied.stderr
+    reverted = cli_at(site, "revert", "--only", "keras")
+    assert reverted.exit_code == 0 and "restored 4 files" in reverted.output
+    assert hashes(files) == pristine
