@@ -72,11 +72,18 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
     site = Path(dist.locate_file("")).resolve()
     record = {str(entry): entry for entry in (dist.files or [])}
     package = FLAVOURS[name]
-    for layout in layouts():
-        if name not in layout.distributions:
-            continue
-        paths = layout.paths_for(package)
-        if all(_defines(site / rel, classes, rel in record or not record) for rel, classes in paths):
+    candidates = [layout for layout in layouts() if name in layout.distributions]
+    # First the layout whose files all define their classes; else one whose
+    # missing files RECORD lists (deleted since install: a patched Keras
+    # with a file deleted can still be reverted, and status says which).
+    for complete in (True, False):
+        for layout in candidates:
+            paths = layout.paths_for(package)
+            found = [_defines(site / rel, classes, rel in record or not record) for rel, classes in paths]
+            deleted = [rel in record and not (site / rel).exists() for rel, _ in paths]
+            matches = all(found) if complete else any(found) and all(map(any, zip(found, deleted)))
+            if not matches:
+                continue
             files = tuple(
                 TargetFile(
                     relative=rel,

@@ -142,7 +142,7 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
         for file in state.files
         if file.target.record_sha256 and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
-    ]
+    ] + [f"{file.target.relative}: was missing; restored from the backup" for file in state.of(State.MISSING)]
     return Outcome(flavour, Action.REVERTED, restored, warnings)
 
 

@@ -131,6 +131,13 @@ def explain(state: FlavourState) -> list[str]:
     )
     if state.unneeded_damaged_backup:
         notes.append(damaged_backup_note(state))
+    for file in state.of(State.MISSING):
+        fix = (
+            "`convlstm-patch revert` restores it from the backup"
+            if state.manifest is not None
+            else f"reinstall it with `{flavour.reinstall_command}`"
+        )
+        notes.append(f"{file.target.relative} is missing; {fix}")
     return notes
 
 

@@ -328,3 +328,29 @@ def test_apply_replaces_a_damaged_backup_that_is_not_needed(site):
     reverted = cli_at(site, "revert", "--only", "keras")
     assert reverted.exit_code == 0 and "restored 4 files" in reverted.output
     assert hashes(files) == pristine
+
+
+def test_a_file_deleted_while_patched_is_restored_with_the_others(site):
+    """B8: conv_lstm2d.py deleted while patched: not "unsupported"; revert restores all four."""
+    files = target_files(site, "keras")
+    pristine = hashes(files)
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    deleted = site / "keras/src/layers/rnn/conv_lstm2d.py"
+    deleted.unlink()
+    status = cli_at(site, "status", "--only", "keras")
+    assert status.exit_code == 0, status.output
+    assert "missing  keras/src/layers/rnn/conv_lstm2d.py" in status.output
+    assert "conv_lstm2d.py is missing; `convlstm-patch revert` restores it from the backup" in status.output
+    reverted = cli_at(site, "revert", "--only", "keras")
+    assert reverted.exit_code == 0, reverted.output
+    assert "restored 4 files" in reverted.output and "was missing; restored from the backup" in reverted.stderr
+    assert hashes(files) == pristine
+
+
+def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
+    """B8: without a backup, the missing file's fix is the reinstall command (exit 5 for apply)."""
+    (site / "keras/src/layers/rnn/conv_lstm3d.py").unlink()
+    status = cli_at(site, "status", "--only", "keras")
+    assert "conv_lstm3d.py is missing; reinstall it with `pip install --force-reinstall --no-deps keras==" in status.output
+    applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert applied.exit_code == 5 and "pip install --force-reinstall --no-deps keras==" in applied.stderr
