@@ -178,3 +178,20 @@ def stale_backups(flavour: Flavour) -> list[Path]:
         for folder in root.glob(f"{prefix}*")
         if folder.is_dir() and folder.name != flavour.key and folder.name[len(prefix) :][:1].isdigit()
     )
+
+
+def orphaned_backups(folders: list[Path], only: str | None = None) -> list[Path]:
+    """Backups in these site folders of a distribution no longer installed there at all (`pip uninstall`)."""
+    from patcher.environment import FLAVOURS, find_flavours
+
+    found = []
+    for site in folders:
+        root = backups_root(site)
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            name, _, version = folder.name.partition("-")
+            if folder.is_dir() and name in FLAVOURS and version[:1].isdigit() and (only in (None, name)):
+                if not find_flavours([str(site)], name):
+                    found.append(folder)
+    return found

@@ -224,8 +224,8 @@ def revert(where, out, force, lock_timeout):
 @target_options
 @lock_timeout_option
 def clean(where, out, lock_timeout):
-    """Delete backups of versions no longer installed (they are never restored)."""
-    finish(out, where.run(commands.clean, lock_timeout=lock_timeout), output.show_clean)
+    """Delete backups never restored: of versions no longer installed, or damaged and not needed."""
+    finish(out, where.run(commands.clean, needs_keras=False, lock_timeout=lock_timeout), output.show_clean)
 
 
 @main.command()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from patcher import __version__, checking, errors, operations, state, verification, workflow
+from patcher.backup import orphaned_backups
 from patcher.environment import Flavour, find_flavours, search_path
 from patcher.operations import Action, Outcome
 from patcher.state import FlavourState
@@ -41,6 +42,8 @@ class Environment:
 class Target:
     python: str | None
     flavours: list[Flavour]
+    folders: list[Path] = field(default_factory=list)  # the site folders searched
+    only: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = (
 
 
 def each(
-    named: list[Environment], only: str | None, command: Callable[..., Any], **options: Any
+    named: list[Environment], only: str | None, command: Callable[..., Any], *, needs_keras: bool = True, **options: Any
 ) -> list[EnvironmentResult]:
     """Run ``command`` in every environment on its own: one failing never stops or undoes another.
 
@@ -131,7 +134,7 @@ def each(
     for environment in named:
         value = None
         try:
-            value = command(target(environment.python, environment.keras_root, only), **options)
+            value = command(target(environment.python, environment.keras_root, only, needs_keras), **options)
             if hasattr(value, "verdict"):
                 value.verdict()
         except errors.Interrupted as error:
@@ -159,16 +162,20 @@ class Diffed:
     outcomes: list[Outcome]
 
 
-def target(python: str | None, keras_root: str | None, only: str | None) -> Target:
-    """The flavours that --python / --keras-root / --only name; raise if there are none."""
-    flavours = find_flavours(search_path(python, keras_root), only)
-    if not flavours:
+def target(python: str | None, keras_root: str | None, only: str | None, needs_keras: bool = True) -> Target:
+    """The flavours that --python / --keras-root / --only name; raise if there are none (unless not needed)."""
+    path = search_path(python, keras_root)
+    folders = list(dict.fromkeys(Path(entry).resolve() for entry in path if entry and Path(entry).is_dir()))
+    flavours = find_flavours(path, only)
+    if not flavours and needs_keras:
         where = f"under {keras_root}" if keras_root else f"in the environment of {python or 'this Python'}"
         wanted = only or "keras or tf_keras"
+        left = orphaned_backups(folders, only)
+        hint = f" (`convlstm-patch clean` removes the backups left in {left[0].parent})" if left else ""
         raise errors.KerasNotFound(
-            f"no {wanted} installed {where}; install Keras there, or point --python at the right interpreter"
+            f"no {wanted} installed {where}; install Keras there, or point --python at the right interpreter{hint}"
         )
-    return Target(python, flavours)
+    return Target(python, flavours, folders, only)
 
 
 def status(target: Target) -> Status:
@@ -217,7 +224,8 @@ def revert(target: Target, *, force: bool, lock_timeout: float) -> Reverted:
 
 
 def clean(target: Target, *, lock_timeout: float) -> list[Path]:
-    return workflow.clean_stale(target.flavours, lock_timeout=lock_timeout)
+    """Remove the backups never restored; also where Keras was uninstalled (needs no Keras found)."""
+    return workflow.clean_stale(target.flavours, target.folders, target.only, lock_timeout=lock_timeout)
 
 
 def diff(target: Target, *, on_progress: Progress | None = None) -> Diffed:

@@ -201,7 +201,7 @@ def _sweep_temp_files(flavour: Flavour) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT, sites: tuple[Path, ...] = ()) -> Iterator[None]:
     """Hold the lock of every environment folder involved (in a fixed order).
 
     Never follows a symlink out of the Keras package or the backup folder:
@@ -214,8 +214,10 @@ def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT) ->
     for flavour in flavours:
         for path in [target.path for target in flavour.files] + [flavour.site / STATE_FOLDER]:
             _refuse_link(path)
+    for site in sites:  # site folders with no flavour in them (clean after `pip uninstall keras`)
+        _refuse_link(site / STATE_FOLDER)
     with contextlib.ExitStack() as stack:
-        for site in sorted({flavour.site for flavour in flavours}):
+        for site in sorted({flavour.site for flavour in flavours} | set(sites)):
             folder = site / STATE_FOLDER
             ensure_folder(folder)
             lock = filelock.FileLock(str(folder / "lock"), timeout=timeout)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from patcher import errors, transaction
-from patcher.backup import backup_folder, remove_backup_folder, stale_backups
+from patcher.backup import backup_folder, orphaned_backups, remove_backup_folder, stale_backups
 from patcher.environment import Flavour
 from patcher.locks import load_lock
 from patcher.operations import Action, Outcome, commit, prepare, revert
@@ -75,12 +75,24 @@ def revert_all(
         return [revert(flavour, force=force) for flavour in flavours]
 
 
-def clean_stale(flavours: list[Flavour], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Path]:
-    """Remove backups that are never restored: of versions no longer installed, or damaged and not needed."""
-    if _without_lock(flavours, lambda: not any(_removable(flavour) for flavour in flavours) or None):
+def clean_stale(
+    flavours: list[Flavour],
+    folders: list[Path] | None = None,
+    only: str | None = None,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> list[Path]:
+    """Remove backups that are never restored: of versions no longer installed (also of a
+    distribution uninstalled from one of ``folders``), or damaged and not needed."""
+
+    def removable() -> list[Path]:
+        return [folder for flavour in flavours for folder in _removable(flavour)] + orphaned_backups(folders or [], only)
+
+    if _without_lock(flavours, lambda: not removable() or None):
         return []
-    with exclusive(flavours, lock_timeout):
-        removed = [folder for flavour in flavours for folder in _removable(flavour)]
+    sites = tuple(dict.fromkeys(folder.parent.parent.parent for folder in orphaned_backups(folders or [], only)))
+    with exclusive(flavours, lock_timeout, sites):
+        removed = removable()
         for folder in removed:
             remove_backup_folder(folder)
     return removed

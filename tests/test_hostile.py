@@ -354,3 +354,34 @@ def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
     assert "conv_lstm3d.py is missing; reinstall it with `pip install --force-reinstall --no-deps keras==" in status.output
     applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert applied.exit_code == 5 and "pip install --force-reinstall --no-deps keras==" in applied.stderr
+
+
+def uninstall(site: Path, name: str) -> None:
+    """What `pip uninstall NAME` does: the package and its dist-info go, our state folder stays (in no RECORD)."""
+    shutil.rmtree(site / name)
+    for info in site.glob(f"{name}-*.dist-info"):
+        shutil.rmtree(info)
+
+
+def test_clean_removes_backups_of_an_uninstalled_keras(tmp_path):
+    """B11: `pip uninstall keras` while patched; status says no Keras and points at clean, which removes it."""
+    site = keras_site(tmp_path / "site-packages")
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    uninstall(site, "keras")
+    status = cli_at(site, "status")
+    assert status.exit_code == 3 and "`convlstm-patch clean` removes the backups left in" in status.stderr
+    cleaned = cli_at(site, "clean")
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "removed stale backup" in cleaned.output and "keras-3" in cleaned.output
+    assert not list((site / STATE / "backups").iterdir())
+    assert cli_at(site, "clean").output.strip() == "no stale backups"
+
+
+def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
+    """B11 with tf_keras still installed: only keras's backup goes."""
+    assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    uninstall(site, "keras")
+    cleaned = cli_at(site, "clean")
+    assert cleaned.exit_code == 0, cleaned.output
+    assert [folder.name.split("-")[0] for folder in (site / STATE / "backups").iterdir()] == ["tf_keras"]
+    assert cli_at(site, "revert").exit_code == 0
