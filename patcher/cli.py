@@ -9,6 +9,7 @@ them in a subprocess of the target interpreter).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -115,6 +116,17 @@ class Group(click.Group):
     """Turns an unexpected exception into one line too (CONVLSTM_PATCH_DEBUG=1 shows the traceback)."""
 
     def invoke(self, ctx):
+        as_json = "--json" in [*getattr(ctx, "_protected_args", ()), *ctx.args]  # read before click consumes them
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as error:
+            # With --json, an error before any environment ran (a bad
+            # command line, a bug) is a document too; stderr has the line.
+            if as_json:
+                click.echo(json.dumps({"error": output.error_json(error)}, indent=2))
+            raise
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):

@@ -48,6 +48,10 @@ class Busy(PatchError):
 class VerificationFailed(PatchError):
     exit_code = 9
 
+    def __init__(self, message: str, reports: list | None = None) -> None:
+        super().__init__(message)
+        self.reports = reports or []  # the verification's reports, for `--json`
+
 
 class CheckFailed(PatchError):
     exit_code = 1

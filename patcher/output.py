@@ -187,6 +187,9 @@ def show_each(out: Printer, results, show) -> None:
     worst = max((result for result in results if result.error), key=lambda result: result.exit_code, default=None)
     if worst is not None:
         document["error"] = error_json(worst.error)
+        reports = getattr(worst.error, "reports", None)
+        if reports and "verification" not in document:  # apply's failed verification (exit 9)
+            document["verification"] = [report_json(report) for report in reports]
     out.document(document)
 
 

@@ -78,13 +78,19 @@ def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
             error = errors.Interrupted("interrupted (Ctrl-C); every change of this run was rolled back")
         if problems:
             message = f"{error}; rolling back failed too ({'; '.join(problems)}): the next convlstm-patch command finishes it"
-            raise (type(error)(message) if isinstance(error, errors.PatchError) else errors.PatchError(message)) from None
+            raise (errors.PatchError(message) if not isinstance(error, errors.PatchError) else _reworded(error, message)) from None
         if isinstance(error, errors.Interrupted):
             raise error from None
         raise
     for flavour, _ in journals:
         shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
         journal_path(flavour).unlink(missing_ok=True)  # last: the commit point
+
+
+def _reworded(error: errors.PatchError, message: str) -> errors.PatchError:
+    """The same error (kind, exit code, attached reports) with another message."""
+    error.message = message
+    return error
 
 
 def rollback(flavour: Flavour, journal: Journal) -> list[str]:

@@ -187,6 +187,7 @@ def _verify(outcomes: list[Outcome], options: VerifyOptions) -> list[Report]:
         probe_check = failed.first_failure
         raise errors.VerificationFailed(
             f"verification of {failed.flavour.key} failed at check '{probe_check.name}': {probe_check.detail}; "
-            "the original files were restored. Please report this with `convlstm-patch verify --json` output"
+            "the original files were restored. Please report this with `convlstm-patch verify --json` output",
+            reports,
         )
     return reports

@@ -7,6 +7,7 @@ which promise each one proves.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -385,3 +386,26 @@ def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
     assert cleaned.exit_code == 0, cleaned.output
     assert [folder.name.split("-")[0] for folder in (site / STATE / "backups").iterdir()] == ["tf_keras"]
     assert cli_at(site, "revert").exit_code == 0
+
+
+# -- also wrong or undocumented (D items) ------------------------------------------
+
+
+def test_json_is_a_document_even_on_errors(site, tmp_path):
+    """D3: errors before any environment ran, and apply's failed verification (exit 9) with its report."""
+    for args in (("status", "--keras-root", str(site), "--python", "a", "--python", "b"), ("apply", "--timeout", "nan")):
+        completed = run_tool(*args, "--json")
+        assert completed.returncode == 2
+        assert json.loads(completed.stdout)["error"]["exit_code"] == 2, completed.stdout
+        assert completed.stderr.count("Error:") == 1
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\nexit 1\n")
+    crashing.chmod(0o755)
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--only", "keras", "--python", str(crashing), "--json")
+    assert result.exit_code == 9
+    document = json.loads(result.stdout)
+    assert document["error"]["exit_code"] == 9
+    (report,) = document["verification"]
+    assert report["passed"] is False and report["checks"][0]["name"] == "run"
+    assert tree_hashes(site) == before
