@@ -82,6 +82,11 @@ def read_manifest(flavour: Flavour) -> Manifest | None:
             f"backup manifest {path} is not valid ({type(error).__name__}); "
             f"reinstall {flavour.distribution}=={flavour.version} and delete {path.parent}"
         ) from None
+    if not manifest.files:
+        raise errors.BackupProblem(
+            f"backup manifest {path} lists no files, so nothing can be restored from it; "
+            f"reinstall {flavour.distribution}=={flavour.version} and delete {path.parent}"
+        )
     if (manifest.distribution, manifest.version) != (flavour.distribution, flavour.version):
         raise errors.BackupProblem(
             f"backup manifest {path} is for {manifest.distribution} {manifest.version}, "

@@ -18,6 +18,7 @@ from typing import Callable
 from patcher import errors
 from patcher.backup import backup_copy, read_manifest
 from patcher.environment import Flavour
+from patcher.state import State, inspect
 
 PROBE = Path(__file__).resolve().parent / "probe" / "runner.py"
 DEFAULT_TIMEOUT = 600  # seconds
@@ -85,10 +86,13 @@ def verdict(reports: list[Report]) -> None:
     """Raise the error that gives `verify` its exit status (9) if a report failed."""
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None:
-        raise errors.VerificationFailed(
-            f"{failed.label} failed check '{failed.first_failure.name}'; "
+        patched = inspect(failed.flavour).overall == State.PATCHED
+        advice = (
             "run `convlstm-patch revert` then `convlstm-patch apply` to repatch"
+            if patched
+            else "it is not patched: run `convlstm-patch apply`"
         )
+        raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
 
 
 def verify(flavour: Flavour, options: VerifyOptions, backend: str | None = None) -> Report:

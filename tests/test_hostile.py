@@ -409,3 +409,21 @@ def test_json_is_a_document_even_on_errors(site, tmp_path):
     (report,) = document["verification"]
     assert report["passed"] is False and report["checks"][0]["name"] == "run"
     assert tree_hashes(site) == before
+
+
+def test_verify_on_unpatched_keras_says_apply(site):
+    """D9: the advice for a pristine Keras is `apply`, not "revert then apply"."""
+    result = cli_at(site, "verify", "--only", "keras")
+    assert result.exit_code == 9
+    assert "it is not patched: run `convlstm-patch apply`" in result.stderr and "revert" not in result.stderr
+
+
+def test_manifest_with_no_files_says_so(site):
+    """D10: an empty manifest `files` is a backup problem (exit 8), not "edited after patching"."""
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    manifest = next((site / STATE / "backups").glob("keras-*")) / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "files": []}))
+    before = tree_hashes(site)
+    result = cli_at(site, "revert", "--only", "keras")
+    assert result.exit_code == 8 and "lists no files" in result.stderr, result.output
+    assert tree_hashes(site) == before
