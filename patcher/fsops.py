@@ -27,6 +27,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, mode)
+        take_owner(Path(temp), path if path.exists() else path.parent)
         os.replace(temp, path)
     except OSError as error:
         Path(temp).unlink(missing_ok=True)
@@ -76,10 +77,33 @@ def move_back(kept: Path, destination: Path) -> None:
 
 
 def ensure_folder(folder: Path) -> None:
+    """Make the folder (and its parents); new ones take the owner of the folder they are made in."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        made = folder
+        while made != existing:
+            take_owner(made, existing)
+            made = made.parent
     except OSError as error:
         raise _write_error(folder / "x", error) from None
+
+
+def take_owner(path: Path, like: Path) -> None:
+    """Run as root (`sudo convlstm-patch apply` on a user's venv), give ``path`` the owner of ``like``.
+
+    A file replaced keeps its owner; a new file or folder takes the owner of
+    the folder it is made in. So the user can still revert, and pip still
+    upgrade, what root patched. A no-op for everyone else (who cannot chown).
+    """
+    if os.geteuid() != 0:
+        return
+    owner = like.stat()
+    current = path.stat()
+    if (current.st_uid, current.st_gid) != (owner.st_uid, owner.st_gid):
+        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _fsync_folder(folder: Path) -> None:

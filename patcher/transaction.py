@@ -25,7 +25,7 @@ from patcher import errors
 from patcher.backup import STATE_FOLDER, backed_up_sources, read_manifest, remove_backup, restore_originals
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
-from patcher.fsops import atomic_write, ensure_folder, link_copy, move_back, remove_bytecode
+from patcher.fsops import atomic_write, ensure_folder, link_copy, move_back, remove_bytecode, take_owner
 
 DEFAULT_LOCK_TIMEOUT = 300  # seconds
 
@@ -239,6 +239,8 @@ def exclusive(flavours: list[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT, si
                     f"cannot create the lock in {folder}: {error.strerror}. Run as the user that owns this "
                     "environment, or use a virtual environment you own"
                 ) from None
+            with contextlib.suppress(OSError):  # a root-owned lock only costs the owner a retry as root
+                take_owner(folder / "lock", folder)
             for path in folder.rglob("*"):
                 _refuse_link(path)
         yield

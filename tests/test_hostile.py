@@ -427,3 +427,18 @@ def test_manifest_with_no_files_says_so(site):
     result = cli_at(site, "revert", "--only", "keras")
     assert result.exit_code == 8 and "lists no files" in result.stderr, result.output
     assert tree_hashes(site) == before
+
+
+@needs_setpriv
+def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
+    """D6: root patches a venv nobody owns; every file stays nobody's, and nobody can revert."""
+    site = keras_site(tmp_path / "venv" / "site-packages")
+    tmp_path.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
+    before = tree_hashes(site)
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0  # as root
+    root_owned = [str(path) for path in site.rglob("*") if path.lstat().st_uid != NOBODY]
+    assert not root_owned, root_owned[:5]
+    reverted = as_nobody("revert", "--keras-root", str(site), "--only", "keras", cwd=tmp_path)
+    assert reverted.returncode == 0, reverted.stderr
+    assert tree_hashes(site) == before
