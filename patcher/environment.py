@@ -28,7 +28,8 @@ class TargetFile:
     relative: str  # as in RECORD, e.g. keras/src/layers/rnn/conv_lstm.py
     path: Path
     classes: dict[str, str]  # class name -> role ("cell" or "layer")
-    record_sha256: str | None  # hex; None when the distribution has no RECORD
+    record_sha256: str | None  # hex; None when neither RECORD nor our hash lock knows the file
+    from_lock: bool = False  # record_sha256 comes from our hash lock: the distribution has no RECORD hash
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,22 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
             matches = all(found) if complete else any(found) and all(map(any, zip(found, deleted)))
             if not matches:
                 continue
-            files = tuple(
-                TargetFile(
-                    relative=rel,
-                    path=site / rel,
-                    classes=classes,
-                    record_sha256=_record_sha256(record.get(rel)),
-                )
-                for rel, classes in paths
-            )
+            files = tuple(_target(site, rel, classes, record.get(rel), name, dist.version) for rel, classes in paths)
             return Flavour(name, dist.version, site, layout, files)
     return Flavour(name, dist.version, site, None, ())
+
+
+def _target(site: Path, rel: str, classes: dict[str, str], entry, name: str, version: str) -> TargetFile:
+    """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it) from our lock."""
+    recorded = _record_sha256(entry)
+    if recorded is None:
+        from patcher.locks import load_lock  # only for the rare install without RECORD hashes
+
+        lock = load_lock(name, version)
+        locked = lock.files.get(rel) if lock is not None else None
+        if locked is not None:
+            return TargetFile(rel, site / rel, classes, locked.pristine, from_lock=True)
+    return TargetFile(rel, site / rel, classes, recorded)
 
 
 def _defines(path: Path, classes: dict[str, str], listed: bool) -> bool:

@@ -100,6 +100,8 @@ def _file_state(target: TargetFile, manifest: Manifest | None) -> FileState:
         return FileState(target, digest, State.PRISTINE, "no RECORD hash to check against")
     if _has_marker(data):
         return FileState(target, digest, State.MODIFIED, "carries our marker but matches no backup record")
+    if target.from_lock:
+        return FileState(target, digest, State.MODIFIED, "differs from this version's hash lock (it has no RECORD)")
     return FileState(target, digest, State.MODIFIED, "differs from the distribution's RECORD")
 
 

@@ -442,3 +442,17 @@ def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
     reverted = as_nobody("revert", "--keras-root", str(site), "--only", "keras", cwd=tmp_path)
     assert reverted.returncode == 0, reverted.stderr
     assert tree_hashes(site) == before
+
+
+def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
+    """D7: a Keras whose dist-info has no RECORD: an edited file is `modified`, not trusted as pristine."""
+    (record,) = site.glob("keras-*.dist-info/RECORD")
+    record.unlink()
+    status = cli_at(site, "status", "--only", "keras")
+    assert status.exit_code == 0 and "keras 3" in status.output and ": pristine" in status.output, status.output
+    with open(site / CELL, "a") as handle:
+        handle.write("# edited\n")
+    status = cli_at(site, "status", "--only", "keras")
+    assert "modified  keras/src/layers/rnn/conv_lstm.py" in status.output, status.output
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert result.exit_code == 5 and "differs from this version's hash lock" in result.stderr
