@@ -48,9 +48,8 @@ def check_lock(flavour: Flavour) -> LockCheck:
             flavour, LockStatus.UNSUPPORTED, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",)
         )
     if lock.layout != (flavour.layout.name if flavour.layout else None):
-        return LockCheck(
-            flavour, LockStatus.DRIFT, (f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}",)
-        )
+        found = f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}"
+        return LockCheck(flavour, LockStatus.DRIFT, (flavour.why_unsupported or found,))
     if lock.tool_version != __version__:
         return LockCheck(
             flavour,

@@ -172,6 +172,11 @@ def target(python: str | None, keras_root: str | None, only: str | None, needs_k
         wanted = only or "keras or tf_keras"
         left = orphaned_backups(folders, only)
         hint = f" (`convlstm-patch clean` removes the backups left in {left[0].parent})" if left else ""
+        if keras_root and any((Path(keras_root) / package).is_dir() for package in ("keras", "tf_keras")):
+            hint = (
+                " (it holds a Keras package but no dist-info: a source tree? convlstm-patch patches installed copies, "
+                "whose RECORD it checks: `pip install .` it into a venv and use --python)"
+            )
         raise errors.KerasNotFound(
             f"no {wanted} installed {where}; install Keras there, or point --python at the right interpreter{hint}"
         )

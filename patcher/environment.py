@@ -39,6 +39,7 @@ class Flavour:
     site: Path  # the folder holding the package and its dist-info
     layout: Layout | None  # None: a Keras whose ConvLSTM source we do not know
     files: tuple[TargetFile, ...]
+    why_unsupported: str = ""  # with no layout: what is missing, when we can tell
 
     @property
     def key(self) -> str:
@@ -87,7 +88,33 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
                 continue
             files = tuple(_target(site, rel, classes, record.get(rel), name, dist.version) for rel, classes in paths)
             return Flavour(name, dist.version, site, layout, files)
-    return Flavour(name, dist.version, site, None, ())
+    return Flavour(name, dist.version, site, None, (), _why_unsupported(dist, name, site, candidates, record))
+
+
+def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], record: dict) -> str:
+    """What is missing for a Keras no layout matched, when it is not simply a version without one."""
+    package = FLAVOURS[name]
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        direct = {}
+    if direct.get("dir_info", {}).get("editable") or not (site / package).is_dir():
+        source = direct.get("url", "your source tree")
+        return (
+            f"{name} {dist.version} is an editable (development) install: its source is in {source}, not in "
+            f"{site}, and has no RECORD to check it against; convlstm-patch patches installed copies only "
+            "(install it into a venv with `pip install .`, see README, 'Supported Keras versions')"
+        )
+    for layout in candidates:
+        paths = layout.paths_for(package)
+        if record and all(_defines(site / rel, classes, True) for rel, classes in paths):
+            unlisted = [rel for rel, _ in paths if rel not in record]
+            return (
+                f"the RECORD of {name} {dist.version} does not list {unlisted[0]} (a repackaged or hand-assembled "
+                f"install), so its files cannot be checked; reinstall it with "
+                f"`pip install --force-reinstall --no-deps {name}=={dist.version}`"
+            )
+    return ""
 
 
 def _target(site: Path, rel: str, classes: dict[str, str], entry, name: str, version: str) -> TargetFile:

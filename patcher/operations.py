@@ -164,6 +164,8 @@ def diff(flavour: Flavour) -> Outcome:
 def _require_supported(state: FlavourState) -> None:
     if state.overall == State.UNSUPPORTED:
         flavour = state.flavour
+        if flavour.why_unsupported:
+            raise errors.Unsupported(flavour.why_unsupported)
         raise errors.Unsupported(
             f"{flavour.key} has no ConvLSTM source layout that convlstm-patch knows (keras 2.4 and 2.5 only "
             "re-export tensorflow.keras and have none); supported: keras 2.0-2.3, 2.6-2.15 and 3.x, tf_keras 2.14+ "

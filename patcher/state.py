@@ -113,6 +113,8 @@ def _has_marker(data: bytes) -> bool:
 def explain(state: FlavourState) -> list[str]:
     """Why the flavour is in its state, and what to do, for `status`."""
     flavour, notes = state.flavour, []
+    if state.overall == State.UNSUPPORTED and flavour.why_unsupported:
+        notes.append(flavour.why_unsupported)
     stale = stale_backups(flavour)
     if state.overall == State.PRISTINE and state.manifest is not None:
         notes.append(

@@ -456,3 +456,29 @@ def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
     assert "modified  keras/src/layers/rnn/conv_lstm.py" in status.output, status.output
     result = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert result.exit_code == 5 and "differs from this version's hash lock" in result.stderr
+
+
+def test_an_editable_keras_is_unsupported_for_the_right_reason(tmp_path):
+    """D1: `pip install -e` leaves only a dist-info in site-packages; say so, not "no layout"."""
+    site = keras_site(tmp_path / "site-packages")
+    source = tmp_path / "checkout"
+    source.mkdir()
+    shutil.move(str(site / "keras"), str(source / "keras"))
+    (info,) = site.glob("keras-*.dist-info")
+    (info / "direct_url.json").write_text(json.dumps({"url": source.as_uri(), "dir_info": {"editable": True}}))
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert result.exit_code == 4
+    assert "is an editable (development) install" in result.stderr and source.as_uri() in result.stderr
+    tree = cli_at(str(source), "status")
+    assert tree.exit_code == 3 and "no dist-info: a source tree?" in tree.stderr
+
+
+def test_record_without_the_convlstm_rows_says_so(site):
+    """D2: a RECORD that does not list the ConvLSTM files: name the missing row, not "no layout"."""
+    (record,) = site.glob("keras-*.dist-info/RECORD")
+    record.write_text("".join(line for line in record.read_text().splitlines(True) if not line.startswith(CELL + ",")))
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--only", "keras", "--no-verify")
+    assert result.exit_code == 4
+    assert f"does not list {CELL}" in result.stderr and "pip install --force-reinstall" in result.stderr
+    assert tree_hashes(site) == before
