@@ -75,6 +75,11 @@ class Printer:
         for text in texts:
             self.warning(text)
 
+    def recovered(self, texts: list[str]) -> None:
+        """What finishing an interrupted run changed: a change, so said even with --quiet."""
+        for text in texts:
+            click.echo(f"warning: {text}", err=True)
+
     def error(self, text: str) -> None:
         """An error line, as click prints one (the JSON document carries it under --json)."""
         if not self.as_json:
@@ -94,7 +99,7 @@ class Printer:
 
 
 def show_status(out: Printer, status) -> dict:
-    out.warnings(status.recovered)
+    out.recovered(status.recovered)
     for state, notes in status.flavours:
         flavour = state.flavour
         layout = flavour.layout.label if flavour.layout else "unknown layout"
@@ -123,7 +128,7 @@ def show_apply(out: Printer, applied) -> dict:
 
 
 def show_verify(out: Printer, verified) -> dict:
-    out.warnings(verified.recovered)
+    out.recovered(verified.recovered)
     for report in verified.reports:
         out.result(f"{report.label}: {out.state('passed' if report.passed else 'FAILED')}")
         for probe_check in report.checks:
@@ -136,7 +141,7 @@ def show_verify(out: Printer, verified) -> dict:
 
 
 def show_check(out: Printer, checked) -> dict:
-    out.warnings(checked.recovered)
+    out.recovered(checked.recovered)
     for result in checked.results:
         state = f" ({result.state})" if result.state else ""
         out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
@@ -161,7 +166,7 @@ def show_clean(out: Printer, removed) -> dict:
 
 def show_diff(out: Printer, diffed) -> dict:
     """The diffs themselves, whatever the verbosity (diff has no --json)."""
-    out.warnings(diffed.recovered)
+    out.recovered(diffed.recovered)
     for outcome in diffed.outcomes:
         click.echo("".join(outcome.diffs.values()), nl=False)
     return {}

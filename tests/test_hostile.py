@@ -482,3 +482,12 @@ def test_record_without_the_convlstm_rows_says_so(site):
     assert result.exit_code == 4
     assert f"does not list {CELL}" in result.stderr and "pip install --force-reinstall" in result.stderr
     assert tree_hashes(site) == before
+
+
+def test_quiet_status_still_says_it_finished_an_interrupted_run(site):
+    """D (last item): `status -q` that rolls back an interrupted apply says so: it changed files."""
+    process = apply_until_verifying(site)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    status = cli_at(site, "status", "--only", "keras", "-q")
+    assert "warning: recovered an interrupted apply" in status.stderr, status.output
