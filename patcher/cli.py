@@ -136,7 +136,8 @@ class Group(click.Group):
             # nothing was half-written, or a second Ctrl-C cut a rollback
             # short and its journal is still there for the next command.
             raise errors.Interrupted(
-                "interrupted (Ctrl-C); run `convlstm-patch status`: a half-done change is rolled back by the next command"
+                "interrupted (Ctrl-C); run `convlstm-patch status`: the next command settles a half-done change "
+                "(an apply is rolled back, a revert finished)"
             ) from None
         except BrokenPipeError:
             # The reader went away (`| head`): every file operation had finished

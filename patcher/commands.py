@@ -2,9 +2,11 @@
 
 Each takes the Target the options name and returns what it found or did, for
 patcher.output to render; none prints. Commands that change files hold the
-environment's lock and first finish an interrupted run (patcher.workflow); the
-ones that only read (status, verify, check, diff) take the lock to recover
-only when a journal says there is something to recover.
+environment's lock and first finish an interrupted run (patcher.workflow),
+but only when there is something to write (already patched, nothing to
+revert or clean: no lock, no file); the ones that only read (status, verify,
+check, diff) take the lock to recover only when a journal says there is
+something to recover.
 """
 
 from __future__ import annotations
