@@ -77,20 +77,19 @@ def journaled(journals: list[tuple[Flavour, Journal]]) -> Iterator[None]:
         if isinstance(error, KeyboardInterrupt):
             error = errors.Interrupted("interrupted (Ctrl-C); every change of this run was rolled back")
         if problems:
-            message = f"{error}; rolling back failed too ({'; '.join(problems)}): the next convlstm-patch command finishes it"
-            raise (errors.PatchError(message) if not isinstance(error, errors.PatchError) else _reworded(error, message)) from None
+            message = (
+                f"{error}; rolling back failed too ({'; '.join(problems)}): the next convlstm-patch command finishes it"
+            )
+            if not isinstance(error, errors.PatchError):
+                raise errors.PatchError(message) from None
+            error.message = message  # same kind, exit code and attached reports
+            raise error from None
         if isinstance(error, errors.Interrupted):
             raise error from None
         raise
     for flavour, _ in journals:
         shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
         journal_path(flavour).unlink(missing_ok=True)  # last: the commit point
-
-
-def _reworded(error: errors.PatchError, message: str) -> errors.PatchError:
-    """The same error (kind, exit code, attached reports) with another message."""
-    error.message = message
-    return error
 
 
 def rollback(flavour: Flavour, journal: Journal) -> list[str]:
