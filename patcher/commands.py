@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 from patcher import __version__, checking, errors, operations, state, verification, workflow
 from patcher.environment import Flavour, find_flavours, search_path
 from patcher.operations import Action, Outcome
+from patcher.spec import DEFAULT_LAYER_SETS, LayerSet
 from patcher.state import FlavourState
 from patcher.verification import DEFAULT_TIMEOUT, Report, VerifyOptions, verify_all
 
@@ -119,7 +120,12 @@ def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = (
 
 
 def each(
-    named: list[Environment], only: str | None, command: Callable[..., Any], **options: Any
+    named: list[Environment],
+    only: str | None,
+    command: Callable[..., Any],
+    *,
+    layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS,
+    **options: Any,
 ) -> list[EnvironmentResult]:
     """Run ``command`` in every environment on its own: one failing never stops or undoes another.
 
@@ -131,7 +137,7 @@ def each(
     for environment in named:
         value = None
         try:
-            value = command(target(environment.python, environment.keras_root, only), **options)
+            value = command(target(environment.python, environment.keras_root, only, layers), **options)
             if hasattr(value, "verdict"):
                 value.verdict()
         except errors.PatchError as error:
@@ -156,9 +162,11 @@ class Diffed:
     outcomes: list[Outcome]
 
 
-def target(python: str | None, keras_root: str | None, only: str | None) -> Target:
-    """The flavours that --python / --keras-root / --only name; raise if there are none."""
-    flavours = find_flavours(search_path(python, keras_root), only)
+def target(
+    python: str | None, keras_root: str | None, only: str | None, layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS
+) -> Target:
+    """The flavours that --python / --keras-root / --only name, with the files of --layers; raise if none."""
+    flavours = find_flavours(search_path(python, keras_root), only, layers)
     if not flavours:
         where = f"under {keras_root}" if keras_root else f"in the environment of {python or 'this Python'}"
         wanted = only or "keras or tf_keras"

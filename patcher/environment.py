@@ -15,7 +15,7 @@ from pathlib import Path
 
 from patcher import errors
 from patcher.hashing import record_hash_to_hex
-from patcher.spec import Layout, layouts
+from patcher.spec import DEFAULT_LAYER_SETS, LayerSet, Layout, layouts, ordered
 
 # distribution name -> import package
 FLAVOURS = {"keras": "keras", "tf_keras": "tf_keras"}
@@ -27,6 +27,7 @@ class TargetFile:
     path: Path
     classes: dict[str, str]  # class name -> role ("cell" or "layer")
     record_sha256: str | None  # hex; None when the distribution has no RECORD
+    layer_set: LayerSet = LayerSet.CONVLSTM
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class Flavour:
     site: Path  # the folder holding the package and its dist-info
     layout: Layout | None  # None: a Keras whose ConvLSTM source we do not know
     files: tuple[TargetFile, ...]
+    # The layer sets acted on (asked for, plus those a backup records), and
+    # those this version's files allow.
+    layer_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
+    supported_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
+    asked: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)  # what --layers named
 
     @property
     def key(self) -> str:
@@ -56,17 +62,24 @@ def search_path(python: str | None, keras_root: str | None) -> list[str]:
     return list(sys.path)
 
 
-def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
-    """The Keras distributions importable from ``path``, first one per name."""
+def find_flavours(
+    path: list[str], only: str | None = None, layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS
+) -> list[Flavour]:
+    """The Keras distributions importable from ``path``, first one per name.
+
+    Each flavour's files are those of ``layers`` and of every layer set its
+    backup records as applied (so status, verify and revert see the whole
+    patch); a set its version cannot patch is left out (see supported_sets).
+    """
     found: dict[str, Flavour] = {}
     for dist in metadata.distributions(path=path):
         name = _canonical(dist.metadata["Name"] or "")
         if name in FLAVOURS and name not in found and (only is None or only == name):
-            found[name] = _flavour(dist, name)
+            found[name] = _flavour(dist, name, layers)
     return [found[name] for name in FLAVOURS if name in found]
 
 
-def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
+def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS) -> Flavour:
     site = Path(dist.locate_file("")).resolve()
     record = {str(entry): entry for entry in (dist.files or [])}
     package = FLAVOURS[name]
@@ -75,17 +88,42 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
             continue
         paths = layout.paths_for(package)
         if all(_defines(site / rel, classes, rel in record or not record) for rel, classes in paths):
+            supported = [
+                layer_set
+                for layer_set in layout.known_sets
+                if all(
+                    _defines(site / rel, classes, rel in record or not record)
+                    for rel, classes in layout.paths_for(package, layer_set)
+                )
+            ]
+            wanted = {LayerSet.CONVLSTM, *layers, *_recorded_sets(site, f"{name}-{dist.version}")}
+            chosen = [layer_set for layer_set in supported if layer_set in wanted]
             files = tuple(
                 TargetFile(
                     relative=rel,
                     path=site / rel,
                     classes=classes,
                     record_sha256=_record_sha256(record.get(rel)),
+                    layer_set=layer_set,
                 )
-                for rel, classes in paths
+                for layer_set in chosen
+                for rel, classes in layout.paths_for(package, layer_set)
             )
-            return Flavour(name, dist.version, site, layout, files)
-    return Flavour(name, dist.version, site, None, ())
+            return Flavour(name, dist.version, site, layout, files, tuple(chosen), tuple(supported), tuple(ordered(layers)))
+    return Flavour(name, dist.version, site, None, (), (), ())
+
+
+def _recorded_sets(site: Path, key: str) -> list[LayerSet]:
+    """The layer sets the backup's manifest says are applied (ConvLSTM's only, for an older manifest).
+
+    A quick read for choosing files; patcher.backup.read_manifest validates it.
+    """
+    path = site / ".convlstm-patch" / "backups" / key / "manifest.json"
+    try:
+        names = json.loads(path.read_text(encoding="utf-8")).get("layer_sets", ["convlstm"])
+        return ordered(LayerSet(name) for name in names)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
 
 
 def _defines(path: Path, classes: dict[str, str], listed: bool) -> bool:

@@ -58,6 +58,7 @@ def prepare(flavour: Flavour, *, force: bool = False) -> Prepared:
     """Check the files and transform them in memory; writes nothing."""
     state = inspect(flavour)
     _require_supported(state)
+    _require_layer_sets(flavour)
     if state.overall == State.PATCHED:
         return Prepared(state)
     for file in state.of(State.MISSING):
@@ -126,7 +127,9 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
     warnings = [
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
         for file in state.files
-        if file.target.record_sha256 and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
+        if file.target.record_sha256
+        and file.target.relative in originals
+        and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
     ]
     return Outcome(flavour, Action.REVERTED, restored, warnings)
 
@@ -136,7 +139,7 @@ def diff(flavour: Flavour) -> Outcome:
     state = inspect(flavour)
     _require_supported(state)
     if state.manifest is not None:
-        originals = backed_up_sources(flavour, state.manifest)
+        originals = original_sources(flavour, state.manifest)
         items = [
             PlannedFile(file.target, originals[file.target.relative], file.target.path.read_bytes(), ())
             for file in state.files
@@ -153,6 +156,17 @@ def _require_supported(state: FlavourState) -> None:
             f"{flavour.key} has no ConvLSTM source layout that convlstm-patch knows (keras 2.4 and 2.5 only "
             "re-export tensorflow.keras and have none); supported: keras 2.0-2.3, 2.6-2.15 and 3.x, tf_keras 2.14+ "
             "(see README, 'Supported Keras versions')"
+        )
+
+
+def _require_layer_sets(flavour: Flavour) -> None:
+    """Refuse a --layers set this version's files do not allow."""
+    missing = [layer_set for layer_set in flavour.asked if layer_set not in flavour.supported_sets]
+    if missing:
+        supported = ", ".join(map(str, flavour.supported_sets))
+        raise errors.Unsupported(
+            f"{flavour.key} has no {missing[0]} source convlstm-patch can patch (it supports --layers {supported}); "
+            "see README, 'Supported Keras versions'"
         )
 
 
