@@ -18,7 +18,7 @@ class FusedGuardTransformer(ClassScopedTransformer):
 
         self._could_use_gpu_kernel = (...)             # tf_keras, Keras 2: __init__
           ->  self._could_use_gpu_kernel = (...) and not self.cell._explicit_activations
-        if self.use_cudnn in ("auto", True):           # Keras 3: inner_loop
+        if self.use_cudnn in ("auto", True):           # Keras 3: inner_loop, around backend.lstm()
           ->  if self.use_cudnn in ("auto", True) and not self.cell._explicit_activations:
 
     tf_keras's ``call`` picks standard_lstm/gpu_lstm from that flag. In Keras 3
@@ -26,7 +26,7 @@ class FusedGuardTransformer(ClassScopedTransformer):
     the ValueError stock raises when cuDNN cannot be used.
     """
 
-    methods = frozenset({"__init__", "inner_loop"})
+    methods = frozenset({"__init__"})  # walked for the flag; inner_loop is edited whole
 
     def visit_Call(self, node: cst.Call) -> bool:
         return False
@@ -44,13 +44,25 @@ class FusedGuardTransformer(ClassScopedTransformer):
             return updated_node
         return updated_node.with_changes(value=_and_guard(updated_node.value))
 
-    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
-        if self.role != "layer" or self.method != "inner_loop" or not _tests_use_cudnn(updated_node.test):
-            return updated_node
-        self.record("fused guard")
-        if _guarded(updated_node.test):
-            return updated_node
-        return updated_node.with_changes(test=_and_guard(updated_node.test))
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef | cst.RemovalSentinel:
+        if self.role == "layer" and self.method == "inner_loop":
+            updated_node = updated_node.with_changes(body=self._guard_inner_loop(updated_node.body))
+        return super().leave_FunctionDef(original_node, updated_node)
+
+    def _guard_inner_loop(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
+        """Keras 3: the first top-level `if` around ``backend.lstm(...)`` / ``backend.gru(...)``
+        (``if self.use_cudnn in ("auto", True):`` from 3.1, ``if not self.dropout and
+        not self.recurrent_dropout:`` in 3.0)."""
+        statements = list(body.body)
+        for index, statement in enumerate(statements):
+            if isinstance(statement, cst.If) and _calls_fused_backend(statement.body):
+                self.record("fused guard")
+                if not _guarded(statement.test):
+                    statements[index] = statement.with_changes(test=_and_guard(statement.test))
+                return body.with_changes(body=statements)
+        return body
 
 
 def _and_guard(expression: cst.BaseExpression) -> cst.BooleanOperation:
@@ -66,16 +78,21 @@ def _guarded(expression: cst.BaseExpression) -> bool:
     )
 
 
-def _tests_use_cudnn(test: cst.BaseExpression) -> bool:
-    """``self.use_cudnn in (...)`` (possibly already followed by our guard)."""
-    if isinstance(test, cst.BooleanOperation):
-        test = test.left
-    return (
-        isinstance(test, cst.Comparison)
-        and is_self_attribute(test.left, "use_cudnn")
-        and len(test.comparisons) == 1
-        and isinstance(test.comparisons[0].operator, cst.In)
-    )
+def _calls_fused_backend(node: cst.CSTNode) -> bool:
+    finder = _BackendCallFinder()
+    node.visit(finder)
+    return finder.found
 
 
+class _BackendCallFinder(cst.CSTVisitor):
+    """Finds ``backend.lstm(...)`` or ``backend.gru(...)``."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.found = False
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        func = node.func
+        if isinstance(func, cst.Attribute) and is_name(func.value, "backend") and func.attr.value in ("lstm", "gru"):
+            self.found = True
+        return not self.found
