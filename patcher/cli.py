@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import click
 
 from patcher import commands, errors, output
-from patcher.spec import DEFAULT_LAYER_SETS, LayerSet, parse_layer_sets
+from patcher.spec import LayerSet, parse_layer_sets
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT
 from patcher.verification import DEFAULT_TIMEOUT
 
@@ -26,13 +26,15 @@ class Where:
 
     environments: list[commands.Environment]
     only: str | None
-    layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS
+    layers: frozenset[LayerSet] | None = None  # --layers, None when not given
 
     def run(self, command, **options) -> list[commands.EnvironmentResult]:
         return commands.each(self.environments, self.only, command, layers=self.layers, **options)
 
 
-def _layer_sets(ctx, param, value: str) -> frozenset[LayerSet]:
+def _layer_sets(ctx, param, value: str | None) -> frozenset[LayerSet] | None:
+    if value is None:
+        return None
     try:
         return parse_layer_sets(value)
     except ValueError as error:
@@ -60,10 +62,9 @@ def target_options(command):
     @click.option(
         "--layers",
         metavar="SETS",
-        default="convlstm",
-        show_default=True,
         callback=_layer_sets,
-        help="Which layers, comma-separated: convlstm, lstm, gru (sets already patched are always included).",
+        help="Layer sets, comma-separated: convlstm, lstm, gru. apply: patch these too (default convlstm); "
+        "revert, diff: only these (default: every set patched).",
     )
     @click.option("-q", "--quiet", is_flag=True, help="Print only what changed and errors.")
     @click.option("-v", "--verbose", count=True, help="Print more detail (files, backups, timings).")

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from patcher import __version__, checking, errors, operations, state, verification, workflow
 from patcher.environment import Flavour, find_flavours, search_path
 from patcher.operations import Action, Outcome
-from patcher.spec import DEFAULT_LAYER_SETS, LayerSet
+from patcher.spec import LayerSet
 from patcher.state import FlavourState
 from patcher.verification import DEFAULT_TIMEOUT, Report, VerifyOptions, verify_all
 
@@ -124,7 +124,7 @@ def each(
     only: str | None,
     command: Callable[..., Any],
     *,
-    layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS,
+    layers: frozenset[LayerSet] | None = None,
     **options: Any,
 ) -> list[EnvironmentResult]:
     """Run ``command`` in every environment on its own: one failing never stops or undoes another.
@@ -163,7 +163,7 @@ class Diffed:
 
 
 def target(
-    python: str | None, keras_root: str | None, only: str | None, layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS
+    python: str | None, keras_root: str | None, only: str | None, layers: frozenset[LayerSet] | None = None
 ) -> Target:
     """The flavours that --python / --keras-root / --only name, with the files of --layers; raise if none."""
     flavours = find_flavours(search_path(python, keras_root), only, layers)

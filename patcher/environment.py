@@ -41,7 +41,7 @@ class Flavour:
     # those this version's files allow.
     layer_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
     supported_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
-    asked: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)  # what --layers named
+    asked: tuple[LayerSet, ...] = ()  # what --layers named (empty: not given)
 
     @property
     def key(self) -> str:
@@ -63,13 +63,14 @@ def search_path(python: str | None, keras_root: str | None) -> list[str]:
 
 
 def find_flavours(
-    path: list[str], only: str | None = None, layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS
+    path: list[str], only: str | None = None, layers: frozenset[LayerSet] | None = None
 ) -> list[Flavour]:
     """The Keras distributions importable from ``path``, first one per name.
 
     Each flavour's files are those of ``layers`` and of every layer set its
     backup records as applied (so status, verify and revert see the whole
     patch); a set its version cannot patch is left out (see supported_sets).
+    ``layers`` None: not chosen (--layers not given), ConvLSTM's by default.
     """
     found: dict[str, Flavour] = {}
     for dist in metadata.distributions(path=path):
@@ -79,7 +80,7 @@ def find_flavours(
     return [found[name] for name in FLAVOURS if name in found]
 
 
-def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet] = DEFAULT_LAYER_SETS) -> Flavour:
+def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet] | None = None) -> Flavour:
     site = Path(dist.locate_file("")).resolve()
     record = {str(entry): entry for entry in (dist.files or [])}
     package = FLAVOURS[name]
@@ -96,7 +97,7 @@ def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet]
                     for rel, classes in layout.paths_for(package, layer_set)
                 )
             ]
-            wanted = {LayerSet.CONVLSTM, *layers, *_recorded_sets(site, f"{name}-{dist.version}")}
+            wanted = {*DEFAULT_LAYER_SETS, *(layers or ()), *_recorded_sets(site, f"{name}-{dist.version}")}
             chosen = [layer_set for layer_set in supported if layer_set in wanted]
             files = tuple(
                 TargetFile(
@@ -109,7 +110,7 @@ def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet]
                 for layer_set in chosen
                 for rel, classes in layout.paths_for(package, layer_set)
             )
-            return Flavour(name, dist.version, site, layout, files, tuple(chosen), tuple(supported), tuple(ordered(layers)))
+            return Flavour(name, dist.version, site, layout, files, tuple(chosen), tuple(supported), tuple(ordered(layers or ())))
     return Flavour(name, dist.version, site, None, (), (), ())
 
 

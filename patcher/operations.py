@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from patcher import errors, transaction
 from patcher.backup import (
@@ -19,6 +19,7 @@ from patcher.environment import Flavour
 from patcher.fsops import atomic_write, remove_bytecode
 from patcher.hashing import sha256_hex
 from patcher.planning import PlannedFile, plan
+from patcher.spec import LayerSet
 from patcher.state import FlavourState, State, inspect
 from patcher.transaction import Journal, Operation
 
@@ -123,6 +124,9 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
             "revert with --force to discard that edit"
         )
     originals = backed_up_sources(flavour, manifest)  # raises, before any change, if it may not be restored
+    # --layers lstm,gru: only those (ConvLSTM, the base every patch has, goes only with all)
+    if flavour.asked and LayerSet.CONVLSTM not in flavour.asked:
+        return _revert_sets(flavour, manifest, originals)
     restored = transaction.rollback(flavour, Journal(Operation.REVERT))
     warnings = [
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
@@ -134,15 +138,46 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
     return Outcome(flavour, Action.REVERTED, restored, warnings)
 
 
+def _revert_sets(flavour: Flavour, manifest, originals: dict[str, bytes]) -> Outcome:
+    """`revert --layers X`: restore only X's files and keep the other sets patched.
+
+    Under the apply journal: if the run dies part way, the next command rolls
+    the flavour back to all originals (the backup stays), never to a mix.
+    """
+    asked = {str(layer_set) for layer_set in flavour.asked}
+    targets = [t for t in flavour.files if str(t.layer_set) in asked and t.relative in originals]
+    if not targets:
+        return Outcome(flavour, Action.NOTHING_TO_REVERT)
+    relatives = {target.relative for target in targets}
+    kept = replace(
+        manifest,
+        files=tuple(entry for entry in manifest.files if entry.path not in relatives),
+        layer_sets=tuple(name for name in manifest.layer_sets if name not in asked),
+    )
+    restored = []
+    with transaction.journaled(flavour, Journal(Operation.APPLY, fresh_backup=False)):
+        for target in targets:
+            if target.path.read_bytes() != originals[target.relative]:
+                atomic_write(target.path, originals[target.relative])
+                remove_bytecode(target.path)
+                restored.append(target.relative)
+        write_backup(flavour, {}, kept)  # the manifest no longer lists them; their copies are left unused
+    return Outcome(flavour, Action.REVERTED, restored)
+
+
 def diff(flavour: Flavour) -> Outcome:
     """The unified diff the patch makes (patched: from the backup) or would make."""
     state = inspect(flavour)
     _require_supported(state)
+    # --layers: only those sets' files
+    chosen = {str(layer_set) for layer_set in flavour.asked}
+    if chosen:
+        flavour = replace(flavour, files=tuple(t for t in flavour.files if str(t.layer_set) in chosen))
     if state.manifest is not None:
         originals = original_sources(flavour, state.manifest)
         items = [
-            PlannedFile(file.target, originals[file.target.relative], file.target.path.read_bytes(), ())
-            for file in state.files
+            PlannedFile(target, originals[target.relative], target.path.read_bytes(), ())
+            for target in flavour.files
         ]
         return Outcome(flavour, Action.PATCHED, [item.target.relative for item in items], [], _diffs(items))
     planned = plan(flavour, original_sources(flavour, None))

@@ -152,3 +152,23 @@ def test_check_compares_every_applied_set_with_the_lock(site):
     drift = cli_at(site, "check", "--only", "keras")
     assert drift.exit_code == 1
     assert "keras/src/layers/rnn/gru.py: live file is modified" in drift.stdout
+
+
+def test_revert_one_set_keeps_the_others(site):
+    pristine = tree_hashes(site)
+    assert cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", ALL).exit_code == 0
+    diff = cli_at(site, "diff", "--only", "keras", "--layers", "gru")
+    assert diff.exit_code == 0 and "+++ b/keras/src/layers/rnn/gru.py" in diff.stdout
+    assert "conv_lstm.py" not in diff.stdout and "rnn/lstm.py" not in diff.stdout
+    partly = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
+    assert partly.exit_code == 0, partly.output
+    assert partly.stdout.splitlines()[0].endswith("restored 1 files")
+    (keras,) = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)["flavours"]
+    assert keras["state"] == "patched"
+    assert keras["layer_sets"]["patched"] == ["convlstm", "lstm"]
+    assert [f["path"].rsplit("/", 1)[1] for f in keras["files"]][-1] == "lstm.py"
+    nothing = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
+    assert "nothing to revert" in nothing.stdout
+    rest = cli_at(site, "revert", "--only", "keras")
+    assert rest.exit_code == 0 and rest.stdout.splitlines()[0].endswith("restored 5 files")
+    assert tree_hashes(site) == pristine
