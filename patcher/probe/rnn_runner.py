@@ -230,7 +230,7 @@ class RnnProbe(object):
         if worst >= TOLERANCE:
             return False, "off the fused path, max abs error {:.2e}".format(worst), worst
         refused = ""
-        if self.keras3:
+        if "use_cudnn" in inspect.signature(self.layer_class.__init__).parameters:  # Keras 3.1+
             try:
                 self.run(self.build(use_cudnn=True, **given)[0], x)
                 return False, "use_cudnn=True with {} did not raise".format(given), None
