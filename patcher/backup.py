@@ -40,6 +40,9 @@ class Manifest:
     # The originals were patched with --force although they differed from
     # RECORD; otherwise a backup that does not match RECORD is never restored.
     forced: bool = False
+    # The layer sets patched (`apply --layers`); a manifest written before
+    # layer sets existed covers ConvLSTM only.
+    layer_sets: tuple[str, ...] = ("convlstm",)
 
     def file(self, relative: str) -> BackedUpFile | None:
         return next((entry for entry in self.files if entry.path == relative), None)
@@ -67,6 +70,7 @@ def new_manifest(flavour: Flavour, files: tuple[BackedUpFile, ...]) -> Manifest:
         tool_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         files=files,
+        layer_sets=tuple(str(layer_set) for layer_set in flavour.layer_sets),
     )
 
 
@@ -74,7 +78,13 @@ def read_manifest(flavour: Flavour) -> Manifest | None:
     path = backup_folder(flavour) / "manifest.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest(**{**data, "files": tuple(BackedUpFile(**entry) for entry in data["files"])})
+        manifest = Manifest(
+            **{
+                **data,
+                "files": tuple(BackedUpFile(**entry) for entry in data["files"]),
+                "layer_sets": tuple(data.get("layer_sets", ("convlstm",))),
+            }
+        )
     except FileNotFoundError:
         return None  # no backup (or a concurrent revert just removed it)
     except (OSError, ValueError, TypeError, KeyError) as error:
@@ -96,9 +106,15 @@ def read_manifest(flavour: Flavour) -> Manifest | None:
 
 
 def backed_up_sources(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
-    """Backup contents, each checked against the manifest and RECORD."""
+    """Backup contents, each checked against the manifest and RECORD.
+
+    Files of a layer set the manifest does not record (one being added by
+    `apply --layers`) have no backup yet and are left out.
+    """
     originals = {}
     for target in flavour.files:
+        if str(target.layer_set) not in manifest.layer_sets:
+            continue
         entry = manifest.file(target.relative)
         copy = backup_copy(flavour, target.relative)
         try:
@@ -120,10 +136,13 @@ def backed_up_sources(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
 
 
 def original_sources(flavour: Flavour, manifest: Manifest | None) -> dict[str, bytes]:
-    """The pre-patch bytes: from the backup when there is one, else the live files."""
-    if manifest is not None:
-        return backed_up_sources(flavour, manifest)
-    return {target.relative: target.path.read_bytes() for target in flavour.files}
+    """The pre-patch bytes: from the backup when there is one, else the live files
+    (also for a layer set the backup does not cover yet)."""
+    originals = backed_up_sources(flavour, manifest) if manifest is not None else {}
+    for target in flavour.files:
+        if target.relative not in originals:
+            originals[target.relative] = target.path.read_bytes()
+    return originals
 
 
 def restore_originals(flavour: Flavour, originals: dict[str, bytes]) -> list[str]:
@@ -134,7 +153,9 @@ def restore_originals(flavour: Flavour, originals: dict[str, bytes]) -> list[str
     """
     restored = []
     for target in flavour.files:
-        data = originals[target.relative]
+        data = originals.get(target.relative)
+        if data is None:
+            continue  # a layer set the backup does not cover: never patched
         if not target.path.exists() or target.path.read_bytes() != data:
             copy = backup_copy(flavour, target.relative)
             if copy.read_bytes() == data:

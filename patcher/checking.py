@@ -82,8 +82,13 @@ def verdict(results: list[LockCheck], strict: bool) -> None:
 def _compare(flavour: Flavour, lock: Lock, state: FlavourState) -> list[str]:
     problems = []
     names = {target.relative for target in flavour.files}
-    if names != set(lock.files):
-        return [f"files {sorted(names ^ set(lock.files))} differ between the install and the lock"]
+    unlocked = [str(s) for s in flavour.layer_sets if str(s) not in lock.layer_sets]
+    if unlocked:
+        return [f"the lock of {flavour.key} has no {unlocked[0]} files: this version's {unlocked[0]} source is not one the patch fits"]
+    # The lock covers every layer set; the install is compared for the sets it acts on.
+    locked = {relative for relative in lock.files if _layer_set_of(flavour, relative) in flavour.layer_sets}
+    if names != locked:
+        return [f"files {sorted(names ^ locked)} differ between the install and the lock"]
     try:
         originals = original_sources(flavour, state.manifest)
     except errors.BackupProblem as error:
@@ -108,3 +113,14 @@ def _compare(flavour: Flavour, lock: Lock, state: FlavourState) -> list[str]:
         elif file.state == State.PATCHED and file.sha256 != lock.files[file.target.relative].patched:
             problems.append(f"{file.target.relative}: live patched file differs from the locked output")
     return problems
+
+
+def _layer_set_of(flavour: Flavour, relative: str):
+    """The layer set a locked file belongs to, from the flavour's layout (None: none we know)."""
+    if flavour.layout is None:
+        return None
+    package = relative.split("/")[0]
+    for layer_set in flavour.layout.known_sets:
+        if any(path == relative for path, _ in flavour.layout.paths_for(package, layer_set)):
+            return layer_set
+    return None

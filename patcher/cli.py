@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import click
 
 from patcher import commands, errors, output
+from patcher.spec import LayerSet, parse_layer_sets
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT
 from patcher.verification import BACKENDS, DEFAULT_TIMEOUT
 
@@ -27,9 +28,19 @@ class Where:
 
     environments: list[commands.Environment]
     only: str | None
+    layers: frozenset[LayerSet] | None = None  # --layers, None when not given
 
     def run(self, command, **options) -> list[commands.EnvironmentResult]:
-        return commands.each(self.environments, self.only, command, **options)
+        return commands.each(self.environments, self.only, command, layers=self.layers, **options)
+
+
+def _layer_sets(ctx, param, value: str | None) -> frozenset[LayerSet] | None:
+    if value is None:
+        return None
+    try:
+        return parse_layer_sets(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def target_options(command):
@@ -50,12 +61,19 @@ def target_options(command):
         help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel) instead. Repeatable.",
     )
     @click.option("--only", type=click.Choice(["keras", "tf_keras"]), help="Only this flavour (default: all found).")
+    @click.option(
+        "--layers",
+        metavar="SETS",
+        callback=_layer_sets,
+        help="Layer sets, comma-separated: convlstm, lstm, gru. apply: patch these too (default convlstm); "
+        "revert, diff: only these (default: every set patched).",
+    )
     @click.option("-q", "--quiet", is_flag=True, help="Print only what changed and errors.")
     @click.option("-v", "--verbose", count=True, help="Print more detail (files, backups, timings).")
     @functools.wraps(command)
-    def wrapper(pythons, keras_roots, only, quiet, verbose, as_json=False, **kwargs):
+    def wrapper(pythons, keras_roots, only, layers, quiet, verbose, as_json=False, **kwargs):
         printer = output.Printer(verbosity=-1 if quiet else verbose, as_json=as_json)
-        return command(where=Where(commands.environments(pythons, keras_roots), only), out=printer, **kwargs)
+        return command(where=Where(commands.environments(pythons, keras_roots), only, layers), out=printer, **kwargs)
 
     return wrapper
 

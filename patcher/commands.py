@@ -21,6 +21,7 @@ from patcher import __version__, checking, errors, operations, state, verificati
 from patcher.backup import orphaned_backups
 from patcher.environment import Flavour, find_flavours, search_path
 from patcher.operations import Action, Outcome
+from patcher.spec import LayerSet
 from patcher.state import FlavourState
 from patcher.verification import DEFAULT_TIMEOUT, Report, VerifyOptions, verify_all
 
@@ -124,7 +125,13 @@ def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = (
 
 
 def each(
-    named: list[Environment], only: str | None, command: Callable[..., Any], *, needs_keras: bool = True, **options: Any
+    named: list[Environment],
+    only: str | None,
+    command: Callable[..., Any],
+    *,
+    needs_keras: bool = True,
+    layers: frozenset[LayerSet] | None = None,
+    **options: Any,
 ) -> list[EnvironmentResult]:
     """Run ``command`` in every environment on its own: one failing never stops or undoes another.
 
@@ -136,7 +143,7 @@ def each(
     for environment in named:
         value = None
         try:
-            value = command(target(environment.python, environment.keras_root, only, needs_keras), **options)
+            value = command(target(environment.python, environment.keras_root, only, needs_keras, layers), **options)
             if hasattr(value, "verdict"):
                 value.verdict()
         except errors.Interrupted as error:
@@ -164,11 +171,20 @@ class Diffed:
     outcomes: list[Outcome]
 
 
-def target(python: str | None, keras_root: str | None, only: str | None, needs_keras: bool = True) -> Target:
-    """The flavours that --python / --keras-root / --only name; raise if there are none (unless not needed)."""
+def target(
+    python: str | None,
+    keras_root: str | None,
+    only: str | None,
+    needs_keras: bool = True,
+    layers: frozenset[LayerSet] | None = None,
+) -> Target:
+    """The flavours that --python / --keras-root / --only name, with the files of --layers.
+
+    Raise if there are none, unless the command does not need any (clean).
+    """
     path = search_path(python, keras_root)
     folders = list(dict.fromkeys(Path(entry).resolve() for entry in path if entry and Path(entry).is_dir()))
-    flavours = find_flavours(path, only)
+    flavours = find_flavours(path, only, layers)
     if not flavours and needs_keras:
         where = f"under {keras_root}" if keras_root else f"in the environment of {python or 'this Python'}"
         wanted = only or "keras or tf_keras"

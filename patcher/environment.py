@@ -17,7 +17,7 @@ from pathlib import Path
 
 from patcher import errors
 from patcher.hashing import record_hash_to_hex
-from patcher.spec import Layout, layouts
+from patcher.spec import DEFAULT_LAYER_SETS, LayerSet, Layout, layouts, ordered
 
 # distribution name -> import package
 FLAVOURS = {"keras": "keras", "tf_keras": "tf_keras"}
@@ -30,6 +30,7 @@ class TargetFile:
     classes: dict[str, str]  # class name -> role ("cell" or "layer")
     record_sha256: str | None  # hex; None when neither RECORD nor our hash lock knows the file
     from_lock: bool = False  # record_sha256 comes from our hash lock: the distribution has no RECORD hash
+    layer_set: LayerSet = LayerSet.CONVLSTM
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Flavour:
     site: Path  # the folder holding the package and its dist-info
     layout: Layout | None  # None: a Keras whose ConvLSTM source we do not know
     files: tuple[TargetFile, ...]
+    # The layer sets acted on (asked for, plus those a backup records), and
+    # those this version's files allow.
+    layer_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
+    supported_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
+    asked: tuple[LayerSet, ...] = ()  # what --layers named (empty: not given)
     why_unsupported: str = ""  # with no layout: what is missing, when we can tell
 
     @property
@@ -60,17 +66,25 @@ def search_path(python: str | None, keras_root: str | None) -> list[str]:
     return list(sys.path)
 
 
-def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
-    """The Keras distributions importable from ``path``, first one per name."""
+def find_flavours(
+    path: list[str], only: str | None = None, layers: frozenset[LayerSet] | None = None
+) -> list[Flavour]:
+    """The Keras distributions importable from ``path``, first one per name.
+
+    Each flavour's files are those of ``layers`` and of every layer set its
+    backup records as applied (so status, verify and revert see the whole
+    patch); a set its version cannot patch is left out (see supported_sets).
+    ``layers`` None: not chosen (--layers not given), ConvLSTM's by default.
+    """
     found: dict[str, Flavour] = {}
     for dist in metadata.distributions(path=path):
         name = _canonical(dist.metadata["Name"] or "")
         if name in FLAVOURS and name not in found and (only is None or only == name):
-            found[name] = _flavour(dist, name)
+            found[name] = _flavour(dist, name, layers)
     return [found[name] for name in FLAVOURS if name in found]
 
 
-def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
+def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet] | None = None) -> Flavour:
     site = Path(dist.locate_file("")).resolve()
     record = {str(entry): entry for entry in (dist.files or [])}
     package = FLAVOURS[name]
@@ -80,15 +94,34 @@ def _flavour(dist: metadata.Distribution, name: str) -> Flavour:
     # with a file deleted can still be reverted, and status says which).
     for complete in (True, False):
         for layout in candidates:
-            paths = layout.paths_for(package)
-            found = [_defines(site / rel, classes, rel in record or not record) for rel, classes in paths]
-            deleted = [rel in record and not (site / rel).exists() for rel, _ in paths]
-            matches = all(found) if complete else any(found) and all(map(any, zip(found, deleted)))
-            if not matches:
+            if not _matches(site, layout.paths_for(package), record, complete):
                 continue
-            files = tuple(_target(site, rel, classes, record.get(rel), name, dist.version) for rel, classes in paths)
-            return Flavour(name, dist.version, site, layout, files)
-    return Flavour(name, dist.version, site, None, (), _why_unsupported(dist, name, site, candidates, record))
+            supported = [
+                layer_set
+                for layer_set in layout.known_sets
+                if _matches(site, layout.paths_for(package, layer_set), record, complete)
+            ]
+            wanted = {*DEFAULT_LAYER_SETS, *(layers or ()), *_recorded_sets(site, f"{name}-{dist.version}")}
+            chosen = [layer_set for layer_set in supported if layer_set in wanted]
+            files = tuple(
+                _target(site, rel, classes, record.get(rel), name, dist.version, layer_set)
+                for layer_set in chosen
+                for rel, classes in layout.paths_for(package, layer_set)
+            )
+            return Flavour(
+                name, dist.version, site, layout, files, tuple(chosen), tuple(supported), tuple(ordered(layers or ()))
+            )
+    why = _why_unsupported(dist, name, site, candidates, record)
+    return Flavour(name, dist.version, site, None, (), (), (), why_unsupported=why)
+
+
+def _matches(site: Path, paths, record: dict, complete: bool) -> bool:
+    """Every file defines its classes; or (not complete) those that do not were deleted since install."""
+    found = [_defines(site / rel, classes, rel in record or not record) for rel, classes in paths]
+    if complete:
+        return all(found)
+    deleted = [rel in record and not (site / rel).exists() for rel, _ in paths]
+    return any(found) and all(map(any, zip(found, deleted)))
 
 
 def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], record: dict) -> str:
@@ -117,7 +150,9 @@ def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], reco
     return ""
 
 
-def _target(site: Path, rel: str, classes: dict[str, str], entry, name: str, version: str) -> TargetFile:
+def _target(
+    site: Path, rel: str, classes: dict[str, str], entry, name: str, version: str, layer_set: LayerSet
+) -> TargetFile:
     """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it) from our lock."""
     recorded = _record_sha256(entry)
     if recorded is None:
@@ -126,8 +161,21 @@ def _target(site: Path, rel: str, classes: dict[str, str], entry, name: str, ver
         lock = load_lock(name, version)
         locked = lock.files.get(rel) if lock is not None else None
         if locked is not None:
-            return TargetFile(rel, site / rel, classes, locked.pristine, from_lock=True)
-    return TargetFile(rel, site / rel, classes, recorded)
+            return TargetFile(rel, site / rel, classes, locked.pristine, from_lock=True, layer_set=layer_set)
+    return TargetFile(rel, site / rel, classes, recorded, layer_set=layer_set)
+
+
+def _recorded_sets(site: Path, key: str) -> list[LayerSet]:
+    """The layer sets the backup's manifest says are applied (ConvLSTM's only, for an older manifest).
+
+    A quick read for choosing files; patcher.backup.read_manifest validates it.
+    """
+    path = site / ".convlstm-patch" / "backups" / key / "manifest.json"
+    try:
+        names = json.loads(path.read_text(encoding="utf-8")).get("layer_sets", ["convlstm"])
+        return ordered(LayerSet(name) for name in names)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
 
 
 def _defines(path: Path, classes: dict[str, str], listed: bool) -> bool:

@@ -29,7 +29,9 @@ class Lock:
     version: str
     tool_version: str  # the convlstm-patch version whose output `patched` hashes
     layout: str | None  # None: no ConvLSTM source we can patch (e.g. keras 2.4)
-    files: dict[str, LockedFile]
+    files: dict[str, LockedFile]  # every layer set's files
+    # The layer sets whose transform fits this release (`apply --layers`).
+    layer_sets: tuple[str, ...] = ("convlstm",)
 
     @property
     def supported(self) -> bool:
@@ -51,6 +53,7 @@ def load_lock(distribution: str, version: str, root: Path | None = None) -> Lock
     except FileNotFoundError:
         return None
     files = {name: LockedFile(**entry) for name, entry in data.pop("files").items()}
+    data["layer_sets"] = tuple(data.get("layer_sets", ("convlstm",)))
     return Lock(files=files, **data)
 
 
@@ -80,4 +83,5 @@ def new_lock(flavour, planned) -> Lock:
         files={
             item.target.relative: LockedFile(sha256_hex(item.original), sha256_hex(item.patched)) for item in planned
         },
+        layer_sets=tuple(dict.fromkeys(str(item.target.layer_set) for item in planned)) or ("convlstm",),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from patcher import errors, transaction
 from patcher.backup import (
@@ -20,6 +20,7 @@ from patcher.environment import Flavour
 from patcher.fsops import atomic_write, remove_bytecode
 from patcher.hashing import sha256_hex
 from patcher.planning import PlannedFile, plan
+from patcher.spec import LayerSet
 from patcher.state import FlavourState, State, damaged_backup_note, inspect
 from patcher.transaction import Journal, Operation
 
@@ -62,6 +63,7 @@ def prepare(flavour: Flavour, *, force: bool = False) -> Prepared:
     """Check the files and transform them in memory; writes nothing."""
     state = inspect(flavour)
     _require_supported(state)
+    _require_layer_sets(flavour)
     if state.overall == State.PATCHED:
         return Prepared(state)
     for file in state.of(State.MISSING):
@@ -135,26 +137,62 @@ def revert(flavour: Flavour, *, force: bool = False) -> Outcome:
             "revert with --force to discard that edit"
         )
     originals = backed_up_sources(flavour, manifest)  # raises, before any change, if it may not be restored
+    # --layers lstm,gru: only those (ConvLSTM, the base every patch has, goes only with all)
+    if flavour.asked and LayerSet.CONVLSTM not in flavour.asked:
+        return _revert_sets(flavour, manifest, originals)
     for file in state.files:
         remove_bytecode(file.target.path)  # before the first write: bytecode we cannot delete changes nothing
     restored = transaction.rollback(flavour, Journal(Operation.REVERT))
     warnings = [
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
         for file in state.files
-        if file.target.record_sha256 and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
+        if file.target.record_sha256
+        and file.target.relative in originals
+        and sha256_hex(originals[file.target.relative]) != file.target.record_sha256
     ] + [f"{file.target.relative}: was missing; restored from the backup" for file in state.of(State.MISSING)]
     return Outcome(flavour, Action.REVERTED, restored, warnings)
+
+
+def _revert_sets(flavour: Flavour, manifest, originals: dict[str, bytes]) -> Outcome:
+    """`revert --layers X`: restore only X's files and keep the other sets patched.
+
+    Under the apply journal: if the run dies part way, the next command rolls
+    the flavour back to all originals (the backup stays), never to a mix.
+    """
+    asked = {str(layer_set) for layer_set in flavour.asked}
+    targets = [t for t in flavour.files if str(t.layer_set) in asked and t.relative in originals]
+    if not targets:
+        return Outcome(flavour, Action.NOTHING_TO_REVERT)
+    relatives = {target.relative for target in targets}
+    kept = replace(
+        manifest,
+        files=tuple(entry for entry in manifest.files if entry.path not in relatives),
+        layer_sets=tuple(name for name in manifest.layer_sets if name not in asked),
+    )
+    restored = []
+    with transaction.journaled([(flavour, Journal(Operation.APPLY, fresh_backup=False))]):
+        for target in targets:
+            if target.path.read_bytes() != originals[target.relative]:
+                atomic_write(target.path, originals[target.relative])
+                remove_bytecode(target.path)
+                restored.append(target.relative)
+        write_backup(flavour, {}, kept)  # the manifest no longer lists them; their copies are left unused
+    return Outcome(flavour, Action.REVERTED, restored)
 
 
 def diff(flavour: Flavour) -> Outcome:
     """The unified diff the patch makes (patched: from the backup) or would make."""
     state = inspect(flavour)
     _require_supported(state)
+    # --layers: only those sets' files
+    chosen = {str(layer_set) for layer_set in flavour.asked}
+    if chosen:
+        flavour = replace(flavour, files=tuple(t for t in flavour.files if str(t.layer_set) in chosen))
     if state.manifest is not None:
-        originals = backed_up_sources(flavour, state.manifest)
+        originals = original_sources(flavour, state.manifest)
         items = [
-            PlannedFile(file.target, originals[file.target.relative], file.target.path.read_bytes(), ())
-            for file in state.files
+            PlannedFile(target, originals[target.relative], target.path.read_bytes(), ())
+            for target in flavour.files
         ]
         return Outcome(flavour, Action.PATCHED, [item.target.relative for item in items], [], _diffs(items))
     planned = plan(flavour, original_sources(flavour, None))
@@ -170,6 +208,17 @@ def _require_supported(state: FlavourState) -> None:
             f"{flavour.key} has no ConvLSTM source layout that convlstm-patch knows (keras 2.4 and 2.5 only "
             "re-export tensorflow.keras and have none); supported: keras 2.0-2.3, 2.6-2.15 and 3.x, tf_keras 2.14+ "
             "(see README, 'Supported Keras versions')"
+        )
+
+
+def _require_layer_sets(flavour: Flavour) -> None:
+    """Refuse a --layers set this version's files do not allow."""
+    missing = [layer_set for layer_set in flavour.asked if layer_set not in flavour.supported_sets]
+    if missing:
+        supported = ", ".join(map(str, flavour.supported_sets))
+        raise errors.Unsupported(
+            f"{flavour.key} has no {missing[0]} source convlstm-patch can patch (it supports --layers {supported}); "
+            "see README, 'Supported Keras versions'"
         )
 
 

@@ -108,9 +108,20 @@ def show_status(out: Printer, status) -> dict:
         for file in state.files:
             note = f"  ({file.note})" if file.note else ""
             out.line(f"  {out.state(file.state)}{' ' * (width - len(file.state))}  {file.target.relative}{note}")
+        if flavour.layout:
+            sets = layer_sets_json(state)
+            patched = ", ".join(sets["patched"]) or "none"
+            out.line(f"  layer sets: patched {patched}; this version supports {', '.join(sets['supported'])}")
         for note in notes:
             out.line(f"  note: {note}")
     return {"flavours": [state_json(state, notes) for state, notes in status.flavours]}
+
+
+def layer_sets_json(state) -> dict:
+    """Which layer sets are patched (as the backup records) and which this version supports."""
+    manifest = state.manifest
+    patched = list(manifest.layer_sets) if manifest is not None and state.overall == "patched" else []
+    return {"patched": patched, "supported": [str(layer_set) for layer_set in state.flavour.supported_sets]}
 
 
 def show_apply(out: Printer, applied) -> dict:
@@ -257,6 +268,7 @@ def state_json(state, notes: list[str]) -> dict:
         "layout": flavour.layout.name if flavour.layout else None,
         "state": state.overall,
         "files": [{"path": file.target.relative, "state": file.state, "note": file.note} for file in state.files],
+        "layer_sets": layer_sets_json(state),
         "notes": notes,
     }
 

@@ -21,6 +21,7 @@ from patcher.environment import Flavour
 from patcher.state import State, inspect
 
 PROBE = Path(__file__).resolve().parent / "probe" / "runner.py"
+RNN_PROBE = Path(__file__).resolve().parent / "probe" / "rnn_runner.py"
 DEFAULT_TIMEOUT = 600  # seconds
 BACKENDS = ("tensorflow", "jax", "torch")  # the Keras 3 backends --backend accepts
 
@@ -115,22 +116,43 @@ def verify(flavour: Flavour, options: VerifyOptions, backend: str | None = None)
     if manifest is not None:
         command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
     report = Report(flavour, backend)
+    _probe(report, command, flavour, backend, options)
+    rnn_command = _rnn_command(flavour, options, manifest)
+    if rnn_command is not None:
+        _probe(report, rnn_command, flavour, backend, options)
+    return report
+
+
+def _rnn_command(flavour: Flavour, options: VerifyOptions, manifest) -> list[str] | None:
+    """The LSTM/GRU probe for the flavour's further layer sets (none: ConvLSTM only)."""
+    command = [options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site)]
+    for target in flavour.files:
+        if str(target.layer_set) == "convlstm":
+            continue
+        command += ["--package", target.relative.split("/")[0]] if "--package" not in command else []
+        command += ["--layer-set", f"{target.layer_set}={target.relative[: -len('.py')].replace('/', '.')}"]
+        if manifest is not None and manifest.file(target.relative) is not None:
+            command += ["--pristine", f"{target.layer_set}={backup_copy(flavour, target.relative)}"]
+    return command if "--layer-set" in command else None
+
+
+def _probe(report: Report, command: list[str], flavour: Flavour, backend: str | None, options: VerifyOptions) -> None:
+    """Run one probe process and add its checks to the report."""
     on_progress = options.labelled(report.label)
     try:
         stdout, returncode, timed_out = _run(command, _environment(flavour, backend), options.timeout, on_progress)
     except OSError as error:
         report.checks.append(ProbeCheck("run", False, f"could not start {command[0]}: {error.strerror}"))
-        return report
+        return
     if timed_out:
         report.checks.append(ProbeCheck("run", False, f"verification did not finish within {options.timeout:.0f} s"))
-        return report
+        return
     try:
         document = json.loads(stdout.strip().splitlines()[-1])
         report.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
         report.backend = document.get("backend", backend)
     except (ValueError, IndexError, KeyError, TypeError):
         report.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
-    return report
 
 
 def _environment(flavour: Flavour, backend: str | None) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Pristine copies of the running environment's Keras, whatever state it is in.
 
 Tests and benchmarks never touch the environment they run in, and they need
-Keras's stock ConvLSTM sources even when that environment is patched:
+Keras's stock ConvLSTM (and LSTM/GRU) sources even when that environment is patched:
 README's first command patches it. Each target file's bytes come from what
 the project itself knows to be pristine, checked against the sha256 that pip
 wrote in RECORD:
@@ -32,6 +32,7 @@ from patcher.backup import backup_copy, read_manifest  # noqa: E402
 from patcher.environment import Flavour, find_flavours  # noqa: E402
 from patcher.fsops import remove_bytecode  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
+from patcher.spec import LayerSet  # noqa: E402
 
 
 class NoPristineSource(RuntimeError):
@@ -49,7 +50,8 @@ class PristineCopy:
 
 def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) -> PristineCopy:
     """Copy ``distribution`` (package and dist-info) from ``path`` (default sys.path) into ``dest``, pristine."""
-    found = find_flavours(list(sys.path if path is None else path), only=distribution)
+    # Every layer set's files (ConvLSTM, LSTM, GRU): any of them may be patched.
+    found = find_flavours(list(sys.path if path is None else path), only=distribution, layers=frozenset(LayerSet))
     if not found:
         return _unpack_uninstalled(distribution, dest)
     (flavour,) = found

@@ -3,8 +3,8 @@
 For every final release of keras (2.0.0 up) and tf_keras (2.14.1 up) on the
 index, or only those given with --versions: download the archive once into a
 cache outside the repository (pip download --no-deps), unpack its dist-info
-and ConvLSTM sources into a temporary folder, run the transform, and write
-the lock: each file's pristine sha256 (checked against the wheel's RECORD),
+and ConvLSTM (and LSTM/GRU) sources into a temporary folder, run the
+transform, and write the lock (with the layer sets whose transform fits): each file's pristine sha256 (checked against the wheel's RECORD),
 the sha256 of our output, and the tool version. With --check nothing is
 written and every lock that is missing or differs is listed.
 
@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,11 +37,17 @@ import wheels  # noqa: E402
 from patcher.environment import FLAVOURS, find_flavours  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
 from patcher.locks import Lock, dump_lock, lock_path, new_lock  # noqa: E402
-from patcher.spec import layouts  # noqa: E402
+from patcher.spec import LayerSet, layouts  # noqa: E402
 
 LOCKS = ROOT / "patches" / "locks"
-# Every file any layout patches, for either package: what we unpack.
-CANDIDATES = {rel for layout in layouts() for package in FLAVOURS.values() for rel, _ in layout.paths_for(package)}
+# Every file any layout patches, for either package and any layer set: what we unpack.
+CANDIDATES = {
+    rel
+    for layout in layouts()
+    for package in FLAVOURS.values()
+    for layer_set in layout.known_sets
+    for rel, _ in layout.paths_for(package, layer_set)
+}
 
 
 class LockError(Exception):
@@ -65,7 +71,7 @@ def compute(archive: Path) -> Computed:
 
     with tempfile.TemporaryDirectory(prefix="convlstm-lock-") as tmp:
         wheels.extract(archive, Path(tmp), CANDIDATES)
-        flavours = find_flavours([tmp])
+        flavours = find_flavours([tmp], layers=frozenset(LayerSet))
         if len(flavours) != 1:
             raise LockError(f"{archive.name}: found {len(flavours)} keras/tf_keras distributions, expected 1")
         (flavour,) = flavours
@@ -79,10 +85,26 @@ def compute(archive: Path) -> Computed:
     for relative, data in originals.items():
         if record[relative] != sha256_hex(data):
             raise LockError(f"{relative}: sha256 differs from the archive's RECORD ({record[relative]})")
-    planned = tuple(plan(flavour, originals))
+    planned = tuple(_plan_sets(flavour, originals, plan))
     for item in planned:
         compile(item.patched, item.target.relative, "exec", dont_inherit=True)
     return Computed(new_lock(flavour, planned), planned, record)
+
+
+def _plan_sets(flavour, originals, plan) -> list:
+    """ConvLSTM's files (they must transform), then each further layer set whose transform fits."""
+    from patcher.errors import TransformFailed
+
+    planned = []
+    for layer_set in flavour.layer_sets:
+        subset = replace(flavour, files=tuple(t for t in flavour.files if t.layer_set == layer_set))
+        try:
+            planned += plan(subset, originals)
+        except TransformFailed:
+            if layer_set == LayerSet.CONVLSTM:
+                raise
+            # this release's LSTM/GRU source has another shape: the set is not offered for it
+    return planned
 
 
 def _attempt(archive: Path) -> Computed | str:
@@ -127,7 +149,7 @@ def archives(pairs: list[tuple[str, str]], cache: Path, jobs: int = 4) -> tuple[
 def describe(lock: Lock) -> str:
     if not lock.supported:
         return "unsupported (no ConvLSTM source of its own)"
-    return f"{lock.layout}, {len(lock.files)} files"
+    return f"{lock.layout}, {len(lock.files)} files, layer sets {'/'.join(lock.layer_sets)}"
 
 
 def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, locks: Path = LOCKS) -> int:

@@ -26,7 +26,11 @@ from patcher.spec import parameters  # noqa: E402
 
 LOCKS = update_locks.LOCKS
 COMMITTED = [(name, version) for name in wheels.FLOORS for version in known_versions(name, LOCKS)]
-NAMES = tuple(parameter.name.encode() for parameter in parameters())  # the five: every patched file has them all
+
+def names(layer_set) -> tuple[bytes, ...]:
+    """The parameters a layer set adds: every patched file of the set has them all."""
+    return tuple(parameter.name.encode() for parameter in parameters(layer_set))
+
 
 
 def unavailable(reason: str) -> None:
@@ -85,7 +89,7 @@ def test_lock_matches_release(results, pair):
     for item in outcome.planned:
         compile(item.patched, item.target.relative, "exec", dont_inherit=True)
         assert item.patched != item.original
-        assert all(name in item.patched for name in NAMES), item.target.relative
+        assert all(name in item.patched for name in names(item.target.layer_set)), item.target.relative
 
 
 def test_unsupported_are_the_keras_2_4_shims():
@@ -172,7 +176,7 @@ RNN = "keras/src/layers/rnn"
         ),
         pytest.param(
             f"{RNN}/conv_lstm1d.py", "recurrent_activation: Activation", "recurrent_activation - Activation", True,
-            "written (keras3, 4 files); WARNING", f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring", id="warns",
+            "written (keras3, 6 files, layer sets convlstm/lstm/gru); WARNING", f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring", id="warns",
         ),
         pytest.param(
             f"{RNN}/conv_lstm2d.py", "Args:", "Arguments:", False,
@@ -192,3 +196,13 @@ def test_update_reports_failures_and_warnings(
     output = capsys.readouterr().out
     assert code == 1, output
     assert f"{NEWEST_KERAS[0]} {NEWEST_KERAS[1]}: {status}" in output and detail in output, output
+
+
+def test_lstm_and_gru_are_locked_for_keras_3_and_tf_keras():
+    """Issue 13: Keras 3 and tf_keras (so keras 2.13-2.15 too) offer --layers lstm,gru."""
+    for pair in COMMITTED:
+        lock = load_lock(*pair, root=LOCKS)
+        generation = pair[0] == "tf_keras" or pair[1].startswith(("3.", "2.13.", "2.14.", "2.15."))
+        if generation:
+            assert lock.layer_sets == ("convlstm", "lstm", "gru"), pair
+        assert lock.layer_sets[0] == "convlstm" if lock.supported else True

@@ -19,8 +19,9 @@ class GateActivationsTransformer(ClassScopedTransformer):
     the surrounding dropout and convolution code is written.
     """
 
-    # Keras 2.0 computes the gates in ConvLSTM2D.step; later versions in Cell.call.
-    methods = frozenset({"call", "step"})
+    # Keras 2.0 computes the gates in ConvLSTM2D.step; later versions in Cell.call;
+    # LSTMCell in two helpers of call (split and fused kernels).
+    methods = frozenset({"call", "step", "_compute_carry_and_output", "_compute_carry_and_output_fused"})
 
     def visit_Assign(self, node: cst.Assign) -> bool:
         return False  # leave_Assign rewrites the whole value; no need to walk it

@@ -13,9 +13,9 @@ _KEEP_FIRST = re.compile(r"^#!|^#.*coding[:=]")
 
 
 class MarkerTransformer(cst.CSTTransformer):
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, layer_set: str = "convlstm") -> None:
         super().__init__()
-        self.comment = marker_text(version)
+        self.comment = marker_text(version, layer_set)
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         header = list(updated_node.header)

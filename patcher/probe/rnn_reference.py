@@ -1,0 +1,143 @@
+"""Pure-NumPy reference of the LSTM and GRU forward passes, one activation per gate.
+
+The ground truth the patched ``LSTM`` / ``GRU`` layers are checked against:
+independent of Keras (NumPy and the standard library only), valid Python 3.6
+with NumPy 1.13, like reference.py (tests/test_probe_compat.py).
+
+Conventions follow Keras (3 and 2.x/tf_keras alike): inputs ``(batch, time,
+features)``; LSTM kernels ``(features, 4 * units)`` and ``(units, 4 * units)``
+with the gates ordered i, f, c, o; GRU kernels ``(..., 3 * units)`` ordered z,
+r, h, and a bias of shape ``(3 * units,)`` or, with ``reset_after``, ``(2, 3 *
+units)`` (input bias, recurrent bias)::
+
+    LSTM  i = recurrent_activation_i(x W_i + h U_i + b_i)
+          f = recurrent_activation_f(x W_f + h U_f + b_f)
+          c = f * c + i * activation_i(x W_c + h U_c + b_c)
+          o = recurrent_activation_o(x W_o + h U_o + b_o)
+          h = o * activation_o(c)
+    GRU   z = recurrent_activation_z(x W_z + h U_z + b_z)
+          r = recurrent_activation_r(x W_r + h U_r + b_r)
+          hh = activation(x W_h + r * (h U_h + b'_h))     reset_after
+          hh = activation(x W_h + (r * h) U_h + b_h)      otherwise
+          h = z * h + (1 - z) * hh
+
+Every per-gate activation left as None follows ``activation`` /
+``recurrent_activation``, as in the patched layers.
+"""
+
+import numpy as np
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+ACTIVATIONS = {
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "linear": lambda x: x,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    # Keras 3; Keras 2 / tf_keras use clip(0.2 x + 0.5, 0, 1)
+    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+}
+HARD_SIGMOID_KERAS2 = lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)  # noqa: E731
+
+
+def resolve(activation, hard_sigmoid="keras3"):
+    if callable(activation):
+        return activation
+    if activation is None:
+        return ACTIVATIONS["linear"]
+    if activation == "hard_sigmoid" and hard_sigmoid == "keras2":
+        return HARD_SIGMOID_KERAS2
+    return ACTIVATIONS[activation]
+
+
+def _pick(given, fallback, hard_sigmoid):
+    return resolve(given if given is not None else fallback, hard_sigmoid)
+
+
+def lstm(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    activation_i=None,
+    activation_o=None,
+    recurrent_activation_f=None,
+    recurrent_activation_i=None,
+    recurrent_activation_o=None,
+    hard_sigmoid="keras3",
+):
+    """(outputs over time, last h, last c), all float64."""
+    x = np.asarray(x, dtype="float64")
+    kernel = np.asarray(kernel, dtype="float64")
+    recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
+    units = recurrent_kernel.shape[0]
+    bias = np.zeros(4 * units) if bias is None else np.asarray(bias, dtype="float64")
+    act_c = _pick(activation_i, activation, hard_sigmoid)
+    act_h = _pick(activation_o, activation, hard_sigmoid)
+    gate_i = _pick(recurrent_activation_i, recurrent_activation, hard_sigmoid)
+    gate_f = _pick(recurrent_activation_f, recurrent_activation, hard_sigmoid)
+    gate_o = _pick(recurrent_activation_o, recurrent_activation, hard_sigmoid)
+    h = np.zeros((x.shape[0], units))
+    c = np.zeros((x.shape[0], units))
+    outputs = []
+    for t in range(x.shape[1]):
+        z = x[:, t, :].dot(kernel) + h.dot(recurrent_kernel) + bias
+        z_i, z_f, z_c, z_o = (z[:, k * units : (k + 1) * units] for k in range(4))
+        i = gate_i(z_i)
+        f = gate_f(z_f)
+        c = f * c + i * act_c(z_c)
+        o = gate_o(z_o)
+        h = o * act_h(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1), h, c
+
+
+def gru(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    recurrent_activation_z=None,
+    recurrent_activation_r=None,
+    reset_after=True,
+    hard_sigmoid="keras3",
+):
+    """(outputs over time, last h), all float64."""
+    x = np.asarray(x, dtype="float64")
+    kernel = np.asarray(kernel, dtype="float64")
+    recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
+    units = recurrent_kernel.shape[0]
+    if bias is None:
+        input_bias, recurrent_bias = np.zeros(3 * units), np.zeros(3 * units)
+    elif reset_after:
+        input_bias, recurrent_bias = np.asarray(bias, dtype="float64")
+    else:
+        input_bias, recurrent_bias = np.asarray(bias, dtype="float64"), np.zeros(3 * units)
+    candidate = resolve(activation, hard_sigmoid)
+    gate_z = _pick(recurrent_activation_z, recurrent_activation, hard_sigmoid)
+    gate_r = _pick(recurrent_activation_r, recurrent_activation, hard_sigmoid)
+    w_z, w_r, w_h = (kernel[:, k * units : (k + 1) * units] for k in range(3))
+    u_z, u_r, u_h = (recurrent_kernel[:, k * units : (k + 1) * units] for k in range(3))
+    b_z, b_r, b_h = (input_bias[k * units : (k + 1) * units] for k in range(3))
+    rb_z, rb_r, rb_h = (recurrent_bias[k * units : (k + 1) * units] for k in range(3))
+    h = np.zeros((x.shape[0], units))
+    outputs = []
+    for t in range(x.shape[1]):
+        xt = x[:, t, :]
+        z = gate_z(xt.dot(w_z) + b_z + h.dot(u_z) + rb_z)
+        r = gate_r(xt.dot(w_r) + b_r + h.dot(u_r) + rb_r)
+        if reset_after:
+            hh = candidate(xt.dot(w_h) + b_h + r * (h.dot(u_h) + rb_h))
+        else:
+            hh = candidate(xt.dot(w_h) + b_h + (r * h).dot(u_h))
+        h = z * h + (1.0 - z) * hh
+        outputs.append(h)
+    return np.stack(outputs, axis=1), h

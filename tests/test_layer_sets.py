@@ -1,0 +1,174 @@
+"""`--layers`: LSTM and GRU are opt-in; plain `apply` is exactly what it was.
+
+Works on copies of the installed keras and tf_keras (the `site` fixture); the
+expected ConvLSTM bytes are the hashes in patches/locks, made before layer sets
+existed.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import sys
+
+import pytest
+
+from helpers import cli_at, hashes, tree_hashes
+from patcher.environment import find_flavours
+from patcher.hashing import sha256_hex
+from patcher.locks import load_lock
+from patcher.spec import LayerSet, parameters
+from patcher.transform import transform_source
+
+ALL = "convlstm,lstm,gru"
+RNN_SETS = (LayerSet.LSTM, LayerSet.GRU)
+# Lines of LSTM/GRU sources the patch may change: gate equations and the fused-path flag / test.
+CHANGED_PREFIXES = (
+    "i = self.recurrent_activation(",
+    "f = self.recurrent_activation(",
+    "c = f * c_tm1 + i * self.activation(",
+    "o = self.recurrent_activation(",
+    "h = o * self.activation(c)",
+    "z = self.recurrent_activation(",
+    "r = self.recurrent_activation(",
+    'if self.use_cudnn in ("auto", True):',
+    ")",  # the end of `self._could_use_gpu_kernel = (...)`
+)
+
+
+def flavours(site, layers=frozenset({LayerSet.CONVLSTM})):
+    return {flavour.distribution: flavour for flavour in find_flavours([str(site)], layers=layers)}
+
+
+def rnn_targets(layers=frozenset(RNN_SETS)):
+    found = find_flavours(sys.path, layers=layers)
+    return [
+        pytest.param(flavour, target, id=f"{flavour.distribution}-{target.layer_set}")
+        for flavour in found
+        for target in flavour.files
+        if target.layer_set in RNN_SETS
+    ]
+
+
+def test_plain_apply_output_and_bytes_are_unchanged(site):
+    before = flavours(site)
+    rnn_files = [target.path for flavour in flavours(site, frozenset(LayerSet)).values() for target in flavour.files if target.layer_set != LayerSet.CONVLSTM]
+    rnn_before = hashes(rnn_files)
+    result = cli_at(site, "apply", "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{before['keras'].key}: patched 4 files; undo with `convlstm-patch revert`",
+        f"{before['tf_keras'].key}: patched 4 files; undo with `convlstm-patch revert`",
+        "note: Python processes that imported Keras before this keep the old code until they restart "
+        "(Jupyter: restart the kernel)",
+    ]
+    for flavour in before.values():
+        lock = load_lock(flavour.distribution, flavour.version)
+        convlstm = {relative for relative in lock.files if not relative.endswith(("/lstm.py", "/gru.py"))}
+        assert {target.relative for target in flavour.files} == convlstm and len(convlstm) == 4
+        for target in flavour.files:
+            assert sha256_hex(target.path.read_bytes()) == lock.files[target.relative].patched, target.relative
+    assert hashes(rnn_files) == rnn_before, "plain apply touched LSTM/GRU files"
+
+
+@pytest.mark.parametrize("flavour, target", rnn_targets())
+def test_rnn_sources_transform(flavour, target):
+    source = target.path.read_text(encoding="utf-8")
+    result = transform_source(source, target.classes, layer_set=target.layer_set)
+    assert result.warnings == ()
+    compile(result.code, target.relative, "exec")
+    assert transform_source(result.code, target.classes, layer_set=target.layer_set).code == result.code
+    original, patched = source.splitlines(), result.code.splitlines()
+    matcher = difflib.SequenceMatcher(None, original, patched, autojunk=False)
+    removed = [
+        line.strip()
+        for tag, start, end, _, _ in matcher.get_opcodes()
+        if tag in ("replace", "delete")
+        for line in original[start:end]
+    ]
+    assert [line for line in removed if not line.startswith(CHANGED_PREFIXES)] == []
+    tree = ast.parse(result.code)
+    names = [param.name for param in parameters(target.layer_set)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name in target.classes:
+            init = next(item for item in node.body if isinstance(item, ast.FunctionDef) and item.name == "__init__")
+            assert [arg.arg for arg in init.args.args[-len(names) :]] == names
+    # The layer never takes its fused path with a per-gate activation set.
+    assert "not self.cell._explicit_activations" in result.code
+
+
+def test_further_set_is_one_step_and_revert_restores_all(site):
+    pristine = tree_hashes(site)
+    assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    more = cli_at(site, "apply", "--no-verify", "--layers", "lstm,gru", "--only", "keras")
+    assert more.exit_code == 0, more.output
+    assert more.stdout.splitlines()[0].endswith("patched 2 files; undo with `convlstm-patch revert`")
+    status = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)
+    (keras,) = status["flavours"]
+    assert keras["state"] == "patched" and len(keras["files"]) == 6
+    assert keras["layer_sets"] == {"patched": ["convlstm", "lstm", "gru"], "supported": ["convlstm", "lstm", "gru"]}
+    again = cli_at(site, "apply", "--no-verify", "--only", "keras")
+    assert "already patched" in again.stdout
+    reverted = cli_at(site, "revert")
+    assert reverted.exit_code == 0, reverted.output
+    assert reverted.stdout.splitlines()[:2] == [
+        f"{flavours(site)['keras'].key}: restored 6 files",
+        f"{flavours(site)['tf_keras'].key}: restored 4 files",
+    ]
+    assert tree_hashes(site) == pristine
+
+
+def test_a_set_the_version_lacks_is_refused(site):
+    gru = next(t for t in flavours(site, frozenset({LayerSet.GRU}))["keras"].files if t.layer_set == LayerSet.GRU)
+    gru.path.write_text(gru.path.read_text().replace("class GRUCell(", "class OtherCell("))
+    assert LayerSet.GRU not in flavours(site)["keras"].supported_sets
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", "lstm,gru")
+    assert result.exit_code == 4
+    assert "has no gru source" in result.stderr and "--layers convlstm, lstm" in result.stderr
+    assert tree_hashes(site) == before
+    status = cli_at(site, "status", "--only", "keras")
+    assert "this version supports convlstm, lstm" in status.stdout
+
+
+@pytest.mark.parametrize("value", ["lstm,rnn", ","])
+def test_bad_layers_value_is_a_usage_error(site, value):
+    result = cli_at(site, "status", "--layers", value)
+    assert result.exit_code == 2
+
+
+def test_check_compares_every_applied_set_with_the_lock(site):
+    pristine = cli_at(site, "check", "--layers", ALL, "--json", "--strict")
+    assert pristine.exit_code == 0, pristine.output
+    assert [(r["status"], r["state"]) for r in json.loads(pristine.stdout)["results"]] == [("ok", "pristine")] * 2
+    assert cli_at(site, "apply", "--no-verify", "--layers", ALL).exit_code == 0
+    # Without --layers, check still covers the sets the backup records.
+    patched = cli_at(site, "check", "--json", "--strict")
+    assert patched.exit_code == 0, patched.output
+    assert [(r["status"], r["state"]) for r in json.loads(patched.stdout)["results"]] == [("ok", "patched")] * 2
+    gru = site / "keras/src/layers/rnn/gru.py"
+    gru.write_text(gru.read_text() + "\n# tweak\n")
+    drift = cli_at(site, "check", "--only", "keras")
+    assert drift.exit_code == 1
+    assert "keras/src/layers/rnn/gru.py: live file is modified" in drift.stdout
+
+
+def test_revert_one_set_keeps_the_others(site):
+    pristine = tree_hashes(site)
+    assert cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", ALL).exit_code == 0
+    diff = cli_at(site, "diff", "--only", "keras", "--layers", "gru")
+    assert diff.exit_code == 0 and "+++ b/keras/src/layers/rnn/gru.py" in diff.stdout
+    assert "conv_lstm.py" not in diff.stdout and "rnn/lstm.py" not in diff.stdout
+    partly = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
+    assert partly.exit_code == 0, partly.output
+    assert partly.stdout.splitlines()[0].endswith("restored 1 files")
+    (keras,) = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)["flavours"]
+    assert keras["state"] == "patched"
+    assert keras["layer_sets"]["patched"] == ["convlstm", "lstm"]
+    assert [f["path"].rsplit("/", 1)[1] for f in keras["files"]][-1] == "lstm.py"
+    nothing = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
+    assert "nothing to revert" in nothing.stdout
+    rest = cli_at(site, "revert", "--only", "keras")
+    assert rest.exit_code == 0 and rest.stdout.splitlines()[0].endswith("restored 5 files")
+    assert tree_hashes(site) == pristine
