@@ -21,31 +21,38 @@ import importlib.util
 import inspect
 import json
 import os
-import re
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOLERANCE = 1e-4
+
+
+def _load_convlstm_runner():
+    """runner.py, for what both probes share (file loading, versions, errors, the five activations)."""
+    spec = importlib.util.spec_from_file_location("_convlstm_patch_runner", os.path.join(HERE, "runner.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+convlstm_runner = _load_convlstm_runner()
+_load_file = convlstm_runner._load_file
+_version_tuple = convlstm_runner._version_tuple
+_describe = convlstm_runner._describe
+TOLERANCE = convlstm_runner.TOLERANCE
 NEW = {
-    "lstm": ("activation_i", "activation_o", "recurrent_activation_f", "recurrent_activation_i", "recurrent_activation_o"),
+    "lstm": convlstm_runner.FIVE,
     "gru": ("recurrent_activation_z", "recurrent_activation_r"),
 }
 CLASSES = {"lstm": ("LSTMCell", "LSTM"), "gru": ("GRUCell", "GRU")}
-# Distinct activations for every new gate (hard_sigmoid differs between Keras 2
-# and 3; the reference knows both). GRU keeps its update gate bounded: an
-# unbounded z makes h grow without limit and float32 drift from the reference.
+# Distinct activations for every new gate: LSTM's five as runner.py's for
+# ConvLSTM. GRU keeps its update gate bounded: an unbounded z makes h grow
+# without limit and float32 drift from the reference (hard_sigmoid differs
+# between Keras 2 and 3; the reference knows both).
 DISTINCT = {
-    "lstm": dict(
-        activation_i="relu",
-        activation_o="softsign",
-        recurrent_activation_f="sigmoid",
-        recurrent_activation_i="linear",
-        recurrent_activation_o="tanh",
-    ),
+    "lstm": convlstm_runner.DISTINCT,
     "gru": dict(recurrent_activation_z="hard_sigmoid", recurrent_activation_r="softsign"),
 }
 # One activation set, the others at the stock defaults (tanh / sigmoid): the
@@ -55,21 +62,7 @@ FUSED = {"lstm": ("gpu_lstm", "standard_lstm"), "gru": ("gpu_gru", "standard_gru
 CHECKS = ("api", "numerics", "inheritance", "serialization", "fused", "defaults")
 
 
-def _load_file(name, path, package=None):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    if package:
-        module.__package__ = package
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 reference = _load_file("_convlstm_patch_rnn_reference", os.path.join(HERE, "rnn_reference.py"))
-
-
-def _version_tuple(text):
-    return tuple(int(part) for part in re.findall(r"\d+", str(text))[:3])
 
 
 class Entered(Exception):
@@ -117,11 +110,7 @@ class RnnProbe(object):
         function = reference.lstm if self.layer_set == "lstm" else reference.gru
         return list(function(x, kernel, recurrent_kernel, bias, hard_sigmoid=self.hard_sigmoid, **options))
 
-    @staticmethod
-    def error(got, expected):
-        if len(got) != len(expected):
-            raise ValueError("the layer returned {} tensors, the reference {}".format(len(got), len(expected)))
-        return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
+    error = staticmethod(convlstm_runner.Probe.error)  # the largest difference, as for ConvLSTM
 
     def variants(self):
         """Keyword sets every check runs: GRU with and without reset_after."""
@@ -350,21 +339,9 @@ def main(argv=None):
         return 0
     for probe in probes:
         for name in args.checks.split(","):
-            label = "{} {}".format(probe.layer_set, name)
-            print("check {}".format(label), file=sys.stderr, flush=True)
-            try:
-                passed, detail, value = getattr(probe, "check_{}".format(name))()
-            except Exception as error:
-                passed, detail, value = False, _describe(error), None
-            result["checks"].append({"name": label, "passed": bool(passed), "detail": detail, "value": value})
+            convlstm_runner.run_check(probe, name, "{} {}".format(probe.layer_set, name), result)
     print(json.dumps(result))
     return 0
-
-
-def _describe(error):
-    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
-    where = " at {}:{}".format(os.path.basename(last[0].filename), last[0].lineno) if last else ""
-    return "{}: {}{}".format(type(error).__name__, error, where).splitlines()[0][:300]
 
 
 if __name__ == "__main__":

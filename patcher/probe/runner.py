@@ -291,14 +291,19 @@ def main(argv=None):
         print(json.dumps(result))
         return 0
     for name in args.checks.split(","):
-        print("check {}".format(name), file=sys.stderr, flush=True)
-        try:
-            passed, detail, value = getattr(probe, "check_{}".format(name))()
-        except Exception as error:
-            passed, detail, value = False, _describe(error), None
-        result["checks"].append({"name": name, "passed": bool(passed), "detail": detail, "value": value})
+        run_check(probe, name, name, result)
     print(json.dumps(result))
     return 0
+
+
+def run_check(probe, name, label, result):
+    """Run probe.check_<name> and add it to result as label; a check that raises has failed."""
+    print("check {}".format(label), file=sys.stderr, flush=True)
+    try:
+        passed, detail, value = getattr(probe, "check_{}".format(name))()
+    except Exception as error:
+        passed, detail, value = False, _describe(error), None
+    result["checks"].append({"name": label, "passed": bool(passed), "detail": detail, "value": value})
 
 
 def _describe(error):
