@@ -42,6 +42,14 @@ def keras_site(folder: Path) -> Path:
     return folder
 
 
+def nobodys_venv(tmp_path: Path) -> Path:
+    """The site-packages of a venv that user nobody owns, with a copy of keras."""
+    site = keras_site(tmp_path / "venv" / "site-packages")
+    tmp_path.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
+    return site
+
+
 # -- nothing to write needs no write access (B9, B10) ---------------------------
 
 
@@ -92,9 +100,7 @@ def test_commands_with_nothing_to_write_create_no_file(site):
 @needs_setpriv
 def test_bytecode_root_compiled_in_a_users_venv_changes_nothing(tmp_path):
     """B1: the user's venv, whose __pycache__ root once compiled (`sudo python -m compileall`)."""
-    site = keras_site(tmp_path / "venv" / "site-packages")
-    tmp_path.chmod(0o755)
-    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
+    site = nobodys_venv(tmp_path)
     rnn = site / "keras/src/layers/rnn"
     cache = rnn / "__pycache__"
     shutil.rmtree(cache, ignore_errors=True)
@@ -432,9 +438,7 @@ def test_manifest_with_no_files_says_so(site):
 @needs_setpriv
 def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
     """D6: root patches a venv nobody owns; every file stays nobody's, and nobody can revert."""
-    site = keras_site(tmp_path / "venv" / "site-packages")
-    tmp_path.chmod(0o755)
-    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
+    site = nobodys_venv(tmp_path)
     before = tree_hashes(site)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0  # as root
     root_owned = [str(path) for path in site.rglob("*") if path.lstat().st_uid != NOBODY]
