@@ -18,7 +18,7 @@ from patcher.backup import backup_folder, orphaned_backups, remove_backup_folder
 from patcher.environment import Flavour
 from patcher.locks import load_lock
 from patcher.operations import Action, Outcome, commit, prepare, revert
-from patcher.state import inspect
+from patcher.state import State, inspect
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT, exclusive, journal_path, recover
 from patcher.verification import Report, VerifyOptions, verify_all
 
@@ -42,16 +42,15 @@ def apply_all(
     run holds the environment's lock; an interrupted earlier run is first
     rolled back.
     """
+    unlocked = _refuse_unlocked(flavours, strict)
     if dry_run:
-        prepared, unlocked = _prepare_all(flavours, force=force, strict=strict, options=options)
-        return _commit_all(prepared, unlocked, dry_run=True), []
-    _refuse_unlocked(flavours, strict)
+        return _commit_all(_prepare_all(flavours, force=force, options=options), unlocked, dry_run=True), []
     done = _without_lock(flavours, lambda: _already_patched(flavours))
     if done is not None:
         return done, []
     with exclusive(flavours, lock_timeout):
         notes = [note for note in map(recover, flavours) if note]
-        prepared, unlocked = _prepare_all(flavours, force=force, strict=strict, options=options)
+        prepared = _prepare_all(flavours, force=force, options=options)
         # One transaction for every flavour, verification included: a failure
         # or Ctrl-C anywhere in it rolls all of them back (a SIGKILL leaves
         # the journals, and the next command rolls back).
@@ -135,10 +134,11 @@ def _without_lock(flavours: list[Flavour], decide: Callable[[], T | None]) -> T 
 
 
 def _already_patched(flavours: list[Flavour]) -> list[Outcome] | None:
-    prepared = [prepare(flavour) for flavour in flavours]
-    if any(item.planned for item in prepared):
+    """apply's outcomes when every flavour is patched; decided from hashes, without transforming
+    (a flavour to patch is transformed once, under the lock)."""
+    if any(inspect(flavour).overall != State.PATCHED for flavour in flavours):
         return None
-    return [commit(item) for item in prepared]
+    return [commit(prepare(flavour)) for flavour in flavours]
 
 
 def _nothing_to_revert(flavours: list[Flavour]) -> list[Outcome] | None:
@@ -159,15 +159,14 @@ def _refuse_unlocked(flavours: list[Flavour], strict: bool) -> list[Flavour]:
     return unlocked
 
 
-def _prepare_all(flavours, *, force, strict, options: VerifyOptions):
-    """Every flavour checked and transformed in memory (nothing written); and those without a hash lock."""
-    unlocked = _refuse_unlocked(flavours, strict)
+def _prepare_all(flavours, *, force, options: VerifyOptions):
+    """Every flavour checked and transformed in memory (nothing written)."""
     prepared = []
     for flavour in flavours:
         if options.on_progress:
             options.on_progress(f"{flavour.key}: checking and transforming {len(flavour.files)} files")
         prepared.append(prepare(flavour, force=force))
-    return prepared, unlocked
+    return prepared
 
 
 def _commit_all(prepared, unlocked: list[Flavour], *, dry_run: bool) -> list[Outcome]:
