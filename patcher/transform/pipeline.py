@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
 import libcst as cst
 
 from patcher import __version__
-from patcher.spec import LayerSet, Parameter, parameters
+from patcher.layersets import LayerSet
+from patcher.spec import Parameter, parameters
 from patcher.transform.cell_call import GateActivationsTransformer
 from patcher.transform.cell_init import ResolveActivationsTransformer
 from patcher.transform.config import ConfigTransformer
@@ -43,9 +45,13 @@ class TransformResult:
 
 
 def transform_source(
-    source: str, targets: dict[str, str], version: str = __version__, layer_set: LayerSet = LayerSet.CONVLSTM
+    source: str, targets: dict[str, str], version: str = __version__, layer_sets: Iterable[LayerSet] = (LayerSet.CONVLSTM,)
 ) -> TransformResult:
     """Patch one Keras file's source; ``targets`` maps each class to patch to its role."""
+    layer_sets = tuple(layer_sets)
+    if len(layer_sets) != 1:
+        raise TransformError(f"one file for several layer sets ({', '.join(map(str, layer_sets))}) is not supported yet")
+    (layer_set,) = layer_sets
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
