@@ -92,12 +92,13 @@ class SearchPath:
 
 def search_path(python: str | None, keras_root: str | None) -> SearchPath:
     """The folders to look for distributions in (--keras-root wins over --python)."""
-    if python is not None:
+    if keras_root is not None:
+        # The verifying interpreter inherits our environment (PYTHONPYCACHEPREFIX too).
+        entries, prefix = [str(_site_of_root(Path(keras_root)))], sys.pycache_prefix
+    elif python is not None:
         entries, prefix = _interpreter_path(python)
     else:
         entries, prefix = list(sys.path), sys.pycache_prefix
-    if keras_root is not None:
-        entries = [str(_site_of_root(Path(keras_root)))]
     return SearchPath(entries, Path(prefix) if prefix else None)
 
 

@@ -247,9 +247,10 @@ class Journal:
 
     @property
     def description(self) -> str:
-        """``revert --layers gru``: what the interrupted run was, for messages."""
-        sets = ",".join(map(str, self.layer_sets))
-        return f"{self.operation} --layers {sets}" if sets else str(self.operation)
+        """``revert --layers gru``: what the interrupted run was, for messages (plain `apply`: ConvLSTM only)."""
+        if not self.layer_sets or self.layer_sets == (LayerSet.CONVLSTM,):
+            return str(self.operation)
+        return f"{self.operation} --layers {','.join(map(str, self.layer_sets))}"
 
 
 def read_journal(flavour: Flavour) -> Journal | None:

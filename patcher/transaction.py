@@ -180,9 +180,9 @@ def recover(flavour: Flavour, journal: Journal, pycache_prefix: Path | None = No
     """Settle a run that was cut short: undo it, or finish it after its commit point. Says which."""
     if journal.phase == Phase.COMMITTED:
         finish(flavour, journal)
-        return f"finished an interrupted `{journal.description}` (it had completed; its cleanup was left)"
+        return f"recovered an interrupted {journal.description}: it had completed; finished its cleanup"
     undo(flavour, journal, pycache_prefix)
-    return f"rolled back an interrupted `{journal.description}`: every file is as it was before it"
+    return f"recovered an interrupted {journal.description}: rolled back, every file is as it was before it"
 
 
 def undo(flavour: Flavour, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from helpers import cli_at, hashes, ROOT, tree_hashes
 from patcher.environment import find_flavours
-from patcher.spec import LayerSet
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from pristine import copy_pristine  # noqa: E402
@@ -22,7 +21,7 @@ ALL_SETS = "convlstm,lstm,gru"  # the pristine copy restores every layer set's f
 
 
 def all_files(site: Path, name: str):
-    (flavour,) = find_flavours([str(site)], only=name, layers=frozenset(LayerSet))
+    (flavour,) = find_flavours([str(site)], only=name)
     return flavour.files
 
 

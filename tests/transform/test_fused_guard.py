@@ -6,7 +6,8 @@ before and after (each after is also checked to be a fixed point).
 
 import pytest
 
-from patcher.spec import LayerSet, parameters
+from patcher.layersets import LayerSet
+from patcher.spec import parameters
 from patcher.transform.fused_guard import FusedGuardTransformer
 from transform_helpers import apply, assert_transforms, assert_unchanged
 

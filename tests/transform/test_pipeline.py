@@ -153,17 +153,17 @@ def test_pipeline_rejects_a_syntax_error():
 
 
 def test_lstm_set_requires_the_fused_guard():
-    from patcher.spec import LayerSet
+    from patcher.layersets import LayerSet
 
     # MODULE's layer has no fused path: fine for ConvLSTM, not for LSTM.
     with pytest.raises(TransformError, match=r"class Layer\b.*fused guard"):
-        transform_source(MODULE, TARGETS, VERSION, layer_set=LayerSet.LSTM)
+        transform_source(MODULE, TARGETS, VERSION, layer_sets=(LayerSet.LSTM,))
     anchor = "    @property\n    def recurrent_activation(self):\n        return self.cell.recurrent_activation\n"
     guarded = MODULE.replace(
         anchor,
         anchor + '\n    def inner_loop(self, sequences):\n        if self.use_cudnn in ("auto", True):\n            return backend.lstm(sequences)\n',
     )
     assert guarded != MODULE
-    code = transform_source(guarded, TARGETS, VERSION, layer_set=LayerSet.LSTM).code
+    code = transform_source(guarded, TARGETS, VERSION, layer_sets=(LayerSet.LSTM,)).code
     assert 'if self.use_cudnn in ("auto", True) and not self.cell._explicit_activations:' in code
     assert "LSTM takes five activations" in code
