@@ -25,7 +25,7 @@ def plan(flavour: Flavour, originals: dict[str, bytes]) -> list[PlannedFile]:
         original = originals[target.relative]
         try:
             source = original.decode("utf-8")
-            result = transform_source(source, target.classes, layer_set=target.layer_set)
+            result = transform_source(source, target.classes, layer_sets=(target.layer_set,))
             compile(result.code, str(target.path), "exec", dont_inherit=True)
         except (UnicodeDecodeError, TransformError, SyntaxError) as error:
             raise errors.TransformFailed(
