@@ -77,7 +77,8 @@ def entry_uses(nodes: Iterable[ast.AST], names: Names) -> Iterator[tuple[ast.exp
     is one use, at its outermost attribute."""
     for node in nodes:
         if isinstance(node, (ast.Name, ast.Attribute)):
-            if not may_name_entry(node.id if isinstance(node, ast.Name) else node.attr):
+            # An attribute's last part is its own; a name's may be an alias's (`fused` for lstm).
+            if isinstance(node, ast.Attribute) and not may_name_entry(node.attr):
                 continue
             entry = entry_point(names.dotted(node))
             if entry is not None and isinstance(node.ctx, ast.Store) == (entry.kind == EntryKind.FLAG):

@@ -37,16 +37,26 @@ class FusedGuardTransformer(ClassScopedTransformer):
     the cell loop, and ``use_cudnn=True`` raises the ValueError stock raises
     when cuDNN cannot be used.
 
-    Which branches is decided on the module's ``ast`` (``tree``, from the same
-    source): walking libcst nodes would cost ten times as much.
+    Which branches is decided on the module's ``ast`` (``tree``, parsed from
+    the same source; by default from the module's code): walking libcst nodes
+    would cost ten times as much.
     """
 
     def __init__(
-        self, targets: dict[str, str], params: tuple[Parameter, ...], layer_set: LayerSet, tree: ast.Module
+        self,
+        targets: dict[str, str],
+        params: tuple[Parameter, ...],
+        layer_set: LayerSet,
+        tree: ast.Module | None = None,
     ) -> None:
         super().__init__(targets, params)
         self.layer_set = layer_set
-        self.branches = _branches(tree, targets, layer_set)
+        self.tree = tree
+        self.branches: dict[str, dict[int, dict[int, list[str]]]] = {}
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        self.branches = _branches(self.tree or ast.parse(node.code), self.targets, self.layer_set)
+        return True
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
         if self.role in ("layer", "wrapper"):

@@ -63,6 +63,17 @@ CELL_INIT_AFTER = """
                 )
                 if value is not None
             )
+            self._overriding_activations = tuple(
+                name
+                for name, function, inherited in (
+                    ("activation_i", self.activation_i, self.activation),
+                    ("activation_o", self.activation_o, self.activation),
+                    ("recurrent_activation_f", self.recurrent_activation_f, self.recurrent_activation),
+                    ("recurrent_activation_i", self.recurrent_activation_i, self.recurrent_activation),
+                    ("recurrent_activation_o", self.recurrent_activation_o, self.recurrent_activation),
+                )
+                if function is not inherited
+            )
             self.use_bias = use_bias
     """
 
@@ -116,3 +127,57 @@ def test_fix(before, after, targets):
 def test_cell_init_counts_one_resolve(code):
     _, edits = apply(ResolveActivationsTransformer, code)
     assert edits == {("Cell", "resolve"): 1}
+
+
+# A cell whose constructor already takes the five (as after signature.py), to run.
+RUNNABLE_CELL = """
+    class Cell:
+        def __init__(self, activation="tanh", recurrent_activation="sigmoid", activation_i=None, activation_o=None,
+                     recurrent_activation_f=None, recurrent_activation_i=None, recurrent_activation_o=None):
+            self.activation = activations.get(activation)
+            self.recurrent_activation = activations.get(recurrent_activation)
+    """
+
+
+def _functions():
+    """Like Keras's activations.get: one function object per name, callables as they are."""
+
+    def tanh(x):
+        return x
+
+    def sigmoid(x):
+        return x
+
+    def relu(x):
+        return x
+
+    named = {"tanh": tanh, "sigmoid": sigmoid, "relu": relu}
+    return named, lambda identifier: named.get(identifier, identifier)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "explicit", "overriding"),
+    [
+        pytest.param({}, (), (), id="none-given"),
+        pytest.param({"recurrent_activation_f": "sigmoid"}, ("recurrent_activation_f",), (), id="same-as-inherited"),
+        pytest.param(
+            {"recurrent_activation_f": "relu"}, ("recurrent_activation_f",), ("recurrent_activation_f",), id="other"
+        ),
+        pytest.param(
+            {"activation": "relu", "activation_i": "relu", "activation_o": "tanh"},
+            ("activation_i", "activation_o"),
+            ("activation_o",),
+            id="against-a-non-default-inherited",
+        ),
+        pytest.param({"recurrent_activation_o": "sigmoid-object"}, ("recurrent_activation_o",), (), id="same-object"),
+    ],
+)
+def test_overriding_activations_compare_resolved_functions(kwargs, explicit, overriding):
+    code, _ = apply(ResolveActivationsTransformer, RUNNABLE_CELL)
+    named, get = _functions()
+    kwargs = {name: named["sigmoid"] if value == "sigmoid-object" else value for name, value in kwargs.items()}
+    namespace = {"activations": type("activations", (), {"get": staticmethod(get)})}
+    exec(code, namespace)
+    cell = namespace["Cell"](**kwargs)
+    assert cell._explicit_activations == explicit
+    assert cell._overriding_activations == overriding

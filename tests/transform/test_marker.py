@@ -64,3 +64,25 @@ def test_marker_keeps_coding_declaration_within_two_lines():
     lines = code.splitlines()
     assert MARKER in lines
     assert "# -*- coding: latin-1 -*-" in lines[:2]
+
+
+BOTH = marker_text(VERSION, ["lstm", "gru"])
+
+
+@pytest.mark.parametrize(
+    ("before", "layer_sets", "after"),
+    [
+        pytest.param("import os\n", ["gru", "lstm"], f"{BOTH}\nimport os\n", id="several-sets-in-order"),
+        pytest.param(
+            marker_text("0.0.1", ["lstm"]) + "\nimport os\n", ["gru"], f"{BOTH}\nimport os\n", id="a-set-added"
+        ),
+        pytest.param(f"{BOTH}\nimport os\n", ["gru"], f"{BOTH}\nimport os\n", id="set-already-named"),
+    ],
+)
+def test_layer_sets(before, layer_sets, after):
+    assert visit(MarkerTransformer(VERSION, layer_sets), before) == after
+    assert visit(MarkerTransformer(VERSION, layer_sets), after) == after
+
+
+def test_one_set_given_as_a_string_is_one_set():
+    assert marker_text(VERSION, "lstm") == marker_text(VERSION, ["lstm"])
