@@ -110,7 +110,9 @@ def _may_use_entry(source: bytes) -> bool:
     words, groups = _mentions()
     if not any(word in source for word in words):
         return False
-    return any((not needs_backend or b"backend" in source) and pattern.search(source) for pattern, needs_backend in groups)
+    return any(
+        (not needs_backend or b"backend" in source) and pattern.search(source) for pattern, needs_backend in groups
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,7 +127,11 @@ def _mentions() -> tuple[tuple[bytes, ...], tuple[tuple[re.Pattern, bool], ...]]
             words.append(name)
     groups = []
     for through_backend in (True, False):
-        names = [re.escape(e.name) + ("" if e.prefix else r"\b") for e in entries if e.through_backend == through_backend]
+        names = [
+            re.escape(entry.name) + ("" if entry.prefix else r"\b")
+            for entry in entries
+            if entry.through_backend == through_backend
+        ]
         groups.append((re.compile(rb"\b(?:" + "|".join(names).encode() + rb")"), through_backend))
     return tuple(word.encode() for word in words), tuple(groups)
 
@@ -194,9 +200,9 @@ class _Module:
         uses = list(entry_uses(self.nodes, self.names))
         for node, entry in uses:
             found.append(self._site(node, ast.unparse(node), entry, *self._coverage(node, entry)))
-        used = {id(node) for node, _ in uses}
-        for node, entry, bound in self._imports():
-            if not any(isinstance(other, ast.Name) and other.id == bound and id(other) in used for other, _ in uses):
+        used = {self.names.dotted(node) for node, _ in uses}
+        for node, entry, imported in self._imports():
+            if not any(name == imported or name.startswith(f"{imported}.") for name in used):
                 why = "imported but not used here: a re-export, whose users cannot be followed"
                 found.append(self._site(node, ast.unparse(node), entry, Coverage.UNCOVERED, why))
         return found
@@ -205,18 +211,14 @@ class _Module:
         return CallSite(self.path, node.lineno, text, self._layer_sets(node, entry), coverage, why, tuple(via))
 
     def _imports(self):
-        """``from keras.src.backend import lstm [as fused]``: (node, entry, bound name)."""
+        """Imports of entry points (``from keras.src.backend import lstm``): (node, entry, dotted name)."""
         for node in self.nodes:
-            if isinstance(node, ast.ImportFrom):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = f"{node.module or ''}." if isinstance(node, ast.ImportFrom) else ""
                 for alias in node.names:
-                    entry = entry_point(f"{node.module or ''}.{alias.name}")
-                    if entry is not None and entry.kind != EntryKind.FLAG and alias.name != "*":
-                        yield node, entry, alias.asname or alias.name
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    entry = entry_point(alias.name)
+                    entry = entry_point(module + alias.name) if alias.name != "*" else None
                     if entry is not None and entry.kind != EntryKind.FLAG:
-                        yield node, entry, alias.asname or alias.name.split(".")[0]
+                        yield node, entry, module + alias.name
 
     def _layer_sets(self, node: ast.AST, entry: EntryPoint) -> frozenset[LayerSet]:
         """The entry's own sets; for a shared one, the first enclosing scope (then the file)
@@ -323,7 +325,8 @@ class _Module:
             via += [name for name in more if name not in via]
         if verdict is None:
             lines = ", ".join(str(use.lineno) for use in uses)
-            verdict = Coverage.CALLERS_GUARDED, f"in {function.name}, used only where covered (line {lines})", tuple(via)
+            why = f"in {function.name}, used only where covered (line {lines})"
+            verdict = Coverage.CALLERS_GUARDED, why, tuple(via)
         self._function_memo[function] = verdict
         return verdict
 
@@ -331,7 +334,12 @@ class _Module:
         """Flags every assignment of which in this module carries the guard (at least one)."""
         assigned: dict[str, bool] = {}
         for node in self.nodes:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                targets = [node.target]
+            else:
+                continue
             for target in targets:
                 if isinstance(target, ast.Attribute):
                     entry = entry_point(target.attr)

@@ -210,6 +210,13 @@ class Sneaky:
     def call(self, sequences):
         return getattr(backend, "bidirectional_lstm")(sequences)  # here
 """,
+    "function-nobody-calls": """
+from keras.src import backend
+
+
+def _unused_fused_path(sequences):
+    return backend.lstm(sequences)  # here
+""",
     "re-export": """
 from keras.src.backend import bidirectional_gru  # here
 """,
@@ -275,6 +282,16 @@ class Careful:
             return self.cell(inputs)
         else:
             return gpu_lstm(inputs)  # here
+""",
+    "module-imported-by-full-name": """
+import tensorflow.python.ops.gen_cudnn_rnn_ops
+
+
+class Careful:
+    def call(self, inputs):
+        if not self.cell._overriding_activations:
+            return tensorflow.python.ops.gen_cudnn_rnn_ops.cudnn_rnn(inputs)  # here
+        return inputs
 """,
     "predicate-in-a-guarded-and": """
 from keras.src import backend

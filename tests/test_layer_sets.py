@@ -75,10 +75,10 @@ def test_plain_apply_output_and_bytes_are_unchanged(site):
 @pytest.mark.parametrize("flavour, target", rnn_targets())
 def test_rnn_sources_transform(flavour, target):
     source = target.path.read_text(encoding="utf-8")
-    result = transform_source(source, target.classes, layer_set=target.layer_set)
+    result = transform_source(source, target.classes, layer_sets=[target.layer_set])
     assert result.warnings == ()
     compile(result.code, target.relative, "exec")
-    assert transform_source(result.code, target.classes, layer_set=target.layer_set).code == result.code
+    assert transform_source(result.code, target.classes, layer_sets=[target.layer_set]).code == result.code
     original, patched = source.splitlines(), result.code.splitlines()
     matcher = difflib.SequenceMatcher(None, original, patched, autojunk=False)
     removed = [
@@ -95,7 +95,7 @@ def test_rnn_sources_transform(flavour, target):
             init = next(item for item in node.body if isinstance(item, ast.FunctionDef) and item.name == "__init__")
             assert [arg.arg for arg in init.args.args[-len(names) :]] == names
     # The layer never takes its fused path with a per-gate activation set.
-    assert "not self.cell._explicit_activations" in result.code
+    assert "not self.cell._overriding_activations" in result.code
 
 
 def test_further_set_is_one_step_and_revert_restores_all(site):

@@ -52,10 +52,11 @@ class FusedGuardTransformer(ClassScopedTransformer):
         super().__init__(targets, params)
         self.layer_set = layer_set
         self.tree = tree
-        self.branches: dict[str, dict[int, dict[int, list[str]]]] = {}
+        self.branches: _Branches = {}
 
     def visit_Module(self, node: cst.Module) -> bool:
-        self.branches = _branches(self.tree or ast.parse(node.code), self.targets, self.layer_set)
+        tree = self.tree if self.tree is not None else ast.parse(node.code)
+        self.branches = _branches(tree, self.targets, self.layer_set)
         return True
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
@@ -80,7 +81,8 @@ class FusedGuardTransformer(ClassScopedTransformer):
                 if_index += 1
                 if guards is not None:
                     self.record("fused guard")
-                    statement = statement.with_changes(test=with_conjuncts(statement.test, [conjunct(g) for g in guards]))
+                    test = with_conjuncts(statement.test, [conjunct(guard) for guard in guards])
+                    statement = statement.with_changes(test=test)
             elif self.role == "layer":
                 statement = self._guard_flag(statement)
             statements.append(statement)
@@ -104,7 +106,11 @@ class FusedGuardTransformer(ClassScopedTransformer):
         return statement.with_changes(body=[guarded])
 
 
-def _branches(tree: ast.Module, targets: dict[str, str], layer_set: LayerSet) -> dict[str, dict[int, dict[int, list[str]]]]:
+# class -> method number -> number of a top-level `if` in it -> the guards its test needs
+_Branches = dict[str, dict[int, dict[int, list[str]]]]
+
+
+def _branches(tree: ast.Module, targets: dict[str, str], layer_set: LayerSet) -> _Branches:
     """class -> method number -> number of a top-level ``if`` in it -> the guards its test needs.
 
     Numbers count a class's methods and a method's top-level ``if`` statements
@@ -112,7 +118,7 @@ def _branches(tree: ast.Module, targets: dict[str, str], layer_set: LayerSet) ->
     """
     nodes = list(ast.walk(tree))
     names = Names(nodes)
-    found: dict[str, dict[int, dict[int, list[str]]]] = {}
+    found: _Branches = {}
     for node in nodes:
         role = targets.get(node.name) if isinstance(node, ast.ClassDef) else None
         if role not in ("layer", "wrapper"):

@@ -81,7 +81,10 @@ def transform_source(
     edits: Counter[tuple[str, str]] = Counter()
     if takes_parameters:
         for transformer_class in TRANSFORMERS:
-            transformer = transformer_class(takes_parameters, params)
+            if transformer_class is ResolveActivationsTransformer:
+                transformer = transformer_class(takes_parameters, params, overriding=sets[0] in FUSED_SETS)
+            else:
+                transformer = transformer_class(takes_parameters, params)
             module = module.visit(transformer)
             edits.update(transformer.edits)
     module = module.visit(MarkerTransformer(version, sets))

@@ -4,6 +4,8 @@
 before and after (each after is also checked to be a fixed point).
 """
 
+from functools import partial
+
 import pytest
 
 from patcher.transform.cell_init import ResolveActivationsTransformer
@@ -63,6 +65,12 @@ CELL_INIT_AFTER = """
                 )
                 if value is not None
             )
+            self.use_bias = use_bias
+    """
+
+
+# LSTM and GRU (layer sets with fused kernels) also record which activations override.
+OVERRIDING = """
             self._overriding_activations = tuple(
                 name
                 for name, function, inherited in (
@@ -74,8 +82,9 @@ CELL_INIT_AFTER = """
                 )
                 if function is not inherited
             )
-            self.use_bias = use_bias
-    """
+"""
+CELL_INIT_FUSED_AFTER = CELL_INIT_AFTER.replace("            self.use_bias = use_bias\n", OVERRIDING.lstrip("\n") + "            self.use_bias = use_bias\n")
+FUSED = partial(ResolveActivationsTransformer, overriding=True)
 
 
 @pytest.mark.parametrize(
@@ -121,6 +130,18 @@ def test_noop(code, targets):
 )
 def test_fix(before, after, targets):
     assert_transforms(ResolveActivationsTransformer, before, after, targets)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param(CELL_INIT_BEFORE, id="pristine"),
+        pytest.param(CELL_INIT_AFTER, id="resolved-without-overriding"),
+    ],
+)
+def test_fix_fused_sets_record_overriding(before):
+    assert CELL_INIT_FUSED_AFTER != CELL_INIT_AFTER
+    assert_transforms(FUSED, before, CELL_INIT_FUSED_AFTER)
 
 
 @pytest.mark.parametrize("code", [CELL_INIT_BEFORE, CELL_INIT_AFTER], ids=["pristine", "patched"])
@@ -173,7 +194,7 @@ def _functions():
     ],
 )
 def test_overriding_activations_compare_resolved_functions(kwargs, explicit, overriding):
-    code, _ = apply(ResolveActivationsTransformer, RUNNABLE_CELL)
+    code, _ = apply(FUSED, RUNNABLE_CELL)
     named, get = _functions()
     kwargs = {name: named["sigmoid"] if value == "sigmoid-object" else value for name, value in kwargs.items()}
     namespace = {"activations": type("activations", (), {"get": staticmethod(get)})}
