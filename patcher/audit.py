@@ -37,9 +37,7 @@ from pathlib import Path
 
 from patcher.enums import TextEnum
 from patcher.fused import Names, entry_point, entry_uses, is_guard
-from patcher.spec import EntryKind, EntryPoint, LayerSet, fused_kernels
-
-_FUSED_SETS = (LayerSet.LSTM, LayerSet.GRU)
+from patcher.spec import FUSED_SETS, EntryKind, EntryPoint, LayerSet, fused_kernels
 
 
 class Coverage(TextEnum):
@@ -227,12 +225,12 @@ class _Module:
             return entry.sets
         names = [scope.name for scope in self._scopes(node)] + [Path(self.path).stem]
         for name in names:
-            named = frozenset(layer_set for layer_set in _FUSED_SETS if layer_set.value in name.lower())
+            named = frozenset(layer_set for layer_set in FUSED_SETS if layer_set.value in name.lower())
             if len(named) == 1:
                 return named
             if named:
                 break
-        return frozenset(_FUSED_SETS)
+        return FUSED_SETS
 
     def _scopes(self, node: ast.AST) -> list[ast.AST]:
         """The functions and classes around ``node``, innermost first."""

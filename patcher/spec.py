@@ -35,6 +35,8 @@ class LayerSet(TextEnum):
 
 
 DEFAULT_LAYER_SETS = frozenset({LayerSet.CONVLSTM})
+# Layer sets whose stock layers have fused kernels (patches/fused.toml) that a per-gate layer must avoid.
+FUSED_SETS = frozenset({LayerSet.LSTM, LayerSet.GRU})
 
 
 def parse_layer_sets(text: str) -> frozenset[LayerSet]:

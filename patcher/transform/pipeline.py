@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher import __version__
-from patcher.spec import LayerSet, Parameter, ordered, parameters
+from patcher.spec import FUSED_SETS, LayerSet, Parameter, ordered, parameters
 from patcher.transform.cell_call import GateActivationsTransformer
 from patcher.transform.cell_init import ResolveActivationsTransformer
 from patcher.transform.config import ConfigTransformer
@@ -30,8 +30,6 @@ TRANSFORMERS = (
     PropertiesTransformer,
     DocstringTransformer,
 )
-# LSTM and GRU layers also have fused kernels to keep per-gate activations out of.
-FUSED_SETS = frozenset({LayerSet.LSTM, LayerSet.GRU})
 # Roles whose classes take the parameters (the rest, "wrapper", only guard fused kernels).
 PARAMETER_ROLES = frozenset({"cell", "layer"})
 
