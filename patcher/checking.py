@@ -14,7 +14,7 @@ from patcher.environment import Flavour
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
 from patcher.locks import Lock, load_lock
-from patcher.planning import patch_sources
+from patcher.planning import patch_sources, unguarded
 from patcher.snapshot import FlavourSnapshot, State
 
 
@@ -105,6 +105,7 @@ def _compare(snapshot: FlavourSnapshot, lock: Lock, layer_sets: tuple[LayerSet, 
         expected = lock.files[relative].patched_for(file_sets(snapshot, relative, applied))
         if expected is None or sha256_hex(data) != expected:
             problems.append(f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(expected or '?')[:16]}…")
+    problems += [f"fused kernel call site the patch does not guard: {site}" for site in unguarded(flavour, patched, applied)]
     for file in files:
         if file.state not in (State.PRISTINE, State.PATCHED):
             problems.append(f"{file.target.relative}: live file is {file.state} ({file.note})")

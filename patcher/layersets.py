@@ -50,6 +50,8 @@ REGISTRY: dict[LayerSet, LayerSetInfo] = {
 
 # `apply` always patches ConvLSTM, the tool's purpose; further sets are opt-in.
 BASE = LayerSet.CONVLSTM
+# The sets whose stock layers have fused kernels (patches/fused.toml) a per-gate layer must avoid.
+FUSED_SETS = frozenset(layer_set for layer_set, info in REGISTRY.items() if info.fused)
 
 
 def ordered(sets: Iterable[LayerSet]) -> tuple[LayerSet, ...]:

@@ -19,7 +19,7 @@ from patcher import __version__, errors
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
-from patcher.layersets import BASE, LayerSet, names, ordered
+from patcher.layersets import BASE, FUSED_SETS, LayerSet, names, ordered
 from patcher.snapshot import FlavourSnapshot, State
 from patcher.store import BackedUpFile, Manifest, Operation
 from patcher.transaction import FileChange, FlavourChange
@@ -97,6 +97,7 @@ def plan_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, 
         )
     originals = {file.target.relative: snapshot.original(file.target) for file in files}
     patched, warnings = patch_sources(flavour, [(file.target, originals[file.target.relative], layer_sets) for file in files])
+    require_guarded(flavour, patched, layer_sets)
     entries = tuple(
         BackedUpFile(relative, sha256_hex(originals[relative]), sha256_hex(patched[relative])) for relative in originals
     )
@@ -279,6 +280,30 @@ def patch_sources(
         patched[target.relative] = result.code.encode("utf-8")
         warnings += [f"{target.relative}: {warning}" for warning in result.warnings]
     return patched, warnings
+
+
+def unguarded(flavour: Flavour, patched: dict[str, bytes], layer_sets: Iterable[LayerSet]) -> list[str]:
+    """Fail closed: the fused-kernel call sites of the whole package (as patched) that per-gate
+    layers of these sets could reach unguarded (patcher/audit.py); empty when all are covered."""
+    fused = [layer_set for layer_set in layer_sets if layer_set in FUSED_SETS]
+    if not fused:
+        return []
+    from patcher.audit import audit, uncovered
+
+    texts = {relative: data.decode("utf-8") for relative, data in patched.items()}
+    return [str(site) for site in uncovered(audit(flavour.site / flavour.package, flavour.package, texts), fused)]
+
+
+def require_guarded(flavour: Flavour, patched: dict[str, bytes], layer_sets: Iterable[LayerSet]) -> None:
+    sites = unguarded(flavour, patched, layer_sets)
+    if sites:
+        more = f" (and {len(sites) - 1} more)" if len(sites) > 1 else ""
+        fused = ",".join(str(s) for s in ordered(layer_sets) if s in FUSED_SETS)
+        raise errors.Unsupported(
+            f"{flavour.key} calls a fused LSTM/GRU kernel where the patch cannot keep per-gate activations out, "
+            f"so such layers could be silently wrong there: {sites[0]}{more}; nothing was changed. convlstm-patch "
+            f"does not support --layers {fused} for this version yet (ConvLSTM alone still works); please report it"
+        )
 
 
 def _require_supported(flavour: Flavour) -> None:

@@ -1,4 +1,4 @@
-"""The patch as data: the parameters and the Keras layouts (patches/*.toml).
+"""The patch as data: the parameters, the Keras layouts and the fused kernels (patches/*.toml).
 
 Installed, the data lives in the package as ``patcher/patches``; in a source
 checkout it is the top-level ``patches/`` folder beside ``patcher/``.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from patcher.enums import TextEnum
 from patcher.layersets import BASE, LayerSet, ordered
 
 if sys.version_info >= (3, 11):
@@ -103,4 +104,63 @@ def layouts() -> tuple[Layout, ...]:
             ),
         )
         for entry in _load("layouts.toml")["layout"]
+    )
+
+
+class EntryKind(TextEnum):
+    """What a use of a fused-kernel entry point does (patches/fused.toml)."""
+
+    KERNEL = "kernel"  # runs the fused code
+    PREDICATE = "predicate"  # only decides whether to
+    FLAG = "flag"  # an attribute that remembers the decision
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    name: str
+    kind: EntryKind
+    through_backend: bool  # reached only through a module named `backend` (Keras 3)
+    prefix: bool = False  # every name starting with `name`
+    sets: frozenset[LayerSet] = frozenset()  # empty: shared, decided by where it is used
+
+    def matches(self, parts: tuple[str, ...]) -> bool:
+        """Does the dotted name ``parts`` (``("keras", "src", "backend", "lstm")``) name this entry point?"""
+        last = parts[-1]
+        named = last.startswith(self.name) if self.prefix else last == self.name
+        return named and (not self.through_backend or "backend" in parts[:-1])
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """A class or function whose uses of entry points need no guard, and why."""
+
+    scope: str
+    reason: str
+    path: str = ""  # the file (a suffix of its path in the package); empty: any file
+
+
+@dataclass(frozen=True)
+class FusedKernels:
+    entries: tuple[EntryPoint, ...]
+    kernel_definitions: tuple[Exemption, ...]  # code that is part of a kernel
+    allowed: tuple[Exemption, ...]  # fused-only layers without activations
+
+
+@functools.lru_cache(maxsize=None)
+def fused_kernels() -> FusedKernels:
+    """The fused LSTM/GRU kernels' entry points and the exemptions (patches/fused.toml)."""
+    data = _load("fused.toml")
+    return FusedKernels(
+        entries=tuple(
+            EntryPoint(
+                name=entry["name"],
+                kind=EntryKind(entry["kind"]),
+                through_backend=entry["through"] == "backend",
+                prefix=entry.get("prefix", False),
+                sets=frozenset(LayerSet(name) for name in entry.get("sets", ())),
+            )
+            for entry in data["entry"]
+        ),
+        kernel_definitions=tuple(Exemption(**entry) for entry in data["kernel_definition"]),
+        allowed=tuple(Exemption(**entry) for entry in data["allowed"]),
     )

@@ -97,7 +97,7 @@ def test_rnn_sources_transform(flavour, target, layer_set):
             init = next(item for item in node.body if isinstance(item, ast.FunctionDef) and item.name == "__init__")
             assert [arg.arg for arg in init.args.args[-len(names) :]] == names
     # The layer never takes its fused path with a per-gate activation set.
-    assert "not self.cell._explicit_activations" in result.code
+    assert "not self.cell._overriding_activations" in result.code
 
 
 def test_further_set_is_one_step_and_revert_restores_all(site):
