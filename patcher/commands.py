@@ -243,7 +243,6 @@ def target(environment: Environment, only: str | None, needs_keras: bool = True)
             f"no {only or 'keras or tf_keras'} installed {where}; install Keras there, or point --python at the "
             f"right interpreter{hint}"
         )
-    pauses.pause(pauses.DISCOVERED)
     return Target(environment, search, flavours, only)
 
 
@@ -268,6 +267,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
     if all(planning.already_patched(flavour, options.layers) for flavour in snap.flavours):
         outcomes = [Outcome(flavour.flavour, Action.ALREADY_PATCHED, _patched_files(flavour)) for flavour in snap.flavours]
         return Applied(outcomes, [], recovered=recovered)
+    pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout):
         recovered += recover_all(target.flavours, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)
@@ -292,6 +292,7 @@ def revert(target: Target, options: RevertOptions) -> Reverted:
     if all(planning.nothing_to_revert(flavour, options.layers) for flavour in snap.flavours):
         outcomes = [_nothing_to_revert(flavour) for flavour in snap.flavours]
         return Reverted(outcomes, _restart(outcomes, recovered), recovered)
+    pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout):
         recovered += recover_all(target.flavours, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-DISCOVERED = "discovered"  # the flavours are found; the lock is not taken yet
+DISCOVERED = "discovered"  # a writer found the flavours and read them without the lock; it takes the lock next
 LOCKED = "locked"  # the environment's lock is held; nothing is read yet
 WRITTEN = "written"  # the files are written, the journal is still there (verification comes next)
 BEFORE_BACKUP_DELETE = "before-backup-delete"  # committed; a backup (or some of its copies) is about to go

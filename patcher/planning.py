@@ -114,8 +114,8 @@ def plan_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, 
             layer_sets=layer_sets,
             forced=any(record.get(entry.path) not in (None, entry.before) for entry in entries),
         )
-    again = [s for s in snapshot.remembered if s in layer_sets and s not in snapshot.patched_sets and s not in (layers or ())]
-    if again and any(s != BASE for s in again):
+    again = [s for s in snapshot.remembered if s in layer_sets and s not in (BASE, *snapshot.patched_sets, *(layers or ()))]
+    if again:
         warnings.append(f"patching the layer sets chosen before as well: {names(again)}")
     left_out = [s for s in snapshot.remembered if s not in layer_sets]
     if left_out:
