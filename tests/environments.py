@@ -44,7 +44,7 @@ def environment(name: str) -> Path:
     return python
 
 
-site_packages = venvs.purelib
+site_packages = venvs.purelib  # the purelib folder of a python's environment
 
 
 def tool_environment(tmp_path: Path) -> Path:
