@@ -12,7 +12,8 @@ build; no network for runs). Then, in the image, as its runtime user (uid
 ``check``, ``apply`` (already patched), and a ConvLSTM2D with
 ``activation_i="relu"`` against the NumPy reference.
 
-Those are marked slow (about 6 minutes warm, 9 with the base image to make);
+Those are marked slow (7 to 9 minutes on a busy 2-core machine: the build takes 3.5,
+deleting the 2.5 GB image store 1.5, making the base image another 1.5 to 3 when not cached);
 they skip, saying why, without root or podman; under CI
 (``CONVLSTM_PATCH_REQUIRE_PODMAN=1``) they install podman first and fail
 instead. One fast test reads the recipe alone: everything it pip-installs from
