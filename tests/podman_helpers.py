@@ -91,7 +91,7 @@ def podman_or_skip() -> None:
     if os.geteuid() != 0:
         reason = "needs root (rootful podman, debootstrap)"
     elif missing:
-        reason = f"{', '.join(missing)} not installed: scripts/podman_setup.sh installs them (as root, Debian)"
+        reason = f"{', '.join(missing)} not installed: scripts/podman_setup.sh installs {', '.join(TOOLS)} (as root, Debian)"
     if reason and required:
         pytest.fail(f"{REQUIRE} is set but the Docker test cannot run: {reason}")
     if reason:
