@@ -16,6 +16,12 @@ and runs, with that venv's python:
     convlstm-patch revert ...
     every file the distribution's RECORD lists has its RECORD sha256 again
 
+The Keras 3 cells and tf_keras 2.21 *share* the running interpreter's packages
+(scripts/venvs.py: a .pth file, never --system-site-packages, which would show
+the base interpreter's): pip takes their backend (TensorFlow 2.21, torch, JAX)
+from there when it is installed, else installs it into the cell; the cell's
+own Keras comes first. Every other cell installs its whole stack itself.
+
 A *transform-only* cell (a version that cannot run on this machine) runs
 apply --no-verify, check and revert on its unpacked wheel (--keras-root) and
 records why it could not run. Cells run two at a time (--jobs); results go to
@@ -44,11 +50,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+import venvs  # noqa: E402  (scripts/venvs.py: throwaway venvs that see the running interpreter's packages)
 import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
 
 DEFAULT_OUT = REPO / "docs" / "matrix"
 SYSTEM_TF = "2.21"
-OWN_TEST_TIMEOUT = 900.0  # the TensorFlow of the interpreter running this script (system site-packages)
+OWN_TEST_TIMEOUT = 900.0
+# What a shared cell runs on. pip finds it among the running interpreter's
+# packages when they hold it (README's `pip install ".[test]"` brings TensorFlow
+# 2.21; .ci/run's backend pass installs these torch and JAX releases), else it
+# installs it into the cell. Installed before the cell's Keras, in a resolve of
+# its own: TensorFlow 2.21 requires keras>=3.12, and older Keras 3 cells then
+# put their own Keras beside it.
+BACKEND_PACKAGES = {
+    "tensorflow": [f"tensorflow=={SYSTEM_TF}.*"],
+    "torch": ["torch==2.13.0"],  # the CPU wheel (a plain `torch` is a multi-GB CUDA build)
+    "jax": ["jax==0.10.2", "jaxlib==0.10.2"],  # shares TensorFlow 2.21's numpy and ml_dtypes
+}
 
 # Multi-backend Keras on Python 3.11 (harness only, in the venv's sitecustomize.py).
 THEANO_SITECUSTOMIZE = '''\
@@ -99,7 +117,7 @@ class Cell:
     kind: str  # "run" or "transform"
     generation: str
     packages: list[str] = field(default_factory=list)  # pip install into the venv
-    system_site: bool = False  # reuse this interpreter's TensorFlow/torch/jax
+    shared: bool = False  # sees the running interpreter's packages (its TensorFlow, torch, JAX): scripts/venvs.py
     after: list[str] = field(default_factory=list)  # pip install --no-deps afterwards
     sitecustomize: str = ""
     reason: str = ""  # why a transform-only cell does not run
@@ -108,13 +126,12 @@ class Cell:
     sample: bool = False
 
     @property
+    def shared_folders(self) -> list[str]:
+        return venvs.running_site_packages() if self.shared else []
+
+    @property
     def venv(self) -> Path:
-        return env_cache() / f"matrix-{self.id}"
-
-
-def env_cache() -> Path:
-    configured = os.environ.get("CONVLSTM_PATCH_ENV_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "convlstm-patch" / "venvs"
+        return venvs.folder(f"matrix-{self.id}", self.shared_folders)
 
 
 def locked_versions(distribution: str) -> list[str]:
@@ -135,27 +152,28 @@ def cells() -> list[Cell]:
     keras = locked_versions("keras")
     tf_keras = locked_versions("tf_keras")
     found: list[Cell] = []
-    # Keras 3 on this interpreter's TensorFlow 2.21; the newest also on torch and JAX.
+    # Keras 3 on TensorFlow 2.21 (the running interpreter's, see BACKEND_PACKAGES);
+    # the newest also on torch and JAX.
     keras3 = newest_per_minor(keras, (3, 0), (3, 99))
     for version in keras3:
         found.append(
             Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "Keras 3",
-                 packages=[f"keras=={version}"], system_site=True,
+                 packages=[f"keras=={version}"], shared=True,
                  sample=version in (keras3[0], keras3[-1]))
         )
     for backend in ("torch", "jax"):
         version = keras3[-1]
         found.append(
             Cell(f"keras-{version}-{backend}", "keras", version, backend, "run", "Keras 3",
-                 packages=[f"keras=={version}"], system_site=True)
+                 packages=[f"keras=={version}"], shared=True)
         )
-    # tf_keras with its matching TensorFlow (2.21: this interpreter's).
+    # tf_keras with its matching TensorFlow (2.21: the running interpreter's).
     tf_keras_versions = newest_per_minor(tf_keras, (2, 15), (2, 99))
     for version in tf_keras_versions:
         minor = ".".join(version.split(".")[:2])
         if minor == SYSTEM_TF:
             cell = Cell(f"tf_keras-{version}", "tf_keras", version, "tensorflow", "run", "tf_keras",
-                        packages=[f"tf_keras=={version}"], system_site=True, sample=True)
+                        packages=[f"tf_keras=={version}"], shared=True, sample=True)
         else:
             cell = Cell(f"tf_keras-{version}", "tf_keras", version, "tensorflow", "run", "tf_keras",
                         packages=[f"tensorflow=={minor}.*", f"tf_keras=={version}"])
@@ -341,28 +359,32 @@ class Runner:
         return site, record
 
     def environment(self, cell: Cell, result: dict) -> Path:
-        """The cell's venv python, built on first use (a `.complete` marker guards half-built ones)."""
-        python = cell.venv / "bin" / "python"
-        if (cell.venv / ".complete").exists():
+        """The cell's venv python, built on first use (a marker guards half-built ones)."""
+        venv = cell.venv
+        python = venv / "bin" / "python"
+        if venvs.is_built(venv):
             result["steps"].append({"step": "venv", "seconds": 0.0, "note": "reused"})
             self.write_sitecustomize(cell, python)
             return python
-        self.log(cell, f"building venv {cell.venv}")
+        self.log(cell, f"building venv {venv}")
         started = time.monotonic()
-        env_cache().mkdir(parents=True, exist_ok=True)
-        options = ["--clear"] + (["--system-site-packages"] if cell.system_site else [])
-        run_or_fail([sys.executable, "-m", "venv", *options, str(cell.venv)], "venv", 300)
+        try:
+            venvs.create(venv, cell.shared_folders)
+        except venvs.VenvError as error:
+            raise StepFailed(f"venv: {error}") from None
         self.write_sitecustomize(cell, python)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--progress-bar=off"]
+        if cell.shared:
+            run_or_fail([*pip, *BACKEND_PACKAGES[cell.backend]], "pip install (backend)", 1800)
         run_or_fail([*pip, *cell.packages, *(["pytest"] if self.own_tests else [])], "pip install", 1800)
-        # With system site-packages pip may find the version already installed
-        # there: install our own copy so the product never touches the system's.
-        if cell.system_site:
+        # pip may find the version already among the shared packages: install
+        # the cell's own copy, so the product never touches the running environment.
+        if cell.shared:
             run_or_fail([*pip, "--ignore-installed", "--no-deps", f"{cell.distribution}=={cell.version}"],
                         "pip install", 900)
         if cell.after:
             run_or_fail([*pip, "--no-deps", *cell.after], "pip install", 900)
-        (cell.venv / ".complete").write_text("ok\n")
+        venvs.mark_built(venv)
         seconds = round(time.monotonic() - started, 1)
         result["steps"].append({"step": "venv", "seconds": seconds, "note": "built"})
         self.log(cell, f"venv built in {seconds:.0f} s")
@@ -373,10 +395,10 @@ class Runner:
         """The harness shims, in the venv only (rewritten every run, so a fix reaches built venvs)."""
         if not cell.sitecustomize:
             return
-        # Not `python -S`: without site.py, sys.prefix is the base interpreter's
-        # (Python <= 3.11) and purelib would be the system's site-packages.
-        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-        site = Path(run_or_fail([str(python), "-c", code], "venv", 60).stdout.strip()).resolve()
+        try:
+            site = venvs.purelib(python).resolve()
+        except venvs.VenvError as error:
+            raise StepFailed(f"venv: {error}") from None
         if cell.venv.resolve() not in site.parents:
             raise StepFailed(f"the venv's site-packages resolved to {site}, outside {cell.venv}: not writing shims there")
         (site / "sitecustomize.py").write_text(cell.sitecustomize.format(venv=cell.venv))
@@ -722,7 +744,7 @@ def main(argv=None) -> int:
             print(f"{cell.id}: kept ({previous.get('outcome')}, {previous.get('date')}; --rerun to run again)")
         else:
             todo.append(cell)
-    print(f"{len(todo)} of {len(chosen)} cells to run, {args.jobs} at a time; venvs in {env_cache()}", flush=True)
+    print(f"{len(todo)} of {len(chosen)} cells to run, {args.jobs} at a time; venvs in {venvs.cache_dir()}", flush=True)
     todo.sort(key=priority)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

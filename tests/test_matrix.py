@@ -1,17 +1,21 @@
-"""scripts/matrix.py: which cells exist, the CI sample, and the RECORD comparison (no venvs built here)."""
+"""scripts/matrix.py: which cells exist, the CI sample, the RECORD comparison, and where a cell's backend comes from."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import matrix  # noqa: E402
+import venvs  # noqa: E402
 
 
 def by_id():
@@ -119,3 +123,107 @@ def test_shims_never_written_outside_the_venv(tmp_path, monkeypatch):
     with pytest.raises(matrix.StepFailed, match="outside"):
         matrix.Runner.write_sitecustomize(cell, fake)
     assert not (outside / "sitecustomize.py").exists()
+
+
+# -- a shared cell's packages: the running interpreter's, never the base interpreter's --------
+
+KERAS_STANDIN, BACKEND_STANDIN = "convlstm_marker_keras", "convlstm_marker_backend"
+
+BUILD_CELL = """\
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import matrix
+matrix.BACKEND_PACKAGES["standin"] = ["%s==0.1"]
+cell = matrix.Cell("standin-1.0", "%s", "1.0", "standin", "run", "test", packages=["%s==1.0"], shared=True)
+python = matrix.Runner(Path(sys.argv[2]), 60, own_tests=False).environment(cell, {"steps": []})
+print(json.dumps({"python": str(python), "venv": str(cell.venv)}))
+""" % (BACKEND_STANDIN, KERAS_STANDIN, KERAS_STANDIN)
+
+INSPECT_CELL = """\
+import importlib, json, sys, sysconfig
+from importlib import metadata
+first = {}
+for dist in metadata.distributions(path=sys.path):  # what convlstm-patch does: the first per name
+    first.setdefault(dist.metadata["Name"], (dist.version, str(dist.locate_file("").resolve())))
+print(json.dumps({
+    "modules": {name: importlib.import_module(name).__file__ for name in sys.argv[1:]},
+    "first": {name: first.get(name) for name in sys.argv[1:]},
+    "base_purelib_on_path": sysconfig.get_path("purelib", vars={"base": sys.base_prefix}) in sys.path,
+}))
+"""
+
+
+def standin_wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal wheel: one module saying its version, METADATA, WHEEL and RECORD."""
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"__version__ = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: convlstm-patch tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+        f"{len(text.encode())}\n"
+        for path, text in files.items()
+    )
+    files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+@pytest.mark.parametrize(
+    "running_holds, backend_from",
+    [
+        # keras 3.0.5 beside the running venv's keras 3.15.1 and TensorFlow
+        pytest.param({KERAS_STANDIN: "2.0", BACKEND_STANDIN: "0.1"}, "running", id="other-version-backend-shared"),
+        # keras 3.15.1 where the running venv has 3.15.1 too but no TensorFlow
+        pytest.param({KERAS_STANDIN: "1.0"}, "cell", id="same-version-backend-installed"),
+    ],
+)
+def test_a_shared_cell_sees_the_running_venv_and_puts_its_own_keras_first(tmp_path, running_holds, backend_from):
+    """Built from inside a venv (its base interpreter has neither stand-in): the cell
+    imports the running venv's backend or installs its own, and its own Keras wins."""
+    running = tmp_path / "running-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(running)], check=True)
+    running_python = running / "bin" / "python"
+    running_site = Path(subprocess.run(
+        [str(running_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True).stdout.strip())
+    for name, version in running_holds.items():  # "installed": unpacked, as pip leaves a wheel
+        with zipfile.ZipFile(standin_wheel(tmp_path / "held", name, version)) as archive:
+            archive.extractall(running_site)
+    index = tmp_path / "index"  # what pip may install: the cell's Keras and the backend, nothing from the network
+    standin_wheel(index, KERAS_STANDIN, "1.0")
+    standin_wheel(index, BACKEND_STANDIN, "0.1")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PIP_", "PYTHON"))}
+    env.update(CONVLSTM_PATCH_ENV_CACHE=str(tmp_path / "venvs"), PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1",
+               PIP_FIND_LINKS=str(index), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    scripts = Path(matrix.__file__).parent
+    built = subprocess.run([str(running_python), "-c", BUILD_CELL, str(scripts), str(tmp_path / "out")],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    cell = json.loads(built.stdout.splitlines()[-1])
+    venv = Path(cell["venv"])
+    assert "include-system-site-packages = true" not in (venv / "pyvenv.cfg").read_text()
+
+    inspected = subprocess.run([cell["python"], "-c", INSPECT_CELL, KERAS_STANDIN, BACKEND_STANDIN],
+                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert inspected.returncode == 0, inspected.stderr[-2000:]
+    found = json.loads(inspected.stdout)
+    assert not found["base_purelib_on_path"]
+    cell_site = venvs.purelib(Path(cell["python"])).resolve()
+    # The cell's own Keras: module and dist-info, though the running venv holds one too.
+    assert Path(found["modules"][KERAS_STANDIN]).resolve().is_relative_to(cell_site)
+    assert found["first"][KERAS_STANDIN] == ["1.0", str(cell_site)]
+    backend_site = running_site.resolve() if backend_from == "running" else cell_site
+    assert Path(found["modules"][BACKEND_STANDIN]).resolve().is_relative_to(backend_site)
+    assert found["first"][BACKEND_STANDIN] == ["0.1", str(backend_site)]
+    # pip in the cell left the running venv's packages as they were.
+    for name, version in running_holds.items():
+        assert (running_site / f"{name}-{version}.dist-info" / "RECORD").exists()
+        assert (running_site / name / "__init__.py").read_text() == f"__version__ = {version!r}\n"

@@ -160,6 +160,8 @@ def test_version_names_the_tool_python_and_keras_found():
 
 
 # -- Docker: patched as root at build time, used by an unprivileged user -------
+# Without a container, in seconds; tests/test_docker.py builds README's
+# Dockerfile for real with podman (marked slow).
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as another user")

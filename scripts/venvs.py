@@ -1,0 +1,100 @@
+"""Throwaway venvs that see the running interpreter's packages, never the base interpreter's.
+
+Used by scripts/matrix.py (its cells) and tests/environments.py. Run from
+inside a venv, as CI and users run, ``python -m venv --system-site-packages``
+exposes the site-packages of the *base* interpreter (pyvenv.cfg's ``home``),
+not those of the venv that runs it: on a fresh machine that base holds no
+TensorFlow. A ``.pth`` file in the new venv naming the running interpreter's
+site-packages folders works from a venv and from a plain interpreter alike.
+
+``site`` appends a ``.pth`` file's folders after the venv's own
+site-packages, so what the new venv installs itself comes first: its modules
+and its dist-info (``importlib.metadata`` searches sys.path in order and
+convlstm-patch takes the first distribution per name). pip in the new venv
+sees the shared packages as installed and leaves them be ("outside
+environment"): to get its own copy of a version the shared folders already
+hold, install it with ``--ignore-installed --no-deps``.
+
+Venvs live in ``$CONVLSTM_PATCH_ENV_CACHE`` (else
+``~/.cache/convlstm-patch/venvs``), one per name and set of shared folders,
+and are reused once built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+PTH_NAME = "_convlstm_patch_running_site.pth"
+BUILT_MARKER = ".complete"  # written last: a venv without it is half-built and is rebuilt
+
+
+class VenvError(RuntimeError):
+    """A venv could not be created or asked for its folders."""
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("CONVLSTM_PATCH_ENV_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "convlstm-patch" / "venvs"
+
+
+def running_site_packages() -> list[str]:
+    """The running interpreter's package folders, venv or not, in sys.path order.
+
+    Folders that are not site folders (the tests' pristine copy of Keras, the
+    scripts folder, the checkout) are left out.
+    """
+    return [entry for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages") and Path(entry).is_dir()]
+
+
+def folder(name: str, shared: Sequence[str] = ()) -> Path:
+    """Where the venv ``name`` lives: one per set of shared folders, since pip
+    resolved its packages against what those held."""
+    if not shared:
+        return cache_dir() / name
+    key = hashlib.sha256("\n".join(shared).encode()).hexdigest()[:10]
+    return cache_dir() / f"{name}-{key}"
+
+
+def is_built(venv: Path) -> bool:
+    return (venv / BUILT_MARKER).exists()
+
+
+def mark_built(venv: Path) -> None:
+    (venv / BUILT_MARKER).write_text("ok\n")
+
+
+def create(venv: Path, shared: Sequence[str] = (), timeout: float = 300) -> Path:
+    """A fresh venv at ``venv`` (emptied if it exists) seeing ``shared`` after its own packages; its python."""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "venv", "--clear", str(venv)], f"python -m venv {venv}", timeout)
+    python = venv / "bin" / "python"
+    if shared:
+        site = purelib(python)
+        if venv.resolve() not in site.resolve().parents:
+            raise VenvError(f"the venv's site-packages resolved to {site}, outside {venv}: not writing {PTH_NAME} there")
+        (site / PTH_NAME).write_text("\n".join(shared) + "\n")
+    return python
+
+
+def purelib(python: Path) -> Path:
+    """The purelib (site-packages) folder of ``python``'s environment."""
+    # Not `python -S`: without site.py, sys.prefix is the base interpreter's
+    # (Python <= 3.11) and purelib would be the base's site-packages.
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return Path(_run([str(python), "-c", code], f"{python}: purelib", 60).stdout.strip())
+
+
+def _run(command: list[str], what: str, timeout: float) -> subprocess.CompletedProcess:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise VenvError(f"{what}: {error}") from None
+    if completed.returncode != 0:
+        lines = (completed.stderr or completed.stdout).strip().splitlines()
+        raise VenvError(f"{what} failed: {lines[-1] if lines else f'exit {completed.returncode}'}")
+    return completed
