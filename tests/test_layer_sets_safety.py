@@ -91,7 +91,12 @@ def _loops(site: Path, rounds: int) -> None:
     """Two writer lanes and one reader lane, each running its commands one after the other."""
     lanes = [
         [tool(site, "apply", "--no-verify", "--layers", ALL), tool(site, "revert")] * rounds,
-        [tool(site, "apply", "--no-verify", "--layers", "lstm"), tool(site, "revert", "--layers", "gru")] * rounds,
+        [
+            tool(site, "apply", "--no-verify"),
+            tool(site, "apply", "--no-verify", "--layers", "lstm"),
+            tool(site, "revert", "--layers", "gru"),
+            tool(site, "revert"),
+        ] * rounds,
         [tool(site, command) for command in ("status", "check", "diff")] * rounds,
     ]
     finished: list[Run] = []
@@ -192,7 +197,8 @@ def test_bytecode_under_a_pycache_prefix_is_replaced_too(site, tmp_path):
     applied = run(*tool(site, "apply"), PYTHONPYCACHEPREFIX=str(prefix))
     assert applied.returncode == 0, applied.output
     assert "verified" in applied.stdout and not compiled.exists()
-    code = "import keras; print('activation_i' in keras.layers.ConvLSTM2D.__init__.__code__.co_varnames)"
+    # The cell is the module whose stock bytecode was planted.
+    code = "from keras.src.layers.rnn import conv_lstm; print('activation_i' in conv_lstm.ConvLSTMCell.__init__.__code__.co_varnames)"
     env = {**os.environ, "PYTHONPYCACHEPREFIX": str(prefix), "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"}
     seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert seen.stdout.strip().splitlines()[-1] == "True", seen.stderr[-500:]

@@ -179,7 +179,7 @@ RNN = "keras/src/layers/rnn"
         ),
         pytest.param(
             f"{RNN}/conv_lstm1d.py", "recurrent_activation: Activation", "recurrent_activation - Activation", True,
-            "written (keras3, 6 files, layer sets convlstm/lstm/gru); WARNING", f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring", id="warns",
+            "written (keras3, 7 files, layer sets convlstm/lstm/gru); WARNING", f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring", id="warns",
         ),
         pytest.param(
             f"{RNN}/conv_lstm2d.py", "Args:", "Arguments:", False,
