@@ -163,6 +163,8 @@ def show_check(out: Printer, checked) -> dict:
         out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
         for problem in result.problems:
             out.result(f"  {problem}")
+        for item in result.checked:  # without a lock it is all there is to say; with one, only with -v
+            out.line(f"  checked: {item}", detail=result.status == "ok")
     return {"results": [check_json(result) for result in checked.results]}
 
 
@@ -315,4 +317,10 @@ def error_json(error) -> dict:
 
 
 def check_json(result) -> dict:
-    return {**flavour_json(result.flavour), "status": result.status, "state": result.state, "problems": list(result.problems)}
+    return {
+        **flavour_json(result.flavour),
+        "status": result.status,
+        "state": result.state,
+        "problems": list(result.problems),
+        "checked": list(result.checked),
+    }
