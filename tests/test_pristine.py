@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 
+import pytest
+
 from helpers import cli_at, hashes, ROOT, tree_hashes
 from patcher.environment import find_flavours
 
@@ -52,6 +54,7 @@ def test_patched_environment_gives_the_backup_and_stays_patched(site, tmp_path):
     assert tree_hashes(site) == before  # the environment is only read
 
 
+@pytest.mark.slow  # downloads the release's wheel
 def test_forced_patch_over_an_edit_gives_the_wheel(site, tmp_path):
     cell = site / "keras/src/layers/rnn/conv_lstm.py"
     cell.write_text(cell.read_text() + "\n# a hand edit\n")

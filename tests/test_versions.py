@@ -16,6 +16,7 @@ from environments import ENVIRONMENTS, environment, site_packages
 from patcher.cli import main
 
 
+@pytest.mark.slow  # other Keras versions in throwaway venvs (one with TensorFlow 2.15)
 @pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in ENVIRONMENTS])
 @pytest.mark.parametrize(
     "layers, says",
