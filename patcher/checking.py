@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from patcher import __version__, errors
-from patcher.backup import original_sources
 from patcher.enums import TextEnum
 from patcher.environment import Flavour
 from patcher.hashing import sha256_hex
+from patcher.layersets import FUSED_SETS, LayerSet
 from patcher.locks import Lock, load_lock
-from patcher.planning import plan
-from patcher.state import FlavourState, State, inspect
+from patcher.planning import patch_sources, unguarded
+from patcher.snapshot import FlavourSnapshot, State
 
 
 class LockStatus(TextEnum):
@@ -27,38 +27,40 @@ class LockStatus(TextEnum):
 
 @dataclass(frozen=True)
 class LockCheck:
-    """One flavour compared with its lock: the status, why, and the live files' state."""
+    """One flavour compared with its lock: the status, why, what was checked, and the live files' state."""
 
     flavour: Flavour
     status: LockStatus
     problems: tuple[str, ...] = ()
     state: State | None = None  # pristine / patched / ... of the live files, when compared
+    checked: tuple[str, ...] = ()  # what was compared and held (said even with no lock)
 
 
-def check_lock(flavour: Flavour) -> LockCheck:
+def check_lock(snapshot: FlavourSnapshot, layers: frozenset[LayerSet] | None = None) -> LockCheck:
+    """The flavour's focus sets (--layers, else those patched) compared with its version's lock.
+
+    Without a lock (a release newer than this tool, a nightly) everything that
+    needs none is still checked, and said: the patch fits the source, the
+    live patched files are its output, every fused call site is guarded.
+    """
+    flavour = snapshot.flavour
     lock = load_lock(flavour.distribution, flavour.version)
-    if lock is None:
-        return LockCheck(
-            flavour,
-            LockStatus.NO_LOCK,
-            (f"no lock for {flavour.key} in convlstm-patch {__version__}: the patch is unchecked",),
-        )
-    if not lock.supported and flavour.layout is None:
-        return LockCheck(
-            flavour, LockStatus.UNSUPPORTED, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",)
-        )
-    if lock.layout != (flavour.layout.name if flavour.layout else None):
+    if flavour.layout is None and (lock is None or not lock.supported):
+        status = LockStatus.NO_LOCK if lock is None else LockStatus.UNSUPPORTED
+        return LockCheck(flavour, status, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",))
+    if lock is not None and lock.layout != (flavour.layout.name if flavour.layout else None):
         found = f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}"
         return LockCheck(flavour, LockStatus.DRIFT, (flavour.why_unsupported or found,))
-    if lock.tool_version != __version__:
-        return LockCheck(
-            flavour,
-            LockStatus.DRIFT,
-            (f"lock was made by convlstm-patch {lock.tool_version}, this is {__version__}; run scripts/update_locks.py",),
+    problems, checked = _compare(snapshot, lock, snapshot.focus(layers))
+    if problems:
+        return LockCheck(flavour, LockStatus.DRIFT, tuple(problems), snapshot.overall(layers), tuple(checked))
+    if lock is None:
+        missing = (
+            f"no lock for {flavour.key} in convlstm-patch {__version__}: its pristine source is not compared "
+            "with a released one, and the patch's output not with a reviewed one",
         )
-    state = inspect(flavour)
-    problems = tuple(_compare(flavour, lock, state))
-    return LockCheck(flavour, LockStatus.DRIFT if problems else LockStatus.OK, problems, state.overall)
+        return LockCheck(flavour, LockStatus.NO_LOCK, missing, snapshot.overall(layers), tuple(checked))
+    return LockCheck(flavour, LockStatus.OK, (), snapshot.overall(layers), tuple(checked))
 
 
 def verdict(results: list[LockCheck], strict: bool) -> None:
@@ -79,48 +81,61 @@ def verdict(results: list[LockCheck], strict: bool) -> None:
         )
 
 
-def _compare(flavour: Flavour, lock: Lock, state: FlavourState) -> list[str]:
-    problems = []
-    names = {target.relative for target in flavour.files}
-    unlocked = [str(s) for s in flavour.layer_sets if str(s) not in lock.layer_sets]
-    if unlocked:
-        return [f"the lock of {flavour.key} has no {unlocked[0]} files: this version's {unlocked[0]} source is not one the patch fits"]
-    # The lock covers every layer set; the install is compared for the sets it acts on.
-    locked = {relative for relative in lock.files if _layer_set_of(flavour, relative) in flavour.layer_sets}
-    if names != locked:
-        return [f"files {sorted(names ^ locked)} differ between the install and the lock"]
+def _compare(snapshot: FlavourSnapshot, lock: Lock | None, layer_sets: tuple[LayerSet, ...]) -> tuple[list[str], list[str]]:
+    """(problems, what was checked): with the lock when there is one, and what needs none."""
+    flavour = snapshot.flavour
+    names = ", ".join(map(str, layer_sets))
+    if lock is not None:
+        unlocked = [str(s) for s in layer_sets if str(s) not in lock.layer_sets]
+        if unlocked:
+            return [f"the lock of {flavour.key} has no {unlocked[0]} files: this version's {unlocked[0]} source is not one the patch fits"], []
+    files = snapshot.files_of(layer_sets)
+    if lock is not None:
+        missing = sorted({file.target.relative for file in files} - set(lock.files))
+        if missing:
+            return [f"files {missing} differ between the install and the lock"], []
     try:
-        originals = original_sources(flavour, state.manifest)
-    except errors.BackupProblem as error:
-        return [error.message]
-    for relative, data in originals.items():
-        expected = lock.files[relative].pristine
-        if sha256_hex(data) != expected:
-            problems.append(f"{relative}: pristine sha256 {sha256_hex(data)[:16]}… expected {expected[:16]}…")
-    if problems:
-        return problems
+        originals = {file.target.relative: snapshot.original(file.target) for file in files}
+    except errors.PatchError as error:
+        return [error.message], []
+    problems, checked = [], []
+    if lock is not None:
+        for relative, data in originals.items():
+            expected = lock.files[relative].pristine
+            if sha256_hex(data) != expected:
+                problems.append(f"{relative}: pristine sha256 {sha256_hex(data)[:16]}… expected {expected[:16]}…")
+        if problems:
+            return problems, checked
+        checked.append(f"the pristine source of {names} is the released one (the lock's sha256)")
+    # Each file as the patch makes it for the sets in focus (and those patched beside them).
+    applied = tuple(dict.fromkeys((*layer_sets, *snapshot.patched_sets)))
     try:
-        planned = plan(flavour, originals)
+        patched, _ = patch_sources(flavour, [(file.target, originals[file.target.relative], applied) for file in files])
     except errors.TransformFailed as error:
-        return [error.message]
-    for item in planned:
-        expected = lock.files[item.target.relative].patched
-        if sha256_hex(item.patched) != expected:
-            problems.append(f"{item.target.relative}: patched sha256 {sha256_hex(item.patched)[:16]}… expected {expected[:16]}…")
-    for file in state.files:
+        return [error.message], checked
+    checked.append(f"the patch of {names} fits this source (transformed and compiled)")
+    if lock is not None:
+        for relative, data in patched.items():
+            expected = lock.files[relative].patched_for(file_sets(snapshot, relative, applied))
+            if expected is None or sha256_hex(data) != expected:
+                problems.append(f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(expected or '?')[:16]}…")
+        if not problems:
+            checked.append("its output is the locked one")
+    sites = unguarded(flavour, patched, applied)
+    problems += [f"fused kernel call site the patch does not guard: {site}" for site in sites]
+    if any(layer_set in FUSED_SETS for layer_set in applied) and not sites:
+        checked.append("every fused LSTM/GRU kernel call site in the package is guarded")
+    for file in files:
         if file.state not in (State.PRISTINE, State.PATCHED):
             problems.append(f"{file.target.relative}: live file is {file.state} ({file.note})")
-        elif file.state == State.PATCHED and file.sha256 != lock.files[file.target.relative].patched:
-            problems.append(f"{file.target.relative}: live patched file differs from the locked output")
-    return problems
+        elif file.state == State.PATCHED and file.sha256 != sha256_hex(patched[file.target.relative]):
+            problems.append(f"{file.target.relative}: live patched file differs from the patch's output")
+    if any(file.state == State.PATCHED for file in files) and not problems:
+        checked.append("the live patched files are that output")
+    return problems, checked
 
 
-def _layer_set_of(flavour: Flavour, relative: str):
-    """The layer set a locked file belongs to, from the flavour's layout (None: none we know)."""
-    if flavour.layout is None:
-        return None
-    package = relative.split("/")[0]
-    for layer_set in flavour.layout.known_sets:
-        if any(path == relative for path, _ in flavour.layout.paths_for(package, layer_set)):
-            return layer_set
-    return None
+def file_sets(snapshot: FlavourSnapshot, relative: str, applied) -> tuple[LayerSet, ...]:
+    """The sets applied to one file: those it belongs to among ``applied``."""
+    target = next(file.target for file in snapshot.files if file.target.relative == relative)
+    return tuple(s for s in applied if s in target.layer_sets)

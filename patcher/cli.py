@@ -16,29 +16,29 @@ from dataclasses import dataclass
 
 import click
 
-from patcher import commands, errors, output
-from patcher.spec import LayerSet, parse_layer_sets
+from patcher import commands, errors, layersets, output
+from patcher.layersets import LayerSet
 from patcher.transaction import DEFAULT_LOCK_TIMEOUT
-from patcher.verification import BACKENDS, DEFAULT_TIMEOUT
+from patcher.verification import BACKENDS, DEFAULT_TIMEOUT, VerifyOptions
 
 
 @dataclass(frozen=True)
 class Where:
-    """The environments the options name, and which flavours in them."""
+    """The environments the options name, which flavours in them, and --layers."""
 
     environments: list[commands.Environment]
     only: str | None
     layers: frozenset[LayerSet] | None = None  # --layers, None when not given
 
-    def run(self, command, **options) -> list[commands.EnvironmentResult]:
-        return commands.each(self.environments, self.only, command, layers=self.layers, **options)
+    def run(self, command, options, needs_keras: bool = True) -> list[commands.EnvironmentResult]:
+        return commands.each(self.environments, self.only, command, options, needs_keras)
 
 
 def _layer_sets(ctx, param, value: str | None) -> frozenset[LayerSet] | None:
     if value is None:
         return None
     try:
-        return parse_layer_sets(value)
+        return layersets.parse(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
 
@@ -65,8 +65,8 @@ def target_options(command):
         "--layers",
         metavar="SETS",
         callback=_layer_sets,
-        help="Layer sets, comma-separated: convlstm, lstm, gru. apply: patch these too (default convlstm); "
-        "revert, diff: only these (default: every set patched).",
+        help="Layer sets, comma-separated: convlstm, lstm, gru. apply: patch these too (ConvLSTM always); "
+        "revert, diff, status, verify, check: exactly these (default: every set patched).",
     )
     @click.option("-q", "--quiet", is_flag=True, help="Print only what changed and errors.")
     @click.option("-v", "--verbose", count=True, help="Print more detail (files, backups, timings).")
@@ -191,9 +191,11 @@ def main():
 @main.command()
 @json_option
 @target_options
-def status(where, out):
+@lock_timeout_option
+def status(where, out, lock_timeout):
     """Show each Keras found, its files and whether they are patched."""
-    finish(out, where.run(commands.status), output.show_status)
+    options = commands.ReadOptions(where.layers, lock_timeout)
+    finish(out, where.run(commands.status, options), output.show_status)
 
 
 @main.command()
@@ -208,18 +210,11 @@ def status(where, out):
 @lock_timeout_option
 def apply(where, out, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
     """Back up the ConvLSTM source, patch it, verify it, roll back on failure."""
-    results = where.run(
-        commands.apply,
-        force=force,
-        dry_run=dry_run,
-        verify=not no_verify,
-        strict=strict,
-        backends=backends,
-        timeout=timeout,
-        lock_timeout=lock_timeout,
-        on_progress=out.progress,
+    probe = VerifyOptions(backends=tuple(backends), timeout=timeout, on_progress=out.progress)
+    options = commands.ApplyOptions(
+        where.layers, force, dry_run, None if no_verify else probe, strict, lock_timeout
     )
-    finish(out, results, output.show_apply)
+    finish(out, where.run(commands.apply, options), output.show_apply)
 
 
 @main.command()
@@ -227,18 +222,23 @@ def apply(where, out, force, dry_run, no_verify, strict, backends, timeout, lock
 @target_options
 @backend_option
 @timeout_option
-def verify(where, out, backends, timeout):
+@lock_timeout_option
+def verify(where, out, backends, timeout, lock_timeout):
     """Check, in a fresh process, that the patched Keras computes the five-activation ConvLSTM."""
-    finish(out, where.run(commands.verify, backends=backends, timeout=timeout, on_progress=out.progress), output.show_verify)
+    probe = VerifyOptions(backends=tuple(backends), timeout=timeout, on_progress=out.progress)
+    options = commands.VerifyCommandOptions(where.layers, probe, lock_timeout)
+    finish(out, where.run(commands.verify, options), output.show_verify)
 
 
 @main.command()
 @json_option
 @target_options
 @click.option("--strict", is_flag=True, help="A version with no lock is a failure (exit 1), not exit 10.")
-def check(where, out, strict):
+@lock_timeout_option
+def check(where, out, strict, lock_timeout):
     """In CI: does the patch match the installed Keras version's hash lock?"""
-    finish(out, where.run(commands.check, strict=strict, on_progress=out.progress), output.show_check)
+    options = commands.ReadOptions(where.layers, lock_timeout, strict, out.progress)
+    finish(out, where.run(commands.check, options), output.show_check)
 
 
 @main.command()
@@ -248,7 +248,8 @@ def check(where, out, strict):
 @lock_timeout_option
 def revert(where, out, force, lock_timeout):
     """Restore the original ConvLSTM source from the backup, byte for byte."""
-    finish(out, where.run(commands.revert, force=force, lock_timeout=lock_timeout), output.show_revert)
+    options = commands.RevertOptions(where.layers, force, lock_timeout)
+    finish(out, where.run(commands.revert, options), output.show_revert)
 
 
 @main.command()
@@ -256,11 +257,13 @@ def revert(where, out, force, lock_timeout):
 @lock_timeout_option
 def clean(where, out, lock_timeout):
     """Delete backups never restored: of versions no longer installed, or damaged and not needed."""
-    finish(out, where.run(commands.clean, needs_keras=False, lock_timeout=lock_timeout), output.show_clean)
+    finish(out, where.run(commands.clean, commands.CleanOptions(lock_timeout), needs_keras=False), output.show_clean)
 
 
 @main.command()
 @target_options
-def diff(where, out):
+@lock_timeout_option
+def diff(where, out, lock_timeout):
     """Print the unified diff the patch made (or would make)."""
-    finish(out, where.run(commands.diff, on_progress=out.progress), output.show_diff)
+    options = commands.ReadOptions(where.layers, lock_timeout, on_progress=out.progress)
+    finish(out, where.run(commands.diff, options), output.show_diff)

@@ -1,32 +1,38 @@
-"""What each command does, one function per command; the CLI calls one of these.
+"""What each command does in one environment; the CLI calls one of these per environment.
 
-Each takes the Target the options name and returns what it found or did, for
-patcher.output to render; none prints. Commands that change files hold the
-environment's lock and first finish an interrupted run (patcher.workflow),
-but only when there is something to write (already patched, nothing to
-revert or clean: no lock, no file); the ones that only read (status, verify,
-check, diff) take the lock to recover only when a journal says there is
-something to recover.
+Every command goes the same way: find the flavours (patcher/environment.py:
+where Keras is, never what state it is in), read one snapshot of them
+(patcher/snapshot.py), decide from it (patcher/planning.py), and, for a
+command that writes, carry the decision out in one Transaction (patcher/
+transaction.py). A command that writes decides under the environment's lock,
+from a snapshot read after taking it; before the lock only the flavours are
+found. A command with nothing to write (status, check, diff, verify, apply
+on a patched Keras, revert with nothing to revert) takes no lock and creates
+no file, so a user who cannot write the environment gets an answer; it
+decides from a settled snapshot: two reads that agree while no journal is
+there. A journal means a run is under way or was killed: the reader then
+waits for the lock and settles the interrupted run first.
+
+Each returns what it found or did, for patcher.output; none prints.
 """
 
 from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
-from patcher import __version__, checking, errors, operations, state, verification, workflow
-from patcher.backup import orphaned_backups
-from patcher.environment import Flavour, find_flavours, search_path
-from patcher.operations import Action, Outcome
-from patcher.spec import LayerSet
-from patcher.state import FlavourState
-from patcher.verification import DEFAULT_TIMEOUT, Report, VerifyOptions, verify_all
-
-Progress = Callable[[str], None]
-T = TypeVar("T")
+from patcher import __version__, checking, errors, pauses, planning, snapshot, verification
+from patcher.environment import Flavour, SearchPath, find_flavours, search_path
+from patcher.layersets import LayerSet
+from patcher.locks import load_lock
+from patcher.planning import Action, Outcome
+from patcher.snapshot import FlavourSnapshot, Snapshot
+from patcher.store import orphaned_backups
+from patcher.transaction import DEFAULT_LOCK_TIMEOUT, EnvironmentLock, Transaction, delete_unneeded_backup, recover_all
+from patcher.verification import Report, VerifyOptions
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,57 @@ class Environment:
 
 @dataclass(frozen=True)
 class Target:
-    python: str | None
-    flavours: list[Flavour]
-    folders: list[Path] = field(default_factory=list)  # the site folders searched
+    """The flavours of one environment that --only names, found before any lock is taken."""
+
+    environment: Environment
+    search: SearchPath
+    flavours: tuple[Flavour, ...]
     only: str | None = None
+
+
+# -- each command's options: one frozen object, from the CLI to the core ----------
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """status, diff, check."""
+
+    layers: frozenset[LayerSet] | None = None  # --layers: exactly these sets (None: the focus)
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    strict: bool = False  # check: a version with no lock fails
+    on_progress: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    layers: frozenset[LayerSet] | None = None  # patched too (ConvLSTM always)
+    force: bool = False
+    dry_run: bool = False
+    verify: VerifyOptions | None = VerifyOptions()  # None: --no-verify
+    strict: bool = False
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+
+@dataclass(frozen=True)
+class RevertOptions:
+    layers: frozenset[LayerSet] | None = None  # only these sets (None: every set patched)
+    force: bool = False
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+
+@dataclass(frozen=True)
+class VerifyCommandOptions:
+    layers: frozenset[LayerSet] | None = None
+    probe: VerifyOptions = VerifyOptions()
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+
+# -- what each command returns ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -65,8 +118,8 @@ class EnvironmentResult:
 
 @dataclass(frozen=True)
 class Status:
-    recovered: list[str]  # what finishing an interrupted run did
-    flavours: list[tuple[FlavourState, list[str]]]  # each flavour's state and what it means
+    recovered: list[str]  # what settling an interrupted run did
+    flavours: list[tuple[FlavourSnapshot, tuple[LayerSet, ...], list[str]]]  # snapshot, focus, notes
 
 
 @dataclass(frozen=True)
@@ -74,21 +127,24 @@ class Applied:
     outcomes: list[Outcome]
     reports: list[Report]
     restart: list[str] = field(default_factory=list)  # why running processes must restart
+    recovered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Reverted:
     outcomes: list[Outcome]
     restart: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Verified:
     recovered: list[str]
     reports: list[Report]
+    snapshot: Snapshot
 
     def verdict(self) -> None:
-        verification.verdict(self.reports)
+        verification.verdict(self.reports, self.snapshot)
 
 
 @dataclass(frozen=True)
@@ -102,10 +158,19 @@ class Checked:
 
 
 @dataclass(frozen=True)
+class Diffed:
+    recovered: list[str]
+    outcomes: list[Outcome]
+
+
+@dataclass(frozen=True)
 class Versions:
     tool: str
     python: str
     flavours: list[Flavour]  # found on this Python's path, read from dist-info (no import)
+
+
+# -- the environments an invocation names --------------------------------------------
 
 
 def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = ()) -> list[Environment]:
@@ -125,13 +190,7 @@ def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = (
 
 
 def each(
-    named: list[Environment],
-    only: str | None,
-    command: Callable[..., Any],
-    *,
-    needs_keras: bool = True,
-    layers: frozenset[LayerSet] | None = None,
-    **options: Any,
+    named: list[Environment], only: str | None, command: Callable[[Target, Any], Any], options: Any, needs_keras: bool = True
 ) -> list[EnvironmentResult]:
     """Run ``command`` in every environment on its own: one failing never stops or undoes another.
 
@@ -143,7 +202,7 @@ def each(
     for environment in named:
         value = None
         try:
-            value = command(target(environment.python, environment.keras_root, only, needs_keras, layers), **options)
+            value = command(target(environment, only, needs_keras), options)
             if hasattr(value, "verdict"):
                 value.verdict()
         except errors.Interrupted as error:
@@ -165,30 +224,15 @@ def versions() -> Versions:
     return Versions(__version__, platform.python_version(), find_flavours(list(sys.path)))
 
 
-@dataclass(frozen=True)
-class Diffed:
-    recovered: list[str]
-    outcomes: list[Outcome]
-
-
-def target(
-    python: str | None,
-    keras_root: str | None,
-    only: str | None,
-    needs_keras: bool = True,
-    layers: frozenset[LayerSet] | None = None,
-) -> Target:
-    """The flavours that --python / --keras-root / --only name, with the files of --layers.
-
-    Raise if there are none, unless the command does not need any (clean).
-    """
-    path = search_path(python, keras_root)
-    folders = list(dict.fromkeys(Path(entry).resolve() for entry in path if entry and Path(entry).is_dir()))
-    flavours = find_flavours(path, only, layers)
+def target(environment: Environment, only: str | None, needs_keras: bool = True) -> Target:
+    """The flavours --python / --keras-root / --only name; raise if there are none, unless
+    the command needs none (clean)."""
+    search = search_path(environment.python, environment.keras_root)
+    flavours = tuple(find_flavours(search.entries, only))
     if not flavours and needs_keras:
+        keras_root, python = environment.keras_root, environment.python
         where = f"under {keras_root}" if keras_root else f"in the environment of {python or 'this Python'}"
-        wanted = only or "keras or tf_keras"
-        left = orphaned_backups(folders, only)
+        left = orphaned_backups(search.folders, only)
         hint = f" (`convlstm-patch clean` removes the backups left in {left[0].parent})" if left else ""
         if keras_root and any((Path(keras_root) / package).is_dir() for package in ("keras", "tf_keras")):
             hint = (
@@ -196,84 +240,208 @@ def target(
                 "whose RECORD it checks: `pip install .` it into a venv and use --python)"
             )
         raise errors.KerasNotFound(
-            f"no {wanted} installed {where}; install Keras there, or point --python at the right interpreter{hint}"
+            f"no {only or 'keras or tf_keras'} installed {where}; install Keras there, or point --python at the "
+            f"right interpreter{hint}"
         )
-    return Target(python, flavours, folders, only)
+    return Target(environment, search, flavours, only)
 
 
-def status(target: Target) -> Status:
-    recovered = workflow.recover_if_possible(target.flavours)
-    states = [state.inspect(flavour) for flavour in target.flavours]
-    return Status(recovered, [(flavour_state, state.explain(flavour_state)) for flavour_state in states])
+# -- the commands ---------------------------------------------------------------------
 
 
-def apply(
-    target: Target,
-    *,
-    force: bool,
-    dry_run: bool,
-    verify: bool,
-    strict: bool,
-    backends: tuple[str, ...],
-    timeout: float,
-    lock_timeout: float,
-    on_progress: Progress | None = None,
-) -> Applied:
-    options = VerifyOptions(target.python, tuple(backends), timeout, on_progress)
-    outcomes, reports = workflow.apply_all(
-        target.flavours, options, verify=verify, force=force, dry_run=dry_run, strict=strict, lock_timeout=lock_timeout
+def status(target: Target, options: ReadOptions) -> Status:
+    recovered, snap = _settled(target, options.lock_timeout)
+    return Status(
+        recovered,
+        [(flavour, flavour.focus(options.layers), snapshot.explain(flavour, options.layers)) for flavour in snap.flavours],
     )
-    return Applied(outcomes, reports, _restart(outcomes))
 
 
-def verify(
-    target: Target, *, backends: tuple[str, ...], timeout: float = DEFAULT_TIMEOUT, on_progress: Progress | None = None
-) -> Verified:
-    """The probe's reports; verification.verdict(reports) gives the exit status."""
-    recovered = workflow.recover_if_possible(target.flavours)
-    options = VerifyOptions(target.python, tuple(backends), timeout, on_progress)
-    return Verified(recovered, verify_all(target.flavours, options))
+def apply(target: Target, options: ApplyOptions) -> Applied:
+    """Patch every flavour in one transaction, verify, roll back on failure."""
+    unlocked = _refuse_unlocked(target.flavours, options.strict)
+    recovered, snap = _settled(target, options.lock_timeout)
+    if options.dry_run:
+        changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
+        return Applied([_would_patch(change) for change in changes], [], recovered=recovered)
+    if all(planning.already_patched(flavour, options.layers) for flavour in snap.flavours):
+        outcomes = [Outcome(flavour.flavour, Action.ALREADY_PATCHED, _patched_files(flavour)) for flavour in snap.flavours]
+        return Applied(outcomes, [], recovered=recovered)
+    pauses.pause(pauses.DISCOVERED)
+    with EnvironmentLock(target.flavours, options.lock_timeout):
+        recovered += recover_all(target.flavours, target.search.pycache_prefix)
+        snap = snapshot.read(target.flavours)
+        changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
+        if options.verify is not None:
+            for change in changes:
+                if options.verify.on_progress and change.files:
+                    options.verify.on_progress(f"{change.flavour.key}: writing {len(change.files)} files")
+        # One transaction for every flavour, verification included: a failure
+        # or Ctrl-C anywhere in it rolls all of them back (a SIGKILL leaves
+        # the journals, and the next command rolls back).
+        with Transaction(changes, target.search.pycache_prefix) as transaction:
+            transaction.write()
+            patched = [change for change in changes if change.files]
+            reports = _verify_patched(patched, _probe_options(target, options.verify)) if options.verify else []
+    outcomes = [_applied(change, flavour, unlocked) for change, flavour in zip(changes, snap.flavours)]
+    return Applied(outcomes, reports, _restart(outcomes, recovered), recovered)
 
 
-def check(target: Target, *, strict: bool = False, on_progress: Progress | None = None) -> Checked:
+def revert(target: Target, options: RevertOptions) -> Reverted:
+    recovered, snap = _settled(target, options.lock_timeout)
+    if all(planning.nothing_to_revert(flavour, options.layers) for flavour in snap.flavours):
+        outcomes = [_nothing_to_revert(flavour) for flavour in snap.flavours]
+        return Reverted(outcomes, _restart(outcomes, recovered), recovered)
+    pauses.pause(pauses.DISCOVERED)
+    with EnvironmentLock(target.flavours, options.lock_timeout):
+        recovered += recover_all(target.flavours, target.search.pycache_prefix)
+        snap = snapshot.read(target.flavours)
+        changes = [planning.plan_revert(flavour, options.layers, force=options.force) for flavour in snap.flavours]
+        with Transaction(changes, target.search.pycache_prefix) as transaction:
+            transaction.write()
+    outcomes = [
+        Outcome(change.flavour, Action.REVERTED, [file.target.relative for file in change.files], list(change.warnings))
+        if change.files or change.manifest_before is not None
+        else _nothing_to_revert(flavour)
+        for change, flavour in zip(changes, snap.flavours)
+    ]
+    return Reverted(outcomes, _restart(outcomes, recovered), recovered)
+
+
+def verify(target: Target, options: VerifyCommandOptions) -> Verified:
+    """The probe's reports, from an environment no run changed while they ran."""
+    for _ in range(3):
+        recovered, snap = _settled(target, options.lock_timeout)
+        reports = verification.verify_all(
+            verification.what_to_verify(snap, options.layers), _probe_options(target, options.probe)
+        )
+        if snapshot.unchanged(target.flavours, snap):
+            return Verified(recovered, reports, snap)
+    raise errors.Busy(
+        "the environment changed while it was being verified (another convlstm-patch at work?); "
+        "run `convlstm-patch verify` again when it has finished"
+    )
+
+
+def check(target: Target, options: ReadOptions) -> Checked:
     """The lock comparisons; checking.verdict(results, strict) gives the exit status."""
-    recovered = workflow.recover_if_possible(target.flavours)
-    return Checked(recovered, _each(target, checking.check_lock, on_progress, "comparing with its lock"), strict)
-
-
-def revert(target: Target, *, force: bool, lock_timeout: float) -> Reverted:
-    outcomes = workflow.revert_all(target.flavours, force=force, lock_timeout=lock_timeout)
-    return Reverted(outcomes, _restart(outcomes))
-
-
-def clean(target: Target, *, lock_timeout: float) -> list[Path]:
-    """Remove the backups never restored; also where Keras was uninstalled (needs no Keras found)."""
-    return workflow.clean_stale(target.flavours, target.folders, target.only, lock_timeout=lock_timeout)
-
-
-def diff(target: Target, *, on_progress: Progress | None = None) -> Diffed:
-    recovered = workflow.recover_if_possible(target.flavours)
-    return Diffed(recovered, _each(target, operations.diff, on_progress, "computing the diff"))
-
-
-def _each(target: Target, function: Callable[[Flavour], T], on_progress: Progress | None, doing: str) -> list[T]:
-    """function(flavour) for every flavour, saying what it is doing first."""
+    recovered, snap = _settled(target, options.lock_timeout)
     results = []
-    for flavour in target.flavours:
-        if on_progress:
-            on_progress(f"{flavour.key}: {doing}")
-        results.append(function(flavour))
-    return results
+    for flavour in snap.flavours:
+        if options.on_progress:
+            options.on_progress(f"{flavour.flavour.key}: comparing with its lock")
+        results.append(checking.check_lock(flavour, options.layers))
+    return Checked(recovered, results, options.strict)
 
 
-def _restart(outcomes: list[Outcome]) -> list[str]:
+def diff(target: Target, options: ReadOptions) -> Diffed:
+    recovered, snap = _settled(target, options.lock_timeout)
+    outcomes = []
+    for flavour in snap.flavours:
+        if options.on_progress:
+            options.on_progress(f"{flavour.flavour.key}: computing the diff")
+        outcomes.append(planning.diff(flavour, options.layers))
+    return Diffed(recovered, outcomes)
+
+
+def clean(target: Target, options: CleanOptions) -> list[Path]:
+    """Remove the backups never restored: of versions no longer installed (also where Keras was
+    uninstalled: needs no Keras found), or damaged and not needed."""
+    _, snap = _settled(target, options.lock_timeout)
+    if not _removable(target, snap):
+        return []
+    orphan_sites = tuple(dict.fromkeys(folder.parent.parent.parent for folder in _orphaned(target)))
+    with EnvironmentLock(target.flavours, options.lock_timeout, orphan_sites):
+        recover_all(target.flavours, target.search.pycache_prefix)
+        removed = _removable(target, snapshot.read(target.flavours))
+        for folder in removed:
+            delete_unneeded_backup(folder)
+    return removed
+
+
+# -- helpers of the commands -------------------------------------------------------------
+
+
+def _settled(target: Target, lock_timeout: float) -> tuple[list[str], Snapshot]:
+    return snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout)
+
+
+def _refuse_unlocked(flavours, strict: bool) -> list[Flavour]:
+    """The flavours whose version has no hash lock; with --strict, refuse them."""
+    unlocked = [flavour for flavour in flavours if load_lock(flavour.distribution, flavour.version) is None]
+    if unlocked and strict:
+        raise errors.NoLock(
+            f"{unlocked[0].key} has no lock in this convlstm-patch, so its patch is unchecked; "
+            "upgrade convlstm-patch, or drop --strict to rely on verification"
+        )
+    return unlocked
+
+
+def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
+    """Verify what this run patched; raise if a check failed (the Transaction then rolls back)."""
+    reports = verification.verify_all(
+        [verification.Verifiable(change.flavour, change.manifest_after.layer_sets, change.manifest_after) for change in changes],
+        options,
+    )
+    failed = next((report for report in reports if not report.passed), None)
+    if failed is not None:
+        probe_check = failed.first_failure
+        raise errors.VerificationFailed(
+            f"verification of {failed.flavour.key} failed at check '{probe_check.name}': {probe_check.detail}; "
+            "the original files were restored. Please report this with `convlstm-patch verify --json` output",
+            reports,
+        )
+    return reports
+
+
+def _probe_options(target: Target, options: VerifyOptions) -> VerifyOptions:
+    """The probe runs in the environment's own interpreter (--python; else this one)."""
+    return replace(options, python=target.environment.python)
+
+
+def _applied(change, flavour: FlavourSnapshot, unlocked: list[Flavour]) -> Outcome:
+    if not change.files and change.manifest_after == change.manifest_before:
+        return Outcome(change.flavour, Action.ALREADY_PATCHED, _patched_files(flavour), list(change.warnings))
+    warnings = list(change.warnings)
+    if change.flavour in unlocked:
+        warnings.append("no lock for this version: the patch is unchecked, relying on verification")
+    return Outcome(change.flavour, Action.PATCHED, [file.target.relative for file in change.files], warnings)
+
+
+def _would_patch(change) -> Outcome:
+    pairs = [(file.target.relative, file.before or b"", file.after) for file in change.files]
+    return Outcome(change.flavour, Action.WOULD_PATCH, [relative for relative, _, _ in pairs], list(change.warnings), planning.diffs(pairs))
+
+
+def _patched_files(flavour: FlavourSnapshot) -> list[str]:
+    return [file.target.relative for file in flavour.files_of(flavour.patched_sets)]
+
+
+def _nothing_to_revert(flavour: FlavourSnapshot) -> Outcome:
+    notes = [snapshot.damaged_backup_note(flavour)] if flavour.unneeded_damaged_backup else []
+    return Outcome(flavour.flavour, Action.NOTHING_TO_REVERT, warnings=notes)
+
+
+def _orphaned(target: Target) -> list[Path]:
+    return orphaned_backups(target.search.folders, target.only)
+
+
+def _removable(target: Target, snap: Snapshot) -> list[Path]:
+    from patcher.store import backup_folder
+
+    found = [folder for flavour in snap.flavours for folder in flavour.stale]
+    found += [backup_folder(flavour.flavour) for flavour in snap.flavours if flavour.unneeded_damaged_backup]
+    return found + _orphaned(target)
+
+
+def _restart(outcomes: list[Outcome], recovered: list[str]) -> list[str]:
     """Why processes must restart to see the change: none when no file changed.
 
     A running Python keeps the module objects it imported; only a new
     process (a restarted Jupyter kernel) reads the new source.
     """
     changed = [o.flavour for o in outcomes if o.action in (Action.PATCHED, Action.REVERTED) and o.files]
-    if not changed:
+    if not changed and not recovered:
         return []
     notes = [
         "Python processes that imported Keras before this keep the old code until they restart "
@@ -281,11 +449,11 @@ def _restart(outcomes: list[Outcome]) -> list[str]:
     ]
     # This very process may be one of them: the tool imported and run from a notebook kernel.
     loaded = [flavour for flavour in changed if _imported_here(flavour)]
-    notes += [f"this Python process has already imported {f.distribution}: it keeps the old code; restart it" for f in loaded]
+    notes += [f"this Python process has already imported {f.package}: it keeps the old code; restart it" for f in loaded]
     return notes
 
 
 def _imported_here(flavour: Flavour) -> bool:
-    module = sys.modules.get(flavour.distribution)
+    module = sys.modules.get(flavour.package)
     source = getattr(module, "__file__", None)
     return source is not None and Path(source).resolve().is_relative_to(flavour.site)

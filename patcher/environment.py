@@ -1,7 +1,10 @@
 """Find the Keras flavours of an environment without importing them.
 
 Everything here reads dist-info metadata and files: no Keras, TensorFlow or
-libcst import, so ``status`` stays instant.
+libcst import, so ``status`` stays instant. It finds where Keras is and which
+files a patch may touch, never whether they are patched: that is the
+snapshot's job (patcher/snapshot.py), read under the lock by every run that
+writes.
 """
 
 from __future__ import annotations
@@ -14,37 +17,43 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Iterable
 
 from patcher import errors
 from patcher.hashing import record_hash_to_hex
-from patcher.spec import DEFAULT_LAYER_SETS, LayerSet, Layout, layouts, ordered
+from patcher.layersets import REGISTRY, LayerSet, ordered
+from patcher.spec import Layout, LayoutFile, layouts
 
-# distribution name -> import package
-FLAVOURS = {"keras": "keras", "tf_keras": "tf_keras"}
+# distribution (canonical name) -> the package it installs. The nightlies
+# install the same package as the release, so `--only keras` names both.
+DISTRIBUTIONS = {
+    "keras": "keras",
+    "keras_nightly": "keras",
+    "tf_keras": "tf_keras",
+    "tf_keras_nightly": "tf_keras",
+}
+PACKAGES = ("keras", "tf_keras")  # the values of --only, in the order flavours are listed
 
 
 @dataclass(frozen=True)
 class TargetFile:
     relative: str  # as in RECORD, e.g. keras/src/layers/rnn/conv_lstm.py
     path: Path
-    classes: dict[str, str]  # class name -> role ("cell" or "layer")
+    classes: dict[str, str]  # class name -> role ("cell", "layer" or "wrapper")
+    layer_sets: frozenset[LayerSet]  # the sets it belongs to: several for a file their layers share
     record_sha256: str | None  # hex; None when neither RECORD nor our hash lock knows the file
     from_lock: bool = False  # record_sha256 comes from our hash lock: the distribution has no RECORD hash
-    layer_set: LayerSet = LayerSet.CONVLSTM
 
 
 @dataclass(frozen=True)
 class Flavour:
-    distribution: str  # "keras" or "tf_keras"
+    distribution: str  # canonical: keras, tf_keras, keras_nightly, tf_keras_nightly
+    project: str  # the name pip knows it by (its metadata Name), for advice
+    package: str  # the import package: keras or tf_keras
     version: str
     site: Path  # the folder holding the package and its dist-info
     layout: Layout | None  # None: a Keras whose ConvLSTM source we do not know
-    files: tuple[TargetFile, ...]
-    # The layer sets acted on (asked for, plus those a backup records), and
-    # those this version's files allow.
-    layer_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
-    supported_sets: tuple[LayerSet, ...] = (LayerSet.CONVLSTM,)
-    asked: tuple[LayerSet, ...] = ()  # what --layers named (empty: not given)
+    files: tuple[TargetFile, ...] = ()  # every file of every layer set this version supports
     why_unsupported: str = ""  # with no layout: what is missing, when we can tell
 
     @property
@@ -54,128 +63,180 @@ class Flavour:
     @property
     def reinstall_command(self) -> str:
         """What puts this distribution's pristine files back, whatever state they are in."""
-        return f"pip install --force-reinstall --no-deps {self.distribution}=={self.version}"
+        return f"pip install --force-reinstall --no-deps {self.project}=={self.version}"
+
+    @property
+    def supported_sets(self) -> tuple[LayerSet, ...]:
+        return ordered(layer_set for target in self.files for layer_set in target.layer_sets)
+
+    def files_of(self, layer_sets: Iterable[LayerSet]) -> tuple[TargetFile, ...]:
+        """The files of these layer sets (a file shared with another set included)."""
+        wanted = set(layer_sets)
+        return tuple(target for target in self.files if target.layer_sets & wanted)
 
 
-def search_path(python: str | None, keras_root: str | None) -> list[str]:
+@dataclass(frozen=True)
+class SearchPath:
+    """Where an environment's packages are, and where its interpreter caches bytecode."""
+
+    entries: list[str]
+    # sys.pycache_prefix of the interpreter that imports this Keras
+    # (PYTHONPYCACHEPREFIX): its bytecode lives there, outside __pycache__.
+    pycache_prefix: Path | None = None
+
+    @property
+    def folders(self) -> list[Path]:
+        """The existing folders among the entries, resolved, each once."""
+        return list(dict.fromkeys(Path(entry).resolve() for entry in self.entries if entry and Path(entry).is_dir()))
+
+
+def search_path(python: str | None, keras_root: str | None) -> SearchPath:
     """The folders to look for distributions in (--keras-root wins over --python)."""
     if keras_root is not None:
-        return [str(_site_of_root(Path(keras_root)))]
-    if python is not None:
-        return _interpreter_path(python)
-    return list(sys.path)
+        # The verifying interpreter inherits our environment (PYTHONPYCACHEPREFIX too).
+        entries, prefix = [str(_site_of_root(Path(keras_root)))], sys.pycache_prefix
+    elif python is not None:
+        entries, prefix = _interpreter_path(python)
+    else:
+        entries, prefix = list(sys.path), sys.pycache_prefix
+    return SearchPath(entries, Path(prefix) if prefix else None)
 
 
-def find_flavours(
-    path: list[str], only: str | None = None, layers: frozenset[LayerSet] | None = None
-) -> list[Flavour]:
-    """The Keras distributions importable from ``path``, first one per name.
-
-    Each flavour's files are those of ``layers`` and of every layer set its
-    backup records as applied (so status, verify and revert see the whole
-    patch); a set its version cannot patch is left out (see supported_sets).
-    ``layers`` None: not chosen (--layers not given), ConvLSTM's by default.
-    """
-    found: dict[str, Flavour] = {}
+def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
+    """The Keras flavours importable from ``path``: per package, the distribution of the
+    first folder that has one; two distributions of one package there are refused."""
+    found: dict[str, list[metadata.Distribution]] = {}
     for dist in metadata.distributions(path=path):
         name = _canonical(dist.metadata["Name"] or "")
-        if name in FLAVOURS and name not in found and (only is None or only == name):
-            found[name] = _flavour(dist, name, layers)
-    return [found[name] for name in FLAVOURS if name in found]
+        package = DISTRIBUTIONS.get(name)
+        if package is None or (only is not None and only != package):
+            continue
+        same = found.setdefault(package, [])
+        if not same or _site(dist) == _site(same[0]):
+            same.append(dist)
+    flavours = []
+    for package in PACKAGES:
+        dists = found.get(package, [])
+        if len({_canonical(dist.metadata["Name"]) for dist in dists}) > 1:
+            both = " and ".join(f"{dist.metadata['Name']} {dist.version}" for dist in dists)
+            raise errors.Unsupported(
+                f"{both} are both installed in {_site(dists[0])} and own the same {package} files, so convlstm-patch "
+                f"cannot tell which one they are; uninstall one (e.g. `pip uninstall {dists[-1].metadata['Name']}`)"
+            )
+        if dists:
+            flavours.append(_flavour(dists[0], package))
+    return flavours
 
 
-def _flavour(dist: metadata.Distribution, name: str, layers: frozenset[LayerSet] | None = None) -> Flavour:
-    site = Path(dist.locate_file("")).resolve()
+def installed_distributions(site: Path) -> set[str]:
+    """The canonical names of the Keras distributions installed in one folder (any version, any layout)."""
+    names = {_canonical(dist.metadata["Name"] or "") for dist in metadata.distributions(path=[str(site)])}
+    return names & set(DISTRIBUTIONS)
+
+
+def _site(dist: metadata.Distribution) -> Path:
+    return Path(dist.locate_file("")).resolve()
+
+
+def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
+    name = _canonical(dist.metadata["Name"])
+    site = _site(dist)
     record = {str(entry): entry for entry in (dist.files or [])}
-    package = FLAVOURS[name]
-    candidates = [layout for layout in layouts() if name in layout.distributions]
+    candidates = [layout for layout in layouts() if package in layout.packages]
+    found = dict(distribution=name, project=dist.metadata["Name"], package=package, version=dist.version, site=site)
     # First the layout whose files all define their classes; else one whose
     # missing files RECORD lists (deleted since install: a patched Keras
     # with a file deleted can still be reverted, and status says which).
     for complete in (True, False):
         for layout in candidates:
-            if not _matches(site, layout.paths_for(package), record, complete):
+            if not _matches(site, layout.base_files(package), record, complete):
                 continue
-            supported = [
-                layer_set
-                for layer_set in layout.known_sets
-                if _matches(site, layout.paths_for(package, layer_set), record, complete)
-            ]
-            wanted = {*DEFAULT_LAYER_SETS, *(layers or ()), *_recorded_sets(site, f"{name}-{dist.version}")}
-            chosen = [layer_set for layer_set in supported if layer_set in wanted]
-            files = tuple(
-                _target(site, rel, classes, record.get(rel), name, dist.version, layer_set)
-                for layer_set in chosen
-                for rel, classes in layout.paths_for(package, layer_set)
-            )
-            return Flavour(
-                name, dist.version, site, layout, files, tuple(chosen), tuple(supported), tuple(ordered(layers or ()))
-            )
-    why = _why_unsupported(dist, name, site, candidates, record)
-    return Flavour(name, dist.version, site, None, (), (), (), why_unsupported=why)
+            files = []
+            for layer_set in layout.known_sets:
+                members = [file for file in layout.files(package, (layer_set,)) if _belongs(site, file, layer_set)]
+                if _matches(site, members, record, complete):
+                    files += [(file, layer_set) for file in members]
+            return Flavour(**found, layout=layout, files=_targets(site, files, record, name, dist.version))
+    return Flavour(**found, layout=None, why_unsupported=_why_unsupported(dist, name, site, candidates, record))
 
 
-def _matches(site: Path, paths, record: dict, complete: bool) -> bool:
+def _belongs(site: Path, file: LayoutFile, layer_set: LayerSet) -> bool:
+    """A wrapper file belongs to a set only where it can reach the set's fused kernel."""
+    if any(role != "wrapper" for role in file.classes.values()):
+        return True
+    text = _read(site / file.relative)
+    return any(name in text for name in REGISTRY[layer_set].wrapper_reaches)
+
+
+def _targets(site: Path, files: list[tuple[LayoutFile, LayerSet]], record: dict, name: str, version: str):
+    """One TargetFile per file, with every set it belongs to, in layout order."""
+    sets: dict[str, set[LayerSet]] = {}
+    layout_files: dict[str, LayoutFile] = {}
+    for file, layer_set in files:
+        sets.setdefault(file.relative, set()).add(layer_set)
+        layout_files[file.relative] = file
+    return tuple(
+        _target(site, file, frozenset(sets[relative]), record.get(relative), name, version)
+        for relative, file in layout_files.items()
+    )
+
+
+def _matches(site: Path, files: Iterable[LayoutFile], record: dict, complete: bool) -> bool:
     """Every file defines its classes; or (not complete) those that do not were deleted since install."""
-    found = [_defines(site / rel, classes, rel in record or not record) for rel, classes in paths]
+    files = list(files)
+    found = [_defines(site / file.relative, file.classes, file.relative in record or not record) for file in files]
     if complete:
-        return all(found)
-    deleted = [rel in record and not (site / rel).exists() for rel, _ in paths]
+        return bool(files) and all(found)
+    deleted = [file.relative in record and not (site / file.relative).exists() for file in files]
     return any(found) and all(map(any, zip(found, deleted)))
 
 
 def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], record: dict) -> str:
     """What is missing for a Keras no layout matched, when it is not simply a version without one."""
-    package = FLAVOURS[name]
+    package = DISTRIBUTIONS[name]
     try:
         direct = json.loads(dist.read_text("direct_url.json") or "{}")
     except ValueError:
         direct = {}
+    project = dist.metadata["Name"]
     if direct.get("dir_info", {}).get("editable") or not (site / package).is_dir():
         source = direct.get("url", "your source tree")
         return (
-            f"{name} {dist.version} is an editable (development) install: its source is in {source}, not in "
+            f"{project} {dist.version} is an editable (development) install: its source is in {source}, not in "
             f"{site}, and has no RECORD to check it against; convlstm-patch patches installed copies only "
             "(install it into a venv with `pip install .`, see README, 'Supported Keras versions')"
         )
     for layout in candidates:
-        paths = layout.paths_for(package)
-        if record and all(_defines(site / rel, classes, True) for rel, classes in paths):
-            unlisted = [rel for rel, _ in paths if rel not in record]
+        files = layout.base_files(package)
+        if record and all(_defines(site / file.relative, file.classes, True) for file in files):
+            unlisted = [file.relative for file in files if file.relative not in record]
             return (
-                f"the RECORD of {name} {dist.version} does not list {unlisted[0]} (a repackaged or hand-assembled "
+                f"the RECORD of {project} {dist.version} does not list {unlisted[0]} (a repackaged or hand-assembled "
                 f"install), so its files cannot be checked; reinstall it with "
-                f"`pip install --force-reinstall --no-deps {name}=={dist.version}`"
+                f"`pip install --force-reinstall --no-deps {project}=={dist.version}`"
             )
     return ""
 
 
-def _target(
-    site: Path, rel: str, classes: dict[str, str], entry, name: str, version: str, layer_set: LayerSet
-) -> TargetFile:
+def _target(site: Path, file: LayoutFile, layer_sets: frozenset[LayerSet], entry, name: str, version: str) -> TargetFile:
     """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it) from our lock."""
     recorded = _record_sha256(entry)
+    path = site / file.relative
     if recorded is None:
         from patcher.locks import load_lock  # only for the rare install without RECORD hashes
 
         lock = load_lock(name, version)
-        locked = lock.files.get(rel) if lock is not None else None
+        locked = lock.files.get(file.relative) if lock is not None else None
         if locked is not None:
-            return TargetFile(rel, site / rel, classes, locked.pristine, from_lock=True, layer_set=layer_set)
-    return TargetFile(rel, site / rel, classes, recorded, layer_set=layer_set)
+            return TargetFile(file.relative, path, file.classes, layer_sets, locked.pristine, from_lock=True)
+    return TargetFile(file.relative, path, file.classes, layer_sets, recorded)
 
 
-def _recorded_sets(site: Path, key: str) -> list[LayerSet]:
-    """The layer sets the backup's manifest says are applied (ConvLSTM's only, for an older manifest).
-
-    A quick read for choosing files; patcher.backup.read_manifest validates it.
-    """
-    path = site / ".convlstm-patch" / "backups" / key / "manifest.json"
+def _read(path: Path) -> str:
     try:
-        names = json.loads(path.read_text(encoding="utf-8")).get("layer_sets", ["convlstm"])
-        return ordered(LayerSet(name) for name in names)
-    except (OSError, ValueError, TypeError, AttributeError):
-        return []
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _defines(path: Path, classes: dict[str, str], listed: bool) -> bool:
@@ -186,11 +247,8 @@ def _defines(path: Path, classes: dict[str, str], listed: bool) -> bool:
     """
     if not listed:
         return False
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return all(f"class {name}(" in text for name in classes)
+    text = _read(path)
+    return bool(text) and all(f"class {name}(" in text for name in classes)
 
 
 def _record_sha256(entry: metadata.PackagePath | None) -> str | None:
@@ -207,7 +265,7 @@ def _site_of_root(root: Path) -> Path:
     """Accept a site-packages folder, an unpacked wheel, or the package itself."""
     if not root.is_dir():
         raise errors.KerasNotFound(f"--keras-root {root} is not a folder; give the site-packages folder that holds keras")
-    if (root / "__init__.py").is_file() and root.name in FLAVOURS.values():
+    if (root / "__init__.py").is_file() and root.name in PACKAGES:
         return root.parent
     return root
 
@@ -217,13 +275,17 @@ INTERPRETER_TIMEOUT = 60  # seconds for another interpreter to print its sys.pat
 # sys.path of the interpreter as it is when started outside any project
 # folder: without the entry for the current folder ('' with -c, which
 # would find a Keras in whatever folder the tool was run from), every other
-# entry made absolute.
-_PATH_CODE = "import json, os, sys; print(json.dumps([os.path.abspath(p) for p in sys.path if p]))"
+# entry made absolute; and where it writes bytecode.
+_PATH_CODE = (
+    "import json, os, sys; print(json.dumps({'path': [os.path.abspath(p) for p in sys.path if p], "
+    "'pycache_prefix': getattr(sys, 'pycache_prefix', None)}))"
+)
 
 
-def _interpreter_path(python: str) -> list[str]:
-    """sys.path of another interpreter, asked in a subprocess (killed, with its children, if it hangs)."""
-    paths = None
+def _interpreter_path(python: str) -> tuple[list[str], str | None]:
+    """sys.path and sys.pycache_prefix of another interpreter, asked in a subprocess (killed,
+    with its children, if it hangs)."""
+    answer = None
     try:
         process = subprocess.Popen(
             [python, "-c", _PATH_CODE],
@@ -236,25 +298,33 @@ def _interpreter_path(python: str) -> list[str]:
         try:
             stdout, _ = process.communicate(timeout=INTERPRETER_TIMEOUT)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            kill_process_group(process)
             raise errors.NotAPython(
                 f"--python {python} did not answer within {INTERPRETER_TIMEOUT} s (timed out; it was killed); "
                 "give the path of the environment's python"
             ) from None
         try:
-            paths = json.loads(stdout)
+            answer = json.loads(stdout)
         except ValueError:
-            paths = None
-    if not isinstance(paths, list):
+            answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("path"), list):
         raise errors.NotAPython(
             f"--python {python} did not run as a Python interpreter; give the path of the environment's python"
         )
-    return [entry for entry in paths if isinstance(entry, str)]
+    prefix = answer.get("pycache_prefix")
+    return [entry for entry in answer["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def kill_process_group(process: subprocess.Popen) -> None:
+    """Kill a child started with start_new_session and everything it started.
+
+    Process groups and SIGKILL are POSIX; elsewhere (Windows) the child alone is killed.
+    """
+    killpg, sigkill = getattr(os, "killpg", None), getattr(signal, "SIGKILL", None)
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        if killpg is None or sigkill is None:
+            raise OSError
+        killpg(process.pid, sigkill)
     except OSError:
         process.kill()
     process.communicate()

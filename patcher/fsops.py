@@ -98,7 +98,8 @@ def take_owner(path: Path, like: Path) -> None:
     the folder it is made in. So the user can still revert, and pip still
     upgrade, what root patched. A no-op for everyone else (who cannot chown).
     """
-    if os.geteuid() != 0:
+    geteuid = getattr(os, "geteuid", None)  # POSIX only: elsewhere (Windows) files have no uid to keep
+    if geteuid is None or geteuid() != 0:
         return
     owner = like.stat()
     current = path.stat()
@@ -131,27 +132,34 @@ def _write_error(path: Path, error: OSError) -> errors.WriteFailed:
     return errors.WriteFailed(f"cannot write {path}: {error.strerror or error}")
 
 
-def remove_bytecode(source: Path, *, best_effort: bool = False) -> None:
+def remove_bytecode(source: Path, pycache_prefix: Path | None = None, *, best_effort: bool = False) -> None:
     """Delete every interpreter's cached .pyc of ``source`` so imports see the new text.
 
     Deleting (rather than trusting mtimes) also covers .pyc files compiled
     with --invalidation-mode unchecked-hash, which Python never re-validates.
-    apply and revert call this once before their first write, so bytecode
-    they cannot delete (a __pycache__ root compiled in a user's venv) fails
-    the run while nothing is changed; a rollback calls it with
-    ``best_effort``: putting the originals back must not stop half-way, and
-    bytecode that could not be deleted is what was there before the run.
+    Bytecode lives in ``__pycache__`` beside the source, or, for an
+    interpreter run with PYTHONPYCACHEPREFIX, in a mirror of the source's
+    folder under that prefix. apply and revert call this once before their
+    first write, so bytecode they cannot delete (a __pycache__ root compiled
+    in a user's venv) fails the run while nothing is changed; a rollback
+    calls it with ``best_effort``: putting the originals back must not stop
+    half-way, and bytecode that could not be deleted is what was there before
+    the run.
     """
-    cache = source.parent / "__pycache__"
-    for compiled in cache.glob(f"{source.stem}.*.pyc"):
-        try:
-            compiled.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            if best_effort:
-                continue
-            raise errors.WriteFailed(
-                f"cannot delete the cached bytecode {compiled}: {error.strerror}; nothing was changed. "
-                f"Delete it as its owner (e.g. `sudo rm -r {cache}`), or run as the user that owns this environment"
-            ) from None
+    folders = [source.parent / "__pycache__"]
+    if pycache_prefix is not None:
+        folder = source.parent.absolute()
+        folders.append(pycache_prefix / folder.relative_to(folder.anchor))
+    for cache in folders:
+        for compiled in cache.glob(f"{source.stem}.*.pyc"):
+            try:
+                compiled.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                if best_effort:
+                    continue
+                raise errors.WriteFailed(
+                    f"cannot delete the cached bytecode {compiled}: {error.strerror}; nothing was changed. "
+                    f"Delete it as its owner (e.g. `sudo rm -r {cache}`), or run as the user that owns this environment"
+                ) from None

@@ -1,13 +1,32 @@
-"""The comment convlstm-patch puts at the top of every file it patches."""
+"""The comment convlstm-patch puts at the top of every file it patches.
+
+It names the layer sets the file is patched for (patcher/layersets.py says what
+each gains) and how to undo, but not the tool's version: the patched bytes, and
+so the hash locks, depend only on Keras's source and the transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from patcher.layersets import REGISTRY, LayerSet, ordered
 
 MARKER_PREFIX = "# Patched by convlstm-patch"
-# What each layer set's files gain (patcher.spec.LayerSet values).
-WHAT = {
-    "convlstm": "ConvLSTM takes five activations",
-    "lstm": "LSTM takes five activations",
-    "gru": "GRU takes separate update and reset gate activations",
-}
 
 
-def marker_text(version: str, layer_set: str = "convlstm") -> str:
-    return f"{MARKER_PREFIX} {version}: {WHAT[str(layer_set)]}. Undo: convlstm-patch revert"
+def marker_text(layer_sets: Iterable[LayerSet] = (LayerSet.CONVLSTM,)) -> str:
+    """The marker of a file patched for ``layer_sets`` (a file such as Bidirectional's serves several)."""
+    what = "; ".join(REGISTRY[layer_set].gains for layer_set in ordered(as_sets(layer_sets)))
+    return f"{MARKER_PREFIX}: {what}. Undo: convlstm-patch revert"
+
+
+def described_sets(comment: str) -> set[LayerSet]:
+    """The layer sets a marker comment names."""
+    return {layer_set for layer_set, info in REGISTRY.items() if info.gains in comment}
+
+
+def as_sets(layer_sets: Iterable[LayerSet] | str) -> set[LayerSet]:
+    """Layer sets from sets or their names; one name alone (a str) is one set, not letters."""
+    if isinstance(layer_sets, str):
+        return {LayerSet(layer_sets)}
+    return {LayerSet(layer_set) for layer_set in layer_sets}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from patcher.operations import Action
+from patcher.planning import Action
 
 COLOURS = {
     "pristine": "cyan",
@@ -100,31 +100,36 @@ class Printer:
 
 def show_status(out: Printer, status) -> dict:
     out.recovered(status.recovered)
-    for state, notes in status.flavours:
-        flavour = state.flavour
+    for snapshot, focus, notes in status.flavours:
+        flavour = snapshot.flavour
         layout = flavour.layout.label if flavour.layout else "unknown layout"
-        out.result(f"{flavour.distribution} {flavour.version} ({layout}) in {flavour.site}: {out.state(state.overall)}")
-        width = max((len(file.state) for file in state.files), default=0)
-        for file in state.files:
+        overall = snapshot.overall(focus)
+        out.result(f"{flavour.distribution} {flavour.version} ({layout}) in {flavour.site}: {out.state(overall)}")
+        files = snapshot.files_of(focus)
+        width = max((len(file.state) for file in files), default=0)
+        for file in files:
             note = f"  ({file.note})" if file.note else ""
             out.line(f"  {out.state(file.state)}{' ' * (width - len(file.state))}  {file.target.relative}{note}")
         if flavour.layout:
-            sets = layer_sets_json(state)
+            sets = layer_sets_json(snapshot)
             patched = ", ".join(sets["patched"]) or "none"
             out.line(f"  layer sets: patched {patched}; this version supports {', '.join(sets['supported'])}")
         for note in notes:
             out.line(f"  note: {note}")
-    return {"flavours": [state_json(state, notes) for state, notes in status.flavours]}
+    return {"flavours": [state_json(snapshot, focus, notes) for snapshot, focus, notes in status.flavours]}
 
 
-def layer_sets_json(state) -> dict:
-    """Which layer sets are patched (as the backup records) and which this version supports."""
-    manifest = state.manifest
-    patched = list(manifest.layer_sets) if manifest is not None and state.overall == "patched" else []
-    return {"patched": patched, "supported": [str(layer_set) for layer_set in state.flavour.supported_sets]}
+def layer_sets_json(snapshot) -> dict:
+    """Which layer sets are patched (as the backup records), chosen before, and supported."""
+    return {
+        "patched": [str(layer_set) for layer_set in snapshot.patched_sets],
+        "chosen": [str(layer_set) for layer_set in snapshot.remembered],
+        "supported": [str(layer_set) for layer_set in snapshot.flavour.supported_sets],
+    }
 
 
 def show_apply(out: Printer, applied) -> dict:
+    out.recovered(applied.recovered)
     _show_outcomes(out, applied.outcomes)
     for report in applied.reports:
         out.line(f"{report.label}: verified ({len(report.checks)} checks passed)")
@@ -158,10 +163,13 @@ def show_check(out: Printer, checked) -> dict:
         out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
         for problem in result.problems:
             out.result(f"  {problem}")
+        for item in result.checked:  # without a lock it is all there is to say; with one, only with -v
+            out.line(f"  checked: {item}", detail=result.status == "ok")
     return {"results": [check_json(result) for result in checked.results]}
 
 
 def show_revert(out: Printer, reverted) -> dict:
+    out.recovered(reverted.recovered)
     _show_outcomes(out, reverted.outcomes)
     out.notes(reverted.restart)
     return {"outcomes": [outcome_json(outcome) for outcome in reverted.outcomes], "restart_needed": bool(reverted.restart)}
@@ -261,14 +269,16 @@ def flavour_json(flavour) -> dict:
     return {"distribution": flavour.distribution, "version": flavour.version, "site": str(flavour.site)}
 
 
-def state_json(state, notes: list[str]) -> dict:
-    flavour = state.flavour
+def state_json(snapshot, focus, notes: list[str]) -> dict:
+    flavour = snapshot.flavour
     return {
         **flavour_json(flavour),
         "layout": flavour.layout.name if flavour.layout else None,
-        "state": state.overall,
-        "files": [{"path": file.target.relative, "state": file.state, "note": file.note} for file in state.files],
-        "layer_sets": layer_sets_json(state),
+        "state": snapshot.overall(focus),
+        "files": [
+            {"path": file.target.relative, "state": file.state, "note": file.note} for file in snapshot.files_of(focus)
+        ],
+        "layer_sets": layer_sets_json(snapshot),
         "notes": notes,
     }
 
@@ -307,4 +317,10 @@ def error_json(error) -> dict:
 
 
 def check_json(result) -> dict:
-    return {**flavour_json(result.flavour), "status": result.status, "state": result.state, "problems": list(result.problems)}
+    return {
+        **flavour_json(result.flavour),
+        "status": result.status,
+        "state": result.state,
+        "problems": list(result.problems),
+        "checked": list(result.checked),
+    }

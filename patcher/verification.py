@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from patcher import errors
-from patcher.backup import backup_copy, read_manifest
-from patcher.environment import Flavour
-from patcher.state import State, inspect
+from patcher.environment import Flavour, TargetFile
+from patcher.layersets import REGISTRY, LayerSet
+from patcher.snapshot import Snapshot, State
+from patcher.store import Manifest, backup_copy
 
 PROBE = Path(__file__).resolve().parent / "probe" / "runner.py"
 RNN_PROBE = Path(__file__).resolve().parent / "probe" / "rnn_runner.py"
@@ -72,68 +73,94 @@ class Report:
         return next((probe_check for probe_check in self.checks if not probe_check.passed), None)
 
 
-def verify_all(flavours: list[Flavour], options: VerifyOptions) -> list[Report]:
+@dataclass(frozen=True)
+class Verifiable:
+    """A flavour to verify: the layer sets to check, and its backup (for the pristine copies)."""
+
+    flavour: Flavour
+    layer_sets: tuple[LayerSet, ...]
+    manifest: Manifest | None
+
+
+def what_to_verify(snapshot: Snapshot, layers) -> list[Verifiable]:
+    """From a snapshot: every flavour, for the layer sets in focus (--layers, else those patched)."""
+    return [Verifiable(flavour.flavour, flavour.focus(layers), flavour.manifest) for flavour in snapshot.flavours]
+
+
+def verify_all(items: list[Verifiable], options: VerifyOptions) -> list[Report]:
     """One fresh subprocess per flavour and backend (Keras 3 only is multi-backend)."""
     reports = []
-    for flavour in flavours:
-        multi_backend = flavour.layout is not None and flavour.layout.name == "keras3"
+    for item in items:
+        multi_backend = item.flavour.layout is not None and item.flavour.layout.name == "keras3"
         runs = (None, *options.backends) if multi_backend else (None,)
         for backend in dict.fromkeys(runs):
-            reports.append(verify(flavour, options, backend))
+            reports.append(verify(item, options, backend))
     return reports
 
 
-def verdict(reports: list[Report]) -> None:
+def verdict(reports: list[Report], snapshot: Snapshot) -> None:
     """Raise the error that gives `verify` its exit status (9) if a report failed."""
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None:
-        patched = inspect(failed.flavour).overall == State.PATCHED
+        flavour = next(item for item in snapshot.flavours if item.flavour == failed.flavour)
         advice = (
             "run `convlstm-patch revert` then `convlstm-patch apply` to repatch"
-            if patched
+            if flavour.overall() == State.PATCHED
             else "it is not patched: run `convlstm-patch apply`"
         )
         raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
 
 
-def verify(flavour: Flavour, options: VerifyOptions, backend: str | None = None) -> Report:
-    """Run the probe on the flavour's Keras in a subprocess; a crash or hang is a failed ProbeCheck."""
-    cell_file = next(target for target in flavour.files if "cell" in target.classes.values())
-    command = [
-        options.python or sys.executable,
-        str(PROBE),
-        "--package",
-        cell_file.relative.split("/")[0],
-        "--cell-module",
-        cell_file.relative[: -len(".py")].replace("/", "."),
-        # The flavour's folder goes first on the probe's sys.path, so a
-        # --keras-root copy shadows any other Keras. An argument, never
-        # PYTHONPATH: a path-list would split a folder whose name has ':'.
-        "--site",
-        str(flavour.site),
-    ]
-    manifest = read_manifest(flavour)
-    if manifest is not None:
-        command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
+def verify(item: Verifiable, options: VerifyOptions, backend: str | None = None) -> Report:
+    """Run the probes of the flavour's layer sets on its Keras in a subprocess; a crash or hang is a failed ProbeCheck."""
+    flavour = item.flavour
     report = Report(flavour, backend)
-    _probe(report, command, flavour, backend, options)
-    rnn_command = _rnn_command(flavour, options, manifest)
+    if LayerSet.CONVLSTM in item.layer_sets:
+        cell_file = _cell_file(flavour, LayerSet.CONVLSTM)
+        command = [
+            options.python or sys.executable,
+            str(PROBE),
+            "--package",
+            flavour.package,
+            "--cell-module",
+            _module(cell_file),
+            # The flavour's folder goes first on the probe's sys.path, so a
+            # --keras-root copy shadows any other Keras. An argument, never
+            # PYTHONPATH: a path-list would split a folder whose name has ':'.
+            "--site",
+            str(flavour.site),
+        ]
+        if item.manifest is not None and item.manifest.file(cell_file.relative):
+            command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
+        _probe(report, command, flavour, backend, options)
+    rnn_command = _rnn_command(item, options)
     if rnn_command is not None:
         _probe(report, rnn_command, flavour, backend, options)
     return report
 
 
-def _rnn_command(flavour: Flavour, options: VerifyOptions, manifest) -> list[str] | None:
+def _cell_file(flavour: Flavour, layer_set: LayerSet) -> TargetFile:
+    """The file of a layer set that holds its cell (the probe imports that module)."""
+    return next(target for target in flavour.files if layer_set in target.layer_sets and "cell" in target.classes.values())
+
+
+def _module(target: TargetFile) -> str:
+    return target.relative[: -len(".py")].replace("/", ".")
+
+
+def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
     """The LSTM/GRU probe for the flavour's further layer sets (none: ConvLSTM only)."""
-    command = [options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site)]
-    for target in flavour.files:
-        if str(target.layer_set) == "convlstm":
-            continue
-        command += ["--package", target.relative.split("/")[0]] if "--package" not in command else []
-        command += ["--layer-set", f"{target.layer_set}={target.relative[: -len('.py')].replace('/', '.')}"]
-        if manifest is not None and manifest.file(target.relative) is not None:
-            command += ["--pristine", f"{target.layer_set}={backup_copy(flavour, target.relative)}"]
-    return command if "--layer-set" in command else None
+    flavour = item.flavour
+    sets = [layer_set for layer_set in item.layer_sets if REGISTRY[layer_set].probe == RNN_PROBE.name]
+    if not sets:
+        return None
+    command = [options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site), "--package", flavour.package]
+    for layer_set in sets:
+        cell_file = _cell_file(flavour, layer_set)
+        command += ["--layer-set", f"{layer_set}={_module(cell_file)}"]
+        if item.manifest is not None and item.manifest.file(cell_file.relative) is not None:
+            command += ["--pristine", f"{layer_set}={backup_copy(flavour, cell_file.relative)}"]
+    return command
 
 
 def _probe(report: Report, command: list[str], flavour: Flavour, backend: str | None, options: VerifyOptions) -> None:

@@ -28,11 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import wheels  # noqa: E402
 
-from patcher.backup import backup_copy, read_manifest  # noqa: E402
 from patcher.environment import Flavour, find_flavours  # noqa: E402
 from patcher.fsops import remove_bytecode  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
-from patcher.spec import LayerSet  # noqa: E402
+from patcher.store import backup_copy, read_manifest  # noqa: E402
 
 
 class NoPristineSource(RuntimeError):
@@ -51,7 +50,7 @@ class PristineCopy:
 def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) -> PristineCopy:
     """Copy ``distribution`` (package and dist-info) from ``path`` (default sys.path) into ``dest``, pristine."""
     # Every layer set's files (ConvLSTM, LSTM, GRU): any of them may be patched.
-    found = find_flavours(list(sys.path if path is None else path), only=distribution, layers=frozenset(LayerSet))
+    found = find_flavours(list(sys.path if path is None else path), only=distribution)
     if not found:
         return _unpack_uninstalled(distribution, dest)
     (flavour,) = found
@@ -74,9 +73,9 @@ def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) 
 
 
 def _copy_tree(flavour: Flavour, dest: Path) -> None:
-    dist = next(metadata.distributions(name=flavour.distribution, path=[str(flavour.site)]))
+    dist = next(metadata.distributions(name=flavour.project, path=[str(flavour.site)]))
     info = Path(str(dist._path))  # the dist-info folder  # noqa: SLF001 (no public accessor)
-    shutil.copytree(flavour.site / flavour.distribution, dest / flavour.distribution, symlinks=False)
+    shutil.copytree(flavour.site / flavour.package, dest / flavour.package, symlinks=False)
     shutil.copytree(info, dest / info.name, symlinks=False)
 
 

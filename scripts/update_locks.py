@@ -5,7 +5,7 @@ index, or only those given with --versions: download the archive once into a
 cache outside the repository (pip download --no-deps), unpack its dist-info
 and ConvLSTM (and LSTM/GRU) sources into a temporary folder, run the
 transform, and write the lock (with the layer sets whose transform fits): each file's pristine sha256 (checked against the wheel's RECORD),
-the sha256 of our output, and the tool version. With --check nothing is
+the sha256 of our output for every combination of the layer sets that patch each file. With --check nothing is
 written and every lock that is missing or differs is listed.
 
 Exit status 1 when a version fails to download or transform, the transform
@@ -19,13 +19,14 @@ warns, or (--check) a lock is missing or out of date.
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,20 +35,15 @@ for folder in (ROOT, ROOT / "scripts"):  # the checkout's patcher, and wheels.py
         sys.path.insert(0, str(folder))
 
 import wheels  # noqa: E402
-from patcher.environment import FLAVOURS, find_flavours  # noqa: E402
+from patcher.environment import PACKAGES, find_flavours  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
-from patcher.locks import Lock, dump_lock, lock_path, new_lock  # noqa: E402
-from patcher.spec import LayerSet, layouts  # noqa: E402
+from patcher.layersets import BASE, ordered  # noqa: E402
+from patcher.locks import Lock, LockedFile, dump_lock, lock_path, sets_key  # noqa: E402
+from patcher.spec import layouts  # noqa: E402
 
 LOCKS = ROOT / "patches" / "locks"
 # Every file any layout patches, for either package and any layer set: what we unpack.
-CANDIDATES = {
-    rel
-    for layout in layouts()
-    for package in FLAVOURS.values()
-    for layer_set in layout.known_sets
-    for rel, _ in layout.paths_for(package, layer_set)
-}
+CANDIDATES = {file.relative for layout in layouts() for package in PACKAGES for file in layout.files(package)}
 
 
 class LockError(Exception):
@@ -57,21 +53,19 @@ class LockError(Exception):
 @dataclass(frozen=True)
 class Computed:
     lock: Lock
-    planned: tuple  # patcher.planning.PlannedFile: original and patched bytes
-    record: dict[str, str | None]  # relative path -> sha256 hex in the archive's RECORD
-
-    @property
-    def warnings(self) -> list[str]:
-        return [f"{item.target.relative}: {warning}" for item in self.planned for warning in item.warnings]
+    patched: dict  # relative path -> {sets_key: patched bytes}
+    warnings: tuple[str, ...] = ()
 
 
 def compute(archive: Path) -> Computed:
-    """Transform one archive's ConvLSTM sources in memory; raise LockError or TransformFailed."""
-    from patcher.planning import plan
+    """Transform one archive's sources in memory, for every layer set whose transform fits
+    (ConvLSTM's must) and every combination of them a shared file can see."""
+    from patcher.errors import TransformFailed
+    from patcher.planning import patch_sources
 
     with tempfile.TemporaryDirectory(prefix="convlstm-lock-") as tmp:
         wheels.extract(archive, Path(tmp), CANDIDATES)
-        flavours = find_flavours([tmp], layers=frozenset(LayerSet))
+        flavours = find_flavours([tmp])
         if len(flavours) != 1:
             raise LockError(f"{archive.name}: found {len(flavours)} keras/tf_keras distributions, expected 1")
         (flavour,) = flavours
@@ -79,32 +73,37 @@ def compute(archive: Path) -> Computed:
             defining = wheels.layer_sources_containing(archive, "class ConvLSTM")
             if defining:
                 raise LockError(f"{defining[0]} defines ConvLSTM but matches no layout of patches/layouts.toml")
-            return Computed(new_lock(flavour, []), (), {})
+            return Computed(Lock(flavour.distribution, flavour.version, None, {}, ()), {})
         originals = {target.relative: target.path.read_bytes() for target in flavour.files}
-    record = {target.relative: target.record_sha256 for target in flavour.files}
-    for relative, data in originals.items():
-        if record[relative] != sha256_hex(data):
-            raise LockError(f"{relative}: sha256 differs from the archive's RECORD ({record[relative]})")
-    planned = tuple(_plan_sets(flavour, originals, plan))
-    for item in planned:
-        compile(item.patched, item.target.relative, "exec", dont_inherit=True)
-    return Computed(new_lock(flavour, planned), planned, record)
-
-
-def _plan_sets(flavour, originals, plan) -> list:
-    """ConvLSTM's files (they must transform), then each further layer set whose transform fits."""
-    from patcher.errors import TransformFailed
-
-    planned = []
-    for layer_set in flavour.layer_sets:
-        subset = replace(flavour, files=tuple(t for t in flavour.files if t.layer_set == layer_set))
+    for target in flavour.files:
+        if target.record_sha256 != sha256_hex(originals[target.relative]):
+            raise LockError(f"{target.relative}: sha256 differs from the archive's RECORD ({target.record_sha256})")
+    fitting, warnings = [], []
+    for layer_set in flavour.supported_sets:
         try:
-            planned += plan(subset, originals)
+            _, said = patch_sources(flavour, [(t, originals[t.relative], (layer_set,)) for t in flavour.files_of((layer_set,))])
         except TransformFailed:
-            if layer_set == LayerSet.CONVLSTM:
+            if layer_set == BASE:
                 raise
-            # this release's LSTM/GRU source has another shape: the set is not offered for it
-    return planned
+            continue  # this release's source of that set has another shape: the set is not offered for it
+        fitting.append(layer_set)
+        warnings += said
+    files, patched = {}, {}
+    for target in flavour.files_of(fitting):
+        sets = ordered(set(target.layer_sets) & set(fitting))
+        combinations = [combo for size in range(1, len(sets) + 1) for combo in itertools.combinations(sets, size)]
+        outputs = {
+            sets_key(combo): patch_sources(flavour, [(target, originals[target.relative], combo)])[0][target.relative]
+            for combo in combinations
+        }
+        for key, data in outputs.items():
+            compile(data, target.relative, "exec", dont_inherit=True)
+        patched[target.relative] = outputs
+        files[target.relative] = LockedFile(
+            sha256_hex(originals[target.relative]), {key: sha256_hex(data) for key, data in outputs.items()}
+        )
+    lock = Lock(flavour.distribution, flavour.version, flavour.layout.name, files, tuple(map(str, fitting)))
+    return Computed(lock, patched, tuple(dict.fromkeys(warnings)))
 
 
 def _attempt(archive: Path) -> Computed | str:

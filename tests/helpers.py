@@ -53,11 +53,13 @@ def copy_distribution(name: str, site: Path, source_site: Path | None = None) ->
     shutil.copytree(info, site / info.name)
 
 
-def target_files(site: Path, name: str) -> list[Path]:
+def target_files(site: Path, name: str, layer_sets=None) -> list[Path]:
+    """The files of these layer sets (default: ConvLSTM's) of the flavour ``name`` under ``site``."""
     from patcher.environment import find_flavours
+    from patcher.layersets import LayerSet
 
     (flavour,) = find_flavours([str(site)], only=name)
-    return [target.path for target in flavour.files]
+    return [target.path for target in flavour.files_of(layer_sets or {LayerSet.CONVLSTM})]
 
 
 def hashes(paths: list[Path]) -> dict[Path, str]:

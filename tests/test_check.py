@@ -59,3 +59,22 @@ def test_version_without_lock(site):
     lenient = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert lenient.exit_code == 0
     assert "warning: keras-99.0.0: no lock for this version" in lenient.stderr
+
+
+def test_version_without_lock_says_what_it_did_check(site):
+    rename_version(site, "keras", "99.0.0")
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", "convlstm,lstm,gru").exit_code == 0
+    result = cli_at(site, "check", "--only", "keras")
+    assert result.exit_code == 10, result.output
+    assert "its pristine source is not compared with a released one" in result.stdout
+    checked = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("checked:")]
+    assert checked == [
+        "checked: the patch of convlstm, lstm, gru fits this source (transformed and compiled)",
+        "checked: every fused LSTM/GRU kernel call site in the package is guarded",
+        "checked: the live patched files are that output",
+    ]
+    # ... and what it checked can fail without a lock too: a patched file edited since.
+    cell = site / CELL
+    cell.write_text(cell.read_text() + "\n# tweak\n")
+    drift = cli_at(site, "check", "--only", "keras")
+    assert drift.exit_code == 1 and f"{CELL}: live file is modified" in drift.stdout

@@ -283,11 +283,11 @@ def test_status_does_not_import_libcst_keras_or_tensorflow(site):
 
 
 def test_an_unexpected_error_is_one_line_too(site, monkeypatch):
-    import patcher.state
+    import patcher.snapshot
 
     def broken(flavour):
         raise RuntimeError("something odd\nsecond line")
 
-    monkeypatch.setattr(patcher.state, "inspect", broken)
+    monkeypatch.setattr(patcher.snapshot, "read_flavour", broken)
     result = cli_at(site, "status")
     assert_one_line_error(result, 1, "unexpected RuntimeError: something odd;", "please report")

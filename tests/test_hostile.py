@@ -494,4 +494,4 @@ def test_quiet_status_still_says_it_finished_an_interrupted_run(site):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     status = cli_at(site, "status", "--only", "keras", "-q")
-    assert "warning: recovered an interrupted apply" in status.stderr, status.output
+    assert "recovered an interrupted apply: rolled back" in status.stderr, status.output

@@ -18,7 +18,8 @@ from helpers import cli_at, hashes, tree_hashes
 from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
 from patcher.locks import load_lock
-from patcher.spec import LayerSet, parameters
+from patcher.layersets import LayerSet
+from patcher.spec import parameters
 from patcher.transform import transform_source
 
 ALL = "convlstm,lstm,gru"
@@ -37,23 +38,23 @@ CHANGED_PREFIXES = (
 )
 
 
-def flavours(site, layers=frozenset({LayerSet.CONVLSTM})):
-    return {flavour.distribution: flavour for flavour in find_flavours([str(site)], layers=layers)}
+def flavours(site):
+    return {flavour.distribution: flavour for flavour in find_flavours([str(site)])}
 
 
-def rnn_targets(layers=frozenset(RNN_SETS)):
-    found = find_flavours(sys.path, layers=layers)
+def rnn_targets():
     return [
-        pytest.param(flavour, target, id=f"{flavour.distribution}-{target.layer_set}")
-        for flavour in found
-        for target in flavour.files
-        if target.layer_set in RNN_SETS
+        pytest.param(flavour, target, layer_set, id=f"{flavour.distribution}-{layer_set}")
+        for flavour in find_flavours(sys.path)
+        for layer_set in RNN_SETS
+        for target in flavour.files_of({layer_set})
+        if "cell" in target.classes.values()
     ]
 
 
 def test_plain_apply_output_and_bytes_are_unchanged(site):
     before = flavours(site)
-    rnn_files = [target.path for flavour in flavours(site, frozenset(LayerSet)).values() for target in flavour.files if target.layer_set != LayerSet.CONVLSTM]
+    rnn_files = [target.path for flavour in flavours(site).values() for target in flavour.files_of(RNN_SETS)]
     rnn_before = hashes(rnn_files)
     result = cli_at(site, "apply", "--no-verify")
     assert result.exit_code == 0, result.output
@@ -65,20 +66,21 @@ def test_plain_apply_output_and_bytes_are_unchanged(site):
     ]
     for flavour in before.values():
         lock = load_lock(flavour.distribution, flavour.version)
-        convlstm = {relative for relative in lock.files if not relative.endswith(("/lstm.py", "/gru.py"))}
-        assert {target.relative for target in flavour.files} == convlstm and len(convlstm) == 4
-        for target in flavour.files:
-            assert sha256_hex(target.path.read_bytes()) == lock.files[target.relative].patched, target.relative
+        convlstm = {relative for relative, locked in lock.files.items() if "convlstm" in locked.patched}
+        convlstm_files = flavour.files_of({LayerSet.CONVLSTM})
+        assert {target.relative for target in convlstm_files} == convlstm and len(convlstm) == 4
+        for target in convlstm_files:
+            assert sha256_hex(target.path.read_bytes()) == lock.files[target.relative].patched_for({LayerSet.CONVLSTM})
     assert hashes(rnn_files) == rnn_before, "plain apply touched LSTM/GRU files"
 
 
-@pytest.mark.parametrize("flavour, target", rnn_targets())
-def test_rnn_sources_transform(flavour, target):
+@pytest.mark.parametrize("flavour, target, layer_set", rnn_targets())
+def test_rnn_sources_transform(flavour, target, layer_set):
     source = target.path.read_text(encoding="utf-8")
-    result = transform_source(source, target.classes, layer_set=target.layer_set)
+    result = transform_source(source, target.classes, layer_sets=(layer_set,))
     assert result.warnings == ()
     compile(result.code, target.relative, "exec")
-    assert transform_source(result.code, target.classes, layer_set=target.layer_set).code == result.code
+    assert transform_source(result.code, target.classes, layer_sets=(layer_set,)).code == result.code
     original, patched = source.splitlines(), result.code.splitlines()
     matcher = difflib.SequenceMatcher(None, original, patched, autojunk=False)
     removed = [
@@ -89,13 +91,13 @@ def test_rnn_sources_transform(flavour, target):
     ]
     assert [line for line in removed if not line.startswith(CHANGED_PREFIXES)] == []
     tree = ast.parse(result.code)
-    names = [param.name for param in parameters(target.layer_set)]
+    names = [param.name for param in parameters(layer_set)]
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name in target.classes:
             init = next(item for item in node.body if isinstance(item, ast.FunctionDef) and item.name == "__init__")
             assert [arg.arg for arg in init.args.args[-len(names) :]] == names
     # The layer never takes its fused path with a per-gate activation set.
-    assert "not self.cell._explicit_activations" in result.code
+    assert "not self.cell._overriding_activations" in result.code
 
 
 def test_further_set_is_one_step_and_revert_restores_all(site):
@@ -103,30 +105,35 @@ def test_further_set_is_one_step_and_revert_restores_all(site):
     assert cli_at(site, "apply", "--no-verify").exit_code == 0
     more = cli_at(site, "apply", "--no-verify", "--layers", "lstm,gru", "--only", "keras")
     assert more.exit_code == 0, more.output
-    assert more.stdout.splitlines()[0].endswith("patched 2 files; undo with `convlstm-patch revert`")
+    added = len(flavours(site)["keras"].files_of(RNN_SETS))  # lstm.py, gru.py (and bidirectional.py, 3.15+)
+    assert more.stdout.splitlines()[0].endswith(f"patched {added} files; undo with `convlstm-patch revert`")
     status = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)
     (keras,) = status["flavours"]
-    assert keras["state"] == "patched" and len(keras["files"]) == 6
-    assert keras["layer_sets"] == {"patched": ["convlstm", "lstm", "gru"], "supported": ["convlstm", "lstm", "gru"]}
+    assert keras["state"] == "patched" and len(keras["files"]) == 4 + added
+    assert keras["layer_sets"] == {
+        "patched": ["convlstm", "lstm", "gru"],
+        "chosen": ["convlstm", "lstm", "gru"],
+        "supported": ["convlstm", "lstm", "gru"],
+    }
     again = cli_at(site, "apply", "--no-verify", "--only", "keras")
     assert "already patched" in again.stdout
     reverted = cli_at(site, "revert")
     assert reverted.exit_code == 0, reverted.output
     assert reverted.stdout.splitlines()[:2] == [
-        f"{flavours(site)['keras'].key}: restored 6 files",
+        f"{flavours(site)['keras'].key}: restored {4 + added} files",
         f"{flavours(site)['tf_keras'].key}: restored 4 files",
     ]
     assert tree_hashes(site) == pristine
 
 
 def test_a_set_the_version_lacks_is_refused(site):
-    gru = next(t for t in flavours(site, frozenset({LayerSet.GRU}))["keras"].files if t.layer_set == LayerSet.GRU)
+    (gru,) = [t for t in flavours(site)["keras"].files_of({LayerSet.GRU}) if "cell" in t.classes.values()]
     gru.path.write_text(gru.path.read_text().replace("class GRUCell(", "class OtherCell("))
     assert LayerSet.GRU not in flavours(site)["keras"].supported_sets
     before = tree_hashes(site)
     result = cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", "lstm,gru")
     assert result.exit_code == 4
-    assert "has no gru source" in result.stderr and "--layers convlstm, lstm" in result.stderr
+    assert "has no gru source" in result.stderr and "--layers convlstm,lstm" in result.stderr
     assert tree_hashes(site) == before
     status = cli_at(site, "status", "--only", "keras")
     assert "this version supports convlstm, lstm" in status.stdout
@@ -162,13 +169,16 @@ def test_revert_one_set_keeps_the_others(site):
     assert "conv_lstm.py" not in diff.stdout and "rnn/lstm.py" not in diff.stdout
     partly = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
     assert partly.exit_code == 0, partly.output
-    assert partly.stdout.splitlines()[0].endswith("restored 1 files")
+    # gru.py, and bidirectional.py (3.15+) put back with LSTM's edits alone
+    gru_files = len(flavours(site)["keras"].files_of({LayerSet.GRU}))
+    assert partly.stdout.splitlines()[0].endswith(f"restored {gru_files} files")
     (keras,) = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)["flavours"]
     assert keras["state"] == "patched"
     assert keras["layer_sets"]["patched"] == ["convlstm", "lstm"]
-    assert [f["path"].rsplit("/", 1)[1] for f in keras["files"]][-1] == "lstm.py"
+    assert "gru.py" not in [f["path"].rsplit("/", 1)[1] for f in keras["files"]]
     nothing = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
     assert "nothing to revert" in nothing.stdout
     rest = cli_at(site, "revert", "--only", "keras")
-    assert rest.exit_code == 0 and rest.stdout.splitlines()[0].endswith("restored 5 files")
+    rest_files = len(flavours(site)["keras"].files_of({LayerSet.CONVLSTM, LayerSet.LSTM}))
+    assert rest.exit_code == 0 and rest.stdout.splitlines()[0].endswith(f"restored {rest_files} files")
     assert tree_hashes(site) == pristine

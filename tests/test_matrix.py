@@ -176,6 +176,7 @@ def standin_wheel(folder: Path, name: str, version: str) -> Path:
     return wheel
 
 
+@pytest.mark.slow  # builds throwaway venvs
 @pytest.mark.parametrize(
     "running_holds, backend_from",
     [

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 
+import pytest
+
 from helpers import cli_at, hashes, ROOT, tree_hashes
 from patcher.environment import find_flavours
-from patcher.spec import LayerSet
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from pristine import copy_pristine  # noqa: E402
@@ -22,7 +23,7 @@ ALL_SETS = "convlstm,lstm,gru"  # the pristine copy restores every layer set's f
 
 
 def all_files(site: Path, name: str):
-    (flavour,) = find_flavours([str(site)], only=name, layers=frozenset(LayerSet))
+    (flavour,) = find_flavours([str(site)], only=name)
     return flavour.files
 
 
@@ -53,6 +54,7 @@ def test_patched_environment_gives_the_backup_and_stays_patched(site, tmp_path):
     assert tree_hashes(site) == before  # the environment is only read
 
 
+@pytest.mark.slow  # downloads the release's wheel
 def test_forced_patch_over_an_edit_gives_the_wheel(site, tmp_path):
     cell = site / "keras/src/layers/rnn/conv_lstm.py"
     cell.write_text(cell.read_text() + "\n# a hand edit\n")

@@ -4,8 +4,10 @@ upgrades, bytecode, symlinks. Every trial ends all-pristine or all-patched.
 
 from __future__ import annotations
 
+import json
 import os
 import py_compile
+import random
 import shutil
 import subprocess
 import sys
@@ -53,38 +55,92 @@ def settled(files, pristine, patched) -> str:
     return "pristine" if now == pristine else "patched"
 
 
-@pytest.mark.parametrize("command", [pytest.param("apply", id="kill-apply"), pytest.param("revert", id="kill-revert")])
-def test_sigkill_at_every_file_operation(site, states, command):
-    files, pristine, patched = states
-    extra = ["--no-verify"] if command == "apply" else []
-    setup = "revert" if command == "apply" else "apply"
+ALL = "convlstm,lstm,gru"
+# What a user runs, and the state it starts from (commands run on a reverted copy first).
+KILL_SCENARIOS = {
+    "apply": ([], ["apply", "--no-verify"]),
+    "revert": ([["apply", "--no-verify"]], ["revert"]),
+    "apply-adding-sets": ([["apply", "--no-verify"]], ["apply", "--no-verify", "--layers", ALL]),
+    "revert-one-set": ([["apply", "--no-verify", "--layers", ALL]], ["revert", "--layers", "gru"]),
+}
+SAMPLED_KILLS = 4  # per scenario in README's test command; `slow` kills at every operation
+
+
+def all_files(site: Path) -> list[Path]:
+    """Every keras target file of every layer set."""
+    from patcher.layersets import LayerSet
+
+    return target_files(site, "keras", set(LayerSet))
+
+
+def kill_trials(site: Path, scenario: str, kill_points) -> set[str]:
+    """SIGKILL the scenario's command before its k-th file operation, for each k; the next command
+    must settle it: rolled back (journal started) or finished (journal committed), never a mix."""
+    setup, command = KILL_SCENARIOS[scenario]
+    files = all_files(site)
 
     def prepare():
-        cli_at(site, setup, "--only", "keras", *(["--no-verify"] if setup == "apply" else []))
+        assert cli_at(site, "revert", "--only", "keras").exit_code == 0
+        for step in setup:
+            assert cli_at(site, *step, "--only", "keras").exit_code == 0
+        return hashes(files)
 
+    before = prepare()
+    assert cli_at(site, *command, "--only", "keras").exit_code == 0
+    after = hashes(files)
+    assert before != after
     prepare()
-    total = operations(launch(site, 0, command, *extra))
+    total = operations(launch(site, 0, *command))
     assert total > 10
+    journal = site / ".convlstm-patch" / "journal-keras.json"
     seen = set()
-    for k in range(1, total + 1):
+    for k in kill_points(total):
         prepare()
-        killed = launch(site, k, command, *extra)
+        killed = launch(site, k, *command)
         assert killed.returncode == -9, (k, killed.stderr[-500:])
-        # The next command recovers by itself and finds a settled flavour.
-        status = cli_at(site, "status", "--only", "keras")
+        phase = json.loads(journal.read_text())["phase"] if journal.exists() else None
+        status = cli_at(site, "status", "--only", "keras")  # the next command recovers by itself
         assert status.exit_code == 0, (k, status.output)
-        seen.add(settled(files, pristine, patched))
-        follow_up = ("apply", "--no-verify") if k % 2 else ("revert",)
-        assert cli_at(site, follow_up[0], "--only", "keras", *follow_up[1:]).exit_code == 0
-        assert settled(files, pristine, patched) == ("patched" if k % 2 else "pristine")
-    cli_at(site, "revert", "--only", "keras")
-    assert hashes(files) == pristine
-    assert not list(site.rglob("*.tmp"))
-    print(f"{command}: {total} kill points, states seen after recovery: {sorted(seen)}")
-    # An interrupted apply is rolled back; a revert killed before its journal
-    # exists leaves the patch in place, after it the revert is finished.
-    expected = {"pristine", "patched"} if command == "revert" else {"pristine"}
-    assert seen == expected
+        now = hashes(files)
+        assert now in (before, after), (k, "files are neither as before nor as after the command")
+        if phase == "started":
+            assert now == before, (k, "a run killed before its commit point must be rolled back")
+        elif phase == "committed":
+            assert now == after, (k, "a run killed after its commit point must be finished")
+        state = "before" if now == before else "after"
+        seen.add(state)
+        # A backup exists exactly while some file is patched, and is valid (status read it).
+        manifest = next((site / ".convlstm-patch" / "backups").glob("keras-*/manifest.json"), None)
+        assert (manifest is not None) == any(h != t.record_sha256 for h, t in zip(now.values(), _targets(site))), k
+        assert not list(site.rglob("*.tmp")), k
+    assert cli_at(site, "revert", "--only", "keras").exit_code == 0
+    assert all(hashes(files)[t.path] == t.record_sha256 for t in _targets(site))
+    return seen
+
+
+def _targets(site: Path):
+    from patcher.environment import find_flavours
+
+    (flavour,) = find_flavours([str(site)], only="keras")
+    return flavour.files
+
+
+@pytest.mark.parametrize("scenario", list(KILL_SCENARIOS))
+def test_sigkill_at_sampled_file_operations(site, scenario):
+    """A few kill points per scenario, seeded: the first, the last and two in between."""
+
+    def sampled(total):
+        chosen = {1, total} | set(random.Random(f"{scenario}-{total}").sample(range(2, total), SAMPLED_KILLS - 2))
+        return sorted(chosen)
+
+    kill_trials(site, scenario, sampled)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", list(KILL_SCENARIOS))
+def test_sigkill_at_every_file_operation(site, scenario):
+    seen = kill_trials(site, scenario, lambda total: range(1, total + 1))
+    assert seen == {"before", "after"}  # killed before and after the commit point
 
 
 def test_concurrent_apply_revert_and_status_never_interleave(site, states):
@@ -256,6 +312,6 @@ def test_readers_recover_an_interrupted_apply_first(site, states, command):
     assert (site / ".convlstm-patch" / "journal-keras.json").exists()
     result = cli_at(site, command, "--only", "keras")
     assert result.exit_code == 0, result.output
-    assert "warning: recovered an interrupted apply" in result.stderr
+    assert "recovered an interrupted apply: rolled back" in result.stderr
     assert hashes(files) == pristine
     assert not (site / ".convlstm-patch" / "journal-keras.json").exists()

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from helpers import copy_distribution, hashes, target_files
 from environments import environment, site_packages, tool_environment
 
 TOOL_PACKAGES = ("click", "libcst", "patcher")
 
 
+@pytest.mark.slow  # a throwaway venv the tool is pip-installed into
 def test_a_tool_venv_patches_and_verifies_an_environment_without_its_dependencies(tmp_path):
     target = environment("keras-2.15.0")
     missing = subprocess.run(

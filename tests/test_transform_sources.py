@@ -17,7 +17,8 @@ import pytest
 
 from patcher.environment import find_flavours
 from patcher.marker import MARKER_PREFIX
-from patcher.state import State, inspect
+from patcher.layersets import LayerSet
+from patcher.snapshot import State, read_flavour
 from patcher.spec import parameters
 from patcher.transform import transform_source
 
@@ -32,7 +33,7 @@ GATE_PREFIXES = (
 DISTRIBUTIONS = ("keras", "tf_keras")
 
 FLAVOURS = {flavour.distribution: flavour for flavour in find_flavours(sys.path)}
-FILES = [(flavour, target) for flavour in FLAVOURS.values() for target in flavour.files]
+FILES = [(flavour, target) for flavour in FLAVOURS.values() for target in flavour.files_of({LayerSet.CONVLSTM})]
 
 
 def file_id(flavour, target):
@@ -49,7 +50,7 @@ CLASS_PARAMS = [
 
 @functools.lru_cache(maxsize=None)
 def check_pristine(distribution):
-    state = inspect(FLAVOURS[distribution]).overall
+    state = read_flavour(FLAVOURS[distribution]).overall()
     if state != State.PRISTINE:
         pytest.fail(
             f"the session's copy of {distribution} is {state!r}, not pristine: "

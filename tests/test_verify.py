@@ -109,19 +109,20 @@ def test_failed_verification_rolls_back_to_the_exact_previous_bytes(site):
 def test_failed_verification_keeps_a_backup_that_was_there_before(site, monkeypatch):
     # Patched, then reinstalled ("the patch is gone"): the backup stays. An
     # apply whose verification fails must leave it as it found it, backup too.
-    import patcher.workflow
+    import patcher.verification
     from patcher.environment import find_flavours
+    from patcher.layersets import LayerSet
     from patcher.verification import ProbeCheck, Report
 
     (flavour,) = find_flavours([str(site)], only="keras")
-    originals = {target.path: target.path.read_bytes() for target in flavour.files}
+    originals = {target.path: target.path.read_bytes() for target in flavour.files_of({LayerSet.CONVLSTM})}
     assert cli("apply", "--keras-root", str(site), "--only", "keras", "--no-verify").exit_code == 0
     for path, data in originals.items():
         path.write_bytes(data)
     before = tree_hashes(site)
     failing = [ProbeCheck("numerics", False, "simulated")]
     monkeypatch.setattr(
-        patcher.workflow, "verify_all", lambda flavours, options: [Report(f, None, failing) for f in flavours]
+        patcher.verification, "verify_all", lambda items, options: [Report(i.flavour, None, failing) for i in items]
     )
     result = cli("apply", "--keras-root", str(site), "--only", "keras")
     assert result.exit_code == 9

@@ -76,7 +76,7 @@ def test_apply_all_sets_verifies_and_reverts_to_record(site):
 
 
 def drop_lstm_guard(site: Path) -> None:
-    edit(site / LSTM, ' and not self.cell._explicit_activations:', ":")
+    edit(site / LSTM, ' and not self.cell._overriding_activations:', ":")
 
 
 def lstm_forget_gate_stock(site: Path) -> None:
@@ -113,7 +113,7 @@ def test_broken_rnn_patch_fails_the_check_that_names_it(patched_rnn, breaks, fai
 
 def test_tf_keras_guard_missing_fails_fused(site):
     assert cli_at(site, "apply", "--only", "tf_keras", "--no-verify", "--layers", "lstm").exit_code == 0
-    edit(site / "tf_keras/src/layers/rnn/lstm.py", ") and not self.cell._explicit_activations", ")")
+    edit(site / "tf_keras/src/layers/rnn/lstm.py", "            and not self.cell._overriding_activations\n", "")
     result = cli("verify", "--keras-root", str(site), "--only", "tf_keras", "--json")
     assert result.exit_code == 9
     (report,) = json.loads(result.stdout)["reports"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from patcher.fused import OVERRIDING_ATTRIBUTE
+from patcher.spec import Parameter
 from patcher.transform.base import MethodDefTransformer
 from patcher.transform.shapes import assigns_self_attribute, is_name, single_assign
 
@@ -17,14 +19,33 @@ class ResolveActivationsTransformer(MethodDefTransformer):
     ``self._explicit_activations``: the names the caller gave, so that
     ``get_config`` writes only those and a layer that uses none of the five
     still serialises exactly as on stock Keras.
+
+    With ``overriding`` (a layer set with fused kernels: LSTM, GRU), also
+    ``self._overriding_activations``: the names whose function is not the one
+    they inherit, which keep the layer off the fused kernels (``activations.get``
+    returns the same function object for the same name, so
+    ``recurrent_activation_f="sigmoid"`` beside the default
+    ``recurrent_activation="sigmoid"`` overrides nothing and stays as fast as
+    stock). ConvLSTM has no fused kernel, and its files stay as they were.
     """
 
     edited_method, edited_role = "__init__", "cell"
 
+    def __init__(self, targets: dict[str, str], params: tuple[Parameter, ...], overriding: bool = False) -> None:
+        super().__init__(targets, params)
+        self.overriding = overriding
+
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         statements = list(body.body)
-        if any(assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE) for statement in statements):
+        explicit = next(
+            (index for index, statement in enumerate(statements) if assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE)),
+            None,
+        )
+        if explicit is not None:
             self.record("resolve")
+            if self.overriding and not any(assigns_self_attribute(s, OVERRIDING_ATTRIBUTE) for s in statements):
+                statements.insert(explicit + 1, cst.parse_statement(self._overriding()))
+                return body.with_changes(body=statements)
             return body
         anchor = next(
             (index for index, statement in enumerate(statements) if _resolves_recurrent_activation(statement)),
@@ -35,6 +56,8 @@ class ResolveActivationsTransformer(MethodDefTransformer):
         getter = cst.Module([]).code_for_node(statements[anchor].body[0].value.func)
         added = [cst.parse_statement(self._resolve(param.name, param.inherits, getter)) for param in self.params]
         added.append(cst.parse_statement(self._explicit()))
+        if self.overriding:
+            added.append(cst.parse_statement(self._overriding()))
         self.record("resolve")
         return body.with_changes(body=[*statements[: anchor + 1], *added, *statements[anchor + 1 :]])
 
@@ -57,6 +80,18 @@ class ResolveActivationsTransformer(MethodDefTransformer):
             f"{pairs}"
             "    )\n"
             "    if value is not None\n"
+            ")\n"
+        )
+
+    def _overriding(self) -> str:
+        triples = "".join(f'        ("{param.name}", self.{param.name}, self.{param.inherits}),\n' for param in self.params)
+        return (
+            f"self.{OVERRIDING_ATTRIBUTE} = tuple(\n"
+            "    name\n"
+            "    for name, function, inherited in (\n"
+            f"{triples}"
+            "    )\n"
+            "    if function is not inherited\n"
             ")\n"
         )
 

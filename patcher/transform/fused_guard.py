@@ -1,98 +1,242 @@
-"""Keep LSTM/GRU off their fused kernels when a per-gate activation is set."""
+"""Keep LSTM/GRU off their fused kernels when a per-gate activation overrides its default."""
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
+from patcher.fused import Names, conjunct, entry_point, entry_uses, own_cell_guard, wrapped_layer_guard
+from patcher.spec import EntryKind, EntryPoint, Parameter
+from patcher.layersets import LayerSet
 from patcher.transform.base import ClassScopedTransformer
-from patcher.transform.cell_init import EXPLICIT_ATTRIBUTE
-from patcher.transform.shapes import is_name, is_self_attribute
+from patcher.transform.shapes import is_name
 
-GUARD = f"not self.cell.{EXPLICIT_ATTRIBUTE}"
+# Expressions that bind looser than `and`: `a or b` + ` and not g` needs parentheses.
+_LOOSER_THAN_AND = (cst.BooleanOperation, cst.IfExp, cst.Lambda, cst.NamedExpr)
 
 
 class FusedGuardTransformer(ClassScopedTransformer):
-    """The fused paths compute the gates with hard-coded sigmoid/tanh and never
-    call the cell, so a layer takes them only when none of the new activations
-    is set::
+    """The fused kernels (patches/fused.toml) compute the gates with hard-coded
+    sigmoid/tanh and never call the cell, so every branch of a target class
+    that leads to one gains the conjunct ``and not <guard>`` (patcher/fused.py)::
 
-        self._could_use_gpu_kernel = (...)             # tf_keras, Keras 2: __init__
-          ->  self._could_use_gpu_kernel = (...) and not self.cell._explicit_activations
-        if self.use_cudnn in ("auto", True):           # Keras 3: inner_loop, around backend.lstm()
-          ->  if self.use_cudnn in ("auto", True) and not self.cell._explicit_activations:
+        self._could_use_gpu_kernel = (...)                 # tf_keras, Keras 2: a flag
+          ->  (... and not self.cell._overriding_activations)
+        if self.use_cudnn in ("auto", True):               # Keras 3: around backend.lstm()
+          ->  if self.use_cudnn in ("auto", True) and not self.cell._overriding_activations:
+        if self._can_attempt_fused_lstm(mask, initial_state):   # a "wrapper": Bidirectional
+          ->  if (self._can_attempt_fused_lstm(mask, initial_state)
+                  and not getattr(getattr(self.forward_layer, "cell", None), "_overriding_activations", ())
+                  and not getattr(getattr(self.backward_layer, ...), ...)):
 
-    tf_keras's ``call`` picks standard_lstm/gpu_lstm from that flag. In Keras 3
-    the layer then falls through to the cell loop, and ``use_cudnn=True`` raises
-    the ValueError stock raises when cuDNN cannot be used.
+    A branch is a top-level ``if`` of a method whose test or body uses an entry
+    point, directly or through a method of the class (``self._call_fused_lstm``).
+    A "layer" guards its own cell; a "wrapper" guards, for this layer set's
+    entry points only, every layer whose ``.cell`` that code reads, never
+    assuming the layer is patched. In Keras 3 the layer then falls through to
+    the cell loop, and ``use_cudnn=True`` raises the ValueError stock raises
+    when cuDNN cannot be used.
+
+    Which branches is decided on the module's ``ast`` (``tree``, parsed from
+    the same source; by default from the module's code): walking libcst nodes
+    would cost ten times as much.
     """
 
-    methods = frozenset({"__init__"})  # walked for the flag; inner_loop is edited whole
+    def __init__(
+        self,
+        targets: dict[str, str],
+        params: tuple[Parameter, ...],
+        layer_set: LayerSet,
+        tree: ast.Module | None = None,
+    ) -> None:
+        super().__init__(targets, params)
+        self.layer_set = layer_set
+        self.tree = tree
+        self.branches: _Branches = {}
 
-    def visit_Call(self, node: cst.Call) -> bool:
-        return False
+    def visit_Module(self, node: cst.Module) -> bool:
+        tree = self.tree if self.tree is not None else ast.parse(node.code)
+        self.branches = _branches(tree, self.targets, self.layer_set)
+        return True
 
-    def visit_Assign(self, node: cst.Assign) -> bool:
-        return False
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        if self.role in ("layer", "wrapper"):
+            branches = self.branches.get(updated_node.name.value, {})
+            body, method_index = [], 0
+            for statement in updated_node.body.body:
+                if isinstance(statement, cst.FunctionDef):
+                    statement = self._guard_method(statement, branches.get(method_index, {}))
+                    method_index += 1
+                body.append(statement)
+            updated_node = updated_node.with_changes(body=updated_node.body.with_changes(body=body))
+        return super().leave_ClassDef(original_node, updated_node)
 
-    def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
-        if self.role != "layer" or self.method != "__init__":
-            return updated_node
-        if len(updated_node.targets) != 1 or not is_self_attribute(updated_node.targets[0].target, "_could_use_gpu_kernel"):
-            return updated_node
+    def _guard_method(self, method: cst.FunctionDef, branches: dict[int, list[str]]) -> cst.FunctionDef:
+        if not isinstance(method.body, cst.IndentedBlock):
+            return method
+        statements, if_index = [], 0
+        for statement in method.body.body:
+            if isinstance(statement, cst.If):
+                guards = branches.get(if_index)
+                if_index += 1
+                if guards is not None:
+                    self.record("fused guard")
+                    test = with_conjuncts(statement.test, [conjunct(guard) for guard in guards])
+                    statement = statement.with_changes(test=test)
+            elif self.role == "layer":
+                statement = self._guard_flag(statement)
+            statements.append(statement)
+        return method.with_changes(body=method.body.with_changes(body=statements))
+
+    def _guard_flag(self, statement: cst.BaseStatement) -> cst.BaseStatement:
+        """``self._could_use_gpu_kernel = (...)`` (tf_keras, Keras 2)."""
+        if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+            return statement
+        assign = statement.body[0]
+        if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1):
+            return statement
+        target = assign.targets[0].target
+        if not (isinstance(target, cst.Attribute) and is_name(target.value, "self")):
+            return statement
+        entry = entry_point(target.attr.value)
+        if entry is None or entry.kind != EntryKind.FLAG:
+            return statement
         self.record("fused guard")
-        if _guarded(updated_node.value):
-            return updated_node
-        return updated_node.with_changes(value=_and_guard(updated_node.value))
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
-    ) -> cst.FunctionDef | cst.RemovalSentinel:
-        if self.role == "layer" and self.method == "inner_loop":
-            updated_node = updated_node.with_changes(body=self._guard_inner_loop(updated_node.body))
-        return super().leave_FunctionDef(original_node, updated_node)
-
-    def _guard_inner_loop(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
-        """Keras 3: the first top-level `if` around ``backend.lstm(...)`` / ``backend.gru(...)``
-        (``if self.use_cudnn in ("auto", True):`` from 3.1, ``if not self.dropout and
-        not self.recurrent_dropout:`` in 3.0)."""
-        statements = list(body.body)
-        for index, statement in enumerate(statements):
-            if isinstance(statement, cst.If) and _calls_fused_backend(statement.body):
-                self.record("fused guard")
-                if not _guarded(statement.test):
-                    statements[index] = statement.with_changes(test=_and_guard(statement.test))
-                return body.with_changes(body=statements)
-        return body
+        guarded = assign.with_changes(value=with_conjuncts(assign.value, [conjunct(own_cell_guard())]))
+        return statement.with_changes(body=[guarded])
 
 
-def _and_guard(expression: cst.BaseExpression) -> cst.BooleanOperation:
-    return cst.BooleanOperation(left=expression, operator=cst.And(), right=cst.parse_expression(GUARD))
+# class -> method number -> number of a top-level `if` in it -> the guards its test needs
+_Branches = dict[str, dict[int, dict[int, list[str]]]]
 
 
-def _guarded(expression: cst.BaseExpression) -> bool:
-    return (
-        isinstance(expression, cst.BooleanOperation)
-        and isinstance(expression.right, cst.UnaryOperation)
-        and isinstance(expression.right.expression, cst.Attribute)
-        and is_name(expression.right.expression.attr, EXPLICIT_ATTRIBUTE)
+def _branches(tree: ast.Module, targets: dict[str, str], layer_set: LayerSet) -> _Branches:
+    """class -> method number -> number of a top-level ``if`` in it -> the guards its test needs.
+
+    Numbers count a class's methods and a method's top-level ``if`` statements
+    in order, which ast and libcst see alike.
+    """
+    nodes = list(ast.walk(tree))
+    names = Names(nodes)
+    found: _Branches = {}
+    for node in nodes:
+        role = targets.get(node.name) if isinstance(node, ast.ClassDef) else None
+        if role not in ("layer", "wrapper"):
+            continue
+        methods = [item for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        if role == "layer" and any(_assigns_flag(statement) for method in methods for statement in method.body):
+            continue  # tf_keras, Keras 2: the layer decides once, in the flag; guarded there
+        reach = _Reach({method.name: method for method in methods}, names, role, layer_set)
+        for method_index, method in enumerate(methods):
+            ifs = [statement for statement in method.body if isinstance(statement, ast.If)]
+            for if_index, statement in enumerate(ifs):
+                entries, cell_owners = reach.of([statement.test, *statement.body])
+                if not entries:
+                    continue
+                if role == "layer":
+                    guards = [own_cell_guard()]
+                else:
+                    guards = [wrapped_layer_guard(f"self.{owner}") for owner in cell_owners]
+                if guards:  # else no layer to guard: the pipeline reports the missing edit
+                    found.setdefault(node.name, {}).setdefault(method_index, {})[if_index] = guards
+    return found
+
+
+def _assigns_flag(statement: ast.stmt) -> bool:
+    """``self._could_use_gpu_kernel = ...``"""
+    if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1):
+        return False
+    target = statement.targets[0]
+    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"):
+        return False
+    entry = entry_point(target.attr)
+    return entry is not None and entry.kind == EntryKind.FLAG
+
+
+class _Reach:
+    """The entry points a class's code reaches, directly or through ``self.<method>``, and the
+    layers whose ``.cell`` it reads (``X`` of ``self.X.cell``)."""
+
+    def __init__(self, methods: dict[str, ast.AST], names: Names, role: str, layer_set: LayerSet) -> None:
+        self.methods, self.names, self.role, self.layer_set = methods, names, role, layer_set
+        self._memo: dict[str, tuple[set[str], list[str]]] = {}
+
+    def of(self, nodes: list[ast.AST]) -> tuple[set[str], list[str]]:
+        entries: set[str] = set()
+        cell_owners: list[str] = []
+        for root in nodes:
+            entries |= {entry.name for _, entry in entry_uses(ast.walk(root), self.names) if self._concerns(entry)}
+            for node in ast.walk(root):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                    more, owners = self._method(node.attr)
+                    entries |= more
+                    cell_owners += owners
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "cell"
+                    and isinstance(node.value, ast.Attribute)
+                    and isinstance(node.value.value, ast.Name)
+                    and node.value.value.id == "self"
+                ):
+                    cell_owners.append(node.value.attr)
+        return entries, list(dict.fromkeys(cell_owners))
+
+    def _concerns(self, entry: EntryPoint) -> bool:
+        """A layer guards every kernel it reaches; a wrapper those of this layer set (or shared)."""
+        if entry.kind == EntryKind.FLAG:
+            return False  # guarded where it is assigned
+        return self.role == "layer" or not entry.sets or self.layer_set in entry.sets
+
+    def _method(self, name: str) -> tuple[set[str], list[str]]:
+        if name not in self.methods:
+            return set(), []
+        if name not in self._memo:
+            self._memo[name] = (set(), [])  # a recursive method reaches nothing more through itself
+            self._memo[name] = self.of(self.methods[name].body)
+        return self._memo[name]
+
+
+def with_conjuncts(test: cst.BaseExpression, conjuncts: list[str]) -> cst.BaseExpression:
+    """``test and <each conjunct>``, leaving out those already there.
+
+    A parenthesised multi-line ``and`` chain (black's style in Keras) is
+    continued in its own style; two or more new conjuncts make one.
+    """
+    present = {_code(operand) for operand in _and_operands(test)}
+    missing = [cst.parse_expression(text) for text in dict.fromkeys(conjuncts) if text not in present]
+    if not missing:
+        return test
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And) and test.lpar:
+        chain: cst.BaseExpression = test.with_changes(lpar=[], rpar=[])
+        for operand in missing:
+            chain = cst.BooleanOperation(left=chain, operator=test.operator, right=operand)
+        return chain.with_changes(lpar=test.lpar, rpar=test.rpar)
+    if isinstance(test, _LOOSER_THAN_AND) and not test.lpar and not _is_and(test):
+        test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    if len(missing) == 1:
+        return cst.BooleanOperation(left=test, operator=cst.And(), right=missing[0])
+    chain = test
+    for operand in missing:
+        chain = cst.BooleanOperation(left=chain, operator=cst.And(whitespace_before=_new_line("    ")), right=operand)
+    return chain.with_changes(
+        lpar=[cst.LeftParen(whitespace_after=_new_line("    "))], rpar=[cst.RightParen(whitespace_before=_new_line(""))]
     )
 
 
-def _calls_fused_backend(node: cst.CSTNode) -> bool:
-    finder = _BackendCallFinder()
-    node.visit(finder)
-    return finder.found
+def _new_line(indent: str) -> cst.ParenthesizedWhitespace:
+    return cst.ParenthesizedWhitespace(indent=True, last_line=cst.SimpleWhitespace(indent))
 
 
-class _BackendCallFinder(cst.CSTVisitor):
-    """Finds ``backend.lstm(...)`` or ``backend.gru(...)``."""
+def _is_and(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.And)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.found = False
 
-    def visit_Call(self, node: cst.Call) -> bool:
-        func = node.func
-        if isinstance(func, cst.Attribute) and is_name(func.value, "backend") and func.attr.value in ("lstm", "gru"):
-            self.found = True
-        return not self.found
+def _and_operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    if _is_and(node):
+        return [*_and_operands(node.left), *_and_operands(node.right)]
+    return [node]
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)

@@ -4,6 +4,8 @@
 before and after (each after is also checked to be a fixed point).
 """
 
+from functools import partial
+
 import pytest
 
 from patcher.transform.cell_init import ResolveActivationsTransformer
@@ -67,6 +69,24 @@ CELL_INIT_AFTER = """
     """
 
 
+# LSTM and GRU (layer sets with fused kernels) also record which activations override.
+OVERRIDING = """
+            self._overriding_activations = tuple(
+                name
+                for name, function, inherited in (
+                    ("activation_i", self.activation_i, self.activation),
+                    ("activation_o", self.activation_o, self.activation),
+                    ("recurrent_activation_f", self.recurrent_activation_f, self.recurrent_activation),
+                    ("recurrent_activation_i", self.recurrent_activation_i, self.recurrent_activation),
+                    ("recurrent_activation_o", self.recurrent_activation_o, self.recurrent_activation),
+                )
+                if function is not inherited
+            )
+"""
+CELL_INIT_FUSED_AFTER = CELL_INIT_AFTER.replace("            self.use_bias = use_bias\n", OVERRIDING.lstrip("\n") + "            self.use_bias = use_bias\n")
+FUSED = partial(ResolveActivationsTransformer, overriding=True)
+
+
 @pytest.mark.parametrize(
     ("code", "targets"),
     [
@@ -112,7 +132,73 @@ def test_fix(before, after, targets):
     assert_transforms(ResolveActivationsTransformer, before, after, targets)
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param(CELL_INIT_BEFORE, id="pristine"),
+        pytest.param(CELL_INIT_AFTER, id="resolved-without-overriding"),
+    ],
+)
+def test_fix_fused_sets_record_overriding(before):
+    assert CELL_INIT_FUSED_AFTER != CELL_INIT_AFTER
+    assert_transforms(FUSED, before, CELL_INIT_FUSED_AFTER)
+
+
 @pytest.mark.parametrize("code", [CELL_INIT_BEFORE, CELL_INIT_AFTER], ids=["pristine", "patched"])
 def test_cell_init_counts_one_resolve(code):
     _, edits = apply(ResolveActivationsTransformer, code)
     assert edits == {("Cell", "resolve"): 1}
+
+
+# A cell whose constructor already takes the five (as after signature.py), to run.
+RUNNABLE_CELL = """
+    class Cell:
+        def __init__(self, activation="tanh", recurrent_activation="sigmoid", activation_i=None, activation_o=None,
+                     recurrent_activation_f=None, recurrent_activation_i=None, recurrent_activation_o=None):
+            self.activation = activations.get(activation)
+            self.recurrent_activation = activations.get(recurrent_activation)
+    """
+
+
+def _functions():
+    """Like Keras's activations.get: one function object per name, callables as they are."""
+
+    def tanh(x):
+        return x
+
+    def sigmoid(x):
+        return x
+
+    def relu(x):
+        return x
+
+    named = {"tanh": tanh, "sigmoid": sigmoid, "relu": relu}
+    return named, lambda identifier: named.get(identifier, identifier)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "explicit", "overriding"),
+    [
+        pytest.param({}, (), (), id="none-given"),
+        pytest.param({"recurrent_activation_f": "sigmoid"}, ("recurrent_activation_f",), (), id="same-as-inherited"),
+        pytest.param(
+            {"recurrent_activation_f": "relu"}, ("recurrent_activation_f",), ("recurrent_activation_f",), id="other"
+        ),
+        pytest.param(
+            {"activation": "relu", "activation_i": "relu", "activation_o": "tanh"},
+            ("activation_i", "activation_o"),
+            ("activation_o",),
+            id="against-a-non-default-inherited",
+        ),
+        pytest.param({"recurrent_activation_o": "sigmoid-object"}, ("recurrent_activation_o",), (), id="same-object"),
+    ],
+)
+def test_overriding_activations_compare_resolved_functions(kwargs, explicit, overriding):
+    code, _ = apply(FUSED, RUNNABLE_CELL)
+    named, get = _functions()
+    kwargs = {name: named["sigmoid"] if value == "sigmoid-object" else value for name, value in kwargs.items()}
+    namespace = {"activations": type("activations", (), {"get": staticmethod(get)})}
+    exec(code, namespace)
+    cell = namespace["Cell"](**kwargs)
+    assert cell._explicit_activations == explicit
+    assert cell._overriding_activations == overriding

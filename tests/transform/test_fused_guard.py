@@ -1,16 +1,27 @@
-"""fused_guard: LSTM/GRU take their fused kernels only without per-gate activations.
+"""fused_guard: LSTM/GRU (and wrappers holding them) take their fused kernels
+only when no per-gate activation overrides the function it inherits.
 
 `test_noop`: snippets the transformer must leave as they are; `test_fix`:
 before and after (each after is also checked to be a fixed point).
 """
 
+from functools import partial
+
 import pytest
 
-from patcher.spec import LayerSet, parameters
+from patcher.layersets import LayerSet
+from patcher.spec import parameters
 from patcher.transform.fused_guard import FusedGuardTransformer
-from transform_helpers import apply, assert_transforms, assert_unchanged
+from transform_helpers import apply, assert_transforms, assert_unchanged, dedent
 
+LSTM_GUARD = partial(FusedGuardTransformer, layer_set=LayerSet.LSTM)
+GRU_GUARD = partial(FusedGuardTransformer, layer_set=LayerSet.GRU)
 PARAMS = parameters(LayerSet.LSTM)
+LAYER = {"Layer": "layer"}
+WRAPPER = {"Wrapper": "wrapper"}
+OWN = "not self.cell._overriding_activations"
+FORWARD = 'not getattr(getattr(self.forward_layer, "cell", None), "_overriding_activations", ())'
+BACKWARD = 'not getattr(getattr(self.backward_layer, "cell", None), "_overriding_activations", ())'
 
 TF_KERAS_BEFORE = """
 class Layer:
@@ -19,20 +30,22 @@ class Layer:
             self.activation in (activations.tanh, tf.tanh)
             and use_bias
         )
+
+    def _defun_call(self, inputs):
+        if gru_lstm_utils.use_new_gru_lstm_impl():
+            return self._defun_wrapper.defun_layer(inputs)
+        return gpu_gru(inputs)
 """
 
-TF_KERAS_AFTER = """
-class Layer:
-    def __init__(self, cell, recurrent_dropout=0, use_bias=True):
-        self._could_use_gpu_kernel = (
-            self.activation in (activations.tanh, tf.tanh)
-            and use_bias
-        ) and not self.cell._explicit_activations
-"""
+TF_KERAS_AFTER = TF_KERAS_BEFORE.replace(
+    "            and use_bias\n", f"            and use_bias\n            and {OWN}\n"
+)
 
 KERAS3_BEFORE = """
 class Layer:
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        if tree.is_nested(mask):
+            mask = mask[0]
         if self.use_cudnn in ("auto", True):
             return backend.lstm(sequences)
         if self.use_cudnn is True:
@@ -40,40 +53,13 @@ class Layer:
         return super().inner_loop(sequences, initial_state, mask=mask)
 """
 
-KERAS3_AFTER = """
-class Layer:
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if self.use_cudnn in ("auto", True) and not self.cell._explicit_activations:
-            return backend.lstm(sequences)
-        if self.use_cudnn is True:
-            raise ValueError("use_cudnn=True was specified")
-        return super().inner_loop(sequences, initial_state, mask=mask)
-"""
-
-
-@pytest.mark.parametrize(
-    ("code", "targets"),
-    [
-        pytest.param(TF_KERAS_BEFORE, {"Other": "layer"}, id="non-target"),
-        pytest.param(TF_KERAS_BEFORE, {"Layer": "cell"}, id="cell-role"),
-        pytest.param(KERAS3_BEFORE.replace("inner_loop", "call"), {"Layer": "layer"}, id="other-method"),
-        pytest.param(
-            KERAS3_BEFORE.replace("backend.lstm(sequences)", "self.fast(sequences)"), {"Layer": "layer"}, id="no-backend-call"
-        ),
-        pytest.param(
-            TF_KERAS_BEFORE.replace("self._could_use_gpu_kernel", "self._use_gpu"), {"Layer": "layer"}, id="other-flag"
-        ),
-    ],
+KERAS3_AFTER = KERAS3_BEFORE.replace(
+    'if self.use_cudnn in ("auto", True):', f'if self.use_cudnn in ("auto", True) and {OWN}:'
 )
-def test_noop(code, targets):
-    assert_unchanged(FusedGuardTransformer, code, targets, PARAMS)
-
 
 KERAS30_BEFORE = """
 class Layer:
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if tree.is_nested(mask):
-            mask = mask[0]
         if not self.dropout and not self.recurrent_dropout:
             try:
                 return backend.gru(sequences)
@@ -84,23 +70,225 @@ class Layer:
 
 KERAS30_AFTER = KERAS30_BEFORE.replace(
     "if not self.dropout and not self.recurrent_dropout:",
-    "if not self.dropout and not self.recurrent_dropout and not self.cell._explicit_activations:",
+    f"if not self.dropout and not self.recurrent_dropout and {OWN}:",
 )
+
+# Keras 3.3+: LSTM.__init__ marks the layer not jit-compilable when cuDNN will run.
+CUDNN_OK_BEFORE = """
+class Layer:
+    def __init__(self, units, use_cudnn="auto"):
+        cell = Cell(units)
+        super().__init__(cell)
+        if (
+            backend.backend() == "tensorflow"
+            and backend.cudnn_ok(
+                cell.activation,
+                cell.recurrent_activation,
+            )
+            and use_cudnn in (True, "auto")
+        ):
+            self.supports_jit = False
+"""
+
+CUDNN_OK_AFTER = CUDNN_OK_BEFORE.replace(
+    '            and use_cudnn in (True, "auto")\n', f'            and use_cudnn in (True, "auto")\n            and {OWN}\n'
+)
+
+# Keras 3.0-3.2: the same test, unparenthesised.
+CUDNN_OK_30_BEFORE = """
+class Layer:
+    def __init__(self, units):
+        cell = Cell(units)
+        super().__init__(cell)
+        if backend.backend() == "tensorflow" and backend.cudnn_ok(
+            cell.activation,
+            cell.recurrent_activation,
+        ):
+            self.supports_jit = False
+"""
+
+CUDNN_OK_30_AFTER = CUDNN_OK_30_BEFORE.replace("        ):\n", f"        ) and {OWN}:\n")
+
+# keras-nightly (3.16): the kernels moved to backend.rnn.
+NIGHTLY_BEFORE = """
+class Layer:
+    def __init__(self, units):
+        super().__init__(Cell(units))
+        if backend.rnn.cudnn_ok(self.cell.activation):
+            self.supports_jit = False
+
+    def inner_loop(self, sequences):
+        if self.use_cudnn in ("auto", True):
+            return backend.rnn.lstm(sequences)
+        return backend.rnn.rnn(self.step, sequences)
+"""
+
+NIGHTLY_AFTER = NIGHTLY_BEFORE.replace(
+    "if backend.rnn.cudnn_ok(self.cell.activation):", f"if backend.rnn.cudnn_ok(self.cell.activation) and {OWN}:"
+).replace('if self.use_cudnn in ("auto", True):', f'if self.use_cudnn in ("auto", True) and {OWN}:')
+
+
+def aliased(imports, call):
+    before = f"""
+{imports}
+
+
+class Layer:
+    def inner_loop(self, sequences):
+        if self.use_cudnn:
+            return {call}(sequences)
+        return super().inner_loop(sequences)
+"""
+    return before, before.replace("if self.use_cudnn:", f"if self.use_cudnn and {OWN}:")
+
+
+# Keras 3.15: Bidirectional runs both directions in one fused call.
+WRAPPER_BEFORE = """
+class Wrapper:
+    def call(self, sequences, initial_state=None, mask=None):
+        if self._can_attempt_fused_lstm(mask, initial_state):
+            try:
+                return self._call_fused_lstm(sequences, initial_state)
+            except NotImplementedError:
+                pass
+        if self._can_attempt_fused_gru(mask, initial_state):
+            try:
+                return self._call_fused_gru(sequences, initial_state)
+            except NotImplementedError:
+                pass
+        return self.forward_layer(sequences)
+
+    def _can_attempt_fused_lstm(self, mask, initial_state=None):
+        return self.forward_layer.cell.activation is self.backward_layer.cell.activation
+
+    def _call_fused_lstm(self, sequences, initial_state):
+        fwd_cell = self.forward_layer.cell
+        bwd_cell = self.backward_layer.cell
+        return backend.bidirectional_lstm(sequences, fwd_cell.kernel, bwd_cell.kernel)
+
+    def _can_attempt_fused_gru(self, mask, initial_state=None):
+        return True
+
+    def _call_fused_gru(self, sequences, initial_state):
+        return backend.bidirectional_gru(sequences, self.forward_layer.cell.kernel, self.backward_layer.cell.kernel)
+"""
+
+
+def wrapper_after(*kinds):
+    """WRAPPER_BEFORE with the branches of these kernels guarded."""
+    code = WRAPPER_BEFORE
+    for kind in kinds:
+        test = f"self._can_attempt_fused_{kind}(mask, initial_state)"
+        code = code.replace(
+            f"if {test}:", f"if (\n            {test}\n            and {FORWARD}\n            and {BACKWARD}\n        ):"
+        )
+    return code
 
 
 @pytest.mark.parametrize(
-    ("before", "after"),
+    ("code", "targets", "transformer"),
     [
-        pytest.param(TF_KERAS_BEFORE, TF_KERAS_AFTER, id="tf_keras-could-use-gpu-kernel"),
-        pytest.param(KERAS3_BEFORE, KERAS3_AFTER, id="keras3-inner-loop"),
-        pytest.param(KERAS30_BEFORE, KERAS30_AFTER, id="keras-3.0-inner-loop"),
+        pytest.param(KERAS3_BEFORE, {"Other": "layer"}, LSTM_GUARD, id="non-target"),
+        pytest.param(KERAS3_BEFORE, {"Layer": "cell"}, LSTM_GUARD, id="cell-role"),
+        pytest.param(
+            KERAS3_BEFORE.replace("backend.lstm(sequences)", "self.fast(sequences)"), LAYER, LSTM_GUARD, id="no-fused-call"
+        ),
+        pytest.param(
+            KERAS3_BEFORE.replace("backend.lstm(sequences)", "backend.rnn(self.step, sequences)"),
+            LAYER,
+            LSTM_GUARD,
+            id="generic-rnn-loop",
+        ),
+        pytest.param(
+            KERAS3_BEFORE.replace("backend.lstm(sequences)", "layers.lstm(sequences)"),
+            LAYER,
+            LSTM_GUARD,
+            id="lstm-not-from-backend",
+        ),
+        pytest.param(
+            TF_KERAS_BEFORE.replace("self._could_use_gpu_kernel", "self._use_gpu").replace(
+                "if gru_lstm_utils.use_new_gru_lstm_impl():\n            return self._defun_wrapper.defun_layer(inputs)\n        ",
+                "",
+            ).replace("return gpu_gru(inputs)", "return inputs"),
+            LAYER,
+            LSTM_GUARD,
+            id="other-flag",
+        ),
+        pytest.param(
+            WRAPPER_BEFORE.replace("backend.bidirectional_lstm", "backend.concatenate"),
+            WRAPPER,
+            LSTM_GUARD,
+            id="wrapper-without-the-sets-kernel",
+        ),
+        pytest.param(wrapper_after("lstm"), WRAPPER, LSTM_GUARD, id="wrapper-guarded"),
+        pytest.param(wrapper_after("gru"), WRAPPER, GRU_GUARD, id="wrapper-gru-guarded"),
     ],
 )
-def test_fix(before, after):
-    assert_transforms(FusedGuardTransformer, before, after, {"Layer": "layer"}, PARAMS)
+def test_noop(code, targets, transformer):
+    assert_unchanged(transformer, code, targets, PARAMS)
 
 
-@pytest.mark.parametrize("code", [KERAS3_BEFORE, KERAS3_AFTER, KERAS30_BEFORE, TF_KERAS_BEFORE, TF_KERAS_AFTER])
-def test_counts_the_guard(code):
-    _, edits = apply(FusedGuardTransformer, code, {"Layer": "layer"}, PARAMS)
-    assert edits == {("Layer", "fused guard"): 1}
+@pytest.mark.parametrize(
+    ("before", "after", "targets", "transformer"),
+    [
+        # The flag is the decision in tf_keras: the methods reached under it stay as they are.
+        pytest.param(TF_KERAS_BEFORE, TF_KERAS_AFTER, LAYER, LSTM_GUARD, id="tf_keras-could-use-gpu-kernel"),
+        pytest.param(KERAS3_BEFORE, KERAS3_AFTER, LAYER, LSTM_GUARD, id="keras3-inner-loop"),
+        pytest.param(KERAS30_BEFORE, KERAS30_AFTER, LAYER, GRU_GUARD, id="keras-3.0-inner-loop"),
+        pytest.param(CUDNN_OK_BEFORE, CUDNN_OK_AFTER, LAYER, LSTM_GUARD, id="keras3-init-cudnn-ok"),
+        pytest.param(CUDNN_OK_30_BEFORE, CUDNN_OK_30_AFTER, LAYER, LSTM_GUARD, id="keras-3.0-init-cudnn-ok"),
+        pytest.param(NIGHTLY_BEFORE, NIGHTLY_AFTER, LAYER, LSTM_GUARD, id="nightly-backend-rnn-names"),
+        pytest.param(
+            *aliased("from keras.src import backend as K", "K.lstm"), LAYER, LSTM_GUARD, id="alias-module"
+        ),
+        pytest.param(
+            *aliased("import keras.src.backend as kb", "kb.rnn.lstm"), LAYER, LSTM_GUARD, id="alias-import-as"
+        ),
+        pytest.param(
+            *aliased("from keras.src.backend import lstm as fused", "fused"), LAYER, LSTM_GUARD, id="alias-function"
+        ),
+        pytest.param(
+            *aliased("from keras.src.backend.tensorflow.rnn import lstm", "lstm"), LAYER, LSTM_GUARD, id="backend-module"
+        ),
+        pytest.param(
+            KERAS3_BEFORE.replace('if self.use_cudnn in ("auto", True):', "if self.use_cudnn or self.fast:"),
+            KERAS3_BEFORE.replace('if self.use_cudnn in ("auto", True):', f"if (self.use_cudnn or self.fast) and {OWN}:"),
+            LAYER,
+            LSTM_GUARD,
+            id="or-test-parenthesised",
+        ),
+        pytest.param(WRAPPER_BEFORE, wrapper_after("lstm"), WRAPPER, LSTM_GUARD, id="wrapper-lstm-set"),
+        pytest.param(WRAPPER_BEFORE, wrapper_after("gru"), WRAPPER, GRU_GUARD, id="wrapper-gru-set"),
+    ],
+)
+def test_fix(before, after, targets, transformer):
+    assert_transforms(transformer, before, after, targets, PARAMS)
+
+
+def test_wrapper_sets_add_up():
+    """The LSTM set's guard then the GRU set's: both branches guarded, each once."""
+    once, _ = apply(LSTM_GUARD, WRAPPER_BEFORE, WRAPPER, PARAMS)
+    both, _ = apply(GRU_GUARD, once, WRAPPER, PARAMS)
+    assert both == dedent(wrapper_after("lstm", "gru"))
+
+
+@pytest.mark.parametrize(
+    ("code", "targets", "transformer"),
+    [
+        pytest.param(KERAS3_BEFORE, LAYER, LSTM_GUARD, id="keras3"),
+        pytest.param(KERAS3_AFTER, LAYER, LSTM_GUARD, id="keras3-patched"),
+        pytest.param(KERAS30_BEFORE, LAYER, GRU_GUARD, id="keras-3.0"),
+        pytest.param(TF_KERAS_BEFORE, LAYER, LSTM_GUARD, id="tf_keras"),
+        pytest.param(TF_KERAS_AFTER, LAYER, LSTM_GUARD, id="tf_keras-patched"),
+        pytest.param(WRAPPER_BEFORE, WRAPPER, LSTM_GUARD, id="wrapper"),
+        pytest.param(wrapper_after("gru"), WRAPPER, GRU_GUARD, id="wrapper-patched"),
+    ],
+)
+def test_counts_the_guard(code, targets, transformer):
+    _, edits = apply(transformer, code, targets, PARAMS)
+    assert edits == {(next(iter(targets)), "fused guard"): 1}
+
+
+def test_counts_every_guarded_branch():
+    _, edits = apply(LSTM_GUARD, NIGHTLY_BEFORE, LAYER, PARAMS)
+    assert edits == {("Layer", "fused guard"): 2}

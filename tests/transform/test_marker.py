@@ -8,7 +8,7 @@ import pytest
 
 from patcher.marker import marker_text
 from patcher.transform.marker import MarkerTransformer
-from transform_helpers import MARKER, VERSION, visit
+from transform_helpers import MARKER, visit
 
 
 @pytest.mark.parametrize(
@@ -16,13 +16,15 @@ from transform_helpers import MARKER, VERSION, visit
     [
         pytest.param(f"{MARKER}\nimport os\n", id="present"),
         pytest.param(
-            "# -*- coding: utf-8 -*-\n" + marker_text("0.0.1") + "\nimport os\n",
-            id="present-from-other-version",
+            "# -*- coding: utf-8 -*-\n"
+            "# Patched by convlstm-patch 0.1.0: ConvLSTM takes five activations. Undo: convlstm-patch revert\n"
+            "import os\n",
+            id="present-from-an-older-convlstm-patch-that-named-its-version",
         ),
     ],
 )
 def test_noop(code):
-    assert visit(MarkerTransformer(VERSION), code) == code
+    assert visit(MarkerTransformer(), code) == code
 
 
 @pytest.mark.parametrize(
@@ -53,14 +55,36 @@ def test_noop(code):
     ],
 )
 def test_fix(before, after):
-    assert visit(MarkerTransformer(VERSION), before) == after
-    assert visit(MarkerTransformer(VERSION), after) == after
+    assert visit(MarkerTransformer(), before) == after
+    assert visit(MarkerTransformer(), after) == after
 
 
 def test_marker_keeps_coding_declaration_within_two_lines():
     # PEP 263: a coding line after one blank line still counts, but only
     # on line 1 or 2.
-    code = visit(MarkerTransformer(VERSION), "\n# -*- coding: latin-1 -*-\nimport os\n")
+    code = visit(MarkerTransformer(), "\n# -*- coding: latin-1 -*-\nimport os\n")
     lines = code.splitlines()
     assert MARKER in lines
     assert "# -*- coding: latin-1 -*-" in lines[:2]
+
+
+BOTH = marker_text(["lstm", "gru"])
+
+
+@pytest.mark.parametrize(
+    ("before", "layer_sets", "after"),
+    [
+        pytest.param("import os\n", ["gru", "lstm"], f"{BOTH}\nimport os\n", id="several-sets-in-order"),
+        pytest.param(
+            marker_text(["lstm"]) + "\nimport os\n", ["gru"], f"{BOTH}\nimport os\n", id="a-set-added"
+        ),
+        pytest.param(f"{BOTH}\nimport os\n", ["gru"], f"{BOTH}\nimport os\n", id="set-already-named"),
+    ],
+)
+def test_layer_sets(before, layer_sets, after):
+    assert visit(MarkerTransformer(layer_sets), before) == after
+    assert visit(MarkerTransformer(layer_sets), after) == after
+
+
+def test_one_set_given_as_a_string_is_one_set():
+    assert marker_text("lstm") == marker_text(["lstm"])

@@ -14,7 +14,7 @@ def test_parameters_are_the_five_in_order():
 
 
 def test_layer_sets_name_their_parameters():
-    from patcher.spec import LayerSet
+    from patcher.layersets import LayerSet
 
     assert parameters(LayerSet.LSTM) == parameters(LayerSet.CONVLSTM)
     gru = parameters(LayerSet.GRU)

@@ -3,8 +3,10 @@ raises, a missing docstring anchor warns."""
 
 import pytest
 
+from patcher.marker import marker_text
+from patcher.layersets import LayerSet
 from patcher.transform.pipeline import TransformError, transform_source
-from transform_helpers import MARKER, TARGETS, VERSION, assert_documented_after_anchor, class_docstring
+from transform_helpers import MARKER, TARGETS, assert_documented_after_anchor, class_docstring
 
 
 MODULE = '''
@@ -87,7 +89,7 @@ def without(text, old, new="pass"):
 
 
 def test_pipeline_patches_the_minimal_module():
-    result = transform_source(MODULE, TARGETS, version=VERSION)
+    result = transform_source(MODULE, TARGETS)
     assert result.warnings == ()
     assert result.code.splitlines()[0] == MARKER
     compile(result.code, "module.py", "exec")
@@ -153,17 +155,103 @@ def test_pipeline_rejects_a_syntax_error():
 
 
 def test_lstm_set_requires_the_fused_guard():
-    from patcher.spec import LayerSet
-
     # MODULE's layer has no fused path: fine for ConvLSTM, not for LSTM.
     with pytest.raises(TransformError, match=r"class Layer\b.*fused guard"):
-        transform_source(MODULE, TARGETS, VERSION, layer_set=LayerSet.LSTM)
+        transform_source(MODULE, TARGETS, layer_sets=[LayerSet.LSTM])
     anchor = "    @property\n    def recurrent_activation(self):\n        return self.cell.recurrent_activation\n"
     guarded = MODULE.replace(
         anchor,
         anchor + '\n    def inner_loop(self, sequences):\n        if self.use_cudnn in ("auto", True):\n            return backend.lstm(sequences)\n',
     )
     assert guarded != MODULE
-    code = transform_source(guarded, TARGETS, VERSION, layer_set=LayerSet.LSTM).code
-    assert 'if self.use_cudnn in ("auto", True) and not self.cell._explicit_activations:' in code
-    assert "LSTM takes five activations" in code
+    code = transform_source(guarded, TARGETS, layer_sets=[LayerSet.LSTM]).code
+    assert 'if self.use_cudnn in ("auto", True) and not self.cell._overriding_activations:' in code
+    assert "self._overriding_activations = tuple(" in code
+    assert code.splitlines()[0] == marker_text(["lstm"])
+
+
+# Bidirectional's shape (Keras 3.15): a wrapper serves the LSTM and the GRU sets.
+WRAPPER_MODULE = """
+from keras.src import backend
+
+
+class Bidirectional(Layer):
+    def call(self, sequences, initial_state=None, mask=None):
+        if self._can_attempt_fused_lstm(mask, initial_state):
+            return self._call_fused_lstm(sequences)
+        if self._can_attempt_fused_gru(mask, initial_state):
+            return self._call_fused_gru(sequences)
+        return self.forward_layer(sequences)
+
+    def _can_attempt_fused_lstm(self, mask, initial_state):
+        return mask is None
+
+    def _call_fused_lstm(self, sequences):
+        return backend.bidirectional_lstm(sequences, self.forward_layer.cell.kernel, self.backward_layer.cell.kernel)
+
+    def _can_attempt_fused_gru(self, mask, initial_state):
+        return mask is None
+
+    def _call_fused_gru(self, sequences):
+        return backend.bidirectional_gru(sequences, self.forward_layer.cell.kernel, self.backward_layer.cell.kernel)
+"""
+WRAPPER_TARGETS = {"Bidirectional": "wrapper"}
+LSTM_BRANCH = "if self._can_attempt_fused_lstm(mask, initial_state):"
+GRU_BRANCH = "if self._can_attempt_fused_gru(mask, initial_state):"
+
+
+@pytest.mark.parametrize(
+    ("layer_sets", "guarded", "unguarded"),
+    [
+        pytest.param([LayerSet.LSTM], [LSTM_BRANCH], [GRU_BRANCH], id="lstm"),
+        pytest.param([LayerSet.GRU], [GRU_BRANCH], [LSTM_BRANCH], id="gru"),
+        pytest.param([LayerSet.GRU, LayerSet.LSTM], [LSTM_BRANCH, GRU_BRANCH], [], id="both"),
+    ],
+)
+def test_wrapper_gets_the_union_of_its_sets_edits(layer_sets, guarded, unguarded):
+    result = transform_source(WRAPPER_MODULE, WRAPPER_TARGETS, layer_sets=layer_sets)
+    assert result.warnings == ()
+    for branch in guarded:
+        assert branch not in result.code
+        test = branch.removeprefix("if ").removesuffix(":")
+        assert f"if (\n            {test}\n            and not getattr(getattr(self.forward_layer" in result.code
+    for branch in unguarded:
+        assert branch in result.code
+    assert result.code.count("_overriding_activations") == 2 * len(guarded)
+    assert result.code.splitlines()[0] == marker_text(layer_sets)
+    assert transform_source(result.code, WRAPPER_TARGETS, layer_sets=layer_sets).code == result.code
+
+
+def test_marker_names_every_set_of_a_file():
+    code = transform_source(WRAPPER_MODULE, WRAPPER_TARGETS, layer_sets=[LayerSet.GRU, LayerSet.LSTM]).code
+    marker = code.splitlines()[0]
+    assert "LSTM takes five activations; GRU takes separate update and reset gate activations" in marker
+    # A file patched for LSTM and then for GRU as well names both, once.
+    lstm_only = transform_source(WRAPPER_MODULE, WRAPPER_TARGETS, layer_sets=[LayerSet.LSTM]).code
+    then_gru = transform_source(lstm_only, WRAPPER_TARGETS, layer_sets=[LayerSet.GRU]).code
+    assert then_gru == code
+
+
+@pytest.mark.parametrize(
+    ("old", "missing"),
+    [
+        pytest.param("backend.bidirectional_gru(", "gru", id="no-gru-kernel"),
+        pytest.param("backend.bidirectional_lstm(", "lstm", id="no-lstm-kernel"),
+    ],
+)
+def test_wrapper_requires_a_guard_for_each_set(old, missing):
+    source = without(WRAPPER_MODULE, old, "backend.concatenate(")
+    with pytest.raises(TransformError, match=rf"class Bidirectional\b.*fused guard \({missing}\)"):
+        transform_source(source, WRAPPER_TARGETS, layer_sets=[LayerSet.LSTM, LayerSet.GRU])
+
+
+def test_wrapper_requires_layers_to_guard():
+    """A fused call that reads no `self.<layer>.cell` leaves nothing to guard: refused, not guessed."""
+    source = WRAPPER_MODULE.replace("self.forward_layer.cell.kernel, self.backward_layer.cell.kernel", "self.kernels")
+    with pytest.raises(TransformError, match=r"class Bidirectional\b.*fused guard \(lstm\)"):
+        transform_source(source, WRAPPER_TARGETS, layer_sets=[LayerSet.LSTM])
+
+
+def test_cells_and_layers_belong_to_one_set():
+    with pytest.raises(ValueError, match="exactly one layer set"):
+        transform_source(MODULE, TARGETS, layer_sets=[LayerSet.LSTM, LayerSet.GRU])

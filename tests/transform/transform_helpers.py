@@ -19,8 +19,7 @@ from patcher.spec import parameters
 # parameters.toml to it).
 NAMES = ("activation_i", "activation_o", "recurrent_activation_f", "recurrent_activation_i", "recurrent_activation_o")
 TARGETS = {"Cell": "cell", "Layer": "layer"}
-VERSION = "1.2.3"
-MARKER = marker_text(VERSION)
+MARKER = marker_text()
 
 
 def dedent(code):

@@ -1,0 +1,322 @@
+"""What an environment holds, read once: every decision is made from a snapshot.
+
+A snapshot of a flavour holds its live target files (bytes and sha256), its
+backup (the manifest, validated, and the originals it covers), the layer sets
+the user chose, the journal of a run under way and the backups of other
+versions. Commands that write read it under the environment's lock
+(patcher/commands.py) and pass it down; nothing below re-reads these files
+to decide. Each file's state is decided from sha256 alone (RECORD for
+pristine, the manifest for patched), so this needs neither libcst nor Keras.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from patcher import errors
+from patcher.enums import TextEnum
+from patcher.environment import Flavour, TargetFile
+from patcher.hashing import sha256_hex
+from patcher.layersets import BASE, LayerSet, names, ordered
+from patcher.marker import MARKER_PREFIX
+from patcher.store import (
+    Journal,
+    Manifest,
+    journal_path,
+    read_journal,
+    read_manifest,
+    read_originals,
+    read_remembered,
+    stale_backups,
+)
+
+
+class State(TextEnum):
+    PRISTINE = "pristine"
+    PATCHED = "patched"
+    MODIFIED = "modified"  # neither the original nor our output
+    MISSING = "missing"
+    PARTIAL = "partial"  # flavour only: some layer sets or files patched, others not
+    UNSUPPORTED = "unsupported"  # flavour only: no known layout
+
+
+@dataclass(frozen=True)
+class FileState:
+    target: TargetFile
+    live: bytes | None = field(repr=False)  # None: missing
+    sha256: str | None
+    state: State
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FlavourSnapshot:
+    flavour: Flavour
+    files: tuple[FileState, ...] = ()  # every target file of every layer set the version supports
+    manifest: Manifest | None = None  # this version's backup (None: none, or damaged and not needed)
+    originals: dict[str, bytes] = field(default_factory=dict, repr=False)  # its copies, checked
+    remembered: tuple[LayerSet, ...] = ()  # the layer sets the user chose, from any version
+    journal: Journal | None = None  # a run under way, or killed: recover before deciding
+    stale: tuple[Path, ...] = ()  # backups of versions no longer installed
+    # What is wrong with this version's backup when it is damaged but not
+    # needed (every live file matches RECORD, e.g. after the reinstall its
+    # error advised): it counts as none; `clean` removes it, `apply` replaces it.
+    unneeded_damaged_backup: str | None = None
+
+    @property
+    def patched_sets(self) -> tuple[LayerSet, ...]:
+        return self.manifest.layer_sets if self.manifest is not None else ()
+
+    def focus(self, layers: Iterable[LayerSet] | None = None) -> tuple[LayerSet, ...]:
+        """The layer sets a command looks at: those named (--layers), else the patched ones,
+        else those chosen before (ConvLSTM on an environment never patched)."""
+        if layers is not None:
+            chosen = set(layers)
+        else:
+            chosen = set(self.patched_sets) or {BASE, *self.remembered}
+        return ordered(chosen & set(self.flavour.supported_sets))
+
+    def files_of(self, layer_sets: Iterable[LayerSet]) -> tuple[FileState, ...]:
+        wanted = set(layer_sets)
+        return tuple(file for file in self.files if file.target.layer_sets & wanted)
+
+    def of(self, state: State, layer_sets: Iterable[LayerSet] | None = None) -> list[FileState]:
+        files = self.files if layer_sets is None else self.files_of(layer_sets)
+        return [file for file in files if file.state == state]
+
+    def expected(self, file: FileState) -> State:
+        """What a file should be: patched if a patched set covers it, else pristine."""
+        return State.PATCHED if file.target.layer_sets & set(self.patched_sets) else State.PRISTINE
+
+    def overall(self, layer_sets: Iterable[LayerSet] | None = None) -> State:
+        """The flavour's state over the files of these layer sets (default: its focus)."""
+        if self.flavour.layout is None:
+            return State.UNSUPPORTED
+        sets = self.focus(layer_sets)
+        files = self.files_of(sets)
+        states = {file.state for file in files}
+        if State.MODIFIED in states:
+            return State.MODIFIED
+        if State.MISSING in states:
+            return State.MISSING
+        if all(file.state == self.expected(file) for file in files):
+            patched = [layer_set for layer_set in sets if layer_set in self.patched_sets]
+            return State.PATCHED if patched == list(sets) else State.PRISTINE if not patched else State.PARTIAL
+        return State.PRISTINE if states == {State.PRISTINE} else State.PARTIAL
+
+    def original(self, target: TargetFile) -> bytes:
+        """The pre-patch bytes of a file: the backup's copy, else the live file."""
+        data = self.originals.get(target.relative)
+        if data is None:
+            data = next(file.live for file in self.files if file.target == target)
+        if data is None:
+            raise errors.ModifiedFiles(
+                f"{target.relative} of {self.flavour.key} is missing; reinstall it with "
+                f"`{self.flavour.reinstall_command}`"
+            )
+        return data
+
+    @property
+    def fingerprint(self) -> tuple:
+        """What a concurrent run would change: to tell whether two reads saw the same state."""
+        return (
+            self.flavour.key,
+            self.journal is not None,
+            self.manifest.to_json() if self.manifest else None,
+            tuple(file.sha256 for file in self.files),
+            self.remembered,
+            self.unneeded_damaged_backup,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    flavours: tuple[FlavourSnapshot, ...]
+
+    @property
+    def interrupted(self) -> bool:
+        """A journal is present: a run is under way or was killed, and must be recovered first."""
+        return any(flavour.journal is not None for flavour in self.flavours)
+
+    @property
+    def fingerprint(self) -> tuple:
+        return tuple(flavour.fingerprint for flavour in self.flavours)
+
+
+def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeout: float) -> tuple[list[str], Snapshot]:
+    """A snapshot no run is changing, and what settling an interrupted run did.
+
+    Without a journal, two reads that agree are settled, and no lock is
+    taken (a user who cannot write the environment still gets an answer).
+    With one, a run is under way (it holds the lock: wait for it) or was
+    killed (take the lock and recover it). A user who cannot take the lock
+    waits for the journal to go.
+    """
+    from patcher.transaction import EnvironmentLock, recover_all
+
+    flavours = list(flavours)
+    deadline = time.monotonic() + lock_timeout
+    while True:
+        first = _read_quietly(flavours)
+        if first is not None and not first.interrupted:
+            second = _read_quietly(flavours)
+            if second is not None and second.fingerprint == first.fingerprint:
+                return [], second
+        elif _journals(flavours):
+            try:
+                with EnvironmentLock(flavours, max(0.0, deadline - time.monotonic())):
+                    return recover_all(flavours, pycache_prefix), read(flavours)
+            except errors.WriteFailed:
+                pass  # cannot create or open the lock (a read-only user): wait for the journal to go
+        if time.monotonic() >= deadline:
+            raise errors.Busy(
+                f"another convlstm-patch is changing {flavours[0].site} (or one was interrupted and needs a user "
+                "who can write the environment to settle it); run again when it has finished"
+            )
+        time.sleep(0.05)
+
+
+def unchanged(flavours: Iterable[Flavour], before: Snapshot) -> bool:
+    """Does the environment still hold what ``before`` read (no run changed it meanwhile)?"""
+    now = _read_quietly(list(flavours))
+    return now is not None and now.fingerprint == before.fingerprint
+
+
+def _read_quietly(flavours: list[Flavour]) -> Snapshot | None:
+    """A snapshot, or None when it cannot be read consistently right now (a run is changing the backup)."""
+    try:
+        return read(flavours)
+    except errors.BackupProblem:
+        if _journals(flavours):
+            return None
+        raise
+
+
+def _journals(flavours: list[Flavour]) -> bool:
+    return any(journal_path(flavour).exists() for flavour in flavours)
+
+
+def read(flavours: Iterable[Flavour]) -> Snapshot:
+    return Snapshot(tuple(read_flavour(flavour) for flavour in flavours))
+
+
+def read_flavour(flavour: Flavour) -> FlavourSnapshot:
+    """Read one flavour. With a journal present only the journal is read: the rest may be
+    half-way through a change until the journal is recovered."""
+    journal = read_journal(flavour)
+    if journal is not None:
+        return FlavourSnapshot(flavour, journal=journal)
+    remembered = read_remembered(flavour)
+    stale = tuple(stale_backups(flavour))
+    if flavour.layout is None:
+        return FlavourSnapshot(flavour, remembered=remembered, stale=stale)
+    live = {target.relative: _read(target.path) for target in flavour.files}
+    try:
+        manifest = read_manifest(flavour)
+        originals = read_originals(flavour, manifest) if manifest is not None else {}
+        problem = None
+    except errors.BackupProblem as error:
+        manifest, originals, problem = None, {}, error
+    if problem is not None:
+        as_in_record = bool(flavour.files) and all(
+            target.record_sha256 is not None
+            and live[target.relative] is not None
+            and sha256_hex(live[target.relative]) == target.record_sha256
+            for target in flavour.files
+        )
+        if not as_in_record:
+            raise problem  # the backup is needed (the files are patched or edited): never guess
+    files = tuple(_file_state(target, live[target.relative], manifest) for target in flavour.files)
+    damaged = problem.message.split(";")[0] if problem is not None else None
+    return FlavourSnapshot(flavour, files, manifest, originals, remembered, None, stale, damaged)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _file_state(target: TargetFile, data: bytes | None, manifest: Manifest | None) -> FileState:
+    if data is None:
+        return FileState(target, None, None, State.MISSING, "file is missing")
+    digest = sha256_hex(data)
+    entry = manifest.file(target.relative) if manifest else None
+    if entry is not None and digest == entry.after:
+        return FileState(target, data, digest, State.PATCHED)
+    if digest == target.record_sha256 or (entry is not None and digest == entry.before):
+        return FileState(target, data, digest, State.PRISTINE)
+    marked = _has_marker(data)
+    if target.record_sha256 is None and entry is None and not marked:
+        # No RECORD to compare with (rare, e.g. some system packages): trust
+        # a file without our marker to be the original.
+        return FileState(target, data, digest, State.PRISTINE, "no RECORD hash to check against")
+    if entry is not None:
+        note = "was edited after patching"
+    elif marked:
+        note = "carries our marker but matches no backup record"
+    elif target.from_lock:
+        note = "differs from this version's hash lock (it has no RECORD)"
+    else:
+        note = "differs from the distribution's RECORD"
+    return FileState(target, data, digest, State.MODIFIED, note)
+
+
+def _has_marker(data: bytes) -> bool:
+    head = data[:4096].decode("utf-8", "replace")
+    return any(line.startswith(MARKER_PREFIX) for line in head.splitlines()[:3])
+
+
+def explain(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None = None) -> list[str]:
+    """Why the flavour is in its state, and what to do, for `status`."""
+    flavour, notes = snapshot.flavour, []
+    overall = snapshot.overall(layers)
+    if overall == State.UNSUPPORTED and flavour.why_unsupported:
+        notes.append(flavour.why_unsupported)
+    again = [layer_set for layer_set in snapshot.remembered if layer_set != BASE]
+    with_sets = f", with the layer sets chosen before ({names(snapshot.remembered)})" if again else ""
+    if overall == State.PRISTINE and snapshot.manifest is not None and not snapshot.manifest.layer_sets == ():
+        if set(snapshot.focus(layers)) & set(snapshot.patched_sets):
+            notes.append(
+                f"the patch is gone: the files were reinstalled since convlstm-patch patched them "
+                f"({snapshot.manifest.created}); run `convlstm-patch apply` to patch them again{with_sets}"
+            )
+    elif overall == State.PRISTINE and snapshot.stale:
+        versions = ", ".join(folder.name[len(flavour.distribution) + 1 :] for folder in snapshot.stale)
+        notes.append(
+            f"the patch is gone: {flavour.project} was upgraded from {versions} to {flavour.version} "
+            f"(pip replaced the patched files); run `convlstm-patch apply`{with_sets}"
+        )
+    elif overall == State.PRISTINE and again and snapshot.manifest is None:
+        notes.append(f"`convlstm-patch apply` patches the layer sets chosen before: {names(snapshot.remembered)}")
+    elif overall == State.PARTIAL:
+        unpatched = [s for s in snapshot.focus(layers) if s not in snapshot.patched_sets]
+        if all(file.state == snapshot.expected(file) for file in snapshot.files):
+            notes.append(f"not patched: {names(unpatched)}; `convlstm-patch apply --layers {','.join(map(str, unpatched))}` adds it")
+        else:
+            notes.append("some files are patched and some are not; run `convlstm-patch apply` or `revert` to settle them")
+    notes.extend(
+        f"stale backup of a version no longer installed: {folder} (never restored; remove with `convlstm-patch clean`)"
+        for folder in snapshot.stale
+    )
+    if snapshot.unneeded_damaged_backup:
+        notes.append(damaged_backup_note(snapshot))
+    for file in snapshot.of(State.MISSING, snapshot.focus(layers)):
+        fix = (
+            "`convlstm-patch revert` restores it from the backup"
+            if snapshot.manifest is not None and snapshot.manifest.file(file.target.relative)
+            else f"reinstall it with `{flavour.reinstall_command}`"
+        )
+        notes.append(f"{file.target.relative} is missing; {fix}")
+    return notes
+
+
+def damaged_backup_note(snapshot: FlavourSnapshot) -> str:
+    return (
+        f"{snapshot.unneeded_damaged_backup}: that backup is damaged but not needed (every file matches RECORD) and "
+        "never restored; remove it with `convlstm-patch clean` (`apply` replaces it)"
+    )

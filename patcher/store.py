@@ -1,0 +1,312 @@
+"""Our own files in an environment: where each lives, its format, and reading it.
+
+Everything convlstm-patch keeps lives in ``<site-packages>/.convlstm-patch/``,
+a folder no RECORD lists (pip neither owns nor removes it; each environment
+carries its own):
+
+    backups/<distribution>-<version>/files/...   the originals (hard links where possible)
+    backups/<distribution>-<version>/manifest.json   what the backup covers; present = complete
+    layer-sets-<distribution>.json   the layer sets the user chose (outlives a version)
+    journal-<distribution>.json      a run under way: what it changes (patcher/transaction.py)
+    set-aside-<distribution>/        the files a run replaced, until it commits
+    lock                             held by every run that writes
+
+Reading is validated here: a file that does not match its schema is a
+BackupProblem (exit 8), and nothing is changed. Only patcher/transaction.py
+writes or deletes these files; patcher/snapshot.py reads them, once per run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from patcher import errors
+from patcher.enums import TextEnum
+from patcher.environment import DISTRIBUTIONS, Flavour, installed_distributions
+from patcher.hashing import sha256_hex
+from patcher.layersets import LayerSet, from_names, ordered
+
+STATE_FOLDER = ".convlstm-patch"
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def state_folder(site: Path) -> Path:
+    return site / STATE_FOLDER
+
+
+def lock_file(site: Path) -> Path:
+    return state_folder(site) / "lock"
+
+
+def backups_root(site: Path) -> Path:
+    return state_folder(site) / "backups"
+
+
+def backup_folder(flavour: Flavour) -> Path:
+    return backups_root(flavour.site) / flavour.key
+
+
+def backup_copy(flavour: Flavour, relative: str) -> Path:
+    return backup_folder(flavour) / "files" / relative
+
+
+def manifest_path(flavour: Flavour) -> Path:
+    return backup_folder(flavour) / "manifest.json"
+
+
+def remembered_path(flavour: Flavour) -> Path:
+    return state_folder(flavour.site) / f"layer-sets-{flavour.distribution}.json"
+
+
+def journal_path(flavour: Flavour) -> Path:
+    return state_folder(flavour.site) / f"journal-{flavour.distribution}.json"
+
+
+def set_aside_folder(flavour: Flavour) -> Path:
+    return state_folder(flavour.site) / f"set-aside-{flavour.distribution}"
+
+
+def set_aside_path(flavour: Flavour, relative: str) -> Path:
+    return set_aside_folder(flavour) / relative.replace("/", "%")
+
+
+# -- the backup's manifest ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackedUpFile:
+    path: str  # relative to site-packages, as in RECORD
+    before: str  # sha256 hex of the original
+    after: str  # sha256 hex of our patched output
+
+
+@dataclass(frozen=True)
+class Manifest:
+    distribution: str
+    version: str
+    layout: str
+    tool_version: str
+    created: str
+    files: tuple[BackedUpFile, ...]
+    layer_sets: tuple[LayerSet, ...]  # the sets patched
+    # The originals were patched with --force although they differed from
+    # RECORD; otherwise a backup that does not match RECORD is never restored.
+    forced: bool = False
+
+    def file(self, relative: str) -> BackedUpFile | None:
+        return next((entry for entry in self.files if entry.path == relative), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "layer_sets": [str(layer_set) for layer_set in self.layer_sets]}
+
+
+def manifest_from_json(data: Any, flavour: Flavour) -> Manifest:
+    """A manifest, checked against its schema and against the flavour; ValueError says what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    text = ("distribution", "version", "layout", "tool_version", "created")
+    missing = [key for key in (*text, "files", "layer_sets") if key not in data]
+    if missing:
+        raise ValueError(f"no {missing[0]!r}")
+    if not all(isinstance(data[key], str) for key in text) or not isinstance(data.get("forced", False), bool):
+        raise ValueError("a field has the wrong type")
+    unknown = set(data) - {*text, "files", "layer_sets", "forced"}
+    if unknown:
+        raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+    if (data["distribution"], data["version"]) != (flavour.distribution, flavour.version):
+        raise ValueError(f"it is for {data['distribution']} {data['version']}, not {flavour.key}")
+    layer_sets = from_names(data["layer_sets"])
+    entries = data["files"]
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("it lists no files, so nothing can be restored from it")
+    files = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != {"path", "before", "after"}:
+            raise ValueError("a file entry is not {path, before, after}")
+        if not all(isinstance(entry[key], str) for key in entry) or not all(
+            _HEX.fullmatch(entry[key]) for key in ("before", "after")
+        ):
+            raise ValueError(f"the entry of {entry.get('path')!r} is not a path with two sha256")
+        files.append(BackedUpFile(**entry))
+    listed = [entry.path for entry in files]
+    covered = {target.relative for target in flavour.files_of(layer_sets)}
+    if len(set(listed)) != len(listed) or set(listed) != covered:
+        odd = sorted(set(listed) ^ covered) or listed
+        raise ValueError(
+            f"its files do not match its layer sets ({', '.join(map(str, layer_sets))}): {odd[0]} "
+            + ("is listed twice" if len(set(listed)) != len(listed) else "differs")
+        )
+    return Manifest(**{**data, "files": tuple(files), "layer_sets": ordered(layer_sets)})
+
+
+def read_manifest(flavour: Flavour) -> Manifest | None:
+    """The backup's manifest (None: no backup), validated."""
+    path = manifest_path(flavour)
+    try:
+        return manifest_from_json(json.loads(path.read_text(encoding="utf-8")), flavour)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise errors.BackupProblem(
+            f"backup manifest {path} is not valid ({_reason(error)}); nothing was changed. Restore Keras with "
+            f"`{flavour.reinstall_command}` and delete {path.parent}"
+        ) from None
+
+
+def read_originals(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
+    """The backed-up originals, each checked against the manifest and RECORD (unless forced)."""
+    originals = {}
+    for entry in manifest.files:
+        target = next(target for target in flavour.files if target.relative == entry.path)
+        try:
+            data = backup_copy(flavour, entry.path).read_bytes()
+        except OSError:
+            data = None
+        if data is None or sha256_hex(data) != entry.before:
+            problem = "is missing or does not match its manifest"
+        elif target.record_sha256 not in (None, entry.before) and not manifest.forced:
+            problem = f"does not match the RECORD of {flavour.key}"
+        else:
+            originals[entry.path] = data
+            continue
+        raise errors.BackupProblem(
+            f"the backup of {entry.path} in {backup_folder(flavour)} {problem}; nothing was changed. "
+            f"Restore Keras with `{flavour.reinstall_command}`"
+        )
+    return originals
+
+
+# -- the layer sets the user chose ----------------------------------------------
+
+
+def read_remembered(flavour: Flavour) -> tuple[LayerSet, ...]:
+    """The layer sets `apply` patched last in this environment, kept across versions (none: never chosen)."""
+    path = remembered_path(flavour)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or set(data) != {"layer_sets"}:
+            raise ValueError("not {layer_sets}")
+        return ordered(from_names(data["layer_sets"]))
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError) as error:
+        raise errors.BackupProblem(
+            f"{path} is not valid ({_reason(error)}); nothing was changed. Delete it and run again "
+            "(`apply --layers` chooses the layer sets anew)"
+        ) from None
+
+
+def remembered_json(layer_sets: tuple[LayerSet, ...]) -> dict[str, Any]:
+    return {"layer_sets": [str(layer_set) for layer_set in layer_sets]}
+
+
+# -- the journal of a run under way ---------------------------------------------
+
+
+class Operation(TextEnum):
+    APPLY = "apply"
+    REVERT = "revert"
+
+
+class Phase(TextEnum):
+    STARTED = "started"  # files may be half-way: an interrupted run is rolled back
+    COMMITTED = "committed"  # every file is final: only cleanup is left, which recovery finishes
+
+
+@dataclass(frozen=True)
+class JournalFile:
+    path: str
+    before: str | None  # sha256 of the file before the run (None: it was missing)
+    after: str  # sha256 the run writes
+
+
+@dataclass(frozen=True)
+class Journal:
+    """What one run changes in one flavour, written before its first change and removed after its last."""
+
+    operation: Operation
+    layer_sets: tuple[LayerSet, ...]  # the sets the run acts on (for messages)
+    files: tuple[JournalFile, ...]
+    manifest_before: dict | None  # the manifest as it was (None: there was no backup)
+    manifest_after: dict | None  # as the run leaves it (None: the backup goes)
+    remembered_before: tuple[LayerSet, ...]
+    remembered_after: tuple[LayerSet, ...]
+    phase: Phase = Phase.STARTED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "layer_sets": [str(layer_set) for layer_set in self.layer_sets],
+            "remembered_before": [str(layer_set) for layer_set in self.remembered_before],
+            "remembered_after": [str(layer_set) for layer_set in self.remembered_after],
+        }
+
+    @property
+    def description(self) -> str:
+        """``revert --layers gru``: what the interrupted run was, for messages (plain `apply`: ConvLSTM only)."""
+        if not self.layer_sets or self.layer_sets == (LayerSet.CONVLSTM,):
+            return str(self.operation)
+        return f"{self.operation} --layers {','.join(map(str, self.layer_sets))}"
+
+
+def read_journal(flavour: Flavour) -> Journal | None:
+    path = journal_path(flavour)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Journal(
+            operation=Operation(data["operation"]),
+            layer_sets=tuple(LayerSet(name) for name in data["layer_sets"]),
+            files=tuple(JournalFile(**entry) for entry in data["files"]),
+            manifest_before=data["manifest_before"],
+            manifest_after=data["manifest_after"],
+            remembered_before=tuple(LayerSet(name) for name in data["remembered_before"]),
+            remembered_after=tuple(LayerSet(name) for name in data["remembered_after"]),
+            phase=Phase(data["phase"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise errors.BackupProblem(
+            f"journal {path} is not valid ({_reason(error)}); restore Keras with "
+            f"`{flavour.reinstall_command}` and delete the journal"
+        ) from None
+
+
+# -- backups no longer restored -------------------------------------------------
+
+
+def stale_backups(flavour: Flavour) -> list[Path]:
+    """Backups of other versions of this distribution: left by an upgrade."""
+    root = backups_root(flavour.site)
+    prefix = f"{flavour.distribution}-"
+    return sorted(
+        folder
+        for folder in root.glob(f"{prefix}*")
+        if folder.is_dir() and folder.name != flavour.key and folder.name[len(prefix) :][:1].isdigit()
+    )
+
+
+def orphaned_backups(folders: list[Path], only: str | None = None) -> list[Path]:
+    """Backups in these site folders of a distribution no longer installed there at all (`pip uninstall`)."""
+    found = []
+    for site in folders:
+        root = backups_root(site)
+        if not root.is_dir():
+            continue
+        installed = installed_distributions(site)
+        for folder in sorted(root.iterdir()):
+            name, _, version = folder.name.rpartition("-")
+            package = DISTRIBUTIONS.get(name)
+            if folder.is_dir() and package and version[:1].isdigit() and only in (None, package) and name not in installed:
+                found.append(folder)
+    return found
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValueError) and str(error) and not isinstance(error, json.JSONDecodeError):
+        return str(error)
+    return type(error).__name__
