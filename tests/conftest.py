@@ -1,54 +1,28 @@
-"""Fixtures: throwaway copies of the installed Keras, never the real one.
-
-The environment the tests run in may be pristine, patched by
-`convlstm-patch apply` (README's first command does that), patched with
---force over an edited file, or lack tf_keras. So the session starts by
-building one pristine copy of keras and tf_keras in a temporary folder
-(``scripts/pristine.py``: live files, the environment's backup or the
-release's wheel, each checked against RECORD) and puts it first on
-``sys.path``: every in-process ``import keras`` and every test's ``site``
-copy then see stock Keras, and the environment itself is only read.
-"""
+"""The tests at this level need no installed Keras and import neither Keras nor
+TensorFlow: the transforms, the state core on a fake Keras (tests/fake_keras.py),
+the fused-kernel audit's data, the probe's compatibility, the locks and the
+matrix's logic. Those that need an installed Keras live in tests/keras/, whose
+conftest.py makes the pristine copy of it they work on."""
 
 from __future__ import annotations
 
-import importlib
-import shutil
+
+
 import sys
-import tempfile
 from pathlib import Path
 
-import pytest
-
-from helpers import FLAVOURS, ROOT, Session, copy_distribution
-
-
-def pytest_configure(config) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from pristine import NoPristineSource, copy_pristine
-
-    folder = Path(tempfile.mkdtemp(prefix="convlstm-patch-pristine-"))
-    try:
-        for name in FLAVOURS:
-            copy_pristine(name, folder, path=sys.path[1:])
-    except NoPristineSource as error:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise pytest.UsageError(f"cannot make a pristine copy of Keras for the tests: {error}") from None
-    sys.path.insert(0, str(folder))
-    importlib.invalidate_caches()
-    Session.pristine_site = folder
+KERAS_TESTS = Path(__file__).parent / "keras"
+HEAVY = ("keras", "tensorflow", "tf_keras", "libcst.tool")
 
 
-def pytest_unconfigure(config) -> None:
-    if Session.pristine_site is not None:
-        shutil.rmtree(Session.pristine_site, ignore_errors=True)
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """A site-packages folder with pristine copies of the installed keras and tf_keras."""
-    folder = tmp_path / "site-packages"
-    folder.mkdir()
-    for name in FLAVOURS:
-        copy_distribution(name, folder)
-    return folder
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A run of only these tests must not have imported Keras or TensorFlow: fail it if it did."""
+    items = getattr(session, "items", [])
+    if not items or any(KERAS_TESTS in Path(item.path).parents for item in items):
+        return
+    imported = [name for name in HEAVY if name in sys.modules]
+    if imported:
+        session.config.get_terminal_writer().line(
+            f"tests outside tests/keras imported {', '.join(imported)}; they must not", red=True
+        )
+        session.exitstatus = 1

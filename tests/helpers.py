@@ -21,6 +21,7 @@ from patcher.cli import main
 
 FLAVOURS = ("keras", "tf_keras")
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "scripts"  # the helper programs the tests launch
 LOCK_FILE = Path(".convlstm-patch/lock")
 
 

@@ -19,10 +19,10 @@ from typing import Iterator
 
 import pytest
 
-from helpers import ROOT
+from helpers import SCRIPTS, ROOT
 
 NOBODY = 65534
-LAUNCHER = str(Path(__file__).parent / "scripts" / "hostile_launcher.py")
+LAUNCHER = str(SCRIPTS / "hostile_launcher.py")
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a real other user, chattr, mount)")
 needs_setpriv = pytest.mark.skipif(

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cli_at, copy_distribution, run_in_site
+from helpers import SCRIPTS, cli_at, copy_distribution, run_in_site
 
-SCRIPT = str(Path(__file__).parent / "scripts" / "model_travel.py")
+SCRIPT = str(SCRIPTS / "model_travel.py")
 # (package, file suffix, what stock Keras says about a keyword it does not know)
 FORMATS = [
     pytest.param("keras", ".keras", "Unrecognized keyword arguments passed to ConvLSTM2D: {'activation_i'", id="keras3"),

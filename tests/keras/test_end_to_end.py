@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cli_at, hashes, run_in_site, target_files
+from helpers import SCRIPTS, cli_at, hashes, run_in_site, target_files
 from patcher.probe import reference
 
-SCRIPT = str(Path(__file__).parent / "scripts" / "run_conv_lstm.py")
+SCRIPT = str(SCRIPTS / "run_conv_lstm.py")
 FIVE = {
     "activation_i": "relu",
     "activation_o": "softsign",
@@ -85,7 +85,7 @@ def test_five_activations_are_really_used(site, tmp_path):
 
 
 def count_ops(site: Path, activations: dict | None = None) -> dict:
-    script = str(Path(__file__).parent / "scripts" / "count_ops.py")
+    script = str(SCRIPTS / "count_ops.py")
     completed = run_in_site(site, script, json.dumps(activations or {}), env={"KERAS_BACKEND": "tensorflow"})
     assert completed.returncode == 0, completed.stderr[-2000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -1,11 +1,11 @@
 """Where users break things: an unprivileged user, a read-only folder, a disk
-that fills part way, Ctrl-C during verification, odd paths and option values
-(issue 11). Each test reproduces the user's situation with real conditions
-where the machine allows (tests/hostile_helpers.py); README "Safety" lists
+that fills part way, Ctrl-C during verification, odd paths and option values.
+Each test reproduces the user's situation with real conditions
+where the machine allows (tests/hostile_helpers.py); docs/safety.md lists
 which promise each one proves.
 """
 
-from __future__ import annotations
+From __future__ import annotations
 
 import json
 import os
@@ -44,19 +44,19 @@ def keras_site(folder: Path) -> Path:
 
 def nobodys_venv(tmp_path: Path) -> Path:
     """The site-packages of a venv that user nobody owns, with a copy of keras."""
-    site = keras_site(tmp_path / "venv" / "site-packages")
+    Site = keras_site(tmp_path / "venv" / "site-packages")
     tmp_path.chmod(0o755)
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
     return site
 
 
-# -- nothing to write needs no write access (B9, B10) ---------------------------
+# -- nothing to write needs no write access -------------------------------------
 
 
 @needs_setpriv
 def test_already_patched_needs_no_write_access(tmp_path):
-    """B9: a Docker image patched as root; the runtime user runs `apply` again."""
-    site = keras_site(tmp_path / "image" / "site-packages")
+    """A Docker image patched as root; the runtime user runs `apply` again."""
+    Site = keras_site(tmp_path / "image" / "site-packages")
     tmp_path.chmod(0o755)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     before = tree_hashes(site)
@@ -71,8 +71,8 @@ def test_already_patched_needs_no_write_access(tmp_path):
 
 @needs_setpriv
 def test_nothing_to_revert_or_clean_needs_no_write_access(tmp_path):
-    """B10: revert and clean on a never-patched environment the user cannot write."""
-    site = keras_site(tmp_path / "image" / "site-packages")
+    """Revert and clean on a never-patched environment the user cannot write."""
+    Site = keras_site(tmp_path / "image" / "site-packages")
     tmp_path.chmod(0o755)
     before = tree_hashes(site)
     reverted = as_nobody("revert", "--keras-root", str(site), "--only", "keras", cwd=tmp_path)
@@ -86,21 +86,21 @@ def test_nothing_to_revert_or_clean_needs_no_write_access(tmp_path):
 
 
 def test_commands_with_nothing_to_write_create_no_file(site):
-    """B10, as the owner: no lock file (nor state folder) where nothing is written."""
-    before = tree_hashes(site)
+    """As the owner: no lock file (nor state folder) where nothing is written."""
+    Before = tree_hashes(site)
     for command in ("revert", "clean", "status", "check", "diff"):
         assert cli_at(site, command).exit_code == 0, command
     assert not (site / STATE).exists()
     assert tree_hashes(site) == before
 
 
-# -- all or nothing (B1 - B4) -----------------------------------------------------
+# -- all or nothing ---------------------------------------------------------------
 
 
 @needs_setpriv
 def test_bytecode_root_compiled_in_a_users_venv_changes_nothing(tmp_path):
-    """B1: the user's venv, whose __pycache__ root once compiled (`sudo python -m compileall`)."""
-    site = nobodys_venv(tmp_path)
+    """The user's venv, whose __pycache__ root once compiled (`sudo python -m compileall`)."""
+    Site = nobodys_venv(tmp_path)
     rnn = site / "keras/src/layers/rnn"
     cache = rnn / "__pycache__"
     shutil.rmtree(cache, ignore_errors=True)
@@ -121,8 +121,8 @@ def test_bytecode_root_compiled_in_a_users_venv_changes_nothing(tmp_path):
 
 
 def test_undeletable_bytecode_of_the_second_file_changes_nothing(site):
-    """B1 as root: a folder where conv_lstm1d's .pyc would be (unlink fails with EISDIR)."""
-    cache = site / "keras/src/layers/rnn/__pycache__"
+    """As root: a folder where conv_lstm1d's .pyc would be (unlink fails with EISDIR)."""
+    Cache = site / "keras/src/layers/rnn/__pycache__"
     cache.mkdir(exist_ok=True)
     blocker = cache / f"conv_lstm1d.{sys.implementation.cache_tag}.pyc"
     blocker.unlink(missing_ok=True)
@@ -145,8 +145,8 @@ def test_undeletable_bytecode_of_the_second_file_changes_nothing(site):
 
 @needs_chattr
 def test_second_flavour_read_only_rolls_the_first_back(site):
-    """B2: keras and tf_keras are one transaction; tf_keras's folder is immutable."""
-    before = tree_hashes(site)
+    """Keras and tf_keras are one transaction; tf_keras's folder is immutable."""
+    Before = tree_hashes(site)
     with immutable(site / "tf_keras/src/layers/rnn"):
         result = cli_at(site, "apply", "--no-verify")
         assert result.exit_code == 7, result.output
@@ -159,8 +159,8 @@ def test_second_flavour_read_only_rolls_the_first_back(site):
 
 @needs_root
 def test_disk_full_after_the_first_file_puts_it_back_in_the_same_run():
-    """B3: a real full disk (a small tmpfs) right after the first Keras file is replaced."""
-    with small_disk(64) as disk:
+    """A real full disk (a small tmpfs) right after the first Keras file is replaced."""
+    With small_disk(64) as disk:
         site = keras_site(disk / "site-packages")
         before = tree_hashes(site)
         filler = disk / "filler"
@@ -178,7 +178,7 @@ def test_disk_full_after_the_first_file_puts_it_back_in_the_same_run():
 
 def apply_until_verifying(site: Path) -> subprocess.Popen:
     """`apply` in its own session (as a terminal runs it), returned once its verification imports Keras."""
-    process = subprocess.Popen(
+    Process = subprocess.Popen(
         [sys.executable, "-m", "patcher", "apply", "--keras-root", str(site), "--only", "keras"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env(), cwd=ROOT, start_new_session=True,
     )  # fmt: skip
@@ -192,8 +192,8 @@ def apply_until_verifying(site: Path) -> subprocess.Popen:
 
 
 def test_ctrl_c_during_verification_rolls_back(site):
-    """B4: Ctrl-C (SIGINT to the foreground process group) while the verification imports Keras."""
-    before = tree_hashes(site)
+    """Ctrl-C (SIGINT to the foreground process group) while the verification imports Keras."""
+    Before = tree_hashes(site)
     process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
@@ -206,8 +206,8 @@ def test_ctrl_c_during_verification_rolls_back(site):
 
 
 def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
-    """B4: SIGKILL (OOM killer, CI timeout) during verification: the journal covers it."""
-    files = target_files(site, "keras")
+    """SIGKILL (OOM killer, CI timeout) during verification: the journal covers it."""
+    Files = target_files(site, "keras")
     pristine = hashes(files)
     process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGKILL)
@@ -220,12 +220,12 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     assert applied.exit_code == 0 and "patched 4 files" in applied.output, applied.output
 
 
-# -- acting on the right environment (B5, B6, D8) -------------------------------------
+# -- acting on the right environment --------------------------------------------------
 
 
 def test_python_finds_its_own_keras_not_the_current_folders(tmp_path):
-    """B5: `cd R && convlstm-patch apply --python X` with R holding a Keras and X having none."""
-    python = tmp_path / "bare" / "bin" / "python"
+    """`cd R && convlstm-patch apply --python X` with R holding a Keras and X having none."""
+    Python = tmp_path / "bare" / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     here = keras_site(tmp_path / "project")
     before = tree_hashes(here)
@@ -236,8 +236,8 @@ def test_python_finds_its_own_keras_not_the_current_folders(tmp_path):
 
 
 def test_hanging_python_is_killed_and_said_to_have_timed_out(tmp_path, monkeypatch):
-    """D8: a --python that never answers is killed (with its children) and reported as timed out."""
-    import patcher.environment
+    """A --python that never answers is killed (with its children) and reported as timed out."""
+    Import patcher.environment
 
     monkeypatch.setattr(patcher.environment, "INTERPRETER_TIMEOUT", 2)
     marker = tmp_path / "child-alive"
@@ -252,15 +252,15 @@ def test_hanging_python_is_killed_and_said_to_have_timed_out(tmp_path, monkeypat
 
 
 def test_keras_root_with_a_colon_is_the_one_verified(tmp_path):
-    """B6: a folder name with ':' is not split like a path list; the copy there is verified."""
-    site = keras_site(tmp_path / "runs:2024" / "site-packages")
+    """A folder name with ':' is not split like a path list; the copy there is verified."""
+    Site = keras_site(tmp_path / "runs:2024" / "site-packages")
     result = cli_at(site, "apply", "--only", "keras")
     assert result.exit_code == 0, result.output
     assert "verified (5 checks passed)" in result.output
     assert cli_at(site, "revert", "--only", "keras").exit_code == 0
 
 
-# -- options (B12, B13) ------------------------------------------------------------
+# -- options -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -275,8 +275,8 @@ def test_keras_root_with_a_colon_is_the_one_verified(tmp_path):
     ],
 )
 def test_bad_option_values_are_usage_errors_before_anything_is_touched(site, option, value, says):
-    """B12, B13: exit 2 and one Error line, in a fresh process (no thread traceback), nothing written."""
-    before = tree_hashes(site)
+    """Exit 2 and one Error line, in a fresh process (no thread traceback), nothing written."""
+    Before = tree_hashes(site)
     for command in ("apply", "verify"):
         if option == "--lock-timeout" and command == "verify":
             continue
@@ -286,19 +286,19 @@ def test_bad_option_values_are_usage_errors_before_anything_is_touched(site, opt
     assert tree_hashes(site) == before and not (site / STATE).exists()
 
 
-# -- recoverable, never a dead end (B7, B8, B11) -----------------------------------
+# -- recoverable, never a dead end -------------------------------------------------
 
 
 def reinstall(site: Path, name: str = "keras") -> None:
     """What `pip install --force-reinstall --no-deps keras==X` does to the target files: pristine bytes again."""
-    for path in target_files(site, name):
+    For path in target_files(site, name):
         shutil.copyfile(Session.pristine_site / path.relative_to(site), path)
 
 
 @pytest.mark.parametrize("damage", ["backup-file", "manifest"])
 def test_damaged_backup_after_the_advised_reinstall_is_no_dead_end(site, damage):
-    """B7: revert exits 8 on a damaged backup; after the reinstall it advises, every command works again."""
-    files = target_files(site, "keras")
+    """Revert exits 8 on a damaged backup; after the reinstall it advises, every command works again."""
+    Files = target_files(site, "keras")
     pristine = hashes(files)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     folder = site / STATE / "backups" / next((site / STATE / "backups").iterdir()).name
@@ -322,8 +322,8 @@ def test_damaged_backup_after_the_advised_reinstall_is_no_dead_end(site, damage)
 
 
 def test_apply_replaces_a_damaged_backup_that_is_not_needed(site):
-    """B7: or, after the reinstall, just apply again: the damaged backup is replaced by a good one."""
-    files = target_files(site, "keras")
+    """Or, after the reinstall, just apply again: the damaged backup is replaced by a good one."""
+    Files = target_files(site, "keras")
     pristine = hashes(files)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     copy = next((site / STATE / "backups").glob("keras-*")) / "files" / CELL
@@ -338,8 +338,8 @@ def test_apply_replaces_a_damaged_backup_that_is_not_needed(site):
 
 
 def test_a_file_deleted_while_patched_is_restored_with_the_others(site):
-    """B8: conv_lstm2d.py deleted while patched: not "unsupported"; revert restores all four."""
-    files = target_files(site, "keras")
+    """Conv_lstm2d.py deleted while patched: not "unsupported"; revert restores all four."""
+    Files = target_files(site, "keras")
     pristine = hashes(files)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     deleted = site / "keras/src/layers/rnn/conv_lstm2d.py"
@@ -355,7 +355,7 @@ def test_a_file_deleted_while_patched_is_restored_with_the_others(site):
 
 
 def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
-    """B8: without a backup, the missing file's fix is the reinstall command (exit 5 for apply)."""
+    """Without a backup, the missing file's fix is the reinstall command (exit 5 for apply)."""
     (site / "keras/src/layers/rnn/conv_lstm3d.py").unlink()
     status = cli_at(site, "status", "--only", "keras")
     assert "conv_lstm3d.py is missing; reinstall it with `pip install --force-reinstall --no-deps keras==" in status.output
@@ -365,14 +365,14 @@ def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
 
 def uninstall(site: Path, name: str) -> None:
     """What `pip uninstall NAME` does: the package and its dist-info go, our state folder stays (in no RECORD)."""
-    shutil.rmtree(site / name)
+    Shutil.rmtree(site / name)
     for info in site.glob(f"{name}-*.dist-info"):
         shutil.rmtree(info)
 
 
 def test_clean_removes_backups_of_an_uninstalled_keras(tmp_path):
-    """B11: `pip uninstall keras` while patched; status says no Keras and points at clean, which removes it."""
-    site = keras_site(tmp_path / "site-packages")
+    """`pip uninstall keras` while patched; status says no Keras and points at clean, which removes it."""
+    Site = keras_site(tmp_path / "site-packages")
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     uninstall(site, "keras")
     status = cli_at(site, "status")
@@ -385,8 +385,8 @@ def test_clean_removes_backups_of_an_uninstalled_keras(tmp_path):
 
 
 def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
-    """B11 with tf_keras still installed: only keras's backup goes."""
-    assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    """With tf_keras still installed: only keras's backup goes."""
+    Assert cli_at(site, "apply", "--no-verify").exit_code == 0
     uninstall(site, "keras")
     cleaned = cli_at(site, "clean")
     assert cleaned.exit_code == 0, cleaned.output
@@ -398,8 +398,8 @@ def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
 
 
 def test_json_is_a_document_even_on_errors(site, tmp_path):
-    """D3: errors before any environment ran, and apply's failed verification (exit 9) with its report."""
-    for args in (("status", "--keras-root", str(site), "--python", "a", "--python", "b"), ("apply", "--timeout", "nan")):
+    """Errors before any environment ran, and apply's failed verification (exit 9) with its report."""
+    For args in (("status", "--keras-root", str(site), "--python", "a", "--python", "b"), ("apply", "--timeout", "nan")):
         completed = run_tool(*args, "--json")
         assert completed.returncode == 2
         assert json.loads(completed.stdout)["error"]["exit_code"] == 2, completed.stdout
@@ -418,15 +418,15 @@ def test_json_is_a_document_even_on_errors(site, tmp_path):
 
 
 def test_verify_on_unpatched_keras_says_apply(site):
-    """D9: the advice for a pristine Keras is `apply`, not "revert then apply"."""
-    result = cli_at(site, "verify", "--only", "keras")
+    """The advice for a pristine Keras is `apply`, not "revert then apply"."""
+    Result = cli_at(site, "verify", "--only", "keras")
     assert result.exit_code == 9
     assert "it is not patched: run `convlstm-patch apply`" in result.stderr and "revert" not in result.stderr
 
 
 def test_manifest_with_no_files_says_so(site):
-    """D10: an empty manifest `files` is a backup problem (exit 8), not "edited after patching"."""
-    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    """An empty manifest `files` is a backup problem (exit 8), not "edited after patching"."""
+    Assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     manifest = next((site / STATE / "backups").glob("keras-*")) / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "files": []}))
     before = tree_hashes(site)
@@ -437,8 +437,8 @@ def test_manifest_with_no_files_says_so(site):
 
 @needs_setpriv
 def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
-    """D6: root patches a venv nobody owns; every file stays nobody's, and nobody can revert."""
-    site = nobodys_venv(tmp_path)
+    """Root patches a venv nobody owns; every file stays nobody's, and nobody can revert."""
+    Site = nobodys_venv(tmp_path)
     before = tree_hashes(site)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0  # as root
     root_owned = [str(path) for path in site.rglob("*") if path.lstat().st_uid != NOBODY]
@@ -449,7 +449,7 @@ def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
 
 
 def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
-    """D7: a Keras whose dist-info has no RECORD: an edited file is `modified`, not trusted as pristine."""
+    """A Keras whose dist-info has no RECORD: an edited file is `modified`, not trusted as pristine."""
     (record,) = site.glob("keras-*.dist-info/RECORD")
     record.unlink()
     status = cli_at(site, "status", "--only", "keras")
@@ -463,8 +463,8 @@ def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
 
 
 def test_an_editable_keras_is_unsupported_for_the_right_reason(tmp_path):
-    """D1: `pip install -e` leaves only a dist-info in site-packages; say so, not "no layout"."""
-    site = keras_site(tmp_path / "site-packages")
+    """`pip install -e` leaves only a dist-info in site-packages; say so, not "no layout"."""
+    Site = keras_site(tmp_path / "site-packages")
     source = tmp_path / "checkout"
     source.mkdir()
     shutil.move(str(site / "keras"), str(source / "keras"))
@@ -478,7 +478,7 @@ def test_an_editable_keras_is_unsupported_for_the_right_reason(tmp_path):
 
 
 def test_record_without_the_convlstm_rows_says_so(site):
-    """D2: a RECORD that does not list the ConvLSTM files: name the missing row, not "no layout"."""
+    """A RECORD that does not list the ConvLSTM files: name the missing row, not "no layout"."""
     (record,) = site.glob("keras-*.dist-info/RECORD")
     record.write_text("".join(line for line in record.read_text().splitlines(True) if not line.startswith(CELL + ",")))
     before = tree_hashes(site)
@@ -489,8 +489,8 @@ def test_record_without_the_convlstm_rows_says_so(site):
 
 
 def test_quiet_status_still_says_it_finished_an_interrupted_run(site):
-    """D (last item): `status -q` that rolls back an interrupted apply says so: it changed files."""
-    process = apply_until_verifying(site)
+    """`status -q` that rolls back an interrupted apply says so: it changed files."""
+    Process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     status = cli_at(site, "status", "--only", "keras", "-q")

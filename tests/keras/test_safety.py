@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, cli_at, hashes, run_in_site, target_files, tree_hashes
+from helpers import SCRIPTS, ROOT, cli_at, hashes, run_in_site, target_files, tree_hashes
 
-LAUNCHER = str(Path(__file__).parent / "scripts" / "fault_launcher.py")
+LAUNCHER = str(SCRIPTS / "fault_launcher.py")
 CELL = "keras/src/layers/rnn/conv_lstm.py"
 
 

@@ -1,4 +1,4 @@
-"""LSTM and GRU (`--layers lstm,gru`): the done-when of issue 13, on copies of the installed Keras.
+"""LSTM and GRU (`--layers lstm,gru`): per-gate activations verified, on copies of the installed Keras.
 
 `apply --layers convlstm,lstm,gru` verifies green on keras and tf_keras, a
 broken LSTM/GRU patch fails the check that names it (a missing fused-path
@@ -117,7 +117,7 @@ def test_tf_keras_guard_missing_fails_fused(site):
     result = cli("verify", "--keras-root", str(site), "--only", "tf_keras", "--json")
     assert result.exit_code == 9
     (report,) = json.loads(result.stdout)["reports"]
-    # The trap of issue 13: without the guard tf_keras runs standard_lstm even on a
+    # The trap: without the guard tf_keras runs standard_lstm even on a
     # CPU, ignoring recurrent_activation_f, so the numerics fail as well.
     assert [check["name"] for check in report["checks"] if not check["passed"]] == ["lstm numerics", "lstm fused"]
 
