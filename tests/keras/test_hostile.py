@@ -5,7 +5,7 @@ where the machine allows (tests/hostile_helpers.py); docs/safety.md lists
 which promise each one proves.
 """
 
-From __future__ import annotations
+from __future__ import annotations
 
 import json
 import os
@@ -44,7 +44,7 @@ def keras_site(folder: Path) -> Path:
 
 def nobodys_venv(tmp_path: Path) -> Path:
     """The site-packages of a venv that user nobody owns, with a copy of keras."""
-    Site = keras_site(tmp_path / "venv" / "site-packages")
+    site = keras_site(tmp_path / "venv" / "site-packages")
     tmp_path.chmod(0o755)
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(tmp_path / "venv")], check=True)
     return site
@@ -56,7 +56,7 @@ def nobodys_venv(tmp_path: Path) -> Path:
 @needs_setpriv
 def test_already_patched_needs_no_write_access(tmp_path):
     """A Docker image patched as root; the runtime user runs `apply` again."""
-    Site = keras_site(tmp_path / "image" / "site-packages")
+    site = keras_site(tmp_path / "image" / "site-packages")
     tmp_path.chmod(0o755)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     before = tree_hashes(site)
@@ -72,7 +72,7 @@ def test_already_patched_needs_no_write_access(tmp_path):
 @needs_setpriv
 def test_nothing_to_revert_or_clean_needs_no_write_access(tmp_path):
     """Revert and clean on a never-patched environment the user cannot write."""
-    Site = keras_site(tmp_path / "image" / "site-packages")
+    site = keras_site(tmp_path / "image" / "site-packages")
     tmp_path.chmod(0o755)
     before = tree_hashes(site)
     reverted = as_nobody("revert", "--keras-root", str(site), "--only", "keras", cwd=tmp_path)
@@ -87,7 +87,7 @@ def test_nothing_to_revert_or_clean_needs_no_write_access(tmp_path):
 
 def test_commands_with_nothing_to_write_create_no_file(site):
     """As the owner: no lock file (nor state folder) where nothing is written."""
-    Before = tree_hashes(site)
+    before = tree_hashes(site)
     for command in ("revert", "clean", "status", "check", "diff"):
         assert cli_at(site, command).exit_code == 0, command
     assert not (site / STATE).exists()
@@ -100,7 +100,7 @@ def test_commands_with_nothing_to_write_create_no_file(site):
 @needs_setpriv
 def test_bytecode_root_compiled_in_a_users_venv_changes_nothing(tmp_path):
     """The user's venv, whose __pycache__ root once compiled (`sudo python -m compileall`)."""
-    Site = nobodys_venv(tmp_path)
+    site = nobodys_venv(tmp_path)
     rnn = site / "keras/src/layers/rnn"
     cache = rnn / "__pycache__"
     shutil.rmtree(cache, ignore_errors=True)
@@ -122,7 +122,7 @@ def test_bytecode_root_compiled_in_a_users_venv_changes_nothing(tmp_path):
 
 def test_undeletable_bytecode_of_the_second_file_changes_nothing(site):
     """As root: a folder where conv_lstm1d's .pyc would be (unlink fails with EISDIR)."""
-    Cache = site / "keras/src/layers/rnn/__pycache__"
+    cache = site / "keras/src/layers/rnn/__pycache__"
     cache.mkdir(exist_ok=True)
     blocker = cache / f"conv_lstm1d.{sys.implementation.cache_tag}.pyc"
     blocker.unlink(missing_ok=True)
@@ -146,7 +146,7 @@ def test_undeletable_bytecode_of_the_second_file_changes_nothing(site):
 @needs_chattr
 def test_second_flavour_read_only_rolls_the_first_back(site):
     """Keras and tf_keras are one transaction; tf_keras's folder is immutable."""
-    Before = tree_hashes(site)
+    before = tree_hashes(site)
     with immutable(site / "tf_keras/src/layers/rnn"):
         result = cli_at(site, "apply", "--no-verify")
         assert result.exit_code == 7, result.output
@@ -160,7 +160,7 @@ def test_second_flavour_read_only_rolls_the_first_back(site):
 @needs_root
 def test_disk_full_after_the_first_file_puts_it_back_in_the_same_run():
     """A real full disk (a small tmpfs) right after the first Keras file is replaced."""
-    With small_disk(64) as disk:
+    with small_disk(64) as disk:
         site = keras_site(disk / "site-packages")
         before = tree_hashes(site)
         filler = disk / "filler"
@@ -178,7 +178,7 @@ def test_disk_full_after_the_first_file_puts_it_back_in_the_same_run():
 
 def apply_until_verifying(site: Path) -> subprocess.Popen:
     """`apply` in its own session (as a terminal runs it), returned once its verification imports Keras."""
-    Process = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "patcher", "apply", "--keras-root", str(site), "--only", "keras"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env(), cwd=ROOT, start_new_session=True,
     )  # fmt: skip
@@ -193,7 +193,7 @@ def apply_until_verifying(site: Path) -> subprocess.Popen:
 
 def test_ctrl_c_during_verification_rolls_back(site):
     """Ctrl-C (SIGINT to the foreground process group) while the verification imports Keras."""
-    Before = tree_hashes(site)
+    before = tree_hashes(site)
     process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
@@ -207,7 +207,7 @@ def test_ctrl_c_during_verification_rolls_back(site):
 
 def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     """SIGKILL (OOM killer, CI timeout) during verification: the journal covers it."""
-    Files = target_files(site, "keras")
+    files = target_files(site, "keras")
     pristine = hashes(files)
     process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGKILL)
@@ -225,7 +225,7 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
 
 def test_python_finds_its_own_keras_not_the_current_folders(tmp_path):
     """`cd R && convlstm-patch apply --python X` with R holding a Keras and X having none."""
-    Python = tmp_path / "bare" / "bin" / "python"
+    python = tmp_path / "bare" / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     here = keras_site(tmp_path / "project")
     before = tree_hashes(here)
@@ -237,7 +237,7 @@ def test_python_finds_its_own_keras_not_the_current_folders(tmp_path):
 
 def test_hanging_python_is_killed_and_said_to_have_timed_out(tmp_path, monkeypatch):
     """A --python that never answers is killed (with its children) and reported as timed out."""
-    Import patcher.environment
+    import patcher.environment
 
     monkeypatch.setattr(patcher.environment, "INTERPRETER_TIMEOUT", 2)
     marker = tmp_path / "child-alive"
@@ -253,7 +253,7 @@ def test_hanging_python_is_killed_and_said_to_have_timed_out(tmp_path, monkeypat
 
 def test_keras_root_with_a_colon_is_the_one_verified(tmp_path):
     """A folder name with ':' is not split like a path list; the copy there is verified."""
-    Site = keras_site(tmp_path / "runs:2024" / "site-packages")
+    site = keras_site(tmp_path / "runs:2024" / "site-packages")
     result = cli_at(site, "apply", "--only", "keras")
     assert result.exit_code == 0, result.output
     assert "verified (5 checks passed)" in result.output
@@ -276,7 +276,7 @@ def test_keras_root_with_a_colon_is_the_one_verified(tmp_path):
 )
 def test_bad_option_values_are_usage_errors_before_anything_is_touched(site, option, value, says):
     """Exit 2 and one Error line, in a fresh process (no thread traceback), nothing written."""
-    Before = tree_hashes(site)
+    before = tree_hashes(site)
     for command in ("apply", "verify"):
         if option == "--lock-timeout" and command == "verify":
             continue
@@ -291,14 +291,14 @@ def test_bad_option_values_are_usage_errors_before_anything_is_touched(site, opt
 
 def reinstall(site: Path, name: str = "keras") -> None:
     """What `pip install --force-reinstall --no-deps keras==X` does to the target files: pristine bytes again."""
-    For path in target_files(site, name):
+    for path in target_files(site, name):
         shutil.copyfile(Session.pristine_site / path.relative_to(site), path)
 
 
 @pytest.mark.parametrize("damage", ["backup-file", "manifest"])
 def test_damaged_backup_after_the_advised_reinstall_is_no_dead_end(site, damage):
     """Revert exits 8 on a damaged backup; after the reinstall it advises, every command works again."""
-    Files = target_files(site, "keras")
+    files = target_files(site, "keras")
     pristine = hashes(files)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     folder = site / STATE / "backups" / next((site / STATE / "backups").iterdir()).name
@@ -323,7 +323,7 @@ def test_damaged_backup_after_the_advised_reinstall_is_no_dead_end(site, damage)
 
 def test_apply_replaces_a_damaged_backup_that_is_not_needed(site):
     """Or, after the reinstall, just apply again: the damaged backup is replaced by a good one."""
-    Files = target_files(site, "keras")
+    files = target_files(site, "keras")
     pristine = hashes(files)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     copy = next((site / STATE / "backups").glob("keras-*")) / "files" / CELL
@@ -338,8 +338,8 @@ def test_apply_replaces_a_damaged_backup_that_is_not_needed(site):
 
 
 def test_a_file_deleted_while_patched_is_restored_with_the_others(site):
-    """Conv_lstm2d.py deleted while patched: not "unsupported"; revert restores all four."""
-    Files = target_files(site, "keras")
+    """conv_lstm2d.py deleted while patched: not "unsupported"; revert restores all four."""
+    files = target_files(site, "keras")
     pristine = hashes(files)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     deleted = site / "keras/src/layers/rnn/conv_lstm2d.py"
@@ -365,14 +365,14 @@ def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
 
 def uninstall(site: Path, name: str) -> None:
     """What `pip uninstall NAME` does: the package and its dist-info go, our state folder stays (in no RECORD)."""
-    Shutil.rmtree(site / name)
+    shutil.rmtree(site / name)
     for info in site.glob(f"{name}-*.dist-info"):
         shutil.rmtree(info)
 
 
 def test_clean_removes_backups_of_an_uninstalled_keras(tmp_path):
     """`pip uninstall keras` while patched; status says no Keras and points at clean, which removes it."""
-    Site = keras_site(tmp_path / "site-packages")
+    site = keras_site(tmp_path / "site-packages")
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     uninstall(site, "keras")
     status = cli_at(site, "status")
@@ -386,7 +386,7 @@ def test_clean_removes_backups_of_an_uninstalled_keras(tmp_path):
 
 def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
     """With tf_keras still installed: only keras's backup goes."""
-    Assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--no-verify").exit_code == 0
     uninstall(site, "keras")
     cleaned = cli_at(site, "clean")
     assert cleaned.exit_code == 0, cleaned.output
@@ -399,7 +399,7 @@ def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
 
 def test_json_is_a_document_even_on_errors(site, tmp_path):
     """Errors before any environment ran, and apply's failed verification (exit 9) with its report."""
-    For args in (("status", "--keras-root", str(site), "--python", "a", "--python", "b"), ("apply", "--timeout", "nan")):
+    for args in (("status", "--keras-root", str(site), "--python", "a", "--python", "b"), ("apply", "--timeout", "nan")):
         completed = run_tool(*args, "--json")
         assert completed.returncode == 2
         assert json.loads(completed.stdout)["error"]["exit_code"] == 2, completed.stdout
@@ -419,14 +419,14 @@ def test_json_is_a_document_even_on_errors(site, tmp_path):
 
 def test_verify_on_unpatched_keras_says_apply(site):
     """The advice for a pristine Keras is `apply`, not "revert then apply"."""
-    Result = cli_at(site, "verify", "--only", "keras")
+    result = cli_at(site, "verify", "--only", "keras")
     assert result.exit_code == 9
     assert "it is not patched: run `convlstm-patch apply`" in result.stderr and "revert" not in result.stderr
 
 
 def test_manifest_with_no_files_says_so(site):
     """An empty manifest `files` is a backup problem (exit 8), not "edited after patching"."""
-    Assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
     manifest = next((site / STATE / "backups").glob("keras-*")) / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "files": []}))
     before = tree_hashes(site)
@@ -438,7 +438,7 @@ def test_manifest_with_no_files_says_so(site):
 @needs_setpriv
 def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
     """Root patches a venv nobody owns; every file stays nobody's, and nobody can revert."""
-    Site = nobodys_venv(tmp_path)
+    site = nobodys_venv(tmp_path)
     before = tree_hashes(site)
     assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0  # as root
     root_owned = [str(path) for path in site.rglob("*") if path.lstat().st_uid != NOBODY]
@@ -464,7 +464,7 @@ def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
 
 def test_an_editable_keras_is_unsupported_for_the_right_reason(tmp_path):
     """`pip install -e` leaves only a dist-info in site-packages; say so, not "no layout"."""
-    Site = keras_site(tmp_path / "site-packages")
+    site = keras_site(tmp_path / "site-packages")
     source = tmp_path / "checkout"
     source.mkdir()
     shutil.move(str(site / "keras"), str(source / "keras"))
@@ -490,7 +490,7 @@ def test_record_without_the_convlstm_rows_says_so(site):
 
 def test_quiet_status_still_says_it_finished_an_interrupted_run(site):
     """`status -q` that rolls back an interrupted apply says so: it changed files."""
-    Process = apply_until_verifying(site)
+    process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     status = cli_at(site, "status", "--only", "keras", "-q")
