@@ -283,6 +283,7 @@ class RnnProbe(object):
         self.built = {}  # (case index, variant) -> Built, shared by numerics and fused
         self.case_weights = {}
         self.stock_failures = {}  # case index -> what stock raises (None: it runs)
+        self.watches = {}  # (case index, variant) -> what watched() saw
         self.case_rng = np.random.RandomState(2)  # apart from self.rng: the other checks draw as before
         x = np.random.RandomState(1).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
         x[1, STEPS - 2 :] = 0.0  # padded steps: what Masking(0.0) masks, and the explicit mask (unmasked elsewhere)
@@ -501,7 +502,9 @@ class RnnProbe(object):
 
     def check_numerics(self):
         """The layer alone, then every case (wrapped, stacked, masked, backwards) with per-gate
-        activations equal to and differing from what they inherit, on the default device."""
+        activations equal to and differing from what they inherit, on the default device. The
+        differing ones are run once for this check and fused: with the fused functions recorded
+        (a layer that takes none computes exactly as without)."""
         device = self.device()
         worst, cases = 0.0, 0
         for variant in self.variants():
@@ -528,7 +531,7 @@ class RnnProbe(object):
                     continue
                 built = self.case(index, variant)
                 try:
-                    got = self.call(built)
+                    got = self.watched(index, variant)[1] if variant == "different" else self.call(built)
                 except Exception:
                     if self.stock_fails(index):
                         break
@@ -619,19 +622,16 @@ class RnnProbe(object):
         function (Bidirectional's covers both its layers) and the case matches the reference;
         without any, or with ones equal to what they inherit, the case enters what stock enters
         (RNN(cell) none)."""
-        reached, slower, worst, entries = [], [], 0.0, {}
-        # Built beforehand: building is no call, and must not be taken for one.
-        cases = [(index, variant, self.case(index, variant)) for index, case in enumerate(CASES) for variant in case.variants]
-        raised = {}
-        with FusedWatch(self) as watch:
-            for index, variant, built in cases:
+        reached, slower, worst, entries, raised = [], [], 0.0, {}, {}
+        for index, case in enumerate(CASES):
+            for variant in case.variants:
                 try:
-                    entered, got = watch.run(lambda: self.call(built))
+                    entries[index, variant], got = self.watched(index, variant)
                 except Exception as error:
-                    raised[index], entered, got = error, list(watch.entered), None
-                entries[index, variant] = [(name, self.owners(built, kernels)) for name, kernels in entered]
-                if got is not None and not entered:  # else tf_keras's stand-in computed part of it
-                    worst = max(worst, self.error(got, built.expected))
+                    raised[index] = error
+                    break
+                if not entries[index, variant]:  # else tf_keras's stand-in computed part of it
+                    worst = max(worst, self.error(got, self.case(index, variant).expected))
         for index, case in enumerate(CASES):
             if index in raised:
                 if self.stock_fails(index):
@@ -651,6 +651,7 @@ class RnnProbe(object):
                 slower.append("{} with {} (as inherited): {}; stock: {}".format(
                     label, self.given(index, "same"), self.say_entered(same, parts), self.say_entered(plain, parts)
                 ))
+        watch = FusedWatch(self)
         where = "GPU made to look present ({}), fused functions recorded ({})".format(
             ", ".join(watch.faked) or "nothing consulted", ", ".join(watch.spied)
         )
@@ -682,6 +683,24 @@ class RnnProbe(object):
             where, len(CASES), worst, sum(case.stock_path for case in CASES), self.layer_class.__name__,
             self.say_entered(entries[first, "plain"], self.case(first, "plain").parts), refused, self.skipped(),
         ), worst
+
+    def watched(self, index, variant):
+        """The case run once with a GPU made to look present and the fused functions recorded:
+        (the fused functions it entered, each with the parts whose kernels it got; its outputs).
+        What the run raised is raised again."""
+        key = (index, variant)
+        if key not in self.watches:
+            built = self.case(index, variant)  # built first: building is no call, and must not count as one
+            with FusedWatch(self) as watch:
+                try:
+                    entered, got, error = watch.run(lambda: self.call(built)) + (None,)
+                except Exception as raised:
+                    entered, got, error = list(watch.entered), None, raised
+            self.watches[key] = ([(name, self.owners(built, kernels)) for name, kernels in entered], got, error)
+        entries, got, error = self.watches[key]
+        if error is not None:
+            raise error
+        return entries, got
 
     def owners(self, built, kernels):
         """The parts whose kernel a fused function was given (all of them when it cannot tell)."""
