@@ -309,6 +309,9 @@ CONVLSTM_CHECKS = ["api", "numerics", "inheritance", "defaults", "serialization"
 RNN_CHECKS = [f"{s} {name}" for s in ("lstm", "gru") for name in ("api", "numerics", "fused")]
 
 
+REAL_RUN = subprocess.run
+
+
 class StandInTool:
     def __init__(self, site: Path, distribution: str, version: str, supported=RNN, checks=None, failed=(),
                  apply_exit=0, check_exit=0):
@@ -325,7 +328,8 @@ class StandInTool:
         self.check = (check_exit, {"results": [{"status": status, "problems": [] if status == "ok" else ["no lock for it"]}]})
 
     def __call__(self, command, **kwargs):
-        assert command[1:3] == ["-m", "patcher"], command
+        if command[1:3] != ["-m", "patcher"]:  # platform's `uname -p`, ...
+            return REAL_RUN(command, **kwargs)
         argv = command[3:]
         self.calls.append(argv)
         code, document = {"status": (0, self.status), "apply": self.apply, "check": self.check}.get(argv[0], (0, {}))
