@@ -903,9 +903,11 @@ def rnn_summary(group: list[dict]) -> str:
     done = [cell for cell in cells_with if rnn <= set(result_verified_sets(cell))]
     if len(done) == len(cells_with):
         return f"**run-verified** in all {len(done)} cells"
-    older = [cell["id"] for cell in cells_with if cell not in done and cell["outcome"] == "run-verified"]
-    other = [f"{cell['id']} ({cell['outcome']})" for cell in cells_with if cell not in done and cell["outcome"] != "run-verified"]
-    parts = [f"run-verified in {len(done)} of {len(cells_with)} cells" + (f" ({', '.join(c['id'] for c in done)})" if done else "")]
+    rest = [cell for cell in cells_with if cell not in done]
+    older = [cell["id"] for cell in rest if cell["outcome"] == "run-verified"]
+    other = [f"{cell['id']} ({cell['outcome']})" for cell in rest if cell["outcome"] != "run-verified"]
+    ran = f" ({', '.join(cell['id'] for cell in done)})" if done else ""
+    parts = [f"run-verified in {len(done)} of {len(cells_with)} cells{ran}"]
     if older:
         parts.append(f"ConvLSTM only, run before LSTM/GRU joined the matrix: {', '.join(older)}")
     if other:
