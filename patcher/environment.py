@@ -119,9 +119,11 @@ def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
         dists = found.get(package, [])
         if len({_canonical(dist.metadata["Name"]) for dist in dists}) > 1:
             both = " and ".join(f"{dist.metadata['Name']} {dist.version}" for dist in dists)
+            names = " ".join(dist.metadata["Name"] for dist in dists)
             raise errors.Unsupported(
                 f"{both} are both installed in {_site(dists[0])} and own the same {package} files, so convlstm-patch "
-                f"cannot tell which one they are; uninstall one (e.g. `pip uninstall {dists[-1].metadata['Name']}`)"
+                f"cannot tell which one they are; keep one: `pip uninstall -y {names}` then `pip install` the one you "
+                "want (uninstalling one alone deletes the files they share)"
             )
         if dists:
             flavours.append(_flavour(dists[0], package))

@@ -3,6 +3,7 @@
     python scripts/matrix.py --all              # every cell (resumes: finished cells are kept)
     python scripts/matrix.py --sample           # the CI sample
     python scripts/matrix.py --cells keras-2.2.4,tf_keras-2.21.0 [--rerun]
+    python scripts/matrix.py --cells keras-nightly  # the canary: today's keras-nightly
     python scripts/matrix.py --list
 
 A cell is a Keras version with its backend and interpreter (Python 3.11 here).
@@ -10,11 +11,26 @@ For each *run* cell the script builds (or reuses) a throwaway venv under the
 tool's env cache ($CONVLSTM_PATCH_ENV_CACHE, else ~/.cache/convlstm-patch/venvs)
 and runs, with that venv's python:
 
-    convlstm-patch apply --python VENV/bin/python --only DIST   (with verification)
+    convlstm-patch apply --python VENV/bin/python --only PACKAGE --layers SETS   (with verification)
     convlstm-patch check ...                                      (the hash lock)
-    the version's own ConvLSTM tests, if its wheel ships them    (patched)
+    the version's own tests of those layers, if its wheel ships them (patched)
     convlstm-patch revert ...
     every file the distribution's RECORD lists has its RECORD sha256 again
+
+SETS are every layer set the version supports, as its hash lock lists them
+(patches/locks/DIST/VERSION.json, `layer_sets`): convlstm,lstm,gru where LSTM
+and GRU sit beside the ConvLSTM files, convlstm alone on keras 2.0-2.8. The
+cell fails if `status` says the version supports other sets than its lock, or
+if the verification has no passing checks for one of them; each result records
+the sets run-verified (`verified_sets`).
+
+The *canary* cell keras-nightly (the newest `pip install --pre keras-nightly`,
+a distribution that installs the `keras` package, on the running TensorFlow)
+runs only when named (`--cells keras-nightly`), never in --all or --sample:
+neither may depend on a moving target. It is upgraded and rerun whenever
+selected, records the version pip installed, and accepts `check`'s exit 10
+(no lock for an unreleased version); apply's verification and the RECORD
+comparison after revert must pass as everywhere.
 
 The Keras 3 cells and tf_keras 2.21 *share* the running interpreter's packages
 (scripts/venvs.py: a .pth file, never --system-site-packages, which would show
@@ -50,12 +66,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(1, str(REPO))
 import venvs  # noqa: E402  (scripts/venvs.py: throwaway venvs that see the running interpreter's packages)
 import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
+from patcher.layersets import BASE, LayerSet, ordered  # noqa: E402  (the layer-set registry; no Keras import)
 
 DEFAULT_OUT = REPO / "docs" / "matrix"
 SYSTEM_TF = "2.21"
 OWN_TEST_TIMEOUT = 900.0
+ALL_SETS = tuple(LayerSet)
+# The canary: the newest keras-nightly, a distribution of its own that installs
+# the `keras` package (the tool knows it as keras_nightly, `--only keras`).
+NIGHTLY_PROJECT = "keras-nightly"
+# Besides each set's own layers, the wheel's tests of the wrapper its files
+# include (Bidirectional, which reaches the fused LSTM/GRU kernels).
+OWN_TEST_FILES = {
+    LayerSet.LSTM: ("lstm_test.py", "bidirectional_test.py"),
+    LayerSet.GRU: ("gru_test.py", "bidirectional_test.py"),
+}
 # What a shared cell runs on. pip finds it among the running interpreter's
 # packages when they hold it (README's `pip install ".[test]"` brings TensorFlow
 # 2.21; .ci/run's backend pass installs these torch and JAX releases), else it
@@ -124,6 +152,16 @@ class Cell:
     note: str = ""  # how a run cell differs from a user's setup
     trial: bool = False  # transform-only, but also try the run path and record what happened
     sample: bool = False
+    # The layer sets apply patches (--layers): those the version's lock lists.
+    layer_sets: tuple[LayerSet, ...] = ()
+    # A moving target (keras-nightly): its version is whatever pip installs
+    # today; run only when named, upgraded and rerun whenever selected.
+    canary: bool = False
+
+    @property
+    def package(self) -> str:
+        """The import package (`--only`): a nightly distribution installs the release's."""
+        return self.distribution.removesuffix("_nightly")
 
     @property
     def shared_folders(self) -> list[str]:
@@ -137,6 +175,12 @@ class Cell:
 def locked_versions(distribution: str) -> list[str]:
     folder = REPO / "patches" / "locks" / distribution
     return sorted((path.stem for path in folder.glob("*.json")), key=wheels.version_key)
+
+
+def locked_layer_sets(distribution: str, version: str) -> tuple[LayerSet, ...]:
+    """The layer sets the version's hash lock lists (none for one it records as unsupported)."""
+    lock = json.loads((REPO / "patches" / "locks" / distribution / f"{version}.json").read_text())
+    return ordered(LayerSet(name) for name in lock["layer_sets"])
 
 
 def newest_per_minor(versions: list[str], low: tuple[int, int], high: tuple[int, int]) -> list[str]:
@@ -222,7 +266,21 @@ def cells() -> list[Cell]:
                  note="Theano 1.0.5, OpenBLAS; harness shims in the venv: collections ABC aliases, scan in Python",
                  sample=version == "2.2.4")
         )
+    for cell in found:
+        cell.layer_sets = locked_layer_sets(cell.distribution, cell.version)
+    # The canary: no lock (unreleased), so it runs every set there is; a set the
+    # nightly lost is a failed cell, which is what a canary is for.
+    found.append(
+        Cell("keras-nightly", "keras_nightly", "newest", "tensorflow", "run", "Keras nightly (canary)",
+             packages=["--pre", NIGHTLY_PROJECT], shared=True, canary=True, layer_sets=ALL_SETS,
+             note=f"canary: the newest `pip install --pre {NIGHTLY_PROJECT}` when it ran; not in --all or --sample")
+    )
     return found
+
+
+def layers_option(layer_sets: tuple[LayerSet, ...]) -> list[str]:
+    """apply's --layers for these sets (none: the version supports none, and apply says so)."""
+    return ["--layers", ",".join(map(str, layer_sets))] if layer_sets else []
 
 
 # -- running -------------------------------------------------------------------
@@ -234,6 +292,7 @@ class Runner:
         self.own_tests = own_tests
         self.lock = threading.Lock()
         self.results = load_results(out)
+        self.tool = tool_revision()
 
     def log(self, cell: Cell, message: str) -> None:
         with self.lock:
@@ -251,6 +310,8 @@ class Runner:
             "id": cell.id, "distribution": cell.distribution, "version": cell.version, "backend": cell.backend,
             "generation": cell.generation, "kind": cell.kind, "steps": [], **({"note": cell.note} if cell.note else {}),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "tool": self.tool, "layer_sets": [str(layer_set) for layer_set in cell.layer_sets],
+            **({"canary": True} if cell.canary else {}),
         }
         try:
             if cell.kind == "run":
@@ -274,20 +335,32 @@ class Runner:
     def _run(self, cell: Cell, result: dict) -> None:
         python = self.environment(cell, result)
         env = cell_env(cell)
-        args = ["--python", str(python), "--only", cell.distribution]
+        args = ["--python", str(python), "--only", cell.package]
         site, record = self.locate(cell, result, args, env)
-        applied = self.cli(cell, result, "apply", ["apply", *args, "--json", "--timeout", str(self.timeout)], env,
-                           expect=(0,))
-        document = json.loads(applied.stdout)
-        result["verification"] = verification_of(document.get("verification", []))
-        result["runtime"] = runtime_versions(python, env)
-        if not result["verification"] or not all(report["passed"] for report in result["verification"]):
-            raise StepFailed("apply did not report a passed verification")
         try:
-            self.cli(cell, result, "check", ["check", *args], env, expect=(0,))
+            # Exit 9: a check failed and apply rolled back; its reports say which (recorded).
+            applied = self.cli(cell, result, "apply", ["apply", *args, *layers_option(cell.layer_sets), "--json",
+                                                       "--timeout", str(self.timeout)], env, expect=(0, 9))
+            document = json.loads(applied.stdout)
+            result["verification"] = verification_of(document.get("verification", []))
+            result["runtime"] = runtime_versions(python, env)
+            if applied.returncode != 0:
+                raise StepFailed(f"apply exited {applied.returncode}: {error_of(applied)}")
+            if not result["verification"] or not all(report["passed"] for report in result["verification"]):
+                raise StepFailed("apply did not report a passed verification")
+            result["verified_sets"] = [str(layer_set) for layer_set in verified_sets(result["verification"])]
+            unverified = [str(layer_set) for layer_set in cell.layer_sets if str(layer_set) not in result["verified_sets"]]
+            if unverified:
+                raise StepFailed(f"apply {' '.join(layers_option(cell.layer_sets))} verified no {unverified[0]} checks")
+            # The canary's version has no lock: check exits 10 saying so (what it
+            # verified then is its output, recorded); a drift is exit 1 as anywhere.
+            checked = self.cli(cell, result, "check", ["check", *args, "--json"], env,
+                               expect=(0, 10) if cell.canary else (0,))
+            result["check"] = check_of(checked)
             if self.own_tests:
                 self.own_test_run(cell, result, python, site, record, env)
         finally:
+            # Also after a rolled-back apply (nothing to revert, exit 0): its files must be RECORD's too.
             self.cli(cell, result, "revert", ["revert", *args], env, expect=(0,))
             mismatched = record_mismatches(site, record)
             result["record_identical"] = not mismatched
@@ -295,7 +368,7 @@ class Runner:
             raise StepFailed(f"after revert {len(mismatched)} files differ from RECORD, e.g. {mismatched[0]}")
         own = result.get("own_tests")
         if own and own.get("new_failures"):
-            raise StepFailed(f"the version's own ConvLSTM tests fail only when patched: {own['new_failures'][:3]}")
+            raise StepFailed(f"the version's own tests fail only when patched: {own['new_failures'][:3]}")
         result["outcome"] = "run-verified"
 
     def _transform_only(self, cell: Cell, result: dict) -> None:
@@ -304,10 +377,10 @@ class Runner:
         with tempfile.TemporaryDirectory(prefix="matrix-") as folder:
             site = Path(folder)
             wheels.extract(archive, site, wanted=set(all_package_files(archive)))
-            args = ["--keras-root", str(site), "--only", cell.distribution]
+            args = ["--keras-root", str(site), "--only", cell.package]
             record = record_of(site, cell.distribution, cell.version)
-            applied = self.cli(cell, result, "apply --no-verify", ["apply", *args, "--no-verify"], {},
-                               expect=(0, 4))
+            applied = self.cli(cell, result, "apply --no-verify",
+                               ["apply", *args, *layers_option(cell.layer_sets), "--no-verify"], {}, expect=(0, 4))
             if applied.returncode == 4:  # unsupported: the message is the reason users see
                 result["apply_says"] = last_line(applied.stderr or applied.stdout)
                 result["outcome"] = "unsupported"
@@ -330,9 +403,10 @@ class Runner:
         """apply --no-verify, verify (every check recorded), revert, RECORD: on a stack users do not have."""
         python = self.environment(cell, trial)
         env = cell_env(cell)
-        args = ["--python", str(python), "--only", cell.distribution]
+        args = ["--python", str(python), "--only", cell.package]
         site, record = self.locate(cell, trial, args, env)
-        self.cli(cell, trial, "trial: apply --no-verify", ["apply", *args, "--no-verify"], env, expect=(0,))
+        self.cli(cell, trial, "trial: apply --no-verify", ["apply", *args, *layers_option(cell.layer_sets), "--no-verify"],
+                 env, expect=(0,))
         try:
             verified = self.cli(cell, trial, "trial: verify", ["verify", *args, "--json", "--timeout", str(self.timeout)],
                                 env, expect=(0, 9))
@@ -343,15 +417,26 @@ class Runner:
             trial["record_identical"] = not record_mismatches(site, record)
 
     def locate(self, cell: Cell, result: dict, args: list[str], env: dict) -> tuple[Path, dict]:
-        """The venv's distribution folder and RECORD; refuses anything outside the venv; pristine first."""
+        """The venv's distribution folder and RECORD; refuses anything outside the venv, another
+        distribution or version than the cell's, and sets other than its lock lists; pristine first."""
         status = self.cli(cell, result, "status", ["status", *args, "--json"], env, expect=(0,))
         (flavour,) = json.loads(status.stdout)["flavours"]
         site = Path(flavour["site"])
         if cell.venv.resolve() not in site.resolve().parents:
-            raise StepFailed(f"{cell.distribution} found in {site}, outside the cell's venv: refusing to patch it")
+            raise StepFailed(f"{flavour['distribution']} found in {site}, outside the cell's venv: refusing to patch it")
+        if flavour["distribution"] != cell.distribution or (not cell.canary and flavour["version"] != cell.version):
+            raise StepFailed(f"status found {flavour['distribution']} {flavour['version']}, not the cell's "
+                             f"{cell.distribution} {cell.version}")
+        result["version"] = flavour["version"]  # the canary's: what pip installed today
+        supported = list(flavour["layer_sets"]["supported"])
+        result["supported_sets"] = supported
+        if supported != [str(layer_set) for layer_set in cell.layer_sets]:
+            raise StepFailed(f"status says {flavour['distribution']} {flavour['version']} supports "
+                             f"{', '.join(supported) or 'no layer set'}; the cell runs "
+                             f"{', '.join(map(str, cell.layer_sets))}" + ("" if cell.canary else " (its lock)"))
         if flavour["state"] != "pristine":  # an interrupted earlier run
             self.cli(cell, result, "revert (leftover)", ["revert", *args], env, expect=(0,))
-        record = record_of(site, cell.distribution, cell.version)
+        record = record_of(site, cell.distribution, flavour["version"])
         result["record_files"] = len(record)
         mismatched = record_mismatches(site, record)
         if mismatched:
@@ -365,6 +450,8 @@ class Runner:
         if venvs.is_built(venv):
             result["steps"].append({"step": "venv", "seconds": 0.0, "note": "reused"})
             self.write_sitecustomize(cell, python)
+            if cell.canary:  # today's nightly, not the one the venv was built with
+                self.upgrade(cell, result, python)
             return python
         self.log(cell, f"building venv {venv}")
         started = time.monotonic()
@@ -379,7 +466,8 @@ class Runner:
         run_or_fail([*pip, *cell.packages, *(["pytest"] if self.own_tests else [])], "pip install", 1800)
         # pip may find the version already among the shared packages: install
         # the cell's own copy, so the product never touches the running environment.
-        if cell.shared:
+        # (The nightly is a distribution of its own: the shared folders hold none.)
+        if cell.shared and not cell.canary:
             run_or_fail([*pip, "--ignore-installed", "--no-deps", f"{cell.distribution}=={cell.version}"],
                         "pip install", 900)
         if cell.after:
@@ -389,6 +477,14 @@ class Runner:
         result["steps"].append({"step": "venv", "seconds": seconds, "note": "built"})
         self.log(cell, f"venv built in {seconds:.0f} s")
         return python
+
+    def upgrade(self, cell: Cell, result: dict, python: Path) -> None:
+        """The canary's newest nightly (its dependencies only where the installed ones no longer fit)."""
+        self.log(cell, f"pip install --upgrade {' '.join(cell.packages)}")
+        started = time.monotonic()
+        run_or_fail([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--progress-bar=off",
+                     "--upgrade", *cell.packages], "pip install --upgrade", 1800)
+        result["steps"].append({"step": "pip upgrade", "seconds": round(time.monotonic() - started, 1)})
 
     @staticmethod
     def write_sitecustomize(cell: Cell, python: Path) -> None:
@@ -413,11 +509,11 @@ class Runner:
         seconds = round(time.monotonic() - started, 1)
         result["steps"].append({"step": step, "seconds": seconds, "exit": completed.returncode})
         if completed.returncode not in expect:
-            raise StepFailed(f"{step} exited {completed.returncode}: {last_line(completed.stderr or completed.stdout)}")
+            raise StepFailed(f"{step} exited {completed.returncode}: {error_of(completed)}")
         return completed
 
     def own_test_run(self, cell: Cell, result: dict, python: Path, site: Path, record: dict, env: dict) -> None:
-        tests = sorted(path for path in record if is_convlstm_test(path))
+        tests = own_test_files(record, cell.layer_sets)
         if not tests:
             result["own_tests"] = {"shipped": False}
             return
@@ -428,13 +524,13 @@ class Runner:
         if patched["failed"]:
             # Are these failures ours? Run the same tests on the stock files.
             self.cli(cell, result, "revert (own-test baseline)", ["revert", "--python", str(python), "--only",
-                     cell.distribution], env, expect=(0,))
+                     cell.package], env, expect=(0,))
             stock = run_pytest(python, site, tests, env, OWN_TEST_TIMEOUT)
             own["stock"] = stock["summary"]
             own["new_failures"] = sorted(set(patched["failed"]) - set(stock["failed"]))
             own["failing_on_stock_too"] = sorted(set(patched["failed"]) & set(stock["failed"]))
             self.cli(cell, result, "apply (after baseline)", ["apply", "--python", str(python), "--only",
-                     cell.distribution, "--no-verify"], env, expect=(0,))
+                     cell.package, *layers_option(cell.layer_sets), "--no-verify"], env, expect=(0,))
         result["own_tests"] = own
 
 
@@ -445,6 +541,52 @@ def verification_of(reports: list[dict]) -> list[dict]:
          "failed": [check["name"] for check in report["checks"] if not check["passed"]]}
         for report in reports
     ]
+
+
+def set_of_check(name: str) -> LayerSet:
+    """The layer set a verification check belongs to: the LSTM/GRU probe names its checks
+    "lstm api", "gru fused", ...; the ConvLSTM probe's are plain ("api")."""
+    first = name.split(" ", 1)[0]
+    return LayerSet(first) if " " in name and first in {str(layer_set) for layer_set in LayerSet} else BASE
+
+
+def verified_sets(reports: list[dict]) -> tuple[LayerSet, ...]:
+    """The layer sets every report has checks of, all passed (a report's checks, by name: see verification_of)."""
+    verified = None
+    for report in reports:
+        present = {set_of_check(name) for name in report["checks"]}
+        failed = {set_of_check(name) for name in report.get("failed", [])}
+        ok = present - failed
+        verified = ok if verified is None else verified & ok
+    return ordered(verified or ())
+
+
+def check_of(completed: subprocess.CompletedProcess) -> dict:
+    """What `check --json` said: its exit, each flavour's status, and the problems it named."""
+    try:
+        results = json.loads(completed.stdout).get("results", [])
+    except ValueError:
+        results = []
+    return {
+        "exit": completed.returncode,
+        "status": ", ".join(str(result.get("status")) for result in results) or "?",
+        "problems": [problem for result in results for problem in result.get("problems", [])],
+    }
+
+
+def tool_revision() -> dict:
+    """convlstm-patch's version and the checkout's commit (with "-dirty" when patcher/ or patches/ differ from it)."""
+    from patcher import __version__
+
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--", "patcher", "patches"))
+    return {"version": __version__, "commit": commit + ("-dirty" if dirty else "")}
 
 
 class StepFailed(Exception):
@@ -528,6 +670,17 @@ def is_convlstm_test(path: str) -> bool:
     return name.endswith("_test.py") and ("conv_lstm" in name or name == "convolutional_recurrent_test.py")
 
 
+def own_test_files(record: dict | list, layer_sets: tuple[LayerSet, ...]) -> list[str]:
+    """The wheel's own tests of the cell's layer sets (RECORD paths): ConvLSTM's, and for
+    LSTM/GRU their layers' and Bidirectional's, among the layer tests (`layers/` folders)."""
+    names = {name for layer_set in layer_sets for name in OWN_TEST_FILES.get(layer_set, ())}
+    return sorted(
+        path for path in record
+        if (BASE in layer_sets and is_convlstm_test(path))
+        or (Path(path).name in names and "layers" in Path(path).parts)
+    )
+
+
 def record_of(site: Path, distribution: str, version: str) -> dict[str, str]:
     """RECORD path -> hex sha256, for every entry with a hash."""
     from importlib import metadata
@@ -575,6 +728,14 @@ def all_package_files(archive: Path) -> list[str]:
         return [name for name in wheel.namelist() if not name.endswith("/")]
 
 
+def error_of(completed: subprocess.CompletedProcess) -> str:
+    """The tool's one-line error: with --json it is in the document (stderr has none), else stderr's last line."""
+    try:
+        return json.loads(completed.stdout)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return last_line(completed.stderr or completed.stdout)
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:400] if lines else "no output"
@@ -616,15 +777,21 @@ def markdown(out: Path) -> str:
         "",
         f"Generated by `scripts/matrix.py` from `matrix.json`. Last full run: {run.get('date', '?')}, "
         f"`{run.get('command', '?')}`, wall time {run.get('wall', '?')}; Python {document['machine']['python']} "
-        f"on {document['machine']['cpus']} CPUs.",
+        f"on {document['machine']['cpus']} CPUs. Cells run since then (`--cells`, `--sample`) replaced their own "
+        "rows: the column *run* gives each row's date and the convlstm-patch version and commit it ran with.",
         "",
-        "**run-verified**: `apply --python VENV` with verification (5 checks) passed, `check` ok, the version's own "
-        "ConvLSTM tests (where its wheel ships them) pass patched, `revert` restored every RECORD file byte for byte. "
+        "**run-verified**: `apply --python VENV --layers SETS` with verification passed for every set (ConvLSTM: 5 "
+        "checks; LSTM, GRU: 6 each, `fused` included), `check` ok, the version's own tests of those layers (where "
+        "its wheel ships them: ConvLSTM's; LSTM's, GRU's and Bidirectional's) pass patched, `revert` restored every "
+        "RECORD file byte for byte. SETS are the layer sets the version's hash lock lists; *layer sets* names those "
+        "run-verified (rows run before LSTM/GRU joined the matrix ran ConvLSTM only). "
         "**transform-only**: the unpacked wheel was patched without verification, checked against its lock and "
-        "reverted to RECORD; the reason it could not run is given.",
+        "reverted to RECORD; the reason it could not run is given. The canary row (keras-nightly) runs only when "
+        "named: its version is the nightly of that day, which has no lock (`check` exits 10).",
         "",
-        "| cell | generation | backend (version) | outcome | verification | own ConvLSTM tests | revert = RECORD | wall time | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cell | generation | backend (version) | outcome | layer sets | verification | own tests | "
+        "revert = RECORD | wall time | run | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     generations = {cell.id: cell.generation for cell in cells()}
     for cell in document["cells"]:
@@ -648,7 +815,8 @@ def markdown(out: Path) -> str:
             cell["note"] = f"{trial.get('note', '')}: {trial.get('failure', '?')}"
         verification = "; ".join(
             f"{BACKEND_LABEL.get(report['backend'], report['backend'])}: "
-            f"{'5/5 passed' if report['passed'] else 'FAILED'}"
+            + (f"{len(report['checks'])}/{len(report['checks'])} passed" if report["passed"]
+               else f"FAILED ({', '.join(report.get('failed', []))})")
             for report in cell.get("verification", [])
         ) or "-"
         own = cell.get("own_tests")
@@ -657,23 +825,53 @@ def markdown(out: Path) -> str:
         elif not own.get("shipped"):
             own_text = "not shipped"
         else:
-            own_text = own.get("patched", "?")
+            own_text = f"{own.get('patched', '?')} ({', '.join(Path(test).name for test in own.get('files', []))})"
             if own.get("failing_on_stock_too"):
                 own_text += f" ({len(own['failing_on_stock_too'])} fail on stock too)"
         record = {True: "yes", False: "NO"}.get(cell.get("record_identical"), "-")
-        note = "; ".join(filter(None, [cell.get("failure"), cell.get("apply_says"), cell.get("reason"), cell.get("note")]))
+        checked = cell.get("check")
+        check_text = (f"check: {checked['status']} (exit {checked['exit']}): {'; '.join(checked['problems'])}"
+                      if checked and checked.get("exit") else "")
+        note = "; ".join(filter(None, [cell.get("failure"), cell.get("apply_says"), cell.get("reason"), check_text,
+                                       cell.get("note")]))
         lines.append(
             f"| {cell['distribution']} {cell['version']} | {cell['generation']} | {backend_text} | "
-            f"**{cell['outcome']}** | {verification} | {own_text} | {record} | {cell.get('seconds', '?')} s | "
-            f"{note.replace('|', '/')} |"
+            f"**{cell['outcome']}** | {layer_sets_text(cell)} | {verification} | {own_text} | {record} | "
+            f"{cell.get('seconds', '?')} s | {run_text(cell)} | {note.replace('|', '/')} |"
         )
     lines += ["", "## By generation", "", *summary(document["cells"])]
     return "\n".join(lines) + "\n"
 
 
+def result_verified_sets(cell: dict) -> list[str]:
+    """The sets a result run-verified: recorded since LSTM/GRU joined the matrix, else read off its checks."""
+    if cell.get("outcome") != "run-verified":
+        return []
+    if "verified_sets" in cell:
+        return cell["verified_sets"]
+    return [str(layer_set) for layer_set in verified_sets(cell.get("verification", []))]
+
+
+def layer_sets_text(cell: dict) -> str:
+    verified = result_verified_sets(cell)
+    if verified:
+        return ", ".join(verified)
+    if cell.get("outcome") == "transform-only" and cell.get("layer_sets"):
+        return f"- (transform: {', '.join(cell['layer_sets'])})"
+    return "-"
+
+
+def run_text(cell: dict) -> str:
+    """When a row ran and with which convlstm-patch (results from before it was recorded say so)."""
+    tool = cell.get("tool")
+    date = cell.get("date", "?").removesuffix(" UTC")
+    return f"{date}, {tool['version']} @ {tool['commit']}" if tool else f"{date}, tool commit not recorded"
+
+
 def summary(results: list[dict]) -> list[str]:
-    """One row per generation: run-verified versions with backend, the others with why."""
-    rows = ["| generation | run-verified (backend) | transform-only / unsupported, and why |", "|---|---|---|"]
+    """One row per generation: run-verified versions with backend and whether LSTM/GRU were run, the others with why."""
+    rows = ["| generation | run-verified (backend) | LSTM/GRU | transform-only / unsupported, and why |",
+            "|---|---|---|---|"]
     generations: dict[str, list[dict]] = {}
     for cell in results:
         generations.setdefault(cell["generation"], []).append(cell)
@@ -690,8 +888,31 @@ def summary(results: list[dict]) -> list[str]:
             f"{cell['distribution']} {cell['version']}: {cell['outcome']} ({cell.get('failure') or cell.get('reason') or ''})"
             for cell in group if cell["outcome"] != "run-verified"
         ]
-        rows.append(f"| {generation} | {verified_text} | {'; '.join(others) or '-'} |")
+        rows.append(f"| {generation} | {verified_text} | {rnn_summary(group)} | {'; '.join(others) or '-'} |")
     return rows
+
+
+def rnn_summary(group: list[dict]) -> str:
+    """Whether a generation's LSTM and GRU were run-verified: in every cell of it, some, or none (and why)."""
+    supported = {cell.id for cell in cells() if {LayerSet.LSTM, LayerSet.GRU} <= set(cell.layer_sets)}
+    cells_with = [cell for cell in group if cell["id"] in supported or cell.get("canary")]
+    if not cells_with:
+        with_base = {cell.id for cell in cells() if BASE in cell.layer_sets}
+        return "not supported: ConvLSTM only" if any(cell["id"] in with_base for cell in group) else "-"
+    rnn = {str(LayerSet.LSTM), str(LayerSet.GRU)}
+    done = [cell for cell in cells_with if rnn <= set(result_verified_sets(cell))]
+    if len(done) == len(cells_with):
+        return f"**run-verified** in all {len(done)} cells"
+    rest = [cell for cell in cells_with if cell not in done]
+    older = [cell["id"] for cell in rest if cell["outcome"] == "run-verified"]
+    other = [f"{cell['id']} ({cell['outcome']})" for cell in rest if cell["outcome"] != "run-verified"]
+    ran = f" ({', '.join(cell['id'] for cell in done)})" if done else ""
+    parts = [f"run-verified in {len(done)} of {len(cells_with)} cells{ran}"]
+    if older:
+        parts.append(f"ConvLSTM only, run before LSTM/GRU joined the matrix: {', '.join(older)}")
+    if other:
+        parts.append(f"not run-verified: {', '.join(other)}")
+    return "; ".join(parts)
 
 
 def priority(cell: Cell) -> int:
@@ -703,10 +924,35 @@ def priority(cell: Cell) -> int:
     return 3 if cell.kind == "run" else 4
 
 
+def select(everything: list[Cell], every: bool, sample: bool, names: str | None) -> list[Cell] | str:
+    """The cells --all, --sample or --cells name (a string: what is wrong with --cells).
+    The canary only by name: neither the full run nor CI's sample may follow a moving target."""
+    if every:
+        return [cell for cell in everything if not cell.canary]
+    if sample:
+        return [cell for cell in everything if cell.sample]
+    wanted = [name.strip() for name in (names or "").split(",") if name.strip()]
+    by_id = {cell.id: cell for cell in everything}
+    unknown = [name for name in wanted if name not in by_id]
+    if unknown:
+        return f"unknown cells {', '.join(unknown)} (see --list)"
+    return [by_id[name] for name in wanted]
+
+
+def to_run(chosen: list[Cell], results: dict, rerun: bool, rerun_failed: bool) -> list[Cell]:
+    """The chosen cells without a kept result. A canary's result says nothing about
+    today's nightly: it always runs."""
+    def kept(cell: Cell) -> bool:
+        previous = results.get(cell.id)
+        return bool(previous) and not cell.canary and not rerun and not (rerun_failed and previous.get("outcome") == "failed")
+
+    return [cell for cell in chosen if not kept(cell)]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true", help="every cell")
+    which.add_argument("--all", action="store_true", help="every cell but the canary (keras-nightly)")
     which.add_argument("--sample", action="store_true", help="the CI sample (Theano 2.2.4, oldest/newest Keras 3, tf_keras)")
     which.add_argument("--cells", help="comma-separated cell ids (see --list)")
     which.add_argument("--list", action="store_true", help="print the cells and exit")
@@ -714,7 +960,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="cells at a time (default 2)")
     parser.add_argument("--rerun", action="store_true", help="rerun cells that already have a result")
     parser.add_argument("--rerun-failed", action="store_true", help="rerun cells whose result is 'failed'")
-    parser.add_argument("--no-own-tests", action="store_true", help="skip the versions' own ConvLSTM tests")
+    parser.add_argument("--no-own-tests", action="store_true", help="skip the versions' own tests of the layers")
     parser.add_argument("--timeout", type=float, default=1200, help="per verification / own-test run (s)")
     args = parser.parse_args(argv)
 
@@ -722,28 +968,20 @@ def main(argv=None) -> int:
     if args.list:
         for cell in everything:
             extra = f"  ({cell.reason})" if cell.reason else ""
-            print(f"{cell.id:<24} {cell.kind:<9} {cell.backend:<10} {cell.generation}{'  [sample]' if cell.sample else ''}{extra}")
+            tags = "".join(f"  [{tag}]" for tag, on in (("sample", cell.sample), ("canary", cell.canary)) if on)
+            sets = ",".join(map(str, cell.layer_sets)) or "-"
+            print(f"{cell.id:<24} {cell.kind:<9} {cell.backend:<10} {sets:<17} {cell.generation}{tags}{extra}")
         return 0
-    if args.all:
-        chosen = everything
-    elif args.sample:
-        chosen = [cell for cell in everything if cell.sample]
-    else:
-        wanted = [name.strip() for name in args.cells.split(",") if name.strip()]
-        by_id = {cell.id: cell for cell in everything}
-        unknown = [name for name in wanted if name not in by_id]
-        if unknown:
-            parser.error(f"unknown cells {', '.join(unknown)} (see --list)")
-        chosen = [by_id[name] for name in wanted]
+    chosen = select(everything, args.all, args.sample, args.cells)
+    if isinstance(chosen, str):
+        parser.error(chosen)
 
     runner = Runner(args.out, args.timeout, own_tests=not args.no_own_tests)
-    todo = []
+    todo = to_run(chosen, runner.results, args.rerun, args.rerun_failed)
     for cell in chosen:
-        previous = runner.results.get(cell.id)
-        if previous and not args.rerun and not (args.rerun_failed and previous.get("outcome") == "failed"):
+        if cell not in todo:
+            previous = runner.results[cell.id]
             print(f"{cell.id}: kept ({previous.get('outcome')}, {previous.get('date')}; --rerun to run again)")
-        else:
-            todo.append(cell)
     print(f"{len(todo)} of {len(chosen)} cells to run, {args.jobs} at a time; venvs in {venvs.cache_dir()}", flush=True)
     todo.sort(key=priority)
     started = time.monotonic()

@@ -228,3 +228,207 @@ def test_a_shared_cell_sees_the_running_venv_and_puts_its_own_keras_first(tmp_pa
     for name, version in running_holds.items():
         assert (running_site / f"{name}-{version}.dist-info" / "RECORD").exists()
         assert (running_site / name / "__init__.py").read_text() == f"__version__ = {version!r}\n"
+
+
+# -- layer sets per cell, the canary, what a cell records ---------------------------------------
+
+LOCKS = Path(__file__).resolve().parent.parent / "patches" / "locks"
+RNN = ("convlstm", "lstm", "gru")
+
+
+def test_every_cell_runs_the_layer_sets_its_lock_lists():
+    for cell in matrix.cells():
+        if cell.canary:
+            continue
+        lock = json.loads((LOCKS / cell.distribution / f"{cell.version}.json").read_text())
+        assert [str(layer_set) for layer_set in cell.layer_sets] == lock["layer_sets"], cell.id
+    cells = by_id()
+    # LSTM/GRU beside the ConvLSTM files: Keras 3, tf_keras, keras 2.9-2.15.
+    for cell in cells.values():
+        if cell.generation in ("Keras 3", "tf_keras", "keras 2.12-2.15", "keras 2.9-2.11"):
+            assert matrix.layers_option(cell.layer_sets) == ["--layers", "convlstm,lstm,gru"], cell.id
+    # Elsewhere (recurrent.py): ConvLSTM only; keras 2.4 has nothing to patch, apply says so.
+    for name in ("keras-2.2.4", "keras-2.0.9", "keras-2.6.0", "keras-2.8.0"):
+        assert matrix.layers_option(cells[name].layer_sets) == ["--layers", "convlstm"], name
+    assert matrix.layers_option(cells["keras-2.4.3"].layer_sets) == []
+
+
+def test_the_canary_is_keras_nightly_and_runs_only_when_named():
+    everything = matrix.cells()
+    (canary,) = [cell for cell in everything if cell.canary]
+    assert canary.id == "keras-nightly" and canary.kind == "run" and canary.shared and not canary.sample
+    assert (canary.distribution, canary.package, canary.backend) == ("keras_nightly", "keras", "tensorflow")
+    assert "--pre" in canary.packages and "keras-nightly" in canary.packages
+    assert [str(layer_set) for layer_set in canary.layer_sets] == list(RNN)
+    assert canary not in matrix.select(everything, True, False, None)
+    assert canary not in matrix.select(everything, False, True, None)
+    assert len(matrix.select(everything, True, False, None)) == len(everything) - 1
+    assert matrix.select(everything, False, False, "keras-nightly, keras-2.2.4") == [canary, by_id()["keras-2.2.4"]]
+    assert "keras-nope" in matrix.select(everything, False, False, "keras-nope")
+    # A kept result is kept for a release, never for the canary.
+    release = by_id()["keras-3.15.1"]
+    results = {cell.id: {"outcome": "run-verified"} for cell in (canary, release)}
+    assert matrix.to_run([canary, release], results, rerun=False, rerun_failed=False) == [canary]
+    assert matrix.to_run([canary, release], results, rerun=True, rerun_failed=False) == [canary, release]
+
+
+@pytest.mark.parametrize(
+    "checks, failed, expected",
+    [
+        pytest.param(["api", "numerics"], [], ("convlstm",), id="convlstm-only"),
+        pytest.param(["api", "lstm api", "lstm fused", "gru api", "gru fused"], [], RNN, id="all-three"),
+        pytest.param(["api", "lstm api", "lstm fused", "gru api"], ["lstm fused"], ("convlstm", "gru"), id="one-fails"),
+        pytest.param(["lstm api", "gru api"], [], ("lstm", "gru"), id="no-convlstm-checks"),
+    ],
+)
+def test_verified_sets_read_off_the_checks(checks, failed, expected):
+    report = {"backend": "tensorflow", "passed": not failed, "checks": {name: "d" for name in checks}, "failed": failed}
+    assert tuple(map(str, matrix.verified_sets([report]))) == expected
+    # Several reports (backends): a set counts only where every report verified it.
+    other = {**report, "checks": {"api": "d"}, "failed": []}
+    assert tuple(map(str, matrix.verified_sets([report, other]))) == tuple(s for s in expected if s == "convlstm")
+
+
+def test_own_tests_follow_the_layer_sets():
+    record = [
+        "keras/src/layers/rnn/conv_lstm2d_test.py", "keras/src/layers/rnn/lstm_test.py",
+        "keras/src/layers/rnn/gru_test.py", "keras/src/layers/rnn/bidirectional_test.py",
+        "keras/src/layers/rnn/simple_rnn_test.py", "keras/src/backend/tensorflow/lstm_test.py",
+        "keras/src/layers/rnn/lstm.py",
+    ]
+    sets = {name: matrix.ordered(matrix.LayerSet(s) for s in names) for name, names in
+            {"convlstm": ["convlstm"], "all": RNN, "gru": ["convlstm", "gru"]}.items()}
+    assert matrix.own_test_files(record, sets["convlstm"]) == ["keras/src/layers/rnn/conv_lstm2d_test.py"]
+    assert matrix.own_test_files(record, sets["all"]) == sorted(record[:4])
+    assert matrix.own_test_files(record, sets["gru"]) == sorted([record[0], record[2], record[3]])
+
+
+# A run cell against a stand-in for `python -m patcher` (status, apply, check, revert
+# answer from a table); the cell's "venv" holds a real dist-info whose RECORD is compared.
+
+CONVLSTM_CHECKS = ["api", "numerics", "inheritance", "defaults", "serialization"]
+RNN_CHECKS = [f"{s} {name}" for s in ("lstm", "gru") for name in ("api", "numerics", "fused")]
+
+
+REAL_RUN = subprocess.run
+
+
+class StandInTool:
+    def __init__(self, site: Path, distribution: str, version: str, supported=RNN, checks=None, failed=(),
+                 apply_exit=0, check_exit=0):
+        self.site, self.calls = site, []
+        self.status = {"flavours": [{"distribution": distribution, "version": version, "site": str(site),
+                                     "state": "pristine", "layer_sets": {"supported": list(supported)}}]}
+        names = CONVLSTM_CHECKS + RNN_CHECKS if checks is None else checks
+        report = {"distribution": distribution, "version": version, "backend": "tensorflow", "passed": not failed,
+                  "checks": [{"name": n, "passed": n not in failed, "detail": "d", "value": None} for n in names]}
+        self.apply = (apply_exit, {"verification": [report],
+                                   **({"error": {"message": "verification failed at check 'x'", "exit_code": 9}}
+                                      if apply_exit else {})})
+        status = {0: "ok", 10: "no-lock"}.get(check_exit, "drift")
+        self.check = (check_exit, {"results": [{"status": status, "problems": [] if status == "ok" else ["no lock for it"]}]})
+
+    def __call__(self, command, **kwargs):
+        if command[1:3] != ["-m", "patcher"]:  # platform's `uname -p`, ...
+            return REAL_RUN(command, **kwargs)
+        argv = command[3:]
+        self.calls.append(argv)
+        code, document = {"status": (0, self.status), "apply": self.apply, "check": self.check}.get(argv[0], (0, {}))
+        return subprocess.CompletedProcess(command, code, json.dumps(document), "")
+
+
+def run_standin(tmp_path, monkeypatch, cell_id: str, version: str, **answers):
+    monkeypatch.setenv("CONVLSTM_PATCH_ENV_CACHE", str(tmp_path / "venvs"))
+    cell = by_id()[cell_id]
+    site = cell.venv / "lib" / "site-packages"
+    wheel = standin_wheel(tmp_path / "wheels", cell.distribution, version)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    tool = StandInTool(site, cell.distribution, version, **answers)
+    monkeypatch.setattr(matrix, "tool_revision", lambda: {"version": "0.1.0", "commit": "0123456789"})
+    monkeypatch.setattr(matrix.subprocess, "run", tool)
+    monkeypatch.setattr(matrix.Runner, "environment", lambda self, cell, result: cell.venv / "bin" / "python")
+    monkeypatch.setattr(matrix, "runtime_versions", lambda python, env: {"tensorflow": "2.21.0"})
+    result = matrix.Runner(tmp_path / "out", 60, own_tests=False).run_cell(cell)
+    return result, tool.calls
+
+
+def test_a_release_cell_applies_its_sets_and_records_them(tmp_path, monkeypatch):
+    result, calls = run_standin(tmp_path, monkeypatch, "keras-3.15.1", "3.15.1")
+    assert result["outcome"] == "run-verified", result.get("failure")
+    assert [argv[0] for argv in calls] == ["status", "apply", "check", "revert"]
+    apply = calls[1]
+    assert apply[apply.index("--layers") + 1] == "convlstm,lstm,gru" and apply[apply.index("--only") + 1] == "keras"
+    assert "--layers" not in calls[3]  # revert: every set patched
+    assert result["layer_sets"] == result["verified_sets"] == list(RNN) == result["supported_sets"]
+    assert result["record_identical"] is True and result["check"]["status"] == "ok"
+    assert result["tool"] == {"version": "0.1.0", "commit": "0123456789"}
+    saved = json.loads((tmp_path / "out" / "matrix.json").read_text())["cells"][0]
+    assert saved["verified_sets"] == list(RNN)
+    row = next(line for line in matrix.markdown(tmp_path / "out").splitlines() if line.startswith("| keras 3.15.1"))
+    assert "| convlstm, lstm, gru |" in row and "TensorFlow: 11/11 passed" in row
+    assert ", 0.1.0 @ 0123456789 |" in row
+
+
+@pytest.mark.parametrize(
+    "answers, failure",
+    [
+        pytest.param({"checks": CONVLSTM_CHECKS + RNN_CHECKS[:3]}, "verified no gru checks", id="a-set-unverified"),
+        pytest.param({"failed": ("lstm fused",), "apply_exit": 9}, "apply exited 9: verification failed", id="rolled-back"),
+        pytest.param({"supported": ("convlstm",)}, "supports convlstm; the cell runs convlstm, lstm, gru (its lock)",
+                     id="status-disagrees-with-lock"),
+        pytest.param({"check_exit": 10}, "check exited 10", id="no-lock-for-a-release"),
+    ],
+)
+def test_a_release_cell_fails(tmp_path, monkeypatch, answers, failure):
+    result, calls = run_standin(tmp_path, monkeypatch, "keras-3.15.1", "3.15.1", **answers)
+    assert result["outcome"] == "failed" and failure in result["failure"], result.get("failure")
+    if "apply" in [argv[0] for argv in calls]:  # once apply ran, revert and the RECORD comparison follow
+        assert calls[-1][0] == "revert" and result["record_identical"] is True
+    if answers.get("apply_exit"):
+        assert result["verification"][0]["failed"] == ["lstm fused"]
+
+
+def test_the_canary_records_the_version_pip_installed_and_accepts_no_lock(tmp_path, monkeypatch):
+    result, calls = run_standin(tmp_path, monkeypatch, "keras-nightly", "3.16.0.dev2026102704", check_exit=10)
+    assert result["outcome"] == "run-verified", result.get("failure")
+    assert result["version"] == "3.16.0.dev2026102704" and result["canary"] is True
+    assert result["check"] == {"exit": 10, "status": "no-lock", "problems": ["no lock for it"]}
+    assert result["verified_sets"] == list(RNN)
+    assert calls[1][calls[1].index("--only") + 1] == "keras"
+    # A drift still fails it.
+    result, _ = run_standin(tmp_path / "drift", monkeypatch, "keras-nightly", "3.16.0.dev2026102704", check_exit=1)
+    assert result["outcome"] == "failed" and "check exited 1" in result["failure"]
+
+
+def test_markdown_says_per_generation_whether_lstm_and_gru_ran(tmp_path):
+    def result(cell_id, distribution, version, generation, checks):
+        return {"id": cell_id, "distribution": distribution, "version": version, "backend": "tensorflow",
+                "generation": generation, "kind": "run", "outcome": "run-verified", "seconds": 1.0,
+                "date": "2026-11-24 10:00 UTC",
+                "verification": [{"backend": "tensorflow", "passed": True, "checks": {n: "d" for n in checks}}]}
+
+    results = {
+        "keras-3.0.5": result("keras-3.0.5", "keras", "3.0.5", "Keras 3", CONVLSTM_CHECKS + RNN_CHECKS),
+        "keras-3.1.1": result("keras-3.1.1", "keras", "3.1.1", "Keras 3", CONVLSTM_CHECKS),  # an older result
+        "tf_keras-2.21.0": result("tf_keras-2.21.0", "tf_keras", "2.21.0", "tf_keras", CONVLSTM_CHECKS + RNN_CHECKS),
+        "keras-2.2.4": result("keras-2.2.4", "keras", "2.2.4", "keras 2.0-2.3 (multi-backend)", CONVLSTM_CHECKS),
+    }
+    matrix.write_json(tmp_path, results)
+    rows = {line.split(" | ")[0]: line for line in matrix.markdown(tmp_path).split("## By generation")[1].splitlines()}
+    assert "run-verified in 1 of 2 cells (keras-3.0.5)" in rows["| Keras 3"]
+    assert "ConvLSTM only, run before LSTM/GRU joined the matrix: keras-3.1.1" in rows["| Keras 3"]
+    assert "**run-verified** in all 1 cells" in rows["| tf_keras"]
+    assert "not supported: ConvLSTM only" in rows["| keras 2.0-2.3 (multi-backend)"]
+    row = next(line for line in matrix.markdown(tmp_path).splitlines() if line.startswith("| keras 3.1.1"))
+    assert "| convlstm |" in row and "tool commit not recorded" in row
+
+
+def test_tool_revision_names_the_checkout_commit():
+    repo = Path(matrix.__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.fail(f"the matrix runs from a git checkout; git says: {head.stderr.strip()}")
+    revision = matrix.tool_revision()
+    assert head.stdout.startswith(revision["commit"].removesuffix("-dirty")) and len(revision["commit"]) >= 10
+    assert revision["version"] == __import__("patcher").__version__

@@ -79,8 +79,9 @@ def test_two_distributions_of_one_package_are_refused(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: keras-nightly\nVersion: 3.99.1.dev1\n")
     (info / "RECORD").write_text("")
-    with pytest.raises(errors.Unsupported, match="keras 3.99.0 and keras-nightly 3.99.1.dev1 are both installed"):
+    with pytest.raises(errors.Unsupported, match="keras 3.99.0 and keras-nightly 3.99.1.dev1 are both installed") as error:
         find_flavours([str(site)])
+    assert "`pip uninstall -y keras keras-nightly` then `pip install` the one you want" in error.value.message
 
 
 def test_a_nightly_is_the_keras_package(tmp_path):

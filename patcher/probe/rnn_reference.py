@@ -23,6 +23,18 @@ units)`` (input bias, recurrent bias)::
 
 Every per-gate activation left as None follows ``activation`` /
 ``recurrent_activation``, as in the patched layers.
+
+What the layers do around those equations, as Keras documents it:
+
+* ``go_backwards``: the steps are taken last to first, and the outputs are
+  given in that order (the last output is the one of the first step);
+* a ``mask`` (batch, time) of booleans: at a masked step of a sample, its
+  state (h, and c) stays what it was and its output is the previous output
+  (zeros before the first step), or zeros with ``zero_output_for_mask``;
+* ``Bidirectional``: a forward and a backward (``go_backwards``) layer; with
+  ``return_sequences`` the backward outputs are put back in time order, then
+  the two are merged (concat on the last axis, sum, ave, mul, or None: both
+  given); the states follow, forward first.
 """
 
 import numpy as np
@@ -58,6 +70,23 @@ def _pick(given, fallback, hard_sigmoid):
     return resolve(given if given is not None else fallback, hard_sigmoid)
 
 
+def _steps(x, mask, go_backwards):
+    """The inputs and the (batch, 1) masks in the order the steps are taken."""
+    x = np.asarray(x, dtype="float64")
+    keep = np.ones(x.shape[:2], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if go_backwards:
+        x, keep = x[:, ::-1], keep[:, ::-1]
+    return [(x[:, t, :], keep[:, t][:, None]) for t in range(x.shape[1])]
+
+
+def _emit(new, old, keep, previous_output, zero_output_for_mask):
+    """A step's state and output for each sample: the new ones where kept, else the old state and
+    the previous (or a zero) output."""
+    state = np.where(keep, new, old)
+    output = np.where(keep, new, 0.0 if zero_output_for_mask else previous_output)
+    return state, output
+
+
 def lstm(
     x,
     kernel,
@@ -71,8 +100,11 @@ def lstm(
     recurrent_activation_i=None,
     recurrent_activation_o=None,
     hard_sigmoid="keras3",
+    mask=None,
+    go_backwards=False,
+    zero_output_for_mask=False,
 ):
-    """(outputs over time, last h, last c), all float64."""
+    """(outputs in the order the steps are taken, last h, last c), all float64."""
     x = np.asarray(x, dtype="float64")
     kernel = np.asarray(kernel, dtype="float64")
     recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
@@ -85,16 +117,19 @@ def lstm(
     gate_o = _pick(recurrent_activation_o, recurrent_activation, hard_sigmoid)
     h = np.zeros((x.shape[0], units))
     c = np.zeros((x.shape[0], units))
+    output = np.zeros((x.shape[0], units))
     outputs = []
-    for t in range(x.shape[1]):
-        z = x[:, t, :].dot(kernel) + h.dot(recurrent_kernel) + bias
+    for xt, keep in _steps(x, mask, go_backwards):
+        z = xt.dot(kernel) + h.dot(recurrent_kernel) + bias
         z_i, z_f, z_c, z_o = (z[:, k * units : (k + 1) * units] for k in range(4))
         i = gate_i(z_i)
         f = gate_f(z_f)
-        c = f * c + i * act_c(z_c)
+        new_c = f * c + i * act_c(z_c)
         o = gate_o(z_o)
-        h = o * act_h(c)
-        outputs.append(h)
+        new_h = o * act_h(new_c)
+        c = np.where(keep, new_c, c)
+        h, output = _emit(new_h, h, keep, output, zero_output_for_mask)
+        outputs.append(output)
     return np.stack(outputs, axis=1), h, c
 
 
@@ -109,8 +144,11 @@ def gru(
     recurrent_activation_r=None,
     reset_after=True,
     hard_sigmoid="keras3",
+    mask=None,
+    go_backwards=False,
+    zero_output_for_mask=False,
 ):
-    """(outputs over time, last h), all float64."""
+    """(outputs in the order the steps are taken, last h), all float64."""
     x = np.asarray(x, dtype="float64")
     kernel = np.asarray(kernel, dtype="float64")
     recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
@@ -129,15 +167,42 @@ def gru(
     b_z, b_r, b_h = (input_bias[k * units : (k + 1) * units] for k in range(3))
     rb_z, rb_r, rb_h = (recurrent_bias[k * units : (k + 1) * units] for k in range(3))
     h = np.zeros((x.shape[0], units))
+    output = np.zeros((x.shape[0], units))
     outputs = []
-    for t in range(x.shape[1]):
-        xt = x[:, t, :]
+    for xt, keep in _steps(x, mask, go_backwards):
         z = gate_z(xt.dot(w_z) + b_z + h.dot(u_z) + rb_z)
         r = gate_r(xt.dot(w_r) + b_r + h.dot(u_r) + rb_r)
         if reset_after:
             hh = candidate(xt.dot(w_h) + b_h + r * (h.dot(u_h) + rb_h))
         else:
             hh = candidate(xt.dot(w_h) + b_h + (r * h).dot(u_h))
-        h = z * h + (1.0 - z) * hh
-        outputs.append(h)
+        h, output = _emit(z * h + (1.0 - z) * hh, h, keep, output, zero_output_for_mask)
+        outputs.append(output)
     return np.stack(outputs, axis=1), h
+
+
+def layer_outputs(result, return_sequences=True, return_state=True):
+    """What a layer returns from lstm()/gru()'s result: all outputs or the last one, then the states."""
+    outputs, states = result[0], list(result[1:])
+    return [outputs if return_sequences else outputs[:, -1]] + (states if return_state else [])
+
+
+MERGES = {
+    "concat": lambda y, y_rev: [np.concatenate([y, y_rev], axis=-1)],
+    "sum": lambda y, y_rev: [y + y_rev],
+    "ave": lambda y, y_rev: [(y + y_rev) / 2.0],
+    "mul": lambda y, y_rev: [y * y_rev],
+    None: lambda y, y_rev: [y, y_rev],
+}
+
+
+def bidirectional(forward, backward, merge_mode="concat", return_sequences=True, return_state=False):
+    """What Bidirectional returns from lstm()/gru()'s results for the forward layer and the
+    backward one (run with go_backwards=True): the merged output (two with merge_mode None),
+    then, with return_state, the forward states and the backward states."""
+    if return_sequences:
+        y, y_rev = forward[0], backward[0][:, ::-1]
+    else:
+        y, y_rev = forward[0][:, -1], backward[0][:, -1]
+    states = list(forward[1:]) + list(backward[1:]) if return_state else []
+    return MERGES[merge_mode](y, y_rev) + states
