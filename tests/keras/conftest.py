@@ -13,9 +13,11 @@ copy then see stock Keras, and the environment itself is only read.
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,30 @@ def site(tmp_path: Path) -> Path:
     for name in FLAVOURS:
         copy_distribution(name, folder)
     return folder
+
+
+@dataclass(frozen=True)
+class Verified:
+    """One real `apply --layers convlstm,lstm,gru`, verified, on both flavours."""
+
+    site: Path  # read only: the tests that share it must not change it
+    document: dict  # apply's --json document, its verification reports included
+    output: str
+
+    def reports(self, distribution: str) -> list[dict]:
+        return [report for report in self.document["verification"] if report["distribution"] == distribution]
+
+
+@pytest.fixture(scope="session")
+def verified(tmp_path_factory) -> Verified:
+    """The one full verification of the session, shared by the tests that read it (mark them
+    ``pytest.mark.xdist_group(name="verified")`` so one worker runs it once)."""
+    from helpers import cli_at
+
+    folder = tmp_path_factory.mktemp("verified") / "site-packages"
+    folder.mkdir()
+    for name in FLAVOURS:
+        copy_distribution(name, folder)
+    result = cli_at(folder, "apply", "--layers", "convlstm,lstm,gru", "--json")
+    assert result.exit_code == 0, result.output
+    return Verified(folder, json.loads(result.stdout), result.output)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SCRIPTS, cli_at, hashes, run_in_site, target_files
+from helpers import SCRIPTS, Session, cli_at, hashes, run_in_site, target_files
 from patcher.probe import reference
 
 SCRIPT = str(SCRIPTS / "run_conv_lstm.py")
@@ -28,14 +28,17 @@ FIVE = {
 }
 
 
-def run_layers(site: Path, package: str, tmp_path: Path, activations: dict | None = None) -> dict:
-    """{rank: {"x", "kernel", ..., "outputs", "h", "c"}} from a fresh process."""
+def run_layers(site: Path, package: str, tmp_path: Path, *runs: dict) -> list[dict]:
+    """Per run (activation keywords): {rank: {"x", "kernel", ..., "outputs", "h", "c"}}, from one fresh process."""
     out = tmp_path / f"{package}-{len(list(tmp_path.glob('*.npz')))}.npz"
-    completed = run_in_site(site, SCRIPT, package, str(out), json.dumps(activations or {}))
+    completed = run_in_site(site, SCRIPT, package, str(out), json.dumps(list(runs) or [{}]))
     assert completed.returncode == 0, completed.stderr[-2000:]
     with np.load(out) as data:
         assert str(data["source"]).startswith(str(site)), "the subprocess must import the copy, not the installed Keras"
-        return {rank: {key.split("/")[1]: data[key] for key in data.files if key.startswith(f"{rank}/")} for rank in (1, 2, 3)}
+        return [
+            {rank: {key.split("/")[2]: data[key] for key in data.files if key.startswith(f"{index}/{rank}/")} for rank in (1, 2, 3)}
+            for index in range(len(runs) or 1)
+        ]
 
 
 def record_hashes(package: str) -> dict[str, str]:
@@ -48,18 +51,16 @@ def record_hashes(package: str) -> dict[str, str]:
     return entries
 
 
+@pytest.mark.xdist_group(name="verified")
 @pytest.mark.parametrize("package", [pytest.param("keras", id="keras3"), pytest.param("tf_keras", id="tf_keras")])
-def test_apply_computes_five_activations_and_revert_restores_bytes(site, tmp_path, package):
-    files = target_files(site, package)
-    before = hashes(files)
-    stock = run_layers(site, package, tmp_path)
-
-    result = cli_at(site, "apply", "--only", package)
-    assert result.exit_code == 0, result.output
-    assert "verified (5 checks passed)" in result.output
-    assert all(hashes([path])[path] != before[path] for path in files)
-
-    five, defaults = run_layers(site, package, tmp_path, FIVE), run_layers(site, package, tmp_path)
+def test_a_verified_patch_computes_five_activations_and_defaults_bit_for_bit(verified, tmp_path, package):
+    """The session's verified patch, run outside the probe: the five against the NumPy reference,
+    no activation given against the pristine source bit for bit, and the five really change outputs."""
+    reports = verified.reports(package)
+    assert reports and all(report["passed"] for report in reports), verified.output
+    assert [len(report["checks"]) for report in reports] == [17]  # ConvLSTM's 5, LSTM's and GRU's 6 each
+    (stock,) = run_layers(Session.pristine_site, package, tmp_path)
+    five, defaults = run_layers(verified.site, package, tmp_path, FIVE, {})
     for rank in (1, 2, 3):
         got = five[rank]
         expected = reference.conv_lstm(got["x"], got["kernel"], got["recurrent_kernel"], got["bias"], padding="same", **FIVE)
@@ -67,7 +68,16 @@ def test_apply_computes_five_activations_and_revert_restores_bytes(site, tmp_pat
             assert np.max(np.abs(got[name] - want)) < 1e-4, (rank, name)
         for name in ("outputs", "h", "c"):
             assert np.array_equal(defaults[rank][name], stock[rank][name]), (rank, name)
+    # Guard against a test that cannot fail: the five change the outputs.
+    assert not np.allclose(defaults[2]["outputs"], five[2]["outputs"])
 
+
+@pytest.mark.parametrize("package", [pytest.param("keras", id="keras3"), pytest.param("tf_keras", id="tf_keras")])
+def test_apply_then_revert_restores_the_recorded_bytes(site, package):
+    files = target_files(site, package)
+    before = hashes(files)
+    assert cli_at(site, "apply", "--only", package, "--no-verify").exit_code == 0
+    assert all(hashes([path])[path] != before[path] for path in files)
     result = cli_at(site, "revert", "--only", package)
     assert result.exit_code == 0, result.output
     assert hashes(files) == before
@@ -77,26 +87,19 @@ def test_apply_computes_five_activations_and_revert_restores_bytes(site, tmp_pat
     assert not (site / ".convlstm-patch" / "backups" / f"{package}-{metadata.version(package)}").exists()
 
 
-def test_five_activations_are_really_used(site, tmp_path):
-    """Guard against a test that cannot fail: the five change the outputs."""
-    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
-    default, five = run_layers(site, "keras", tmp_path), run_layers(site, "keras", tmp_path, FIVE)
-    assert not np.allclose(default[2]["outputs"], five[2]["outputs"])
-
-
-def count_ops(site: Path, activations: dict | None = None) -> dict:
+def count_ops(site: Path, *runs: dict) -> list[dict]:
     script = str(SCRIPTS / "count_ops.py")
-    completed = run_in_site(site, script, json.dumps(activations or {}), env={"KERAS_BACKEND": "tensorflow"})
+    completed = run_in_site(site, script, json.dumps(list(runs) or [{}]), env={"KERAS_BACKEND": "tensorflow"})
     assert completed.returncode == 0, completed.stderr[-2000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def test_patched_layer_costs_no_extra_op(site):
+@pytest.mark.xdist_group(name="verified")
+def test_patched_layer_costs_no_extra_op(verified):
     """Without the five, the traced graph is op for op the stock one."""
-    stock = count_ops(site)
-    assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
-    assert count_ops(site) == stock
+    (stock,) = count_ops(Session.pristine_site)
     # With five, only the activations' own ops change (linear adds none at all).
-    five = count_ops(site, {**dict.fromkeys(FIVE, "tanh"), "recurrent_activation_o": "linear"})
+    patched, five = count_ops(verified.site, {}, {**dict.fromkeys(FIVE, "tanh"), "recurrent_activation_o": "linear"})
+    assert patched == stock
     changed = {op for op in set(stock) | set(five) if stock.get(op) != five.get(op)}
     assert changed <= {"Sigmoid", "Tanh"}, changed

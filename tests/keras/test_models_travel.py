@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SCRIPTS, cli_at, copy_distribution, run_in_site
+from helpers import SCRIPTS, Session, run_in_site
 
 SCRIPT = str(SCRIPTS / "model_travel.py")
 # (package, file suffix, what stock Keras says about a keyword it does not know)
@@ -23,34 +23,25 @@ FORMATS = [
 ]
 
 
-def travel(site: Path, package: str, *args: str) -> dict:
-    completed = run_in_site(site, SCRIPT, package, *args)
+def travel(site: Path, package: str, *steps) -> list[dict]:
+    """Run the steps (save / load) in one fresh process importing Keras from ``site``."""
+    completed = run_in_site(site, SCRIPT, package, json.dumps(steps))
     assert completed.returncode == 0, completed.stderr[-2000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture
-def stock(tmp_path: Path) -> Path:
-    folder = tmp_path / "stock-site"
-    folder.mkdir()
-    for name in ("keras", "tf_keras"):
-        copy_distribution(name, folder)
-    return folder
-
-
+@pytest.mark.xdist_group(name="verified")
 @pytest.mark.parametrize("package, suffix, refusal", FORMATS)
-def test_models_travel(site, stock, tmp_path, package, suffix, refusal):
-    result = cli_at(site, "apply", "--only", package, "--no-verify")
-    assert result.exit_code == 0, result.output
-    with_five, without = tmp_path / f"five{suffix}", tmp_path / f"plain{suffix}"
-    saved_five = travel(site, package, "save", str(with_five), json.dumps({"activation_i": "relu"}))
-    saved_plain = travel(site, package, "save", str(without), "{}")
-
-    refused = travel(stock, package, "load", str(with_five))
+def test_models_travel(verified, tmp_path, package, suffix, refusal):
+    """Saved where patched (the session's verified copy), loaded where stock (its pristine copy)."""
+    with_five, without = str(tmp_path / f"five{suffix}"), str(tmp_path / f"plain{suffix}")
+    saved_five, saved_plain, loaded_five = travel(
+        verified.site, package,
+        ["save", with_five, {"activation_i": "relu"}], ["save", without, {}], ["load", with_five],
+    )  # fmt: skip
+    assert loaded_five["output"] == saved_five["output"]
+    refused, loaded = travel(Session.pristine_site, package, ["load", with_five], ["load", without])
     assert "error" in refused and refusal in refused["error"], refused
     assert "activation_i" in refused["error"]
-
-    assert travel(site, package, "load", str(with_five))["output"] == saved_five["output"]
-    loaded = travel(stock, package, "load", str(without))
     assert "error" not in loaded, loaded
     np.testing.assert_array_equal(loaded["output"], saved_plain["output"])

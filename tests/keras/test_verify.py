@@ -75,6 +75,7 @@ def test_verify_reports_a_hang_as_a_failure(patched):
     assert "did not finish within 3 s" in result.output
 
 
+@pytest.mark.slow  # another Keras 3 backend (.ci/run installs torch and jax)
 @pytest.mark.backends
 @pytest.mark.parametrize("backend", [pytest.param("torch", id="torch"), pytest.param("jax", id="jax")])
 def test_verify_passes_under_tensorflow_and_another_backend(patched, backend):
