@@ -8,11 +8,12 @@ race is reproduced step by step instead of hoped for with sleeps.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from helpers import ROOT
@@ -27,7 +28,9 @@ class Run:
 
     def __init__(self, *args: str, pause_at: str | None = None, folder: Path | None = None, **env: str) -> None:
         self.args = args
-        self.folder = folder or Path(os.environ.get("TMPDIR", "/tmp")) / f"convlstm-patch-pause-{uuid.uuid4().hex}"
+        # A folder made here is removed when the run ends; a given one belongs to the caller.
+        self.owns_folder = folder is None
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="convlstm-patch-pause-"))
         self.folder.mkdir(parents=True, exist_ok=True)
         self.point = pause_at
         extra = {"CONVLSTM_PATCH_PAUSE_AT": pause_at, "CONVLSTM_PATCH_PAUSE_DIR": str(self.folder)} if pause_at else {}
@@ -73,6 +76,8 @@ class Run:
 
     def finish(self, timeout: float = 600) -> Run:
         self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        if self.owns_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
         return self
 
     @property
