@@ -155,7 +155,7 @@ class Group(click.Group):
             # short and its journal is still there for the next command.
             raise errors.Interrupted(
                 "interrupted (Ctrl-C); run `convlstm-patch status`: the next command settles a half-done change "
-                "(an apply is rolled back, a revert finished)"
+                "(rolled back if it stopped before its commit point, finished if after)"
             ) from None
         except BrokenPipeError:
             # The reader went away (`| head`): every file operation had finished

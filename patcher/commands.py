@@ -312,6 +312,7 @@ def verify(target: Target, options: VerifyCommandOptions) -> Verified:
     """The probe's reports, from an environment no run changed while they ran."""
     for _ in range(3):
         recovered, snap = _settled(target, options.lock_timeout)
+        _require_something_patched(snap)
         reports = verification.verify_all(
             verification.what_to_verify(snap, options.layers), _probe_options(target, options.probe)
         )
@@ -321,6 +322,14 @@ def verify(target: Target, options: VerifyCommandOptions) -> Verified:
         "the environment changed while it was being verified (another convlstm-patch at work?); "
         "run `convlstm-patch verify` again when it has finished"
     )
+
+
+def _require_something_patched(snap: Snapshot) -> None:
+    """A probe of a Keras nobody patched can only fail, after TensorFlow took seconds to import: say so at once."""
+    pristine = [flavour for flavour in snap.flavours if flavour.overall() == snapshot.State.PRISTINE]
+    if pristine and len(pristine) == len(snap.flavours):
+        names = ", ".join(flavour.flavour.key for flavour in pristine)
+        raise errors.VerificationFailed(f"{names}: nothing to verify, it is not patched: run `convlstm-patch apply`")
 
 
 def check(target: Target, options: ReadOptions) -> Checked:
