@@ -465,4 +465,5 @@ def _restart(outcomes: list[Outcome], recovered: list[str]) -> list[str]:
 def _imported_here(flavour: Flavour) -> bool:
     module = sys.modules.get(flavour.package)
     source = getattr(module, "__file__", None)
-    return source is not None and Path(source).resolve().is_relative_to(flavour.site)
+    # The package's folder, resolved: its __init__.py may itself be a link (a link farm).
+    return source is not None and Path(source).parent.resolve().is_relative_to(flavour.site)

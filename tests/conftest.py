@@ -6,23 +6,22 @@ conftest.py makes the pristine copy of it they work on."""
 
 from __future__ import annotations
 
-
-
 import sys
 from pathlib import Path
+
+import pytest
 
 KERAS_TESTS = Path(__file__).parent / "keras"
 HEAVY = ("keras", "tensorflow", "tf_keras", "libcst.tool")
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:
-    """A run of only these tests must not have imported Keras or TensorFlow: fail it if it did."""
-    items = getattr(session, "items", [])
-    if not items or any(KERAS_TESTS in Path(item.path).parents for item in items):
-        return
+@pytest.fixture(scope="session", autouse=True)
+def pure_tests_import_no_keras(request):
+    """A run of only these tests must not import Keras or TensorFlow: its last test errors if
+    one did. (A fixture, not a session hook: under pytest-xdist the tests run in workers, and
+    an error at a fixture's teardown reaches the run's exit status from there.)"""
+    pure = not any(KERAS_TESTS in Path(item.path).parents for item in request.session.items)
+    yield
     imported = [name for name in HEAVY if name in sys.modules]
-    if imported:
-        session.config.get_terminal_writer().line(
-            f"tests outside tests/keras imported {', '.join(imported)}; they must not", red=True
-        )
-        session.exitstatus = 1
+    if pure and imported:
+        pytest.fail(f"tests outside tests/keras imported {', '.join(imported)}; they must not")

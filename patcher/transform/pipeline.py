@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,7 +56,16 @@ def transform_source(
     GRU's fused branches): it gets the union of their edits. A class that
     takes parameters ("cell", "layer") belongs to one set, so such a file has one.
     """
-    sets = ordered(layer_sets)
+    return _transform(source, tuple(sorted(targets.items())), ordered(layer_sets))
+
+
+# The transform is a pure function of its inputs and costs about 0.3 s a file in
+# libcst: a process that meets the same bytes again (`check` after `apply`, a
+# revert re-transforming a shared file, the test suite's many copies of one
+# Keras) reuses the result. Failures (TransformError) are not cached.
+@functools.lru_cache(maxsize=64)
+def _transform(source: str, target_items: tuple[tuple[str, str], ...], sets: tuple[LayerSet, ...]) -> TransformResult:
+    targets = dict(target_items)
     takes_parameters = {name: role for name, role in targets.items() if role in PARAMETER_ROLES}
     if not sets or (takes_parameters and len(sets) > 1):
         raise ValueError(f"a file with cells or layers is patched for exactly one layer set, not {sets}")

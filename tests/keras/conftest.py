@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FLAVOURS, ROOT, Session, copy_distribution
+from helpers import FLAVOURS, ROOT, Session, copy_distribution, link_distribution, record_mismatches
 
 
 def pytest_configure(config) -> None:
@@ -36,9 +36,20 @@ def pytest_configure(config) -> None:
     except NoPristineSource as error:
         shutil.rmtree(folder, ignore_errors=True)
         raise pytest.UsageError(f"cannot make a pristine copy of Keras for the tests: {error}") from None
+    folder.chmod(0o755)  # the `site` folders link here, and some tests run as another user
     sys.path.insert(0, str(folder))
     importlib.invalidate_caches()
     Session.pristine_site = folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pristine_copy_stays_pristine():
+    """The tests' `site` folders link to the session's pristine copy: the last test of the
+    session errors if one wrote through a link."""
+    yield
+    changed = [path for name in FLAVOURS for path in record_mismatches(name, Session.pristine_site)]
+    if changed:
+        pytest.fail(f"a test wrote through a link into the session's pristine Keras: {', '.join(map(str, changed[:5]))}")
 
 
 def pytest_unconfigure(config) -> None:
@@ -48,11 +59,12 @@ def pytest_unconfigure(config) -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """A site-packages folder with pristine copies of the installed keras and tf_keras."""
+    """A site-packages folder with pristine copies of the installed keras and tf_keras (the
+    folders convlstm-patch may patch copied, the rest linked: helpers.link_distribution)."""
     folder = tmp_path / "site-packages"
     folder.mkdir()
     for name in FLAVOURS:
-        copy_distribution(name, folder)
+        link_distribution(name, folder)
     return folder
 
 
@@ -69,15 +81,28 @@ class Verified:
 
 
 @pytest.fixture(scope="session")
-def verified(tmp_path_factory) -> Verified:
-    """The one full verification of the session, shared by the tests that read it (mark them
-    ``pytest.mark.xdist_group(name="verified")`` so one worker runs it once)."""
-    from helpers import cli_at
+def verified(tmp_path_factory, worker_id) -> Verified:
+    """The one full verification of the session, shared by the tests that read it.
 
-    folder = tmp_path_factory.mktemp("verified") / "site-packages"
-    folder.mkdir()
-    for name in FLAVOURS:
-        copy_distribution(name, folder)
-    result = cli_at(folder, "apply", "--layers", "convlstm,lstm,gru", "--json")
-    assert result.exit_code == 0, result.output
-    return Verified(folder, json.loads(result.stdout), result.output)
+    Under pytest-xdist every worker has its own session: the first to take the
+    lock makes it in the run's shared temporary folder, the others wait and read
+    it (pytest-xdist's recipe for a session fixture made once; its
+    ``xdist_group`` marks are not honoured by pytest 9.2, which ignores the
+    node ids xdist rewrites)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    folder = shared / "verified" / "site-packages"
+    document = shared / "verified" / "apply.json"
+    with FileLock(str(shared / "verified.lock")):
+        if not document.exists():
+            folder.mkdir(parents=True)
+            for name in FLAVOURS:
+                copy_distribution(name, folder)
+            from helpers import cli_at
+
+            result = cli_at(folder, "apply", "--layers", "convlstm,lstm,gru", "--json")
+            assert result.exit_code == 0, result.output
+            document.write_text(json.dumps({"document": json.loads(result.stdout), "output": result.output}))
+    made = json.loads(document.read_text())
+    return Verified(folder, made["document"], made["output"])

@@ -51,7 +51,6 @@ def record_hashes(package: str) -> dict[str, str]:
     return entries
 
 
-@pytest.mark.xdist_group(name="verified")
 @pytest.mark.parametrize("package", [pytest.param("keras", id="keras3"), pytest.param("tf_keras", id="tf_keras")])
 def test_a_verified_patch_computes_five_activations_and_defaults_bit_for_bit(verified, tmp_path, package):
     """The session's verified patch, run outside the probe: the five against the NumPy reference,
@@ -94,7 +93,6 @@ def count_ops(site: Path, *runs: dict) -> list[dict]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.xdist_group(name="verified")
 def test_patched_layer_costs_no_extra_op(verified):
     """Without the five, the traced graph is op for op the stock one."""
     (stock,) = count_ops(Session.pristine_site)

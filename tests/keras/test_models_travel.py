@@ -30,7 +30,6 @@ def travel(site: Path, package: str, *steps) -> list[dict]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.xdist_group(name="verified")
 @pytest.mark.parametrize("package, suffix, refusal", FORMATS)
 def test_models_travel(verified, tmp_path, package, suffix, refusal):
     """Saved where patched (the session's verified copy), loaded where stock (its pristine copy)."""
