@@ -116,7 +116,7 @@ def seconds_option(name: str, minimum: float, default: float, help: str):
 
 
 timeout_option = seconds_option(
-    "--timeout", 1, DEFAULT_TIMEOUT, "Fail a verification run that takes longer than this."
+    "--timeout", 1, DEFAULT_TIMEOUT, "Fail a verification process (each on its own clock) that takes longer than this."
 )
 lock_timeout_option = seconds_option(
     "--lock-timeout", 0, DEFAULT_LOCK_TIMEOUT, "How long to wait for another convlstm-patch working on the same environment."
@@ -126,7 +126,7 @@ backend_option = click.option(
     "backends",
     multiple=True,
     type=click.Choice(BACKENDS),
-    help="Also verify Keras 3 under this backend (repeatable).",
+    help="Also verify Keras 3 under this backend (repeatable; the backend it already uses is verified once).",
 )
 
 

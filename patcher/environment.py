@@ -317,10 +317,12 @@ def _interpreter_path(python: str) -> tuple[list[str], str | None]:
     return [entry for entry in answer["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None
 
 
-def kill_process_group(process: subprocess.Popen) -> None:
-    """Kill a child started with start_new_session and everything it started.
+def kill_process_group(process: subprocess.Popen, drain: bool = True) -> None:
+    """Kill a child started with start_new_session and everything it started, and reap it.
 
     Process groups and SIGKILL are POSIX; elsewhere (Windows) the child alone is killed.
+    ``drain``: read what is left in its pipes (communicate); False when other threads
+    read them (then only wait for it).
     """
     killpg, sigkill = getattr(os, "killpg", None), getattr(signal, "SIGKILL", None)
     try:
@@ -329,4 +331,7 @@ def kill_process_group(process: subprocess.Popen) -> None:
         killpg(process.pid, sigkill)
     except OSError:
         process.kill()
-    process.communicate()
+    if drain:
+        process.communicate()
+    else:
+        process.wait()

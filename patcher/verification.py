@@ -1,22 +1,28 @@
-"""Run the verification probe in a fresh process of the target interpreter.
+"""Run the verification probes, each in a fresh process of the target interpreter.
 
-The probe (patcher/probe/runner.py) makes a few assertions about the patched
-layers, each a ProbeCheck of the flavour's Report.
+The probes (patcher/probe/runner.py for ConvLSTM, rnn_runner.py for LSTM and
+GRU) make a few assertions about the patched layers, each a ProbeCheck of the
+flavour's Report. The probes of all flavours and backends run side by side,
+as many at once as there are usable cores (at most MAX_PARALLEL): a probe is
+mostly one busy thread (importing TensorFlow), so two flavours take about as
+long as one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from patcher import errors
-from patcher.environment import Flavour, TargetFile
+from patcher.environment import Flavour, TargetFile, kill_process_group
 from patcher.layersets import REGISTRY, LayerSet
 from patcher.snapshot import Snapshot, State
 from patcher.store import Manifest, backup_copy
@@ -24,7 +30,15 @@ from patcher.store import Manifest, backup_copy
 PROBE = Path(__file__).resolve().parent / "probe" / "runner.py"
 RNN_PROBE = Path(__file__).resolve().parent / "probe" / "rnn_runner.py"
 DEFAULT_TIMEOUT = 600  # seconds
+# A probe is about one busy core and 0.7 GB (TensorFlow imported): at most one per
+# usable core, and never so many that memory, not the CPU, becomes the limit.
+MAX_PARALLEL = 4
+# The longest the runner waits without looking up: a Ctrl-C is noticed by then even
+# where a blocked wait is not interrupted by it (Windows).
+WAKE = 0.5  # seconds
+EXIT_POLL = 0.02  # seconds between looks at a probe that closed its pipes but has not exited yet
 BACKENDS = ("tensorflow", "jax", "torch")  # the Keras 3 backends --backend accepts
+KERAS3_DEFAULT_BACKEND = "tensorflow"  # what Keras 3 uses when nothing names one
 
 
 @dataclass(frozen=True)
@@ -33,8 +47,9 @@ class VerifyOptions:
 
     python: str | None = None  # the target interpreter (None: this one)
     backends: tuple[str, ...] = ()  # Keras 3 is also verified under these
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # seconds, for each probe process on its own
     on_progress: Callable[[str], None] | None = None
+    parallel: int | None = None  # probe processes at once (None: one per usable core, at most MAX_PARALLEL)
 
     def labelled(self, label: str) -> Callable[[str], None] | None:
         """on_progress with every line prefixed by ``label``."""
@@ -88,14 +103,73 @@ def what_to_verify(snapshot: Snapshot, layers) -> list[Verifiable]:
 
 
 def verify_all(items: list[Verifiable], options: VerifyOptions) -> list[Report]:
-    """One fresh subprocess per flavour and backend (Keras 3 only is multi-backend)."""
-    reports = []
+    """Every flavour under each distinct backend (Keras 3 only is multi-backend), one report each.
+
+    Each probe is its own fresh process with its own timeout; up to
+    options.parallel of them run side by side (the flavours, their backends,
+    and a flavour's ConvLSTM and LSTM/GRU probes alike). The reports come in
+    the order of the items, each report's checks in the order of its probes,
+    whatever order the probes end in.
+    """
+    reports, runs = [], []
     for item in items:
-        multi_backend = item.flavour.layout is not None and item.flavour.layout.name == "keras3"
-        runs = (None, *options.backends) if multi_backend else (None,)
-        for backend in dict.fromkeys(runs):
-            reports.append(verify(item, options, backend))
-    return reports
+        for backend in _distinct_backends(item.flavour, options):
+            report = Report(item.flavour, backend)
+            reports.append(report)
+            runs += _runs(item, report, options)
+    _run_side_by_side(runs, options)
+    _collect(runs)
+    return _without_repeats(reports)
+
+
+def default_backend(env: Mapping[str, str]) -> str | None:
+    """The backend Keras 3 picks in a process with this environment, found without importing it.
+
+    As keras/src/backend/config.py does it: a non-empty KERAS_BACKEND, else
+    "backend" in keras.json of $KERAS_HOME, or of ~/.keras (/tmp/.keras when
+    the home folder is not writable), else tensorflow. None when Keras would
+    not get that far (an unreadable keras.json, or one that is no JSON object):
+    then nothing is deduplicated beforehand.
+    """
+    if env.get("KERAS_BACKEND"):
+        return env["KERAS_BACKEND"]
+    if "KERAS_HOME" in env:
+        folder = env["KERAS_HOME"]
+    else:
+        base = os.path.expanduser("~")
+        folder = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    try:
+        with open(os.path.expanduser(os.path.join(folder, "keras.json"))) as file:
+            config = json.load(file)
+    except FileNotFoundError:
+        return KERAS3_DEFAULT_BACKEND
+    except ValueError:  # Keras ignores a keras.json that is not JSON
+        return KERAS3_DEFAULT_BACKEND
+    except OSError:
+        return None
+    backend = config.get("backend", KERAS3_DEFAULT_BACKEND) if isinstance(config, dict) else None
+    return backend if isinstance(backend, str) else None
+
+
+def _distinct_backends(flavour: Flavour, options: VerifyOptions) -> list[str | None]:
+    """None (the backend the environment picks), then each --backend that differs from it."""
+    if flavour.layout is None or flavour.layout.name != "keras3":
+        return [None]
+    default = default_backend(_environment(flavour, None))
+    return [None, *(backend for backend in dict.fromkeys(options.backends) if backend and backend != default)]
+
+
+def _without_repeats(reports: list[Report]) -> list[Report]:
+    """Drop a passed report whose probe ran under a backend an earlier report of its flavour
+    already covers (default_backend could not tell beforehand); a failure is never dropped."""
+    seen, kept = set(), []
+    for report in reports:
+        key = (report.flavour.site, report.flavour.key, report.backend)
+        if report.backend is not None and key in seen and report.passed:
+            continue
+        seen.add(key)
+        kept.append(report)
+    return kept
 
 
 def verdict(reports: list[Report], snapshot: Snapshot) -> None:
@@ -112,9 +186,31 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
 
 
 def verify(item: Verifiable, options: VerifyOptions, backend: str | None = None) -> Report:
-    """Run the probes of the flavour's layer sets on its Keras in a subprocess; a crash or hang is a failed ProbeCheck."""
+    """Run the probes of the flavour's layer sets on its Keras, side by side; a crash or hang is a failed ProbeCheck."""
+    report = Report(item.flavour, backend)
+    runs = _runs(item, report, options)
+    _run_side_by_side(runs, options)
+    _collect(runs)
+    return report
+
+
+def _runs(item: Verifiable, report: Report, options: VerifyOptions) -> list[_ProbeRun]:
+    env = _environment(item.flavour, report.backend)
+    return [_ProbeRun(report, command, env) for command in _commands(item, options)]
+
+
+def _collect(runs: list[_ProbeRun]) -> None:
+    """Each probe's checks into its report, in the order of the probes."""
+    for run in runs:
+        run.report.checks.extend(run.checks)
+        if run.backend is not None:
+            run.report.backend = run.backend
+
+
+def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
+    """The flavour's probe commands: the ConvLSTM probe, and the LSTM/GRU probe, for the layer sets in focus."""
     flavour = item.flavour
-    report = Report(flavour, backend)
+    commands = []
     if LayerSet.CONVLSTM in item.layer_sets:
         cell_file = _cell_file(flavour, LayerSet.CONVLSTM)
         command = [
@@ -132,11 +228,11 @@ def verify(item: Verifiable, options: VerifyOptions, backend: str | None = None)
         ]
         if item.manifest is not None and item.manifest.file(cell_file.relative):
             command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
-        _probe(report, command, flavour, backend, options)
+        commands.append(command)
     rnn_command = _rnn_command(item, options)
     if rnn_command is not None:
-        _probe(report, rnn_command, flavour, backend, options)
-    return report
+        commands.append(rnn_command)
+    return commands
 
 
 def _cell_file(flavour: Flavour, layer_set: LayerSet) -> TargetFile:
@@ -163,25 +259,6 @@ def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
     return command
 
 
-def _probe(report: Report, command: list[str], flavour: Flavour, backend: str | None, options: VerifyOptions) -> None:
-    """Run one probe process and add its checks to the report."""
-    on_progress = options.labelled(report.label)
-    try:
-        stdout, returncode, timed_out = _run(command, _environment(flavour, backend), options.timeout, on_progress)
-    except OSError as error:
-        report.checks.append(ProbeCheck("run", False, f"could not start {command[0]}: {error.strerror}"))
-        return
-    if timed_out:
-        report.checks.append(ProbeCheck("run", False, f"verification did not finish within {options.timeout:.0f} s"))
-        return
-    try:
-        document = json.loads(stdout.strip().splitlines()[-1])
-        report.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
-        report.backend = document.get("backend", backend)
-    except (ValueError, IndexError, KeyError, TypeError):
-        report.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
-
-
 def _environment(flavour: Flavour, backend: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -190,28 +267,133 @@ def _environment(flavour: Flavour, backend: str | None) -> dict[str, str]:
     return env
 
 
-def _run(command, env, timeout, on_progress) -> tuple[str, int, bool]:
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True
-    )
-    killed = threading.Event()
 
-    def kill() -> None:
-        killed.set()
-        process.kill()
+@dataclass(eq=False)
+class _ProbeRun:
+    """One probe process: what it runs, and what it said once it ended."""
 
-    timer = threading.Timer(timeout, kill)
-    timer.start()
+    report: Report
+    command: list[str]
+    env: dict[str, str]
+    checks: list[ProbeCheck] = field(default_factory=list)
+    backend: str | None = None  # as the probe reported it
+    process: subprocess.Popen | None = None
+    deadline: float = 0.0
+    open_streams: int = 0  # pipes whose end its reader has not yet seen
+    stdout: bytes = b""
+    done: bool = False  # concluded, or stopped at its timeout
+
+
+def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
+    """Run every probe, up to options.parallel at once (in list order), each until it ends or its
+    own timeout kills it; whatever ends the wait early (Ctrl-C) first kills every probe started.
+
+    A thread per pipe reads it (portable: select() on pipes is POSIX-only; and no pipe can
+    fill up and stall its probe); this thread alone acts on what they read, so progress
+    lines reach on_progress whole and in order.
+    """
+    waiting, running = list(runs), []
+    limit = max(1, options.parallel or min(_usable_cores(), MAX_PARALLEL))
+    events: queue.Queue = queue.Queue()
     try:
-        # stdout is one short JSON line, so reading stderr first cannot deadlock.
-        for line in process.stderr:
-            if on_progress and line.startswith(("check ", "importing ")):
-                on_progress(line.strip())
-        stdout = process.stdout.read()
-        returncode = process.wait()
+        while waiting or running:
+            while waiting and len(running) < limit:
+                run = waiting.pop(0)
+                if _start(run, events, options):
+                    running.append(run)
+            now = time.monotonic()
+            for run in list(running):
+                if run.deadline <= now:
+                    timed_out = f"verification did not finish within {options.timeout:.0f} s"
+                    run.checks.append(ProbeCheck("run", False, timed_out))
+                    _stop(run)
+                    running.remove(run)
+                elif run.open_streams == 0 and run.process.poll() is not None:
+                    _conclude(run, run.process.returncode)
+                    running.remove(run)
+            if not running:
+                continue
+            # A probe whose pipes both ended is exiting: look again soon.
+            exiting = any(run.open_streams == 0 for run in running)
+            wait = EXIT_POLL if exiting else min(WAKE, min(run.deadline for run in running) - now)
+            try:
+                run, stream, data = events.get(timeout=max(wait, 0))
+            except queue.Empty:
+                continue
+            if run in running:  # not one stopped at its timeout
+                _take(run, stream, data, options)
     finally:
-        timer.cancel()
-        if process.poll() is None:  # interrupted (Ctrl-C): never leave the probe running
-            process.kill()
-            process.wait()
-    return stdout, returncode, killed.is_set()
+        for run in runs:  # interrupted (Ctrl-C): never leave a probe running
+            if run.process is not None and not run.done:
+                _stop(run)
+
+
+def _start(run: _ProbeRun, events: queue.Queue, options: VerifyOptions) -> bool:
+    try:
+        # Its own session (POSIX): a Ctrl-C in the terminal reaches this process alone,
+        # which then kills each probe with everything the probe started.
+        run.process = subprocess.Popen(
+            run.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=run.env,
+            start_new_session=True,
+        )
+    except OSError as error:
+        run.checks.append(ProbeCheck("run", False, f"could not start {run.command[0]}: {error.strerror}"))
+        run.done = True
+        return False
+    run.deadline = time.monotonic() + options.timeout  # each probe's own time, not its wait for a turn
+    run.open_streams = 2
+    for stream in (run.process.stdout, run.process.stderr):
+        threading.Thread(target=_pump, args=(run, stream, events), daemon=True).start()
+    return True
+
+
+def _pump(run: _ProbeRun, stream, events: queue.Queue) -> None:
+    """In a reader thread: stderr line by line, stdout whole (one short JSON line), then None."""
+    try:
+        with stream:
+            if stream is run.process.stderr:
+                for line in stream:
+                    events.put((run, stream, line))
+            else:
+                events.put((run, stream, stream.read()))
+    except (OSError, ValueError):  # the pipe closed under it: the probe was stopped
+        pass
+    events.put((run, stream, None))
+
+
+def _take(run: _ProbeRun, stream, data: bytes | None, options: VerifyOptions) -> None:
+    """One reader's news: the end of a pipe, stdout, or a stderr line (progress, labelled)."""
+    if data is None:
+        run.open_streams -= 1
+    elif stream is run.process.stdout:
+        run.stdout = data
+    else:
+        text = data.decode(errors="replace").strip()
+        on_progress = options.labelled(run.report.label)
+        if on_progress and text.startswith(("check ", "importing ")):
+            on_progress(text)
+
+
+def _stop(run: _ProbeRun) -> None:
+    """Kill the probe and whatever it started; its readers then see the pipes end (and close them)."""
+    run.done = True
+    kill_process_group(run.process, drain=False)
+
+
+def _conclude(run: _ProbeRun, returncode: int) -> None:
+    """The probe's checks from its JSON document; anything else is a crash."""
+    run.done = True
+    try:
+        document = json.loads(run.stdout.decode(errors="replace").strip().splitlines()[-1])
+        run.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
+        run.backend = document.get("backend")
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+        run.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Benchmark convlstm-patch: how fast the tool is, and how fast the patched layer trains.
 
-    python scripts/bench.py [--quick] [--backends tensorflow,torch,jax] [--layers convlstm,lstm,gru] [--json PATH]
+    python scripts/bench.py [--quick] [--part A|B] [--backends tensorflow,torch,jax] [--layers convlstm,lstm,gru]
+                            [--json PATH]
 
 A. Tool speed: wall time of `python -m patcher ...` subprocesses (median of N
-   rounds, command order rotated each round) next to their baselines.
+   rounds, command order rotated each round) next to their baselines; among
+   them `verify` of both flavours against the slower of the two verified alone.
 B. Patched layer speed: one training step of a small ConvLSTM2D model (and,
    with --layers, an LSTM and a GRU model) on a pristine and a patched copy of
-   Keras, per Keras 3 backend.
+   Keras, per Keras 3 backend. LSTM and GRU are timed twice with per-gate
+   activations: the same functions the gates inherit (only the code path
+   differs from stock) and other functions (functions and path differ).
 
 Everything runs on throwaway copies of the installed keras and tf_keras (package
 and dist-info) in a temporary folder; the real environment is never touched.
@@ -53,6 +57,7 @@ FIVE_DISTINCT = dict(
 VARIANTS = {
     "pristine": ("pristine", {}, "pristine (stock), defaults"),
     "defaults": ("patched", {}, "patched, defaults"),
+    "same": ("patched", {}, "patched, same functions per gate"),
     "five": ("patched", FIVE_DISTINCT, "patched, five distinct"),
 }
 # --layers: layer set -> (its class, input shape after the batch, keyword arguments
@@ -65,10 +70,38 @@ PER_GATE = {
         "LSTM",
         RNN_SHAPE,
         dict(activation_i="relu", recurrent_activation_f="hard_sigmoid", recurrent_activation_o="softsign"),
-        "patched, per-gate set",
+        "patched, other functions per gate",
     ),
-    "gru": ("GRU", RNN_SHAPE, dict(recurrent_activation_z="hard_sigmoid", recurrent_activation_r="softsign"), "patched, per-gate set"),
+    "gru": (
+        "GRU",
+        RNN_SHAPE,
+        dict(recurrent_activation_z="hard_sigmoid", recurrent_activation_r="softsign"),
+        "patched, other functions per gate",
+    ),
 }
+# The "same" variant: every per-gate activation given, each the function it would inherit
+# (LSTM/GRU defaults: tanh and sigmoid). Against stock only the code path differs.
+SAME_FUNCTIONS = {
+    "lstm": dict(
+        activation_i="tanh",
+        activation_o="tanh",
+        recurrent_activation_f="sigmoid",
+        recurrent_activation_i="sigmoid",
+        recurrent_activation_o="sigmoid",
+    ),
+    "gru": dict(recurrent_activation_z="sigmoid", recurrent_activation_r="sigmoid"),
+}
+# What each ratio to pristine measures, printed under the table.
+MEASURES = {
+    "defaults": "no per-gate argument vs stock: what the patch itself costs",
+    "same": "each gate given the very function it inherits (sigmoid/tanh) vs stock: only the code path differs",
+    "five": "per-gate functions other than stock's vs stock: the functions and the code path together",
+}
+
+
+def variants_of(layer_set: str) -> list[str]:
+    """ConvLSTM has no fused path, so "same" would time what "defaults" does."""
+    return [variant for variant in VARIANTS if variant != "same" or layer_set in SAME_FUNCTIONS]
 
 
 @dataclass(frozen=True)
@@ -172,17 +205,39 @@ class ToolCommand:
     label: str
     argv: list[str]
     site: str
-    baseline: str | None = None
+    baseline: str | tuple[str, ...] | None = None  # several: the slowest of them
     target: Target | None = None
     reset: list[str] | None = None  # untimed, after every timed run
+    measures: str | None = None  # what its ratio to the baseline measures, printed under the table
 
 
 def tool_commands(sites: dict[str, Path]) -> list[ToolCommand]:
     pristine, scratch, patched = (str(sites[name]) for name in ("pristine", "scratch", "patched"))
     convlstm = "import keras, numpy; keras.layers.ConvLSTM2D(2, 3)(numpy.zeros((1, 2, 8, 8, 1)))"
+    # What running side by side can gain on this machine right now: verify of both flavours
+    # cannot beat two imports at once (the probes' time is mostly importing TensorFlow).
+    pair = (
+        "import subprocess, sys; imports = [subprocess.Popen([sys.executable, '-c', 'import keras']) for _ in '12'];"
+        " sys.exit(max(process.wait() for process in imports))"
+    )
     return [
         ToolCommand("import_keras", 'python -c "import keras"', [sys.executable, "-c", "import keras"], "pristine"),
-        ToolCommand("help", "patcher --help", patcher("--help"), "pristine", baseline="import_keras"),
+        ToolCommand(
+            "import_pair",
+            "two of them side by side",
+            [sys.executable, "-c", pair],
+            "pristine",
+            baseline="import_keras",
+            measures="two `import keras` at once vs one: the machine's own limit for probes side by side (1.0: free)",
+        ),
+        ToolCommand(
+            "help",
+            "patcher --help",
+            patcher("--help"),
+            "pristine",
+            baseline="import_keras",
+            measures="the CLI's own start-up, as a share of importing Keras",
+        ),
         ToolCommand(
             "status",
             "patcher status",
@@ -190,6 +245,7 @@ def tool_commands(sites: dict[str, Path]) -> list[ToolCommand]:
             "pristine",
             baseline="import_keras",
             target=Target("<= 0.25 s and <= 5%", lambda median, ratio: median <= 0.25 and ratio <= 0.05),
+            measures="reading the state of both flavours, as a share of importing Keras",
         ),
         ToolCommand(
             "apply",
@@ -207,6 +263,23 @@ def tool_commands(sites: dict[str, Path]) -> list[ToolCommand]:
             "patched",
             baseline="convlstm",
             target=Target("<= 1.5x baseline", lambda median, ratio: ratio <= 1.5),
+            measures="verify of one flavour vs a process that imports Keras and runs one ConvLSTM2D",
+        ),
+        ToolCommand(
+            "verify_tf_keras",
+            "patcher verify --only tf_keras",
+            patcher("verify", "--keras-root", patched, "--only", "tf_keras"),
+            "patched",
+        ),
+        # The probes of the two flavours run side by side: both should take about as long as one.
+        ToolCommand(
+            "verify_both",
+            "patcher verify (keras, tf_keras)",
+            patcher("verify", "--keras-root", patched),
+            "patched",
+            baseline=("verify", "verify_tf_keras"),
+            target=Target("<= 1.3x slower one", lambda median, ratio: ratio <= 1.3),
+            measures="verify of both flavours (probes side by side) vs the slower flavour verified alone",
         ),
     ]
 
@@ -234,7 +307,8 @@ def tool_results(commands: list[ToolCommand], samples: dict[str, list[float]]) -
     results = []
     for command in commands:
         median = medians[command.key]
-        ratio = median / medians[command.baseline] if command.baseline else None
+        baselines = (command.baseline,) if isinstance(command.baseline, str) else command.baseline or ()
+        ratio = median / max(medians[key] for key in baselines) if baselines else None
         results.append(
             dict(
                 key=command.key,
@@ -246,6 +320,7 @@ def tool_results(commands: list[ToolCommand], samples: dict[str, list[float]]) -
                 ratio=ratio,
                 target=command.target.text if command.target else None,
                 passed=command.target.met(median, ratio) if command.target else None,
+                measures=command.measures,
             )
         )
     return results
@@ -254,8 +329,12 @@ def tool_results(commands: list[ToolCommand], samples: dict[str, list[float]]) -
 def format_ratio(result: dict) -> str:
     if result["ratio"] is None:
         return "-"
+    if result["key"] == "import_pair":
+        return f"{result['ratio']:.2f}x one"
     if result["baseline"] == "import_keras":
         return f"{result['ratio']:.1%} of import keras"
+    if isinstance(result["baseline"], (tuple, list)):
+        return f"{result['ratio']:.2f}x slower one alone"
     return f"{result['ratio']:.2f}x one-liner"
 
 
@@ -273,6 +352,10 @@ def print_tool_table(results: list[dict], repeats: int) -> None:
             f"  {result['command']:<33} {result['median_s']:>8.3f}  {format_ratio(result):<22} "
             f"{result['target'] or '-':<22} {verdict(result['passed'])}".rstrip()
         )
+    print("  What each ratio measures:")
+    for result in results:
+        if result["ratio"] is not None and result.get("measures"):
+            print(f"    {result['command']}: {result['measures']}")
     print()
 
 
@@ -295,7 +378,7 @@ def worker_main(variant: str, warmup: int, layer_set: str = "convlstm") -> None:
     import numpy as np
 
     class_name, shape, per_gate, _ = PER_GATE[layer_set]
-    kwargs = per_gate if variant == "five" else VARIANTS[variant][1]
+    kwargs = {"five": per_gate, "same": SAME_FUNCTIONS.get(layer_set)}.get(variant) or VARIANTS[variant][1]
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape, batch_size=BATCH)
     if layer_set == "convlstm":
@@ -389,7 +472,7 @@ def start_workers(
     # Warm-up is untimed, so the processes may start and compile side by side.
     workers = {}
     try:
-        for variant in VARIANTS:
+        for variant in variants_of(layer_set):
             site = sites[site_of(variant, layer_set)]
             workers[variant] = Worker.start(variant, site, home, backend, plan.warmup, logs, layer_set)
         for variant, worker in workers.items():
@@ -419,9 +502,9 @@ def check_worker(worker: Worker, site: Path) -> None:
         raise SubprocessFailed(f"training worker {worker.variant}", None, "; ".join(problems))
 
 
-def enough_rounds(done: int, elapsed: float, plan: Plan) -> bool:
+def enough_rounds(done: int, elapsed: float, plan: Plan, variants: int) -> bool:
     # Stop only after whole rotations, so each variant ran first, second and third equally often.
-    return done % len(VARIANTS) == 0 and done >= plan.min_rounds and elapsed >= plan.seconds
+    return done % variants == 0 and done >= plan.min_rounds and elapsed >= plan.seconds
 
 
 def time_generation(
@@ -433,11 +516,12 @@ def time_generation(
     load from other processes, which comes and goes, falls on all of them alike.
     """
     workers = start_workers(backend, sites, home, plan, logs, layer_set)
-    samples: dict[str, list] = {variant: [] for variant in VARIANTS}
+    variants = variants_of(layer_set)
+    samples: dict[str, list] = {variant: [] for variant in variants}
     start, rounds = time.perf_counter(), 0
     try:
-        while not enough_rounds(rounds, time.perf_counter() - start, plan):
-            for variant in rotated(list(VARIANTS), rounds):
+        while not enough_rounds(rounds, time.perf_counter() - start, plan, len(variants)):
+            for variant in rotated(variants, rounds):
                 samples[variant].append(workers[variant].step())
             rounds += 1
     finally:
@@ -460,6 +544,7 @@ def time_layers(
 
 LAYER_TARGETS = {
     "defaults": ("1.00 +/- 0.03", lambda ratio: abs(ratio - 1) <= 0.03),
+    "same": ("<= 1.05", lambda ratio: ratio <= 1.05),
     "five": ("<= 1.05", lambda ratio: ratio <= 1.05),
 }
 
@@ -471,8 +556,8 @@ def paired_ratio(steps: list, baseline: list, index: int) -> float:
 
 def layer_results(generations: list[dict[str, list]], layer_set: str = "convlstm") -> dict:
     variants = {}
-    for variant, (_, _, label) in VARIANTS.items():
-        label = PER_GATE[layer_set][3] if variant == "five" else label
+    for variant in variants_of(layer_set):
+        label = PER_GATE[layer_set][3] if variant == "five" else VARIANTS[variant][2]
         steps = [step for generation in generations for step in generation[variant]]
         wall, cpu = ([step[index] for step in steps] for index in (0, 1))
         entry = dict(
@@ -499,6 +584,7 @@ def layer_results(generations: list[dict[str, list]], layer_set: str = "convlstm
                 generation_cpu_ratios=cpu_ratios,
                 target=text,
                 passed=met(ratio),
+                measures=MEASURES[variant],
             )
         variants[variant] = entry
     return dict(variants=variants)
@@ -513,8 +599,10 @@ def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
     print("   ratio: per generation the median over rounds of (variant step / pristine step), wall time;")
     print("   shown: the median over generations, then each generation's. cpu: the same with CPU time.")
     each_width = max(len("per generation"), 5 * plan.generations - 1)
+    labels = [entry["label"] for result in results.values() for entry in result.get("variants", {}).values()]
+    label_width = max(map(len, labels), default=27)
     header = (
-        f"  {'backend':<15} {'variant':<27} {'steps':>5} {'median ms':>9}  {'ratio':>5}  "
+        f"  {'backend':<15} {'variant':<{label_width}} {'steps':>5} {'median ms':>9}  {'ratio':>5}  "
         f"{'per generation':<{each_width}}  {'cpu':>5}  {'target':<14} result"
     )
     print(header)
@@ -533,8 +621,14 @@ def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
                 )
             else:
                 cells = f"{'-':>5}"
-            print(f"  {name:<15} {entry['label']:<27} {entry['steps']:>5} {entry['median_ms']:>9.1f}  {cells}".rstrip())
+            line = f"  {name:<15} {entry['label']:<{label_width}} {entry['steps']:>5} {entry['median_ms']:>9.1f}  {cells}"
+            print(line.rstrip())
             name = ""
+    print("  What each ratio measures (variant step / pristine step):")
+    entries = [entry for result in results.values() for entry in result.get("variants", {}).values()]
+    measures = {entry["label"]: entry["measures"] for entry in entries if "measures" in entry}
+    for label, text in measures.items():
+        print(f"    {label}: {text}")
     print()
 
 
@@ -627,6 +721,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions: about 1.5 minutes instead of 4.5 (longer on a busy machine)")
     parser.add_argument(
+        "--part",
+        choices=("A", "B"),
+        help="only part A (tool speed) or only part B (layer speed); default: both",
+    )
+    parser.add_argument(
         "--backends",
         type=parse_backends,
         default=list(BACKENDS),
@@ -648,11 +747,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def prepare_sites(tmp: Path, home: Path, layer_sets: tuple[str, ...] | list[str] = ("convlstm",)) -> dict[str, Path]:
-    """pristine: never patched; scratch: apply/revert cycles; patched: applied once (ConvLSTM);
+    """pristine: never patched; scratch: apply/revert cycles; patched: applied once (ConvLSTM, both flavours);
     patched_rnn (with --layers lstm/gru): applied once with those sets, for part B only."""
     names = ["pristine", "scratch", "patched"] + (["patched_rnn"] if list(layer_sets) != ["convlstm"] else [])
     sites = {name: make_site(tmp / name) for name in names}
-    apply = patcher("apply", "--keras-root", str(sites["patched"]), "--no-verify", "--only", "keras")
+    apply = patcher("apply", "--keras-root", str(sites["patched"]), "--no-verify")  # both flavours
     run("patcher apply (setup)", apply, environment(sites["patched"], home))
     if "patched_rnn" in sites:
         apply = patcher("apply", "--keras-root", str(sites["patched_rnn"]), "--no-verify", "--only", "keras")
@@ -671,15 +770,18 @@ def benchmark(args: argparse.Namespace, plan: Plan, tmp: Path) -> tuple[list[dic
     progress("setting up copies of keras and tf_keras")
     sites = prepare_sites(tmp, home, args.layers)
 
-    progress("A. timing the tool")
-    commands = tool_commands(sites)
-    tools = tool_results(commands, time_tools(commands, sites, home, plan.tool_repeats))
-    print_tool_table(tools, plan.tool_repeats)
+    parts = {args.part} if args.part else {"A", "B"}
+    tools: list[dict] = []
+    if "A" in parts:
+        progress("A. timing the tool")
+        commands = tool_commands(sites)
+        tools = tool_results(commands, time_tools(commands, sites, home, plan.tool_repeats))
+        print_tool_table(tools, plan.tool_repeats)
 
     layers: dict[str, dict] = {}
     logs = tmp / "logs"
     logs.mkdir()
-    for backend in args.backends:
+    for backend in args.backends if "B" in parts else []:
         missing = missing_modules(backend)
         if missing:
             layers[backend] = dict(skipped="not installed", missing=missing)
@@ -687,7 +789,8 @@ def benchmark(args: argparse.Namespace, plan: Plan, tmp: Path) -> tuple[list[dic
         for layer_set in args.layers:
             key = backend if layer_set == "convlstm" else f"{backend} {layer_set}"
             layers[key] = layer_results(time_layers(backend, sites, home, plan, logs, layer_set), layer_set)
-    print_layer_table(layers, plan)
+    if "B" in parts:
+        print_layer_table(layers, plan)
     return tools, layers
 
 

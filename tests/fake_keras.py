@@ -22,10 +22,19 @@ FILES = {
     "keras/src/layers/rnn/bidirectional.py": ("Bidirectional",),
 }
 CONVLSTM = [relative for relative in FILES if "conv_lstm" in relative]
+# tf_keras (the Keras 2 "src" layout): its ConvLSTM cell lives in base_conv_lstm.py, no Bidirectional set.
+TF_KERAS_FILES = {
+    "tf_keras/src/layers/rnn/base_conv_lstm.py": ("ConvLSTMCell", "ConvLSTM"),
+    "tf_keras/src/layers/rnn/conv_lstm1d.py": ("ConvLSTM1D",),
+    "tf_keras/src/layers/rnn/conv_lstm2d.py": ("ConvLSTM2D",),
+    "tf_keras/src/layers/rnn/conv_lstm3d.py": ("ConvLSTM3D",),
+    "tf_keras/src/layers/rnn/lstm.py": ("LSTMCell", "LSTM"),
+    "tf_keras/src/layers/rnn/gru.py": ("GRUCell", "GRU"),
+}
 
 
 def source(relative: str, text: str = "stock") -> bytes:
-    classes = "".join(f"class {name}(object):\n    pass\n\n" for name in FILES[relative])
+    classes = "".join(f"class {name}(object):\n    pass\n\n" for name in {**FILES, **TF_KERAS_FILES}[relative])
     reaches = "# backend.bidirectional_lstm, backend.bidirectional_gru\n" if relative.endswith("bidirectional.py") else ""
     return f"# {text}\n{reaches}{classes}".encode()
 
@@ -35,9 +44,12 @@ def record_hash(data: bytes) -> str:
 
 
 def install(site: Path, version: str = "3.99.0", name: str = "keras") -> Path:
-    """Write the fake keras ``version`` into ``site`` (a site-packages folder); ``site``."""
+    """Write the fake keras ``version`` into ``site`` (a site-packages folder); ``site``.
+
+    ``name="tf_keras"``: a fake tf_keras (Keras 2 layout) instead.
+    """
     rows = []
-    for relative in FILES:
+    for relative in TF_KERAS_FILES if name == "tf_keras" else FILES:
         data = source(relative)
         path = site / relative
         path.parent.mkdir(parents=True, exist_ok=True)
