@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import fake_keras
+import patcher.commands
 import patcher.verification
 from helpers import SCRIPTS, cli
 from patcher.environment import find_flavours
@@ -252,7 +253,14 @@ def keras_json(folder: Path, config) -> Path:
     return folder
 
 
-def test_the_backend_of_the_default_run_is_not_verified_again(site, events):
+@pytest.fixture
+def taken_as_patched(monkeypatch):
+    """The fake Keras has stub classes no transform applies to, so it stays pristine, and `verify`
+    refuses a Keras nobody patched before starting a probe: let it run the probes anyway."""
+    monkeypatch.setattr(patcher.commands, "_require_something_patched", lambda snap: None)
+
+
+def test_the_backend_of_the_default_run_is_not_verified_again(site, events, taken_as_patched):
     """KERAS_BACKEND=tensorflow and --backend tensorflow: one probe, one result line."""
     result = cli("verify", "--keras-root", str(site), "--only", "keras", "--layers", "convlstm", "--backend", "tensorflow", "--json")
     assert result.exit_code == 0, result.output
@@ -261,7 +269,7 @@ def test_the_backend_of_the_default_run_is_not_verified_again(site, events):
     assert [run["backend"] for run in read_events(events).values()] == ["tensorflow"]
 
 
-def test_another_backend_is_verified_besides_the_default(site, events):
+def test_another_backend_is_verified_besides_the_default(site, events, taken_as_patched):
     result = cli("verify", "--keras-root", str(site), "--only", "keras", "--layers", "convlstm", "--backend", "jax", "--json")
     assert result.exit_code == 0, result.output
     assert [report["backend"] for report in json.loads(result.stdout)["reports"]] == ["tensorflow", "jax"]
@@ -346,3 +354,36 @@ def test_default_backend_is_the_one_keras_picks(tmp_path, monkeypatch, environme
     assert keras.returncode == 0, keras.stderr
     assert keras.stdout.strip() == expected  # the case is what Keras itself picks
     assert ours == expected
+
+
+# -- a probe outlives no convlstm-patch ------------------------------------------------
+
+PARENT = """
+import subprocess, sys, time
+probe = subprocess.Popen([sys.executable, *sys.argv[1:]], start_new_session=True)
+print(probe.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize(
+    "probe, arguments",
+    [
+        pytest.param(patcher.verification.PROBE, ["--cell-module", "keras.cell"], id="convlstm"),
+        pytest.param(patcher.verification.RNN_PROBE, ["--layer-set", "lstm=keras.cell"], id="lstm-gru"),
+    ],
+)
+def test_a_probe_ends_when_convlstm_patch_is_killed(tmp_path, probe, arguments):
+    """Probes run in sessions of their own (so Ctrl-C can kill what they started); a SIGKILL of
+    the tool must not leave one importing Keras, or hanging, for nobody."""
+    site = tmp_path / "site-packages"
+    (site / "keras").mkdir(parents=True)
+    (site / "keras" / "__init__.py").write_text("import time\ntime.sleep(120)\n")  # a probe stuck in `import keras`
+    command = [str(probe), "--package", "keras", "--site", str(site), *arguments]
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, *command], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    time.sleep(1.5)  # the probe is past its start, stuck importing
+    assert gone_soon([pid], seconds=0) == [pid], "the probe should still be running while its parent is"
+    parent.kill()
+    parent.wait()
+    assert gone_soon([pid], seconds=10) == [], "the probe outlived the killed convlstm-patch"

@@ -811,6 +811,7 @@ def _pairs(values):
 
 
 def main(argv=None):
+    _load_file("_convlstm_patch_orphan", os.path.join(HERE, "orphan.py")).exit_with_parent()
     parser = argparse.ArgumentParser()
     parser.add_argument("--package", required=True)
     parser.add_argument("--layer-set", action="append", required=True, help="SET=MODULE")

@@ -271,6 +271,7 @@ CHECKS = ("api", "numerics", "inheritance", "defaults", "serialization")
 
 
 def main(argv=None):
+    _load_file("_convlstm_patch_orphan", os.path.join(HERE, "orphan.py")).exit_with_parent()
     parser = argparse.ArgumentParser()
     parser.add_argument("--package", required=True)
     parser.add_argument("--cell-module", required=True)
