@@ -117,6 +117,13 @@ def target_files(site: Path, name: str, layer_sets=None) -> list[Path]:
     return [target.path for target in flavour.files_of(layer_sets or {LayerSet.CONVLSTM})]
 
 
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace the first ``old`` in a file (which must hold it): a hand edit, or a broken patch."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1))
+
+
 def hashes(paths: list[Path]) -> dict[Path, str]:
     return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 

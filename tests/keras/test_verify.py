@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli, cli_at, tree_hashes
+from helpers import cli, cli_at, edit, tree_hashes
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"
 
@@ -22,12 +22,6 @@ def patched(site: Path) -> Path:
     result = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert result.exit_code == 0, result.output
     return site
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path.name}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def swap_two_gates(site: Path) -> None:

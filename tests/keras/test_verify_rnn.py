@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FLAVOURS, cli, cli_at, record_mismatches, tree_hashes
+from helpers import FLAVOURS, cli, cli_at, edit, record_mismatches, tree_hashes
 
 ALL = "convlstm,lstm,gru"
 LSTM = "keras/src/layers/rnn/lstm.py"
@@ -31,12 +31,6 @@ def patched_rnn(site: Path) -> Path:
     result = cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", "lstm,gru")
     assert result.exit_code == 0, result.output
     return site
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path.name}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def test_apply_all_sets_reverts_to_record(site):
