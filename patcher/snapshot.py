@@ -164,6 +164,7 @@ def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeo
         if first is not None and not first.interrupted:
             second = _read_quietly(flavours)
             if second is not None and second.fingerprint == first.fingerprint:
+                _sweep_if_free(flavours)
                 return [], second
         elif _journals(flavours):
             try:
@@ -177,6 +178,22 @@ def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeo
                 "who can write the environment to settle it); run again when it has finished"
             )
         time.sleep(0.05)
+
+
+def _sweep_if_free(flavours: list[Flavour]) -> None:
+    """A run killed while writing its journal leaves only the journal's temp file: it had written
+    nothing else, so there is nothing to recover, but the file should go. A reader that can take
+    the lock at once deletes it; one that cannot (a user who cannot write here, a run under way
+    that may be writing that very file) leaves it to the next run that writes."""
+    from patcher.transaction import EnvironmentLock, sweep_temp_files, temp_leftovers
+
+    if not temp_leftovers(flavours):
+        return
+    try:
+        with EnvironmentLock(flavours, 0):
+            sweep_temp_files(flavours)
+    except (errors.Busy, errors.WriteFailed, errors.UnsafePath):
+        pass
 
 
 def unchanged(flavours: Iterable[Flavour], before: Snapshot) -> bool:

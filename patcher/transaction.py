@@ -424,13 +424,19 @@ def _refuse_link(path: Path) -> None:
         )
 
 
-def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
-    """Delete what a killed atomic write leaves: temp files, never a real file."""
+def temp_leftovers(flavours: Iterable[Flavour]) -> list[Path]:
+    """What killed atomic writes left: their temp files, never a real file."""
+    leftovers = []
     for flavour in flavours:
-        leftovers = [path for target in flavour.files for path in target.path.parent.glob(f".{target.path.name}.*.tmp")]
+        leftovers += [path for target in flavour.files for path in target.path.parent.glob(f".{target.path.name}.*.tmp")]
         folder = state_folder(flavour.site)
         if folder.is_dir():
             leftovers += folder.rglob(".*.tmp")
-        for leftover in leftovers:
-            leftover.unlink(missing_ok=True)
+    return leftovers
+
+
+def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
+    """Delete what killed atomic writes left (call under the lock: a running write's temp file is not a leftover)."""
+    for leftover in temp_leftovers(flavours):
+        leftover.unlink(missing_ok=True)
 

@@ -104,16 +104,19 @@ class Podman:
 
     folder: Path
     env: dict[str, str] = field(init=False)
+    runroot: Path = field(init=False)
 
     def __post_init__(self) -> None:
         (self.folder / "tmp").mkdir(parents=True, exist_ok=True)
+        # podman refuses a run root longer than 50 characters (pytest-xdist's tmp paths are longer)
+        self.runroot = Path(tempfile.mkdtemp(prefix="podman-run-", dir="/tmp"))
         conf = self.folder / "containers.conf"
         conf.write_text(CONTAINERS_CONF.format(tmp=self.folder / "tmp"))
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
         self.env["PATH"] = self.env.get("PATH", "") + ":/usr/sbin:/sbin"  # runc lives in /usr/sbin
 
     def command(self, *args: str) -> list[str]:
-        return ["podman", "--root", str(self.folder / "store"), "--runroot", str(self.folder / "run"), *args]
+        return ["podman", "--root", str(self.folder / "store"), "--runroot", str(self.runroot), *args]
 
     def run(self, *args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         command = self.command(*args)
@@ -131,6 +134,7 @@ class Podman:
         except OSError:  # something still mounted: let podman unmount it
             self.run("rmi", "--all", "--force")
             shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 # -- the base image ------------------------------------------------------------

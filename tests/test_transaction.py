@@ -175,6 +175,31 @@ def test_a_killed_run_is_undone_from_its_journal(fake):
     assert tree(fake.site) == before
 
 
+def test_a_run_killed_writing_its_journal_leaves_a_temp_file_the_next_reader_deletes(fake, monkeypatch):
+    """Killed before its journal was in place, a run changed nothing: no recovery, but the journal's
+    temp file must not stay. A reader that can take the lock deletes it; one that cannot leaves it."""
+    from patcher.store import journal_path, state_folder
+
+    state_folder(fake.site).mkdir()
+    leftover = journal_path(fake).with_name(f".{journal_path(fake).name}.x1y2z3.tmp")
+    leftover.write_text('{"phase": "sta')
+    before = tree(fake.site)
+    import patcher.transaction
+
+    def read_only(*args, **kwargs):
+        raise errors.WriteFailed("cannot create the lock")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(patcher.transaction.EnvironmentLock, "__enter__", read_only)
+        notes, read = snapshot.settled([fake], None, lock_timeout=1)
+    assert notes == [] and read.flavours[0].overall() == State.PRISTINE
+    assert leftover.exists(), "a reader that cannot take the lock changes nothing"
+    notes, read = snapshot.settled([fake], None, lock_timeout=1)
+    assert notes == [] and read.flavours[0].overall() == State.PRISTINE
+    assert not leftover.exists()
+    assert {path for path in before if path != str(leftover.relative_to(fake.site))} <= set(tree(fake.site))
+
+
 def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake):
     change = patch_change(fake)
     with Transaction([change]) as transaction:
