@@ -155,7 +155,7 @@ def _distinct_backends(flavour: Flavour, options: VerifyOptions) -> list[str | N
     """None (the backend the environment picks), then each --backend that differs from it."""
     if flavour.layout is None or flavour.layout.name != "keras3":
         return [None]
-    default = default_backend(_environment(flavour, None))
+    default = default_backend(_environment(None))
     return [None, *(backend for backend in dict.fromkeys(options.backends) if backend and backend != default)]
 
 
@@ -185,17 +185,8 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
         raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
 
 
-def verify(item: Verifiable, options: VerifyOptions, backend: str | None = None) -> Report:
-    """Run the probes of the flavour's layer sets on its Keras, side by side; a crash or hang is a failed ProbeCheck."""
-    report = Report(item.flavour, backend)
-    runs = _runs(item, report, options)
-    _run_side_by_side(runs, options)
-    _collect(runs)
-    return report
-
-
 def _runs(item: Verifiable, report: Report, options: VerifyOptions) -> list[_ProbeRun]:
-    env = _environment(item.flavour, report.backend)
+    env = _environment(report.backend)
     return [_ProbeRun(report, command, env) for command in _commands(item, options)]
 
 
@@ -259,13 +250,12 @@ def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
     return command
 
 
-def _environment(flavour: Flavour, backend: str | None) -> dict[str, str]:
+def _environment(backend: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if backend:
         env["KERAS_BACKEND"] = backend
     return env
-
 
 
 @dataclass(eq=False)
