@@ -184,10 +184,12 @@ def _sweep_if_free(flavours: list[Flavour]) -> None:
     """A run killed while writing its journal leaves only the journal's temp file: it had written
     nothing else, so there is nothing to recover, but the file should go. A reader that can take
     the lock at once deletes it; one that cannot (a user who cannot write here, a run under way
-    that may be writing that very file) leaves it to the next run that writes."""
-    from patcher.transaction import EnvironmentLock, sweep_temp_files, temp_leftovers
+    that may be writing that very file) leaves it to the next run that writes. (Every other
+    temp file comes with a journal, and recovery sweeps it: only the journal's is looked for
+    here, on every read.)"""
+    from patcher.transaction import EnvironmentLock, sweep_temp_files, temp_files_of
 
-    if not temp_leftovers(flavours):
+    if not any(temp_files_of(journal_path(flavour)) for flavour in flavours):
         return
     try:
         with EnvironmentLock(flavours, 0):

@@ -424,19 +424,19 @@ def _refuse_link(path: Path) -> None:
         )
 
 
-def temp_leftovers(flavours: Iterable[Flavour]) -> list[Path]:
-    """What killed atomic writes left: their temp files, never a real file."""
-    leftovers = []
-    for flavour in flavours:
-        leftovers += [path for target in flavour.files for path in target.path.parent.glob(f".{target.path.name}.*.tmp")]
-        folder = state_folder(flavour.site)
-        if folder.is_dir():
-            leftovers += folder.rglob(".*.tmp")
-    return leftovers
+def temp_files_of(path: Path) -> list[Path]:
+    """The temp files a killed atomic write of ``path`` left (fsops names them .NAME.*.tmp)."""
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
 
 
 def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
-    """Delete what killed atomic writes left (call under the lock: a running write's temp file is not a leftover)."""
-    for leftover in temp_leftovers(flavours):
-        leftover.unlink(missing_ok=True)
+    """Delete what killed atomic writes left: temp files, never a real file (under the lock: a
+    running write's temp file is not a leftover)."""
+    for flavour in flavours:
+        leftovers = [path for target in flavour.files for path in temp_files_of(target.path)]
+        folder = state_folder(flavour.site)
+        if folder.is_dir():
+            leftovers += folder.rglob(".*.tmp")
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
 
