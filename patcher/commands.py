@@ -326,9 +326,8 @@ def verify(target: Target, options: VerifyCommandOptions) -> Verified:
 
 def _require_something_patched(snap: Snapshot) -> None:
     """A probe of a Keras nobody patched can only fail, after TensorFlow took seconds to import: say so at once."""
-    pristine = [flavour for flavour in snap.flavours if flavour.overall() == snapshot.State.PRISTINE]
-    if pristine and len(pristine) == len(snap.flavours):
-        names = ", ".join(flavour.flavour.key for flavour in pristine)
+    if snap.flavours and all(flavour.overall() == snapshot.State.PRISTINE for flavour in snap.flavours):
+        names = ", ".join(flavour.flavour.key for flavour in snap.flavours)
         raise errors.VerificationFailed(f"{names}: nothing to verify, it is not patched: run `convlstm-patch apply`")
 
 
