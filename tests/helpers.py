@@ -124,6 +124,20 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def removed_lines(original: list[str], patched: list[str]) -> list[str]:
+    """The stripped lines of ``original`` that ``patched`` replaced or deleted (a line diff without
+    autojunk: blank lines are frequent enough to be junked otherwise)."""
+    import difflib
+
+    matcher = difflib.SequenceMatcher(None, original, patched, autojunk=False)
+    return [
+        line.strip()
+        for tag, start, end, _, _ in matcher.get_opcodes()
+        if tag in ("replace", "delete")
+        for line in original[start:end]
+    ]
+
+
 def hashes(paths: list[Path]) -> dict[Path, str]:
     return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 

@@ -8,13 +8,12 @@ existed.
 from __future__ import annotations
 
 import ast
-import difflib
 import json
 import sys
 
 import pytest
 
-from helpers import cli_at, hashes, tree_hashes
+from helpers import cli_at, hashes, removed_lines, tree_hashes
 from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
 from patcher.locks import load_lock
@@ -81,14 +80,7 @@ def test_rnn_sources_transform(flavour, target, layer_set):
     assert result.warnings == ()
     compile(result.code, target.relative, "exec")
     assert transform_source(result.code, target.classes, layer_sets=(layer_set,)).code == result.code
-    original, patched = source.splitlines(), result.code.splitlines()
-    matcher = difflib.SequenceMatcher(None, original, patched, autojunk=False)
-    removed = [
-        line.strip()
-        for tag, start, end, _, _ in matcher.get_opcodes()
-        if tag in ("replace", "delete")
-        for line in original[start:end]
-    ]
+    removed = removed_lines(source.splitlines(), result.code.splitlines())
     assert [line for line in removed if not line.startswith(CHANGED_PREFIXES)] == []
     tree = ast.parse(result.code)
     names = [param.name for param in parameters(layer_set)]

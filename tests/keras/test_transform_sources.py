@@ -6,7 +6,6 @@ repository), so these tests follow whatever Keras CI installs, patched or not.
 """
 
 import ast
-import difflib
 import functools
 import re
 import sys
@@ -15,6 +14,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
+from helpers import removed_lines
 from patcher.environment import find_flavours
 from patcher.marker import MARKER_PREFIX
 from patcher.layersets import LayerSet
@@ -118,15 +118,7 @@ def test_transform_is_idempotent(flavour, target):
 @pytest.mark.parametrize("flavour, target", FILE_PARAMS)
 def test_only_gate_lines_change(flavour, target):
     original = pristine_source(flavour.distribution, target.relative).splitlines()
-    result = patched(flavour.distribution, target.relative).code.splitlines()
-    # Without autojunk: blank lines are frequent enough to be junked otherwise.
-    matcher = difflib.SequenceMatcher(None, original, result, autojunk=False)
-    removed = [
-        line.strip()
-        for tag, start, end, _, _ in matcher.get_opcodes()
-        if tag in ("replace", "delete")
-        for line in original[start:end]
-    ]
+    removed = removed_lines(original, patched(flavour.distribution, target.relative).code.splitlines())
     unexpected = [line for line in removed if not line.startswith(GATE_PREFIXES)]
     assert unexpected == [], "original lines changed that are not gate equations"
     # Only a cell's file computes the gates, each once.
