@@ -18,7 +18,7 @@ import click
 
 from patcher import commands, errors, layersets, output
 from patcher.layersets import LayerSet
-from patcher.transaction import DEFAULT_LOCK_TIMEOUT
+from patcher.envlock import DEFAULT_LOCK_TIMEOUT
 from patcher.verification import BACKENDS, DEFAULT_TIMEOUT, VerifyOptions
 
 

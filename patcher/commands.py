@@ -30,8 +30,9 @@ from patcher.layersets import LayerSet
 from patcher.locks import load_lock
 from patcher.planning import Action, Outcome
 from patcher.snapshot import FlavourSnapshot, Snapshot
-from patcher.store import orphaned_backups
-from patcher.transaction import DEFAULT_LOCK_TIMEOUT, EnvironmentLock, Transaction, delete_unneeded_backup, recover_all
+from patcher.store import journal_path, orphaned_backups
+from patcher.envlock import DEFAULT_LOCK_TIMEOUT, EnvironmentLock
+from patcher.transaction import Transaction, delete_unneeded_backup, recover_all, separate_sites_message
 from patcher.verification import Report, VerifyOptions
 
 
@@ -259,6 +260,7 @@ def status(target: Target, options: ReadOptions) -> Status:
 
 def apply(target: Target, options: ApplyOptions) -> Applied:
     """Patch every flavour in one transaction, verify, roll back on failure."""
+    _require_one_site(target)
     unlocked = _refuse_unlocked(target.flavours, options.strict)
     recovered, snap = _settled(target, options.lock_timeout)
     if options.dry_run:
@@ -288,6 +290,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
 
 
 def revert(target: Target, options: RevertOptions) -> Reverted:
+    _require_one_site(target)
     recovered, snap = _settled(target, options.lock_timeout)
     if all(planning.nothing_to_revert(flavour, options.layers) for flavour in snap.flavours):
         outcomes = [_nothing_to_revert(flavour) for flavour in snap.flavours]
@@ -356,11 +359,14 @@ def clean(target: Target, options: CleanOptions) -> list[Path]:
     """Remove the backups never restored: of versions no longer installed (also where Keras was
     uninstalled: needs no Keras found), or damaged and not needed."""
     _, snap = _settled(target, options.lock_timeout)
-    if not _removable(target, snap):
+    # A run killed in a folder whose Keras pip has uninstalled since: no other command looks
+    # there (they find no Keras), so clean settles it (its backup is then an orphan).
+    abandoned = [folder for folder in target.search.folders if journal_path(folder).exists()]
+    if not _removable(target, snap) and not abandoned:
         return []
     orphan_sites = tuple(dict.fromkeys(folder.parent.parent.parent for folder in _orphaned(target)))
-    with EnvironmentLock(target.flavours, options.lock_timeout, orphan_sites):
-        recover_all(target.flavours, target.search.pycache_prefix)
+    with EnvironmentLock(target.flavours, options.lock_timeout, (*orphan_sites, *abandoned)):
+        recover_all(target.flavours, target.search.pycache_prefix, abandoned)
         removed = _removable(target, snapshot.read(target.flavours))
         for folder in removed:
             delete_unneeded_backup(folder)
@@ -368,6 +374,14 @@ def clean(target: Target, options: CleanOptions) -> list[Path]:
 
 
 # -- helpers of the commands -------------------------------------------------------------
+
+
+def _require_one_site(target: Target) -> None:
+    """One transaction changes one site folder: flavours installed in two (a tf_keras in the user
+    site beside the system's keras) are changed one at a time, as --only names them."""
+    sites = sorted({flavour.site for flavour in target.flavours})
+    if len(sites) > 1:
+        raise errors.Unsupported(separate_sites_message(sites))
 
 
 def _settled(target: Target, lock_timeout: float) -> tuple[list[str], Snapshot]:

@@ -55,6 +55,7 @@ class Flavour:
     layout: Layout | None  # None: a Keras whose ConvLSTM source we do not know
     files: tuple[TargetFile, ...] = ()  # every file of every layer set this version supports
     why_unsupported: str = ""  # with no layout: what is missing, when we can tell
+    dist_info: str = ""  # the name of its dist-info folder in ``site``
 
     @property
     def key(self) -> str:
@@ -109,7 +110,9 @@ def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
     for dist in metadata.distributions(path=path):
         name = _canonical(dist.metadata["Name"] or "")
         package = DISTRIBUTIONS.get(name)
-        if package is None or (only is not None and only != package):
+        if package is None or (only is not None and only != package) or dist_info_name(dist).startswith("~"):
+            # "~eras-3.13.2.dist-info": what pip leaves of an upgrade it could not finish
+            # (it warns of it as "-eras"); pip itself ignores it, and so do we.
             continue
         same = found.setdefault(package, [])
         if not same or _site(dist) == _site(same[0]):
@@ -125,9 +128,23 @@ def find_flavours(path: list[str], only: str | None = None) -> list[Flavour]:
                 f"cannot tell which one they are; keep one: `pip uninstall -y {names}` then `pip install` the one you "
                 "want (uninstalling one alone deletes the files they share)"
             )
+        versions = sorted({dist.version for dist in dists})
+        if len(versions) > 1:
+            project = dists[0].metadata["Name"]
+            raise errors.Unsupported(
+                f"{project} is recorded as installed twice in {_site(dists[0])} ({' and '.join(versions)}: an "
+                "interrupted or hand-made install), so convlstm-patch cannot tell which files are which; reinstall "
+                f"the one you want: `pip install --force-reinstall --no-deps {project}==<version>`"
+            )
         if dists:
             flavours.append(_flavour(dists[0], package))
     return flavours
+
+
+def dist_info_name(dist: metadata.Distribution) -> str:
+    """The name of a distribution's dist-info folder (importlib.metadata keeps its path as _path)."""
+    path = getattr(dist, "_path", None)
+    return Path(path).name if path is not None else ""
 
 
 def installed_distributions(site: Path) -> set[str]:
@@ -145,7 +162,10 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
     site = _site(dist)
     record = {str(entry): entry for entry in (dist.files or [])}
     candidates = [layout for layout in layouts() if package in layout.packages]
-    found = dict(distribution=name, project=dist.metadata["Name"], package=package, version=dist.version, site=site)
+    found = dict(
+        distribution=name, project=dist.metadata["Name"], package=package, version=dist.version, site=site,
+        dist_info=dist_info_name(dist),
+    )  # fmt: skip
     # First the layout whose files all define their classes; else one whose
     # missing files RECORD lists (deleted since install: a patched Keras
     # with a file deleted can still be reverted, and status says which).

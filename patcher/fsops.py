@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
-        raise _write_error(path, error) from None
+        raise write_error(path, error) from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -30,8 +31,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         take_owner(Path(temp), path if path.exists() else path.parent)
         os.replace(temp, path)
     except OSError as error:
-        Path(temp).unlink(missing_ok=True)
-        raise _write_error(path, error) from None
+        _remove_quietly(Path(temp))
+        raise write_error(path, error) from None
     _fsync_folder(path.parent)
 
 
@@ -52,43 +53,114 @@ def link_copy(source: Path, destination: Path) -> None:
         if error.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
             atomic_write(destination, source.read_bytes())
             return
-        raise _write_error(destination, error) from None
+        raise write_error(destination, error) from None
     try:
         if mode is not None and temp.stat().st_mode & 0o7777 != mode:
             os.chmod(temp, mode)
         os.replace(temp, destination)
     except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise _write_error(destination, error) from None
-    temp.unlink(missing_ok=True)  # still there only if both already were the same file
+        _remove_quietly(temp)
+        raise write_error(destination, error) from None
+    _remove_quietly(temp)  # still there only if both already were the same file
     _fsync_folder(destination.parent)
 
 
-def move_back(kept: Path, destination: Path) -> None:
-    """Rename a kept original over ``destination`` (no new space, the original file itself)."""
+def move(source: Path, destination: Path) -> None:
+    """Rename ``source`` over ``destination``: no new space, the file itself (its inode) moves."""
     try:
-        if destination.exists() and os.path.samefile(kept, destination):
-            os.unlink(kept)  # never replaced (the run stopped before writing it)
-            return
-        os.replace(kept, destination)
+        os.replace(source, destination)
     except OSError as error:
-        raise _write_error(destination, error) from None
+        raise write_error(destination, error) from None
     _fsync_folder(destination.parent)
+
+
+def delete(path: Path) -> None:
+    """Delete a file (gone already is fine)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise write_error(path, error) from None
+
+
+def delete_tree(folder: Path) -> None:
+    """Delete a folder of ours and everything in it (gone already is fine)."""
+    if not folder.exists():
+        return
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise write_error(folder, error) from None
+
+
+def delete_empty_folders(folder: Path, stop: Path) -> None:
+    """Delete ``folder`` and its parents up to (not including) ``stop`` while they are empty."""
+    while folder != stop and stop in folder.parents:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty (or gone): the folders above are not empty either
+        folder = folder.parent
 
 
 def ensure_folder(folder: Path) -> None:
-    """Make the folder (and its parents); new ones take the owner of the folder they are made in."""
+    """Make the folder (and its parents); new ones take the owner of the folder they are made in.
+
+    Each is made under a temp name, given its owner, then renamed into place,
+    so a run killed at any moment never leaves a folder of the wrong owner
+    under its real name (only an empty temp folder, which the next run sweeps).
+    """
+    missing = []
     existing = folder
     while not existing.exists() and existing.parent != existing:
+        missing.append(existing)
         existing = existing.parent
+    for made in reversed(missing):
+        temp = made.parent / f".{made.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        try:
+            os.mkdir(temp)
+            take_owner(temp, made.parent)
+            os.rename(temp, made)
+        except OSError as error:
+            _remove_quietly(temp)
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY) and made.is_dir():
+                continue  # another run made it meanwhile
+            raise write_error(made / "x", error) from None
+        _fsync_folder(made.parent)
+
+
+def create_owned(path: Path) -> None:
+    """Create an empty file at ``path`` unless there is one, with the owner of its folder from
+    its first moment (made under a temp name, given its owner, then linked into place)."""
+    if path.exists():
+        return
+    temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        made = folder
-        while made != existing:
-            take_owner(made, existing)
-            made = made.parent
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(descriptor)
+        take_owner(temp, path.parent)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another run made it meanwhile
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+                raise
+            os.replace(temp, path)  # no hard links here: a rename (another run's file, if any, is as good)
     except OSError as error:
-        raise _write_error(folder / "x", error) from None
+        raise write_error(path, error) from None
+    finally:
+        _remove_quietly(temp)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.rmdir(path) if path.is_dir() else os.unlink(path)
+    except OSError:
+        pass
 
 
 def take_owner(path: Path, like: Path) -> None:
@@ -121,7 +193,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _write_error(path: Path, error: OSError) -> errors.WriteFailed:
+def write_error(path: Path, error: OSError) -> errors.WriteFailed:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return errors.WriteFailed(
             f"cannot write {path.parent}: {error.strerror}. Run as the user that owns this environment, "

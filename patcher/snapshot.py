@@ -31,6 +31,7 @@ from patcher.store import (
     read_originals,
     read_remembered,
     stale_backups,
+    state_folder,
 )
 
 
@@ -155,7 +156,8 @@ def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeo
     killed (take the lock and recover it). A user who cannot take the lock
     waits for the journal to go.
     """
-    from patcher.transaction import EnvironmentLock, recover_all
+    from patcher.envlock import EnvironmentLock
+    from patcher.transaction import recover_all
 
     flavours = list(flavours)
     deadline = time.monotonic() + lock_timeout
@@ -181,15 +183,19 @@ def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeo
 
 
 def _sweep_if_free(flavours: list[Flavour]) -> None:
-    """A run killed while writing its journal leaves only the journal's temp file: it had written
-    nothing else, so there is nothing to recover, but the file should go. A reader that can take
-    the lock at once deletes it; one that cannot (a user who cannot write here, a run under way
-    that may be writing that very file) leaves it to the next run that writes. (Every other
-    temp file comes with a journal, and recovery sweeps it: only the journal's is looked for
-    here, on every read.)"""
-    from patcher.transaction import EnvironmentLock, sweep_temp_files, temp_files_of
+    """A run killed before its journal was in place leaves only temp files (of the state folder,
+    the lock file, the journal): it had changed nothing, so there is nothing to recover, but
+    they should go. A reader that can take the lock at once deletes them; one that cannot (a
+    user who cannot write here, a run under way that may be writing them) leaves them to the
+    next run that writes. (Every other temp file comes with a journal, and recovery sweeps it:
+    only these are looked for here, on every read.)"""
+    from patcher.envlock import EnvironmentLock
+    from patcher.transaction import sweep_temp_files, temp_files_of
 
-    if not any(temp_files_of(journal_path(flavour)) for flavour in flavours):
+    sites = _sites(flavours)
+    if not any(temp_files_of(state_folder(site)) for site in sites) and not any(
+        next(state_folder(site).glob(".*.tmp"), None) for site in sites
+    ):
         return
     try:
         with EnvironmentLock(flavours, 0):
@@ -215,17 +221,24 @@ def _read_quietly(flavours: list[Flavour]) -> Snapshot | None:
 
 
 def _journals(flavours: list[Flavour]) -> bool:
-    return any(journal_path(flavour).exists() for flavour in flavours)
+    return any(journal_path(site).exists() for site in _sites(flavours))
+
+
+def _sites(flavours: Iterable[Flavour]) -> list[Path]:
+    return sorted({flavour.site for flavour in flavours})
 
 
 def read(flavours: Iterable[Flavour]) -> Snapshot:
-    return Snapshot(tuple(read_flavour(flavour) for flavour in flavours))
+    flavours = list(flavours)
+    journals = {site: read_journal(site) for site in _sites(flavours)}
+    return Snapshot(tuple(read_flavour(flavour, journals[flavour.site]) for flavour in flavours))
 
 
-def read_flavour(flavour: Flavour) -> FlavourSnapshot:
-    """Read one flavour. With a journal present only the journal is read: the rest may be
-    half-way through a change until the journal is recovered."""
-    journal = read_journal(flavour)
+def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSnapshot:
+    """Read one flavour. With a journal present in its site folder only the journal is read:
+    the rest may be half-way through a change until the journal is recovered."""
+    if journal is None:
+        journal = read_journal(flavour.site)
     if journal is not None:
         return FlavourSnapshot(flavour, journal=journal)
     remembered = read_remembered(flavour)

@@ -7,8 +7,9 @@ carries its own):
     backups/<distribution>-<version>/files/...   the originals (hard links where possible)
     backups/<distribution>-<version>/manifest.json   what the backup covers; present = complete
     layer-sets-<distribution>.json   the layer sets the user chose (outlives a version)
-    journal-<distribution>.json      a run under way: what it changes (patcher/transaction.py)
-    set-aside-<distribution>/        the files a run replaced, until it commits
+    journal.json                     a run under way: what it changes (patcher/transaction.py)
+    journal-committed.json           the same, committed: renamed over journal.json to commit
+    set-aside/                       the files a run replaced or deleted, until it commits
     lock                             held by every run that writes
 
 Reading is validated here: a file that does not match its schema is a
@@ -62,16 +63,23 @@ def remembered_path(flavour: Flavour) -> Path:
     return state_folder(flavour.site) / f"layer-sets-{flavour.distribution}.json"
 
 
-def journal_path(flavour: Flavour) -> Path:
-    return state_folder(flavour.site) / f"journal-{flavour.distribution}.json"
+def journal_path(site: Path) -> Path:
+    """The journal of the run under way in this site folder: one per environment and run."""
+    return state_folder(site) / "journal.json"
 
 
-def set_aside_folder(flavour: Flavour) -> Path:
-    return state_folder(flavour.site) / f"set-aside-{flavour.distribution}"
+def commit_path(site: Path) -> Path:
+    """The journal as committed, written before the first change: committing is renaming it
+    over the journal, which needs no new disk space."""
+    return state_folder(site) / "journal-committed.json"
 
 
-def set_aside_path(flavour: Flavour, relative: str) -> Path:
-    return set_aside_folder(flavour) / relative.replace("/", "%")
+def set_aside_folder(site: Path) -> Path:
+    return state_folder(site) / "set-aside"
+
+
+def set_aside_path(site: Path, relative: str) -> Path:
+    return set_aside_folder(site) / relative.replace("/", "%")
 
 
 # -- the backup's manifest ------------------------------------------------------
@@ -218,31 +226,50 @@ class Phase(TextEnum):
 
 
 @dataclass(frozen=True)
-class JournalFile:
-    path: str
-    before: str | None  # sha256 of the file before the run (None: it was missing)
-    after: str  # sha256 the run writes
+class Binding:
+    """What a run found installed, per flavour: recovery touches a distribution's files only
+    while this is still what is installed (pip has not replaced, removed or reinstalled it)."""
+
+    distribution: str
+    version: str
+    dist_info: str  # the dist-info folder's name, in the site folder
+    record: str  # identity of the RECORD pip wrote: "<sha256>:<inode>:<mtime ns>" (a reinstall writes a new one)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file a run changes, with the sha256 it expects before and leaves after (None: absent)."""
+
+    path: str  # relative to the site folder
+    before: str | None
+    after: str | None
+    distribution: str  # the flavour it belongs to
+    package: bool  # a file of the distribution (pip's); else one of ours in the state folder
+    covers: str | None = None  # a backup copy: the package file it holds the original of
 
 
 @dataclass(frozen=True)
 class Journal:
-    """What one run changes in one flavour, written before its first change and removed after its last."""
+    """What one run changes in one site folder, written before its first change, removed after its last.
+
+    One per environment and run: every flavour the run changes is in it, so
+    they change together (one commit point: ``commit_path`` renamed over it).
+    """
 
     operation: Operation
     layer_sets: tuple[LayerSet, ...]  # the sets the run acts on (for messages)
-    files: tuple[JournalFile, ...]
-    manifest_before: dict | None  # the manifest as it was (None: there was no backup)
-    manifest_after: dict | None  # as the run leaves it (None: the backup goes)
-    remembered_before: tuple[LayerSet, ...]
-    remembered_after: tuple[LayerSet, ...]
+    bindings: tuple[Binding, ...]
+    entries: tuple[Entry, ...]
     phase: Phase = Phase.STARTED
 
     def to_json(self) -> dict[str, Any]:
         return {
-            **asdict(self),
+            "format": JOURNAL_FORMAT,
+            "operation": str(self.operation),
             "layer_sets": [str(layer_set) for layer_set in self.layer_sets],
-            "remembered_before": [str(layer_set) for layer_set in self.remembered_before],
-            "remembered_after": [str(layer_set) for layer_set in self.remembered_after],
+            "bindings": [asdict(binding) for binding in self.bindings],
+            "entries": [asdict(entry) for entry in self.entries],
+            "phase": str(self.phase),
         }
 
     @property
@@ -253,26 +280,61 @@ class Journal:
         return f"{self.operation} --layers {','.join(map(str, self.layer_sets))}"
 
 
-def read_journal(flavour: Flavour) -> Journal | None:
-    path = journal_path(flavour)
+JOURNAL_FORMAT = 2
+
+
+def journal_from_json(data: Any) -> Journal:
+    """A journal, checked against its schema; ValueError says what is wrong."""
+    if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
+        raise ValueError("not a journal of this convlstm-patch")
+    if set(data) != {"format", "operation", "layer_sets", "bindings", "entries", "phase"}:
+        raise ValueError("unexpected fields")
+    bindings = tuple(Binding(**_fields(item, {"distribution", "version", "dist_info", "record"})) for item in _list(data["bindings"]))
+    entries = []
+    for item in _list(data["entries"]):
+        item = _fields(item, {"path", "before", "after", "distribution", "package", "covers"}, optional={"covers"})
+        if not isinstance(item["path"], str) or not isinstance(item["package"], bool):
+            raise ValueError("an entry has the wrong type")
+        if not all(item.get(key) is None or (isinstance(item[key], str) and _HEX.fullmatch(item[key])) for key in ("before", "after")):
+            raise ValueError(f"the entry of {item['path']!r} has no valid sha256")
+        if Path(item["path"]).is_absolute() or ".." in Path(item["path"]).parts:
+            raise ValueError(f"the entry {item['path']!r} leaves the site folder")
+        entries.append(Entry(**item))
+    return Journal(
+        operation=Operation(data["operation"]),
+        layer_sets=tuple(LayerSet(name) for name in _list(data["layer_sets"])),
+        bindings=bindings,
+        entries=tuple(entries),
+        phase=Phase(data["phase"]),
+    )
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise ValueError("a list is not a list")
+    return value
+
+
+def _fields(item: Any, names: set[str], optional: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(item, dict) or not (names - optional) <= set(item) <= names:
+        raise ValueError(f"an item is not {{{', '.join(sorted(names))}}}")
+    if any(not isinstance(item[key], (str, bool, type(None))) for key in item):
+        raise ValueError("an item has the wrong type")
+    return item
+
+
+def read_journal(site: Path) -> Journal | None:
+    """The journal of a run under way or interrupted in this site folder (None: none)."""
+    path = journal_path(site)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Journal(
-            operation=Operation(data["operation"]),
-            layer_sets=tuple(LayerSet(name) for name in data["layer_sets"]),
-            files=tuple(JournalFile(**entry) for entry in data["files"]),
-            manifest_before=data["manifest_before"],
-            manifest_after=data["manifest_after"],
-            remembered_before=tuple(LayerSet(name) for name in data["remembered_before"]),
-            remembered_after=tuple(LayerSet(name) for name in data["remembered_after"]),
-            phase=Phase(data["phase"]),
-        )
+        return journal_from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except (OSError, ValueError, TypeError) as error:
         raise errors.BackupProblem(
-            f"journal {path} is not valid ({_reason(error)}); restore Keras with "
-            f"`{flavour.reinstall_command}` and delete the journal"
+            f"journal {path} is not valid ({_reason(error)}), so an interrupted run cannot be settled; nothing "
+            f"was changed. Reinstall Keras in {site} (`pip install --force-reinstall --no-deps keras==<version>`, "
+            f"the same for tf_keras) and delete {path}"
         ) from None
 
 

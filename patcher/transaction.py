@@ -1,50 +1,57 @@
-"""All or nothing, one at a time: the environment's lock and the transaction.
+"""All or nothing: the Transaction that carries out a command's decision, and recovery.
 
 A :class:`Transaction` carries out the changes a command decided (patcher/
-planning.py), for every flavour of one environment at once, the way pip's
+planning.py) for every flavour of one environment at once, the way pip's
 uninstall stashes files: the caller holds it, ``write`` changes the files,
 leaving the context commits, and an exception rolls back. Unlike pip's, its
-journal is on disk (``<site>/.convlstm-patch/journal-<distribution>.json``),
-written before the first change: it names every file with its sha256 before
-and after, the backup's manifest before and after, and the remembered layer
-sets before and after. So whatever cuts a run short, :func:`undo` puts back
-exactly what was there: at once when a write or the verification fails or on
-Ctrl-C, and from the journal in the next command when the run died (SIGKILL,
-power loss). Undo needs no new disk space: each file a run replaces is first
-kept as a hard link in the set-aside folder and renamed back.
+journal is on disk, one per environment and run
+(``<site>/.convlstm-patch/journal.json``), written before the first change:
 
-A run commits by marking its journal committed; only then are backups (or
-copies of them) deleted, and only when every file they cover is
-byte-identical in place to its original (:func:`_require_in_place`). A run
-killed after its commit point is finished by the next command, not undone.
+- it is bound to what is installed: per flavour, the distribution, version,
+  dist-info and the identity of the RECORD pip wrote; recovery never touches
+  a distribution's files once pip has replaced, removed or reinstalled it;
+- it names every file the run changes, the package's and ours (backup copies,
+  the backup's manifest, the remembered layer sets), each with the sha256 it
+  expects before and after. Recovery moves a file only when the live file has
+  exactly the hash it expects, so it never writes over what someone else put
+  there, and never puts one version's file into another;
+- its committed form is written beside it before the first change, so the
+  commit point, renaming that over the journal, needs no new disk space and
+  covers every flavour at once.
 
-Runs on one environment are serialised by :class:`EnvironmentLock`.
+Every file a run replaces or deletes is first kept in the set-aside folder (a
+hard link, or the file itself renamed), so the one undo (:func:`undo`) only
+renames files back and deletes files the run made: it needs no new space and
+runs at once when a write fails (disk full, read-only folder), when the
+verification fails, or on Ctrl-C, and from the journal in the next command when
+the run died (SIGKILL, power loss). A backup copy goes only once the file it
+covers is its original again (checked right before the commit point); a run
+killed after the commit point is finished by the next command, not undone.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
-from patcher import errors, pauses
+from patcher import errors, fsops, pauses
 from patcher.environment import Flavour, TargetFile
-from patcher.fsops import atomic_write, ensure_folder, link_copy, move_back, remove_bytecode, take_owner
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
 from patcher.store import (
+    Binding,
+    Entry,
     Journal,
-    JournalFile,
     Manifest,
     Operation,
     Phase,
     backup_copy,
-    backup_folder,
+    backups_root,
+    commit_path,
     journal_path,
-    lock_file,
     manifest_path,
     read_journal,
     remembered_json,
@@ -53,8 +60,6 @@ from patcher.store import (
     set_aside_path,
     state_folder,
 )
-
-DEFAULT_LOCK_TIMEOUT = 300  # seconds
 
 
 @dataclass(frozen=True)
@@ -79,19 +84,14 @@ class FlavourChange:
     remembered_after: tuple[LayerSet, ...] = ()
     warnings: tuple[str, ...] = ()
 
-    def journal(self) -> Journal:
-        return Journal(
-            operation=self.operation,
-            layer_sets=self.layer_sets,
-            files=tuple(
-                JournalFile(change.target.relative, _sha(change.before), sha256_hex(change.after))
-                for change in self.files
-            ),
-            manifest_before=self.manifest_before.to_json() if self.manifest_before else None,
-            manifest_after=self.manifest_after.to_json() if self.manifest_after else None,
-            remembered_before=self.remembered_before,
-            remembered_after=self.remembered_after,
-        )
+
+@dataclass(frozen=True)
+class Write:
+    """One file's change: its journal entry and where its new bytes come from."""
+
+    entry: Entry
+    data: bytes | None = field(repr=False, default=None)  # None: the file is deleted
+    link_from: Path | None = None  # the same bytes as this file: linked, needing no new space
 
 
 class Transaction:
@@ -101,219 +101,330 @@ class Transaction:
     def __init__(self, changes: Iterable[FlavourChange], pycache_prefix: Path | None = None) -> None:
         self.changes = [change for change in changes if _changes_anything(change)]
         self.pycache_prefix = pycache_prefix
-        self._begun: list[FlavourChange] = []
+        sites = sorted({change.flavour.site for change in self.changes})
+        if len(sites) > 1:
+            raise errors.Unsupported(separate_sites_message(sites))
+        self.site = sites[0] if sites else None
+        self.journal: Journal | None = None
+        self.writes: list[Write] = []
 
     def __enter__(self) -> Transaction:
+        if self.site is None:
+            return self
+        site = self.site
+        self.writes = [write for change in self.changes for write in _writes(change)]
+        operations = {change.operation for change in self.changes}
+        self.journal = Journal(
+            operation=operations.pop(),
+            layer_sets=max((change.layer_sets for change in self.changes), key=len),
+            bindings=tuple(binding(change.flavour) for change in self.changes),
+            entries=tuple(write.entry for write in self.writes),
+        )
+        # Left by a run killed after its commit point, or by hand: never put back.
+        fsops.delete_tree(set_aside_folder(site))
         try:
-            for change in self.changes:
-                # Left by a run killed after its commit point: never put back.
-                shutil.rmtree(set_aside_folder(change.flavour), ignore_errors=True)
-            for change in self.changes:
-                _write_journal(change.flavour, change.journal())
-                self._begun.append(change)
+            fsops.ensure_folder(state_folder(site))
+            _write_json(journal_path(site), self.journal.to_json())
+            _write_json(commit_path(site), replace(self.journal, phase=Phase.COMMITTED).to_json())
         except BaseException as error:
-            self._roll_back(error)
+            # Nothing else was changed yet: whatever of the journal exists goes.
+            for path in (commit_path(site), journal_path(site)):
+                _quietly(fsops.delete, path)
+            if journal_path(site).exists() and isinstance(error, errors.PatchError):
+                error.message += "; the next convlstm-patch command removes the journal it began"
+            raise _as_interrupted(error, "nothing was changed") from None
         return self
 
     def write(self) -> None:
         """Change every file. Bytecode first: bytecode we cannot delete changes nothing."""
-        for change in self.changes:
-            for file in change.files:
-                remove_bytecode(file.target.path, self.pycache_prefix)
-        for change in self.changes:
-            _write(change, self.pycache_prefix)
+        for write in self.writes:
+            if write.entry.package:
+                fsops.remove_bytecode(self.site / write.entry.path, self.pycache_prefix)
+        for write in self.writes:
+            _carry_out(self.site, write, self.pycache_prefix)
         pauses.pause(pauses.WRITTEN)
 
     def __exit__(self, kind, error, traceback) -> bool:
+        if self.site is None or self.journal is None:
+            return False
+        site = self.site
         if error is not None:
             self._roll_back(error)
         try:
-            for change in self.changes:
-                _require_in_place(change.flavour, change.journal())
-        except BaseException as failure:  # a run that cannot commit is rolled back
+            _require_originals(site, self.journal)
+            # The commit point, for every flavour at once: from here on an interruption is
+            # finished, not undone. A rename: it needs no new space.
+            fsops.move(commit_path(site), journal_path(site))
+        except BaseException as failure:
             self._roll_back(failure)
-        # The commit point: from here on an interruption is finished, not undone.
-        committed = [replace(change.journal(), phase=Phase.COMMITTED) for change in self.changes]
-        for change, journal in zip(self.changes, committed):
-            _write_journal(change.flavour, journal)
         try:
-            for change, journal in zip(self.changes, committed):
-                finish(change.flavour, journal)
+            finish(site, self.journal)
         except KeyboardInterrupt:
             raise errors.Interrupted(
                 "interrupted (Ctrl-C) after the change was complete; the next convlstm-patch command finishes its cleanup"
             ) from None
+        except errors.PatchError as failure:
+            raise errors.PatchError(
+                f"the change is complete, but cleaning up after it failed ({failure.message}); the next "
+                "convlstm-patch command finishes it"
+            ) from None
         return False
 
     def _roll_back(self, error: BaseException) -> None:
-        """Undo every flavour begun, then raise ``error`` (Ctrl-C as one Error line, exit 130)."""
-        problems = []
-        for change in self._begun:
-            if journal_path(change.flavour).exists():
-                try:
-                    undo(change.flavour, change.journal(), self.pycache_prefix)
-                except errors.PatchError as failure:
-                    problems.append(f"{change.flavour.key}: {failure.message}")
-        if isinstance(error, KeyboardInterrupt):
-            error = errors.Interrupted("interrupted (Ctrl-C); every change of this run was rolled back")
-        if problems:
-            message = f"{error}; rolling back failed too ({'; '.join(problems)}): the next convlstm-patch command finishes it"
-            if not isinstance(error, errors.PatchError):
-                raise errors.PatchError(message) from None
-            error.message = message  # same kind, exit code and attached reports
-        raise error from None
+        """Undo every flavour, then raise ``error`` (Ctrl-C as one Error line, exit 130)."""
+        try:
+            left = undo(self.site, self.journal, self.pycache_prefix)
+        except BaseException as failure:
+            # The journal is still there: the next command settles the run.
+            problem = failure.message if isinstance(failure, errors.PatchError) else type(failure).__name__
+            message = error.message if isinstance(error, errors.PatchError) else str(error) or type(error).__name__
+            raise errors.PatchError(
+                f"{message}; rolling back failed too ({problem}): the next convlstm-patch command finishes it"
+            ) from None
+        changed = sorted(path for paths in left.values() for path in paths)
+        if changed and isinstance(error, errors.PatchError):
+            error.message += f" ({', '.join(changed)} changed meanwhile by another program: left as found)"
+        raise _as_interrupted(error, "every change of this run was rolled back") from None
 
 
-def recover_all(flavours: Iterable[Flavour], pycache_prefix: Path | None = None) -> list[str]:
-    """Under the lock: settle every interrupted run, and delete what killed writes left; what was done."""
+def separate_sites_message(sites: list[Path]) -> str:
+    return (
+        f"keras and tf_keras are installed in different folders ({' and '.join(map(str, sites))}), which "
+        "convlstm-patch does not change in one step; change them one at a time: `--only keras`, then `--only tf_keras`"
+    )
+
+
+def _as_interrupted(error: BaseException, what: str) -> BaseException:
+    if isinstance(error, KeyboardInterrupt):
+        return errors.Interrupted(f"interrupted (Ctrl-C); {what}")
+    return error
+
+
+def binding(flavour: Flavour) -> Binding:
+    """What is installed now: the distribution's dist-info and the identity of its RECORD."""
+    return Binding(flavour.distribution, flavour.version, flavour.dist_info, record_identity(flavour.site, flavour.dist_info))
+
+
+def record_identity(site: Path, dist_info: str) -> str:
+    """sha256, inode and mtime of the RECORD pip wrote (its METADATA where it has none): a
+    reinstall of the same version writes a new one. Empty when there is none."""
+    if not dist_info:
+        return ""
+    for name in ("RECORD", "METADATA"):
+        path = site / dist_info / name
+        try:
+            stat = path.stat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            continue
+        return f"{digest}:{stat.st_ino}:{stat.st_mtime_ns}"
+    return ""
+
+
+def _still_installed(site: Path, bound: Binding) -> bool:
+    return bool(bound.record) and record_identity(site, bound.dist_info) == bound.record
+
+
+# -- recovery -----------------------------------------------------------------------------------
+
+
+def recover_all(flavours: Iterable[Flavour], pycache_prefix: Path | None = None, sites: Iterable[Path] = ()) -> list[str]:
+    """Under the lock: settle the interrupted run of each site folder (the flavours', and
+    ``sites``), and delete what killed writes left; what was done, one line per flavour the run changed."""
     flavours = list(flavours)
-    sweep_temp_files(flavours)
     notes = []
-    for flavour in flavours:
-        journal = read_journal(flavour)
+    for site in sorted({flavour.site for flavour in flavours} | set(sites)):
+        journal = read_journal(site)
         if journal is not None:
-            notes.append(f"{flavour.key}: {recover(flavour, journal, pycache_prefix)}")
+            notes += recover(site, journal, pycache_prefix)
+        elif set_aside_folder(site).exists():
+            fsops.delete_tree(set_aside_folder(site))  # a finished run's, or its journal deleted by hand
+    sweep_temp_files(flavours)
     return notes
 
 
-def recover(flavour: Flavour, journal: Journal, pycache_prefix: Path | None = None) -> str:
+def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:
     """Settle a run that was cut short: undo it, or finish it after its commit point. Says which."""
+    prefix = f"recovered an interrupted {journal.description}"
     if journal.phase == Phase.COMMITTED:
-        finish(flavour, journal)
-        return f"recovered an interrupted {journal.description}: it had completed; finished its cleanup"
-    undo(flavour, journal, pycache_prefix)
-    return f"recovered an interrupted {journal.description}: rolled back, every file is as it was before it"
-
-
-def undo(flavour: Flavour, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:
-    """The one undo: put back every file, the manifest and the remembered layer sets as they
-    were before the run; the files put back. The journal is removed last, so an undo that is
-    itself cut short is done again by the next command."""
-    site, restored = flavour.site, []
-    for entry in journal.files:
-        path, kept = site / entry.path, set_aside_path(flavour, entry.path)
-        if kept.exists():
-            changed = not (path.exists() and kept.samefile(path))
-            move_back(kept, path)
-        elif _sha_of(path) == entry.before:
-            continue  # never replaced: the run stopped before it
-        elif entry.before is None:
-            path.unlink(missing_ok=True)  # it was missing before the run (revert restored it)
-            changed = True
-        else:
-            raise errors.BackupProblem(
-                f"cannot put {entry.path} back as it was before the interrupted run (no copy of it is left); "
-                f"nothing else was changed. Restore Keras with `{flavour.reinstall_command}`"
+        finish(site, journal)
+        return [f"{_key(bound)}: {prefix}: it had completed; finished its cleanup" for bound in journal.bindings]
+    left = undo(site, journal, pycache_prefix)
+    notes = []
+    for bound in journal.bindings:
+        if not _still_installed(site, bound):
+            notes.append(
+                f"{_key(bound)}: {prefix}: pip has replaced, reinstalled or removed {bound.distribution} "
+                f"{bound.version} since, so its files were left as pip installed them (a backup of it is "
+                "removed by `convlstm-patch clean`)"
             )
-        if changed:
-            remove_bytecode(path, pycache_prefix, best_effort=True)
-            restored.append(entry.path)
-    if journal.manifest_before is None:
-        if journal.manifest_after is not None:  # the run made this backup: it goes with the run
-            _delete_backup(flavour, journal.manifest_after)
-    else:
-        _write_json(manifest_path(flavour), journal.manifest_before)
-        _delete_copies(flavour, _paths(journal.manifest_after) - _paths(journal.manifest_before))
-    _write_remembered(flavour, journal.remembered_before)
-    shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
-    journal_path(flavour).unlink(missing_ok=True)
-    return restored
+        elif left.get(bound.distribution):
+            notes.append(
+                f"{_key(bound)}: {prefix}: rolled back, except {', '.join(left[bound.distribution])}, changed "
+                "since by something else and left as found"
+            )
+        else:
+            notes.append(f"{_key(bound)}: {prefix}: rolled back, every file is as it was before it")
+    return notes
 
 
-def finish(flavour: Flavour, journal: Journal) -> None:
-    """After the commit point: delete what the run made unneeded, then the journal.
+def undo(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> dict[str, list[str]]:
+    """The one undo: put every file back as it was before the run, from the set-aside, renaming
+    only (no new space). A file is moved only when it holds exactly what the run left there,
+    and never into a distribution pip has replaced since. The journal goes last, so an undo
+    that is itself cut short is done again by the next command. Returns, per distribution,
+    the files left as found because something else changed them."""
+    current = {bound.distribution: _still_installed(site, bound) for bound in journal.bindings}
+    left: dict[str, list[str]] = {}
+    for entry in reversed(journal.entries):
+        if entry.package and not current.get(entry.distribution, False):
+            continue
+        path, kept = site / entry.path, set_aside_path(site, entry.path)
+        live = _sha_of(path)
+        if live == entry.before:
+            continue  # never changed (the run stopped before it), or already put back
+        if live != entry.after:
+            left.setdefault(entry.distribution, []).append(entry.path)
+            continue
+        if entry.before is None:
+            fsops.delete(path)  # the run made it
+        elif _sha_of(kept) == entry.before:
+            fsops.move(kept, path)
+        else:
+            left.setdefault(entry.distribution, []).append(entry.path)
+            continue
+        if entry.package:
+            fsops.remove_bytecode(path, pycache_prefix, best_effort=True)
+    fsops.delete_tree(set_aside_folder(site))
+    fsops.delete(commit_path(site))
+    fsops.delete(journal_path(site))
+    return left
 
-    A backup, or a copy of one, goes only when every file it covers is in
-    place and byte-identical to its original; otherwise it is kept and the
-    command fails (exit 8), the journal with it.
-    """
-    _require_in_place(flavour, journal)
-    gone = _paths(journal.manifest_before) - _paths(journal.manifest_after)
-    if gone:
+
+def finish(site: Path, journal: Journal) -> None:
+    """After the commit point: delete what the run set aside (the files it replaced, the backup
+    copies it dropped), the folders left empty, then the journal."""
+    dropped = [entry for entry in journal.entries if entry.covers is not None and entry.after is None]
+    if dropped:
         pauses.pause(pauses.BEFORE_BACKUP_DELETE)
-    if journal.manifest_after is None and journal.manifest_before is not None:
-        _delete_backup(flavour, journal.manifest_before)
-    else:
-        _delete_copies(flavour, gone)
-    shutil.rmtree(set_aside_folder(flavour), ignore_errors=True)
-    journal_path(flavour).unlink(missing_ok=True)
+    fsops.delete_tree(set_aside_folder(site))
+    for entry in dropped:
+        fsops.delete_empty_folders((site / entry.path).parent, backups_root(site))
+    fsops.delete(commit_path(site))
+    fsops.delete(journal_path(site))
 
 
 def delete_unneeded_backup(folder: Path) -> None:
     """`clean`: a backup never restored (another version's, or damaged and not needed).
     Manifest first: a backup without its manifest is never trusted or restored."""
-    (folder / "manifest.json").unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
+    fsops.delete(folder / "manifest.json")
+    fsops.delete_tree(folder)
 
 
-def _write(change: FlavourChange, pycache_prefix: Path | None) -> None:
+# -- carrying a change out -------------------------------------------------------------------------
+
+
+def _writes(change: FlavourChange) -> list[Write]:
+    """Every file the change writes or deletes, in order: apply keeps the originals before it
+    patches; revert restores them before it drops their copies."""
     flavour = change.flavour
+    copies_before, copies_after = _paths(change.manifest_before), _paths(change.manifest_after)
+    writes: list[Write] = []
+
+    def ours(path: Path, data: bytes | None, covers: str | None = None, link_from: Path | None = None) -> None:
+        before, after = _sha_of(path), (sha256_hex(data) if data is not None else None)
+        if before != after:
+            relative = str(path.relative_to(flavour.site))
+            writes.append(Write(Entry(relative, before, after, flavour.distribution, False, covers), data, link_from))
+
+    def manifest() -> None:
+        if change.manifest_after != change.manifest_before:
+            after = change.manifest_after
+            ours(manifest_path(flavour), _json_bytes(after.to_json()) if after is not None else None)
+
+    def targets() -> None:
+        for file in change.files:
+            original = change.originals.get(file.target.relative)
+            copy = backup_copy(flavour, file.target.relative)
+            restoring = original == file.after and _sha_of(copy) == sha256_hex(file.after)
+            entry = Entry(file.target.relative, _sha(file.before), sha256_hex(file.after), flavour.distribution, True)
+            writes.append(Write(entry, file.after, copy if restoring else None))
+
     if change.operation == Operation.APPLY:
-        # The backup is complete (copies, then its manifest) before the first file changes.
-        new = {entry.path for entry in change.manifest_after.files} - _paths(_json(change.manifest_before))
-        for relative in sorted(new):
-            _keep_original(flavour, relative, change.originals[relative])
-        if change.manifest_after != change.manifest_before:
-            _write_json(manifest_path(flavour), change.manifest_after.to_json())
-    for file in change.files:
-        path = file.target.path
-        if path.exists():
-            ensure_folder(set_aside_folder(flavour))
-            link_copy(path, set_aside_path(flavour, file.target.relative))  # a rollback renames it back
-        copy = backup_copy(flavour, file.target.relative)
-        if change.originals.get(file.target.relative) == file.after and _sha_of(copy) == sha256_hex(file.after):
-            link_copy(copy, path)  # the original, from its backup copy: no new space
-        else:
-            atomic_write(path, file.after)
-        remove_bytecode(path, pycache_prefix)
-    if change.operation == Operation.REVERT and change.manifest_after is not None:
-        if change.manifest_after != change.manifest_before:
-            _write_json(manifest_path(flavour), change.manifest_after.to_json())
-    if change.remembered_after != change.remembered_before:
-        _write_remembered(flavour, change.remembered_after)
-
-
-def _keep_original(flavour: Flavour, relative: str, data: bytes) -> None:
-    """A backup copy: a hard link of the live file when it is the original (no new space)."""
-    copy = backup_copy(flavour, relative)
-    ensure_folder(copy.parent)
-    live = flavour.site / relative
-    if live.exists() and live.read_bytes() == data:
-        link_copy(live, copy)
+        for relative in sorted(copies_after - copies_before):
+            original = change.originals[relative]
+            live = flavour.site / relative
+            ours(backup_copy(flavour, relative), original, relative, live if _sha_of(live) == sha256_hex(original) else None)
+        manifest()
+        targets()
     else:
-        atomic_write(copy, data)
+        targets()
+        for relative in sorted(copies_before - copies_after):
+            ours(backup_copy(flavour, relative), None, relative)
+        manifest()
+    if change.remembered_after != change.remembered_before:
+        after = change.remembered_after
+        ours(remembered_path(flavour), _json_bytes(remembered_json(after)) if after else None)
+    return writes
 
 
-def _require_in_place(flavour: Flavour, journal: Journal) -> None:
-    """Every file whose backup copy the run drops is its original again, byte for byte."""
-    before = {entry["path"]: entry["before"] for entry in (journal.manifest_before or {}).get("files", ())}
-    kept = _paths(journal.manifest_after)
-    for relative, original in before.items():
-        if relative in kept:
-            continue
-        if _sha_of(flavour.site / relative) != original:
+def _carry_out(site: Path, write: Write, pycache_prefix: Path | None) -> None:
+    """One file: keep what is there in the set-aside, then write, link or delete."""
+    entry = write.entry
+    path, kept = site / entry.path, set_aside_path(site, entry.path)
+    if _sha_of(path) != entry.before:
+        raise errors.ModifiedFiles(
+            f"{entry.path} changed while convlstm-patch was working on it (pip, or another program?); "
+            "nothing was changed. Run the command again"
+        )
+    if entry.before is not None:
+        fsops.ensure_folder(kept.parent)
+        if entry.after is None:
+            fsops.move(path, kept)  # a deletion is a rename: put back by renaming
+            return
+        fsops.link_copy(path, kept)
+    fsops.ensure_folder(path.parent)
+    if write.link_from is not None:
+        fsops.link_copy(write.link_from, path)
+    else:
+        fsops.atomic_write(path, write.data)
+    if entry.package:
+        fsops.remove_bytecode(path, pycache_prefix)
+
+
+def _require_originals(site: Path, journal: Journal) -> None:
+    """A backup copy goes only when the file it covers is its original again, byte for byte."""
+    for entry in journal.entries:
+        if entry.covers is not None and entry.after is None and _sha_of(site / entry.covers) != entry.before:
+            distribution = entry.distribution
             raise errors.BackupProblem(
-                f"{relative} of {flavour.key} is not its original after the revert, so its backup in "
-                f"{backup_folder(flavour)} is kept; run `convlstm-patch revert` again, or restore Keras with "
-                f"`{flavour.reinstall_command}`"
+                f"{entry.covers} of {distribution} is not its original after the revert, so its backup is kept; "
+                f"run `convlstm-patch revert` again, or reinstall {distribution}"
             )
 
 
-def _delete_backup(flavour: Flavour, manifest: dict) -> None:
-    """The backup of this version goes: only once every file it covers is its original in place."""
-    for entry in manifest["files"]:
-        if _sha_of(flavour.site / entry["path"]) != entry["before"]:
-            raise errors.BackupProblem(
-                f"{entry['path']} of {flavour.key} differs from its original, so the backup in "
-                f"{backup_folder(flavour)} is kept; run `convlstm-patch revert`, or restore Keras with "
-                f"`{flavour.reinstall_command}`"
-            )
-    delete_unneeded_backup(backup_folder(flavour))
+# -- leftovers of killed writes --------------------------------------------------------------------
 
 
-def _delete_copies(flavour: Flavour, relatives: Iterable[str]) -> None:
-    for relative in relatives:
-        backup_copy(flavour, relative).unlink(missing_ok=True)
+def temp_files_of(path: Path) -> list[Path]:
+    """The temp files a killed write of ``path`` left (fsops names them .NAME.*.tmp)."""
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
+    """Delete what killed writes left: temp files and folders, never a real one (under the
+    lock: a running write's temp file is not a leftover)."""
+    for flavour in flavours:
+        leftovers = [path for target in flavour.files for path in temp_files_of(target.path)]
+        folder = state_folder(flavour.site)
+        if folder.is_dir():
+            leftovers += folder.rglob(".*.tmp")
+        leftovers += flavour.site.glob(f".{folder.name}.*.tmp")  # the state folder, made under a temp name
+        for leftover in sorted(leftovers, key=lambda path: len(path.parts), reverse=True):
+            _quietly(fsops.delete_tree if leftover.is_dir() else fsops.delete, leftover)
+
+
+# -- small helpers ---------------------------------------------------------------------------------
 
 
 def _changes_anything(change: FlavourChange) -> bool:
@@ -322,12 +433,12 @@ def _changes_anything(change: FlavourChange) -> bool:
     )
 
 
-def _paths(manifest: dict | None) -> set[str]:
-    return {entry["path"] for entry in manifest["files"]} if manifest else set()
+def _paths(manifest: Manifest | None) -> set[str]:
+    return {entry.path for entry in manifest.files} if manifest else set()
 
 
-def _json(manifest: Manifest | None) -> dict | None:
-    return manifest.to_json() if manifest else None
+def _key(bound: Binding) -> str:
+    return f"{bound.distribution}-{bound.version}"
 
 
 def _sha(data: bytes | None) -> str | None:
@@ -337,106 +448,21 @@ def _sha(data: bytes | None) -> str | None:
 def _sha_of(path: Path) -> str | None:
     try:
         return sha256_hex(path.read_bytes())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
 
 
+def _json_bytes(data: dict) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def _write_json(path: Path, data: dict) -> None:
-    ensure_folder(path.parent)
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+    fsops.ensure_folder(path.parent)
+    fsops.atomic_write(path, _json_bytes(data))
 
 
-def _write_remembered(flavour: Flavour, layer_sets: tuple[LayerSet, ...]) -> None:
-    path = remembered_path(flavour)
-    if layer_sets:
-        _write_json(path, remembered_json(layer_sets))
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _write_journal(flavour: Flavour, journal: Journal) -> None:
-    _write_json(journal_path(flavour), journal.to_json())
-
-
-class EnvironmentLock:
-    """Hold the lock of every environment folder involved (in a fixed order).
-
-    Never follows a symlink out of the Keras package or the state folder: the
-    target files, the state folder and the lock file are checked before the
-    lock is taken; what lies inside the state folder once it is held, when no
-    other run can be deleting it.
-    """
-
-    def __init__(self, flavours: Iterable[Flavour], timeout: float = DEFAULT_LOCK_TIMEOUT, sites: Iterable[Path] = ()):
-        self.flavours = list(flavours)
-        self.sites = sorted({flavour.site for flavour in self.flavours} | set(sites))
-        self.timeout = timeout
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> EnvironmentLock:
-        import filelock
-
-        for flavour in self.flavours:
-            for target in flavour.files:
-                _refuse_link(target.path)
-        for site in self.sites:
-            _refuse_link(state_folder(site))
-            _refuse_link(lock_file(site))
-        try:
-            for site in self.sites:
-                folder = state_folder(site)
-                ensure_folder(folder)
-                _refuse_link(lock_file(site))
-                lock = filelock.FileLock(str(lock_file(site)), timeout=self.timeout)
-                try:
-                    self._stack.enter_context(lock)
-                except filelock.Timeout:
-                    raise errors.Busy(
-                        f"another convlstm-patch has been working on {site} for over {self.timeout:.0f} s; "
-                        "wait for it to finish, or run again with a longer --lock-timeout"
-                    ) from None
-                except OSError as error:
-                    raise errors.WriteFailed(
-                        f"cannot create the lock in {folder}: {error.strerror}. Run as the user that owns this "
-                        "environment, or use a virtual environment you own"
-                    ) from None
-                with contextlib.suppress(OSError):  # a root-owned lock only costs the owner a retry as root
-                    take_owner(lock_file(site), folder)
-                for path in folder.rglob("*"):
-                    _refuse_link(path)
-        except BaseException:
-            self._stack.close()
-            raise
-        pauses.pause(pauses.LOCKED)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stack.close()
-
-
-def _refuse_link(path: Path) -> None:
-    # The site folder is already resolved, so any difference between a path
-    # and its resolved form is a link below it.
-    if path.is_symlink() or ((path.exists()) and path.resolve() != path.absolute()):
-        raise errors.UnsafePath(
-            f"{path} is or passes through a symlink (to {path.resolve()}); convlstm-patch never writes "
-            "through links. Replace the link with the real folder or file, then run again"
-        )
-
-
-def temp_files_of(path: Path) -> list[Path]:
-    """The temp files a killed atomic write of ``path`` left (fsops names them .NAME.*.tmp)."""
-    return list(path.parent.glob(f".{path.name}.*.tmp"))
-
-
-def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
-    """Delete what killed atomic writes left: temp files, never a real file (under the lock: a
-    running write's temp file is not a leftover)."""
-    for flavour in flavours:
-        leftovers = [path for target in flavour.files for path in temp_files_of(target.path)]
-        folder = state_folder(flavour.site)
-        if folder.is_dir():
-            leftovers += folder.rglob(".*.tmp")
-        for leftover in leftovers:
-            leftover.unlink(missing_ok=True)
-
+def _quietly(function, path: Path) -> None:
+    try:
+        function(path)
+    except errors.PatchError:
+        pass

@@ -144,7 +144,7 @@ def test_commit_writes_files_backup_and_remembered_sets(fake):
     read = snapshot.read_flavour(fake)
     assert read.overall() == State.PATCHED and read.patched_sets == (CONVLSTM, LSTM, GRU)
     assert read.remembered == (CONVLSTM, LSTM, GRU)
-    assert read_journal(fake) is None and not (fake.site / ".convlstm-patch" / "set-aside-keras").exists()
+    assert read_journal(fake.site) is None and not (fake.site / ".convlstm-patch" / "set-aside").exists()
 
 
 @pytest.mark.parametrize("sets_before", [(), (CONVLSTM,)], ids=["from-pristine", "adding-sets"])
@@ -168,7 +168,7 @@ def test_a_killed_run_is_undone_from_its_journal(fake):
     transaction = Transaction([patch_change(fake, (CONVLSTM, GRU))])
     transaction.__enter__()
     transaction.write()  # ... and the process dies here
-    assert read_journal(fake).phase == Phase.STARTED
+    assert read_journal(fake.site).phase == Phase.STARTED
     assert recover_all([fake]) == [
         f"{fake.key}: recovered an interrupted apply --layers convlstm,gru: rolled back, every file is as it was before it"
     ]
@@ -181,16 +181,16 @@ def test_a_run_killed_writing_its_journal_leaves_a_temp_file_the_next_reader_del
     from patcher.store import journal_path, state_folder
 
     state_folder(fake.site).mkdir()
-    leftover = journal_path(fake).with_name(f".{journal_path(fake).name}.x1y2z3.tmp")
+    leftover = journal_path(fake.site).with_name(f".{journal_path(fake.site).name}.x1y2z3.tmp")
     leftover.write_text('{"phase": "sta')
     before = tree(fake.site)
-    import patcher.transaction
+    import patcher.envlock
 
     def read_only(*args, **kwargs):
         raise errors.WriteFailed("cannot create the lock")
 
     with monkeypatch.context() as patched:
-        patched.setattr(patcher.transaction.EnvironmentLock, "__enter__", read_only)
+        patched.setattr(patcher.envlock.EnvironmentLock, "__enter__", read_only)
         notes, read = snapshot.settled([fake], None, lock_timeout=1)
     assert notes == [] and read.flavours[0].overall() == State.PRISTINE
     assert leftover.exists(), "a reader that cannot take the lock changes nothing"
@@ -206,7 +206,7 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
         transaction.write()
     read = snapshot.read_flavour(fake)
     revert = planning.plan_revert(read, None, force=False)
-    with pytest.raises(errors.BackupProblem, match="is kept"):
+    with pytest.raises(errors.BackupProblem, match="is kept.*changed meanwhile by another program: left as found"):
         with Transaction([revert]) as transaction:
             transaction.write()
             target = revert.files[0].target
@@ -214,7 +214,9 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
             edited.write_bytes(b"edited while reverting\n")
             edited.replace(target.path)  # another program replaced it: not its original
     assert manifest_path(fake).exists()
-    assert snapshot.read_flavour(fake).overall() == State.PATCHED  # rolled back: patched, backup kept
+    read = snapshot.read_flavour(fake)  # rolled back, backup kept; the other program's file left as it put it
+    assert [file.target.relative for file in read.of(State.MODIFIED)] == [target.relative]
+    assert {file.state for file in read.files_of([CONVLSTM]) if file.target != target} == {State.PATCHED}
 
 
 def test_a_full_revert_deletes_the_backup_and_forgets_the_sets(fake):

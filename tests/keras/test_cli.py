@@ -285,7 +285,7 @@ def test_status_does_not_import_libcst_keras_or_tensorflow(site):
 def test_an_unexpected_error_is_one_line_too(site, monkeypatch):
     import patcher.snapshot
 
-    def broken(flavour):
+    def broken(flavour, journal=None):
         raise RuntimeError("something odd\nsecond line")
 
     monkeypatch.setattr(patcher.snapshot, "read_flavour", broken)

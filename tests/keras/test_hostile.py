@@ -212,7 +212,7 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     process = apply_until_verifying(site)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
-    assert (site / STATE / "journal-keras.json").exists()
+    assert (site / STATE / "journal.json").exists()
     status = cli_at(site, "status", "--only", "keras")
     assert "recovered an interrupted apply" in status.stderr
     assert hashes(files) == pristine

@@ -276,7 +276,9 @@ def test_a_kill_before_deleting_the_backup_is_finished_not_undone(site):
     """After the commit point a revert is complete; the next command deletes the backup it left."""
     ok(cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", "lstm"))
     Run(*tool(site, "revert"), pause_at=pauses.BEFORE_BACKUP_DELETE).held().kill()
-    assert manifest_path(site).exists()  # killed right before deleting it
+    # Killed right before deleting the backup, which the revert had set aside before committing.
+    assert json.loads((site / STATE / "journal.json").read_text())["phase"] == "committed"
+    assert not manifest_path(site).exists() and list((site / STATE / "set-aside").glob("*manifest.json"))
     status = cli_at(site, "status", "--only", "keras")
     assert "recovered an interrupted revert: it had completed" in status.stderr
     assert off_record(site) == [] and not manifest_path(site).parent.exists()

@@ -92,7 +92,7 @@ def kill_trials(site: Path, scenario: str, kill_points) -> set[str]:
     prepare()
     total = operations(launch(site, 0, *command))
     assert total > 10
-    journal = site / ".convlstm-patch" / "journal-keras.json"
+    journal = site / ".convlstm-patch" / "journal.json"
     seen = set()
     for k in kill_points(total):
         prepare()
@@ -309,9 +309,9 @@ def test_readers_recover_an_interrupted_apply_first(site, states, command):
     total = operations(launch(site, 0, "apply", "--no-verify"))
     cli_at(site, "revert", "--only", "keras")
     assert launch(site, total // 2, "apply", "--no-verify").returncode == -9
-    assert (site / ".convlstm-patch" / "journal-keras.json").exists()
+    assert (site / ".convlstm-patch" / "journal.json").exists()
     result = cli_at(site, command, "--only", "keras")
     assert result.exit_code == 0, result.output
     assert "recovered an interrupted apply: rolled back" in result.stderr
     assert hashes(files) == pristine
-    assert not (site / ".convlstm-patch" / "journal-keras.json").exists()
+    assert not (site / ".convlstm-patch" / "journal.json").exists()

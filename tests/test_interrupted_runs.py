@@ -1,0 +1,232 @@
+"""Runs cut short at every file operation, then what users and pip do next: the situations the
+third hostile round broke, each tried at every point it can happen.
+
+The real tool, forked per command on a fake keras 3.99.0 and tf_keras 2.99.0
+(tests/simulation.py: the transform and the probe are stand-ins), killed with a
+real SIGKILL, or meeting a full disk, before its k-th file operation, for every
+k. tests/test_simulation.py runs random sequences of the same; these are the
+sequences worth naming.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import simulation as sim
+from simulation import Fault
+
+SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > 1 << 28 else None
+
+
+@pytest.fixture(autouse=True)
+def stand_ins():
+    from patcher import checking, planning, verification
+
+    saved = (planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all)
+    sim.install_stand_ins()
+    yield
+    planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all = saved
+    sim.Probe.fails = sim.Probe.fills_the_disk = False
+
+
+@pytest.fixture
+def world():
+    folder = Path(tempfile.mkdtemp(prefix="convlstm-patch-interrupted-", dir=SCRATCH))
+    yield World(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class World:
+    """Sites made from a template, and the tool run on them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def site(self, *setup: list[str], template: Path | None = None) -> Path:
+        self.count += 1
+        site = self.folder / f"site-{self.count}" / "site-packages"
+        if template is not None:
+            shutil.copytree(template, site, symlinks=True)
+            return site
+        sim.pip_install(site, "keras", "3.99.0")
+        sim.pip_install(site, "tf_keras", "2.99.0")
+        for args in setup:
+            assert self.tool(site, *args).exit_code == 0
+        return site
+
+    def tool(self, site: Path, *args: str, fault: Fault | None = None, at: int = 0) -> sim.Run:
+        self.count += 1
+        command = [args[0], "--keras-root", str(site), "--lock-timeout", "5", *args[1:]]
+        return sim.wait(sim.start(command, fault, at, self.folder / "runs" / str(self.count)))
+
+    def killed(self, points, template: Path, *command: str):
+        """For each k of ``points(total)``: a copy of the template, ``command`` killed before
+        its k-th file operation."""
+        total = self.tool(self.site(template=template), *command).operations
+        assert total > 10, total
+        for k in points(total):
+            site = self.site(template=template)
+            run = self.tool(site, *command, fault=Fault.KILL, at=k)
+            assert run.killed, (k, run.stderr)
+            yield k, site
+
+
+def files(site: Path) -> dict[str, bytes | None]:
+    """Every file of both distributions, by path."""
+    return {
+        relative: (site / relative).read_bytes() if (site / relative).exists() else None
+        for name in sim.FILES
+        for relative in sim.FILES[name]
+    }
+
+
+def of(name: str, found: dict[str, bytes | None]) -> dict[str, bytes | None]:
+    return {relative: data for relative, data in found.items() if relative in sim.FILES[name]}
+
+
+def pristine(name: str, version: str) -> dict[str, bytes]:
+    return {relative: sim.pristine(name, version, relative) for relative in sim.FILES[name]}
+
+
+def sampled(total: int) -> list[int]:
+    """README's test command: both ends, the middle, and the last operations (the commit
+    point and the cleanup after it)."""
+    return sorted({1, 2, 3, total // 3, total // 2, 2 * total // 3, total - 3, total - 2, total - 1, total})
+
+
+def every(total: int) -> list[int]:
+    return list(range(1, total + 1))
+
+
+POINTS = [pytest.param(sampled, id="sampled"), pytest.param(every, id="every", marks=pytest.mark.slow)]
+
+COMMANDS = {
+    "apply": ([], ["apply", "--layers", "convlstm,lstm,gru"]),
+    "revert": ([["apply", "--layers", "convlstm,lstm,gru"]], ["revert"]),
+}
+
+
+@pytest.mark.parametrize("points", POINTS)
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_run_over_both_flavours_killed_anywhere_is_settled_the_same_way_for_both(world, command, points):
+    """One journal, one commit point for every flavour a run changes: killed at any file
+    operation, the next command leaves keras and tf_keras both as before or both as after."""
+    setup, args = COMMANDS[command]
+    template = world.site(*setup)
+    before = files(template)
+    done = world.site(template=template)
+    assert world.tool(done, *args).exit_code == 0
+    after = files(done)
+    outcomes = set()
+    for k, site in world.killed(points, template, *args):
+        status = world.tool(site, "status")
+        assert status.exit_code == 0, (k, status.stderr)
+        now = files(site)
+        settled = [
+            "before" if of(name, now) == of(name, before) else "after" if of(name, now) == of(name, after) else "neither"
+            for name in sim.FILES
+        ]
+        assert settled in (["before", "before"], ["after", "after"]), (k, settled, status.stderr)
+        outcomes.add(settled[0])
+    assert outcomes == {"before", "after"}  # both sides of the commit point were tried
+
+
+@pytest.mark.parametrize("points", POINTS)
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_killed_run_then_pip_installing_another_version_never_mixes_versions(world, command, points):
+    """Killed anywhere, then `pip install keras==3.98.0 tf_keras==2.98.0`: the next command never
+    moves a file of 3.99.0 into 3.98.0, says what it did, and the new versions patch and revert."""
+    setup, args = COMMANDS[command]
+    template = world.site(*setup)
+    for k, site in world.killed(points, template, *args):
+        sim.pip_install(site, "keras", "3.98.0")
+        sim.pip_install(site, "tf_keras", "2.98.0")
+        status = world.tool(site, "status")
+        assert status.exit_code == 0, (k, status.stderr)
+        now = files(site)
+        assert of("keras", now) == pristine("keras", "3.98.0"), k
+        assert of("tf_keras", now) == pristine("tf_keras", "2.98.0"), k
+        for note in (line for line in status.stderr.splitlines() if "recovered an interrupted" in line):
+            assert "left as pip installed them" in note or "it had completed" in note, (k, note)
+        assert world.tool(site, "apply").exit_code == 0, k
+        revert = world.tool(site, "revert")
+        assert revert.exit_code == 0, (k, revert.stderr)
+        assert files(site) == {**pristine("keras", "3.98.0"), **pristine("tf_keras", "2.98.0")}, k
+
+
+@pytest.mark.parametrize("points", POINTS)
+def test_a_revert_killed_after_its_commit_point_then_another_version_is_no_dead_end(world, points):
+    """The advice of exit 8 used to be a reinstall that changed nothing: now no exit 8 at all."""
+    setup, args = COMMANDS["revert"]
+    template = world.site(*setup)
+    for k, site in world.killed(points, template, *args):
+        sim.pip_install(site, "keras", "3.98.0")
+        for command in ("status", "apply", "revert", "clean"):
+            run = world.tool(site, command)
+            assert run.exit_code == 0, (k, command, run.stderr)
+        assert of("keras", files(site)) == pristine("keras", "3.98.0"), k
+
+
+def test_the_leftover_dist_info_of_an_interrupted_upgrade_never_wins(world):
+    """pip leaves `~eras-3.98.0.dist-info` when an upgrade is cut short (and warns of "-eras"):
+    the installed keras is 3.99.0, whatever order the folder lists them in."""
+    site = world.site()
+    sim.pip_leftover(site, "keras", "3.98.0")
+    sim.pip_leftover(site, "tf_keras", "2.98.0")
+    status = world.tool(site, "status", "--json")
+    assert status.exit_code == 0, status.stderr
+    reported = {flavour["distribution"]: (flavour["version"], flavour["state"]) for flavour in sim.status_json(status)["flavours"]}
+    assert reported == {"keras": ("3.99.0", "pristine"), "tf_keras": ("2.99.0", "pristine")}
+    assert world.tool(site, "apply").exit_code == 0
+    assert world.tool(site, "revert").exit_code == 0
+    assert files(site) == {**pristine("keras", "3.99.0"), **pristine("tf_keras", "2.99.0")}
+
+
+def test_two_versions_recorded_in_one_folder_are_refused_naming_both(world):
+    site = world.site()
+    other = site / "keras-3.98.0.dist-info"
+    shutil.copytree(site / "keras-3.99.0.dist-info", other)
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: keras\nVersion: 3.98.0\n")
+    run = world.tool(site, "apply")
+    assert run.exit_code == 4
+    assert "keras is recorded as installed twice" in run.stderr and "3.98.0 and 3.99.0" in run.stderr
+
+
+def test_a_disk_that_fills_while_apply_verifies_changes_nothing(world):
+    """Exit 7 means nothing changed: the commit needs no new space, so a disk another program
+    filled during the verification ends in the patch, verified and committed; a failure to
+    write anything before then rolls back with renames alone."""
+    site = world.site()
+    before = sim.tree(site)
+    sim.Probe.fills_the_disk = True
+    run = world.tool(site, "apply", "--layers", "convlstm,lstm,gru")
+    if run.exit_code == 7:
+        assert sim.tree(site) == before, run.stderr
+    else:
+        assert run.exit_code == 0, run.stderr
+        assert all(sim.base_of(data) != data for data in files(site).values())
+    assert not sim.journals(site) and not sim.temp_files(site), run.stderr
+
+
+@pytest.mark.parametrize("points", POINTS)
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_disk_full_at_any_operation_is_exit_7_with_nothing_changed_or_done(world, command, points):
+    """One free page, or none: wherever the disk fills, the run either completes (it needed no
+    more space) or fails with exit 7 and every file as it was, in the same run."""
+    setup, args = COMMANDS[command]
+    template = world.site(*setup)
+    before = sim.tree(template)
+    total = world.tool(world.site(template=template), *args).operations
+    for k in points(total):
+        site = world.site(template=template)
+        run = world.tool(site, *args, fault=Fault.ENOSPC, at=k)
+        assert run.exit_code in (0, 7), (k, run.stderr)
+        if run.exit_code == 7:
+            assert sim.tree(site) == before, (k, run.stderr)
+            assert "no space left" in run.stderr, (k, run.stderr)
+        assert not sim.journals(site), (k, run.stderr)

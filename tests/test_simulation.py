@@ -1,0 +1,469 @@
+"""A simulation instead of a list: random sequences of what users, pip and the machine do,
+with the promises checked after every step (Hypothesis's RuleBasedStateMachine).
+
+Rules are user commands (apply, revert, verify with layer sets on one or both
+flavours; status, check, diff, clean), faults at any file operation of a command
+(SIGKILL, a full disk, an I/O error, permissions taken away), pip's own actions
+between a crash and the next command (another version, uninstall,
+force-reinstall, a ``~`` leftover of an interrupted upgrade), hand edits, and a
+reader running while a writer is held mid-change. The world is
+tests/simulation.py: the real tool, forked per command, on a fake Keras.
+
+The promises, checked after every step (docs/safety.md lists them with what
+each rests on):
+
+1. every file of an installed Keras is that version's pristine bytes, or our
+   output made from them (or from a hand edit the user made since), never a
+   half-written file and never another version's bytes;
+2. whenever a file is patched, its original is kept: in the backup, or, while a
+   run is under way or was killed, in that run's set-aside;
+3. exit 7 means nothing changed; every exit code is a documented one;
+4. errors are one ``Error:`` line, never the bug path or a traceback;
+5. a command that ended (not killed) leaves no journal, set-aside or temp file,
+   unless it says the next command finishes its rollback;
+6. owners are kept (run as root on a user's environment);
+7. ``status`` tells the truth: the versions installed, and each file's state;
+8. what a command says it did is done: ``apply`` exit 0 leaves the sets it
+   patched patched, ``revert`` exit 0 leaves every file as pip installed it.
+
+README's test command runs a bounded simulation (a fixed seed, under a minute);
+``-m slow`` runs a long random one (CONVLSTM_PATCH_SIMULATION_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+import simulation as sim
+from simulation import Fault
+
+# A memory file system where there is one: fsync costs nothing there, and the simulation is
+# about the order of operations, not the disk.
+SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
+NAMES = ("keras", "tf_keras")
+READERS = ("status", "check", "diff", "verify")
+SETS = ("convlstm", "lstm", "gru")
+
+only_flavour = st.sampled_from([None, "keras", "tf_keras"])
+layer_sets = st.sampled_from([None, "convlstm", "convlstm,lstm", "lstm", "convlstm,lstm,gru", "gru"])
+faults = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from([Fault.KILL, Fault.KILL, Fault.ENOSPC, Fault.EIO, Fault.EACCES]), st.integers(1, 70)),
+)
+names = st.sampled_from(NAMES)
+
+
+class Simulation(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="convlstm-patch-simulation-", dir=SCRATCH))
+        self.site = self.root / "site-packages"
+        self.step = 0
+        # Bytes the user wrote into a file by hand since pip last installed it: allowed there.
+        self.edits: dict[str, set[bytes]] = {}
+        self.deleted: set[str] = set()  # files the user deleted by hand
+        self.damaged: set[str] = set()  # distributions whose backup the user damaged by hand
+        self.temp_before: set[str] = set()  # temp files there before the command (a killed run's)
+        # The files before a writer that was killed, until the next command settles it (None:
+        # no such writer, or pip or the user changed files since, so "as before" means nothing).
+        self.before_kill: dict[str, bytes | None] | None = None
+
+    @initialize(tf_keras=st.booleans())
+    def install(self, tf_keras: bool) -> None:
+        sim.pip_install(self.site, "keras", "3.99.0")
+        if tf_keras:
+            sim.pip_install(self.site, "tf_keras", "2.99.0")
+        self._own()
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- running the tool ------------------------------------------------------------------
+
+    def _args(self, command: str, only, layers, *extra: str) -> list[str]:
+        args = [command, "--keras-root", str(self.site), "--lock-timeout", "0.5", *extra]
+        if only:
+            args += ["--only", only]
+        if layers:
+            args += ["--layers", layers]
+        return args
+
+    def _run(self, args: list[str], fault=None) -> sim.Run:
+        self.step += 1
+        before, journal_before, files_before = sim.tree(self.site), sim.journals(self.site), self._bytes()
+        self.temp_before = set(sim.temp_files(self.site))
+        kind, at = fault if fault else (None, 0)
+        run = sim.wait(sim.start(args, kind, at, self.root / "runs" / str(self.step)))
+        self._check_run(run, before, journal_before, fault=fault)
+        self._settled_as_said(run, files_before)
+        if run.exit_code == 8:
+            self._advice_works(run)
+        return run
+
+    def _settled_as_said(self, run: sim.Run, files_before: dict) -> None:
+        """A killed writer is settled the same way for every flavour, and as the tool says."""
+        if run.killed:
+            if run.args[0] in ("apply", "revert", "clean") and self.before_kill is None:
+                self.before_kill = files_before
+            return
+        notes = [line for line in run.stderr.splitlines() if "recovered an interrupted" in line]
+        outcomes = {"it had completed" in note for note in notes}
+        assert len(outcomes) <= 1, f"one run, settled two ways: {notes}"
+        rolled_back = notes and all("rolled back, every file is as it was" in note for note in notes)
+        if rolled_back and self.before_kill is not None and run.args[0] in READERS:
+            now = self._bytes()
+            changed = sorted(r for r in set(now) | set(self.before_kill) if now.get(r) != self.before_kill.get(r))
+            assert not changed, f"the tool says {notes}, but {changed} are not as before it"
+        if notes or not sim.journals(self.site):
+            self.before_kill = None
+
+    def _advice_works(self, run: sim.Run) -> None:
+        """Exit 8 names a way out (a reinstall, deleting a file): taking it, for each flavour
+        in turn, ends the exit 8."""
+        said, taken = [run.stderr], set()
+        for attempt in range(len(NAMES) + 1):
+            advice = re.search(r"`pip install --force-reinstall --no-deps ([\w.-]+)==([\w.]+)`", said[-1])
+            if advice is None or advice.groups() in taken:
+                break
+            taken.add(advice.groups())
+            name, version = advice.group(1).replace("-", "_"), advice.group(2)
+            if name in sim.VERSIONS:
+                sim.pip_install(self.site, name, version)
+                self._reinstalled(name)
+            for path in re.findall(r"and delete (/\S+)", said[-1]):
+                target = Path(path.rstrip(".,;"))
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            self.damaged.clear()
+            again = sim.wait(sim.start(list(run.args), None, 0, self.root / "runs" / f"{self.step}-advice-{attempt}"))
+            said.append(again.stderr)
+            if again.exit_code != 8:
+                return
+        raise AssertionError("exit 8's advice did not help:\n" + "\nthen:\n".join(said))
+
+    def _check_run(
+        self, run: sim.Run, before: dict, journal_before: list, beside_a_writer: bool = False, fault=None
+    ) -> None:
+        said = f"`convlstm-patch {' '.join(run.args)}` -> {run.exit_code}\nstdout: {run.stdout}\nstderr: {run.stderr}"
+        if run.killed:
+            return
+        assert run.exit_code in sim.EXIT_CODES, said
+        assert "Traceback" not in run.stderr, said
+        errors = [line for line in run.stderr.splitlines() if line.startswith("Error: ")]
+        if run.exit_code != 0 and "--json" not in run.args:
+            assert errors, f"no Error line: {said}"
+        assert not any(line.startswith("Error: unexpected") for line in errors), f"the bug path: {said}"
+        unfinished = "next convlstm-patch command" in run.stderr
+        # A held writer's journal is the writer's; with no Keras left to settle a journal for,
+        # only `clean` looks for one (and must settle it).
+        if not unfinished and not beside_a_writer and (run.exit_code != 3 or run.args[0] == "clean"):
+            assert not sim.journals(self.site), f"a journal was left: {sim.journals(self.site)}\n{said}"
+        if not unfinished and not beside_a_writer and (fault is None or fault[0] is Fault.ENOSPC):
+            # (A permission or I/O error can strike the deletion of a temp file too: the next run sweeps it.)
+            new = set(sim.temp_files(self.site)) - self.temp_before
+            assert not new, f"temp files were left: {sorted(new)}\n{said}"
+        if run.exit_code == 7 and not journal_before:
+            after = sim.tree(self.site)
+            changed = sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
+            assert not changed, f"exit 7 says nothing changed, but {changed} did\n{said}"
+
+    def _fault_on_probe(self, probe_fails: bool) -> None:
+        sim.Probe.fails = probe_fails
+
+    # -- user commands ---------------------------------------------------------------------
+
+    @rule(only=only_flavour, layers=layer_sets, force=st.booleans(), probe_fails=st.booleans(), fault=faults)
+    def apply(self, only, layers, force, probe_fails, fault) -> None:
+        self._fault_on_probe(probe_fails)
+        run = self._run(self._args("apply", only, layers, *(["--force"] if force else [])), fault)
+        if run.exit_code == 0:
+            wanted = set((layers or "convlstm").split(",")) | {"convlstm"}
+            for name in self._installed(only):
+                for relative in sim.FILES[name]:
+                    if self._sets_of(name, relative) & wanted and (self.site / relative).exists():
+                        data = (self.site / relative).read_bytes()
+                        assert sim.base_of(data) != data, f"apply exit 0, but {relative} is not patched\n{run.stdout}"
+
+    @rule(only=only_flavour, layers=layer_sets, force=st.booleans(), fault=faults)
+    def revert(self, only, layers, force, fault) -> None:
+        run = self._run(self._args("revert", only, layers, *(["--force"] if force else [])), fault)
+        if run.exit_code == 0 and layers is None:
+            for name in self._installed(only):
+                for relative in sim.FILES[name]:
+                    path = self.site / relative
+                    if path.exists():
+                        data = path.read_bytes()
+                        assert sim.base_of(data) == data, f"revert exit 0, but {relative} is still patched\n{run.stdout}"
+
+    @rule(only=only_flavour, probe_fails=st.booleans())
+    def verify(self, only, probe_fails) -> None:
+        self._fault_on_probe(probe_fails)
+        self._run(self._args("verify", only, None))
+
+    @rule(only=only_flavour)
+    def status(self, only) -> None:
+        run = self._run(self._args("status", only, None, "--json"))
+        if run.exit_code == 0:
+            self._status_is_true(sim.status_json(run), self._bytes(), only)
+
+    @rule(command=st.sampled_from(["check", "diff", "clean"]), only=only_flavour, fault=faults)
+    def other(self, command, only, fault) -> None:
+        self._run(self._args(command, only, None), fault if command == "clean" else None)
+
+    @rule(
+        writer=st.sampled_from(["apply", "revert"]),
+        layers=layer_sets,
+        at=st.integers(1, 40),
+        reader=st.sampled_from(["status", "check", "verify"]),
+        then_kill=st.booleans(),
+    )
+    def reader_beside_a_held_writer(self, writer, layers, at, reader, then_kill) -> None:
+        """A writer stopped (SIGSTOP) mid-change; a reader runs; then the writer goes on or is killed."""
+        self.step += 1
+        self.temp_before = set(sim.temp_files(self.site))
+        sim.Probe.fails = False
+        before_bytes, before, journal_before = self._bytes(), sim.tree(self.site), sim.journals(self.site)
+        held = sim.wait(
+            sim.start(self._args(writer, None, layers), Fault.STOP, at, self.root / "runs" / f"{self.step}w"),
+            stopped_ok=True,
+        )
+        if held.exit_code is not None or not _stopped(held.pid):
+            self._check_run(held, before, journal_before)  # it finished before reaching that operation
+            return
+        args = [reader, "--keras-root", str(self.site), "--lock-timeout", "0.3", *(["--json"] if reader == "status" else [])]
+        read = sim.wait(sim.start(args, None, 0, self.root / "runs" / f"{self.step}r"))
+        ended = sim.kill(held) if then_kill else sim.resume(held)
+        if ended.killed and self.before_kill is None:
+            self.before_kill = before_bytes
+        self._check_run(ended, before, journal_before)
+        self._check_run(read, before, journal_before, beside_a_writer=True)
+        # 1: `check` found drift (a hand edit); 9: the probe failed; 10: no pins; 11: busy.
+        assert read.exit_code in (0, 1, 9, 10, 11), f"a reader beside a writer: {read}"
+        if reader == "status" and read.exit_code == 0:
+            after_bytes = self._bytes()
+            try:
+                self._status_is_true(sim.status_json(read), before_bytes)
+            except AssertionError:
+                self._status_is_true(sim.status_json(read), after_bytes)
+
+    # -- pip, between a crash and the next command -------------------------------------------
+
+    @rule(name=names, version_index=st.integers(0, 1))
+    def pip_install_a_version(self, name, version_index) -> None:
+        self.before_kill = None
+        version = sim.VERSIONS[name][version_index]
+        sim.pip_install(self.site, name, version)
+        self._reinstalled(name)
+
+    @rule(name=names)
+    def pip_force_reinstall(self, name) -> None:
+        self.before_kill = None
+        version = sim.installed_version(self.site, name)
+        if version is not None:
+            sim.pip_install(self.site, name, version)
+            self._reinstalled(name)
+
+    @rule(name=names)
+    def pip_uninstall(self, name) -> None:
+        self.before_kill = None
+        sim.pip_uninstall(self.site, name)
+        self._reinstalled(name)
+
+    @rule(name=names, version_index=st.integers(0, 1))
+    def pip_leaves_an_interrupted_upgrade(self, name, version_index) -> None:
+        sim.pip_leftover(self.site, name, sim.VERSIONS[name][version_index])
+        self._own()
+
+    # -- hand edits ------------------------------------------------------------------------------
+
+    @rule(name=names, index=st.integers(0, 6), latin1=st.booleans())
+    def edit_a_file_by_hand(self, name, index, latin1) -> None:
+        self.before_kill = None
+        files = sim.FILES[name]
+        path = self.site / files[index % len(files)]
+        if not path.exists() or sim.installed_version(self.site, name) is None:
+            return
+        data = path.read_bytes() + (b"# caf\xe9\n" if latin1 else b"# edited by hand\n")
+        self.edits.setdefault(str(path.relative_to(self.site)), set()).add(data)
+        sim._replace(path, data)
+        self._own()
+
+    @rule(name=names, index=st.integers(0, 6))
+    def delete_a_file_by_hand(self, name, index) -> None:
+        self.before_kill = None
+        files = sim.FILES[name]
+        relative = files[index % len(files)]
+        if (self.site / relative).exists() and sim.installed_version(self.site, name):
+            (self.site / relative).unlink()
+            self.deleted.add(relative)
+
+    @rule(name=names, how=st.sampled_from(["manifest", "copy"]))
+    def damage_the_backup_by_hand(self, name, how) -> None:
+        version = sim.installed_version(self.site, name)
+        folder = self.site / sim.STATE / "backups" / f"{name}-{version}"
+        if version is None or not folder.is_dir():
+            return
+        if how == "manifest" and (folder / "manifest.json").exists():
+            (folder / "manifest.json").write_text("{")
+        else:
+            copies = sorted(p for p in (folder / "files").rglob("*.py"))
+            if not copies:
+                return
+            copies[0].unlink()
+        self.damaged.add(name)
+
+    # -- the promises --------------------------------------------------------------------------
+
+    @invariant()
+    def files_are_the_installed_versions_or_our_output(self) -> None:
+        for name, version in self._versions().items():
+            for relative in sim.FILES[name]:
+                path = self.site / relative
+                if not path.exists():
+                    assert relative in self.deleted, f"{relative} of {name} {version} is missing"
+                    continue
+                base = sim.base_of(path.read_bytes())
+                allowed = {sim.pristine(name, version, relative), *self.edits.get(relative, ())}
+                assert base in allowed, (
+                    f"{relative} holds bytes of neither {name} {version} nor a hand edit: "
+                    f"{path.read_bytes()[:80]!r}; journals: {sim.journals(self.site)}"
+                )
+
+    @invariant()
+    def a_patched_file_has_its_original_kept(self) -> None:
+        state = self.site / sim.STATE
+        for name, version in self._versions().items():
+            if name in self.damaged:
+                continue
+            backup = state / "backups" / f"{name}-{version}" / "files"
+            for relative in sim.FILES[name]:
+                path = self.site / relative
+                if not path.exists():
+                    continue
+                data = path.read_bytes()
+                base = sim.base_of(data)
+                if base == data:
+                    continue
+                kept = (backup / relative).exists() and (backup / relative).read_bytes() == base
+                if not kept and sim.journals(self.site):
+                    kept = any(p.is_file() and p.read_bytes() == base for p in state.rglob("*") if "backups" not in p.parts)
+                assert kept, f"{relative} of {name} {version} is patched but its original is kept nowhere"
+
+    @invariant()
+    def owners_are_kept(self) -> None:
+        if ROOT_USER:
+            wrong = sim.owned_by_others(self.site, sim.OWNER)
+            assert not wrong, f"files changed owner: {wrong}"
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _versions(self) -> dict[str, str]:
+        return {name: v for name in NAMES if (v := sim.installed_version(self.site, name)) is not None}
+
+    def _installed(self, only) -> list[str]:
+        return [name for name in self._versions() if only in (None, name)]
+
+    def _sets_of(self, name: str, relative: str) -> set[str]:
+        if "conv_lstm" in relative:
+            return {"convlstm"}
+        if relative.endswith("bidirectional.py"):
+            return {"lstm", "gru"}
+        return {"lstm"} if relative.endswith("/lstm.py") else {"gru"}
+
+    def _bytes(self) -> dict[str, bytes | None]:
+        found = {}
+        for name in self._versions():
+            for relative in sim.FILES[name]:
+                path = self.site / relative
+                found[relative] = path.read_bytes() if path.exists() else None
+        return found
+
+    def _status_is_true(self, document: dict, files: dict[str, bytes | None], only=None) -> None:
+        versions = {name: version for name, version in self._versions().items() if only in (None, name)}
+        reported = {flavour["distribution"]: flavour["version"] for flavour in document["flavours"]}
+        assert reported == versions, f"status reports {reported}, installed are {versions}"
+        for flavour in document["flavours"]:
+            name, version = flavour["distribution"], flavour["version"]
+            for entry in flavour["files"]:
+                data = files.get(entry["path"])
+                said = f"status says {entry['path']} is {entry['state']}"
+                if entry["state"] == "missing":
+                    assert data is None, said
+                    continue
+                assert data is not None, said + ", but it is missing"
+                if entry["state"] == "patched":
+                    assert sim.base_of(data) != data, said + ", but it is not"
+                elif entry["state"] == "pristine":
+                    assert sim.base_of(data) == data, said + ", but it is patched"
+                else:
+                    assert data != sim.pristine(name, version, entry["path"]), said + ", but it is pip's"
+
+    def _reinstalled(self, name: str) -> None:
+        for relative in sim.FILES[name]:
+            self.edits.pop(relative, None)
+            self.deleted.discard(relative)
+        self.damaged.discard(name)
+        self._own()
+
+    def _own(self) -> None:
+        if ROOT_USER:
+            for path in [self.site, *self.site.rglob("*")]:
+                os.lchown(path, sim.OWNER, sim.OWNER)
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def stand_ins():
+    """The transform and the probe are stand-ins in this process (its forks inherit them)."""
+    from patcher import checking, planning, verification
+
+    saved = (planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all)
+    sim.install_stand_ins()
+    yield
+    planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all = saved
+
+
+BOUNDED = settings(
+    max_examples=int(os.environ.get("CONVLSTM_PATCH_SIMULATION_BOUNDED", "40")),
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def test_the_promises_hold_in_a_bounded_simulation():
+    """README's test command: a fixed seed, bounded (under a minute on 2 cores)."""
+    run = Simulation.TestCase
+    run.settings = BOUNDED
+    run().runTest()
+
+
+@pytest.mark.slow
+def test_the_promises_hold_in_a_long_simulation():
+    """CI: random sequences, many more of them."""
+    run = Simulation.TestCase
+    run.settings = settings(
+        BOUNDED,
+        max_examples=int(os.environ.get("CONVLSTM_PATCH_SIMULATION_EXAMPLES", "1500")),
+        derandomize=False,
+        stateful_step_count=40,
+    )
+    run().runTest()
