@@ -10,8 +10,6 @@ writes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable
 
-from patcher import errors
+from patcher import errors, processes
 from patcher.hashing import record_hash_to_hex
 from patcher.layersets import REGISTRY, LayerSet, ordered
 from patcher.spec import Layout, LayoutFile, layouts
@@ -286,25 +284,24 @@ _PATH_CODE = (
 
 def _interpreter_path(python: str) -> tuple[list[str], str | None]:
     """sys.path and sys.pycache_prefix of another interpreter, asked in a subprocess (killed,
-    with its children, if it hangs)."""
+    with its children, if it hangs, and whatever else ends the wait: Ctrl-C, SIGTERM)."""
     answer = None
     try:
-        process = subprocess.Popen(
-            [python, "-c", _PATH_CODE],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        process = processes.start(processes.python_command(python, "-c", _PATH_CODE))
     except OSError:
         process = None
     if process is not None:
         try:
             stdout, _ = process.communicate(timeout=INTERPRETER_TIMEOUT)
         except subprocess.TimeoutExpired:
-            kill_process_group(process)
+            processes.kill_group(process)
             raise errors.NotAPython(
                 f"--python {python} did not answer within {INTERPRETER_TIMEOUT} s (timed out; it was killed); "
                 "give the path of the environment's python"
             ) from None
+        except BaseException:
+            processes.kill_group(process, drain=False)
+            raise
         try:
             answer = json.loads(stdout)
         except ValueError:
@@ -315,23 +312,3 @@ def _interpreter_path(python: str) -> tuple[list[str], str | None]:
         )
     prefix = answer.get("pycache_prefix")
     return [entry for entry in answer["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None
-
-
-def kill_process_group(process: subprocess.Popen, drain: bool = True) -> None:
-    """Kill a child started with start_new_session and everything it started, and reap it.
-
-    Process groups and SIGKILL are POSIX; elsewhere (Windows) the child alone is killed.
-    ``drain``: read what is left in its pipes (communicate); False when other threads
-    read them (then only wait for it).
-    """
-    killpg, sigkill = getattr(os, "killpg", None), getattr(signal, "SIGKILL", None)
-    try:
-        if killpg is None or sigkill is None:
-            raise OSError
-        killpg(process.pid, sigkill)
-    except OSError:
-        process.kill()
-    if drain:
-        process.communicate()
-    else:
-        process.wait()

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from patcher import errors
-from patcher.environment import Flavour, TargetFile, kill_process_group
+from patcher import errors, processes
+from patcher.environment import Flavour, TargetFile
 from patcher.layersets import REGISTRY, LayerSet
 from patcher.snapshot import Snapshot, State
 from patcher.store import Manifest, backup_copy
@@ -204,7 +204,7 @@ def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
     commands = []
     if LayerSet.CONVLSTM in item.layer_sets:
         cell_file = _cell_file(flavour, LayerSet.CONVLSTM)
-        command = [
+        command = processes.python_command(
             options.python or sys.executable,
             str(PROBE),
             "--package",
@@ -216,7 +216,7 @@ def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
             # PYTHONPATH: a path-list would split a folder whose name has ':'.
             "--site",
             str(flavour.site),
-        ]
+        )
         if item.manifest is not None and item.manifest.file(cell_file.relative):
             command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
         commands.append(command)
@@ -241,7 +241,9 @@ def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
     sets = [layer_set for layer_set in item.layer_sets if REGISTRY[layer_set].probe == RNN_PROBE.name]
     if not sets:
         return None
-    command = [options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site), "--package", flavour.package]
+    command = processes.python_command(
+        options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site), "--package", flavour.package
+    )
     for layer_set in sets:
         cell_file = _cell_file(flavour, layer_set)
         command += ["--layer-set", f"{layer_set}={_module(cell_file)}"]
@@ -313,7 +315,7 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
             if run in running:  # not one stopped at its timeout
                 _take(run, stream, data, options)
     finally:
-        for run in runs:  # interrupted (Ctrl-C): never leave a probe running
+        for run in runs:  # interrupted (Ctrl-C, SIGTERM, SIGHUP): never leave a probe running
             if run.process is not None and not run.done:
                 _stop(run)
 
@@ -321,15 +323,8 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
 def _start(run: _ProbeRun, events: queue.Queue, options: VerifyOptions) -> bool:
     try:
         # Its own session (POSIX): a Ctrl-C in the terminal reaches this process alone,
-        # which then kills each probe with everything the probe started.
-        run.process = subprocess.Popen(
-            run.command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=run.env,
-            start_new_session=True,
-        )
+        # which then kills each probe with everything the probe started. No bytecode.
+        run.process = processes.start(run.command, run.env)
     except OSError as error:
         run.checks.append(ProbeCheck("run", False, f"could not start {run.command[0]}: {error.strerror}"))
         run.done = True
@@ -371,7 +366,7 @@ def _take(run: _ProbeRun, stream, data: bytes | None, options: VerifyOptions) ->
 def _stop(run: _ProbeRun) -> None:
     """Kill the probe and whatever it started; its readers then see the pipes end (and close them)."""
     run.done = True
-    kill_process_group(run.process, drain=False)
+    processes.kill_group(run.process, drain=False)
 
 
 def _conclude(run: _ProbeRun, returncode: int) -> None:

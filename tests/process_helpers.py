@@ -65,3 +65,16 @@ def wait_for_file(path: Path, seconds: float = 60) -> str:
             return path.read_text().strip()
         time.sleep(0.05)
     raise AssertionError(f"{path} was never written")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """The live processes whose command line mentions ``text`` (a probe names its --site), from /proc."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in command and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found

@@ -31,6 +31,7 @@ from hostile_helpers import (
     small_disk,
     tool_env,
 )
+from process_helpers import gone_soon, processes_mentioning
 
 STATE = ".convlstm-patch"
 CELL = "keras/src/layers/rnn/conv_lstm.py"
@@ -191,16 +192,31 @@ def apply_until_verifying(site: Path) -> subprocess.Popen:
     raise AssertionError(f"apply never reached its verification: {''.join(seen)}")
 
 
-def test_ctrl_c_during_verification_rolls_back(site):
-    """Ctrl-C (SIGINT to the foreground process group) while the verification imports Keras."""
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the probes in /proc")
+@pytest.mark.parametrize(
+    "how, signum, code",
+    [
+        pytest.param("Ctrl-C", signal.SIGINT, 130, id="ctrl-c"),
+        pytest.param("SIGTERM", signal.SIGTERM, 143, id="sigterm-timeout-or-kill"),
+    ],
+)
+def test_ctrl_c_or_sigterm_during_verification_rolls_back_and_ends_the_probe(site, how, signum, code):
+    """Ctrl-C (SIGINT to the foreground process group), or SIGTERM to the tool (`timeout 60
+    convlstm-patch apply`, `kill`, a CI job cancelled), while the verification imports Keras."""
     before = tree_hashes(site)
     process = apply_until_verifying(site)
-    os.killpg(process.pid, signal.SIGINT)
+    probes = [pid for pid in processes_mentioning(f"--site {site}") if pid != process.pid]
+    assert probes, "the probe should be running"
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        os.kill(process.pid, signum)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
-    assert errors == ["Error: interrupted (Ctrl-C); every change of this run was rolled back"], stderr
+    assert errors == [f"Error: interrupted ({how}); every change of this run was rolled back"], stderr
     assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert gone_soon(probes) == [], "the probe outlived convlstm-patch"
     assert tree_hashes(site) == before  # no patched file, backup or journal
     assert "not patched" in cli_at(site, "revert", "--only", "keras").output
 
