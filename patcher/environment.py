@@ -20,6 +20,7 @@ from typing import Iterable
 from patcher import errors, processes
 from patcher.hashing import record_hash_to_hex
 from patcher.layersets import REGISTRY, LayerSet, ordered
+from patcher.probe import answer
 from patcher.spec import Layout, LayoutFile, layouts
 
 # distribution (canonical name) -> the package it installs. The nightlies
@@ -275,17 +276,18 @@ INTERPRETER_TIMEOUT = 60  # seconds for another interpreter to print its sys.pat
 # sys.path of the interpreter as it is when started outside any project
 # folder: without the entry for the current folder ('' with -c, which
 # would find a Keras in whatever folder the tool was run from), every other
-# entry made absolute; and where it writes bytecode.
+# entry made absolute; and where it writes bytecode. Printed as answer.emit
+# prints: behind its marker, found whatever a sitecustomize prints besides.
 _PATH_CODE = (
-    "import json, os, sys; print(json.dumps({'path': [os.path.abspath(p) for p in sys.path if p], "
-    "'pycache_prefix': getattr(sys, 'pycache_prefix', None)}))"
+    "import json, os, sys; sys.stdout.write(%r + json.dumps({'path': [os.path.abspath(p) for p in sys.path if p], "
+    "'pycache_prefix': getattr(sys, 'pycache_prefix', None)}) + '\\n')" % ("\n" + answer.MARKER)
 )
 
 
 def _interpreter_path(python: str) -> tuple[list[str], str | None]:
     """sys.path and sys.pycache_prefix of another interpreter, asked in a subprocess (killed,
     with its children, if it hangs, and whatever else ends the wait: Ctrl-C, SIGTERM)."""
-    answer = None
+    found = None
     try:
         process = processes.start(processes.python_command(python, "-c", _PATH_CODE))
     except OSError:
@@ -302,13 +304,10 @@ def _interpreter_path(python: str) -> tuple[list[str], str | None]:
         except BaseException:
             processes.kill_group(process, drain=False)
             raise
-        try:
-            answer = json.loads(stdout)
-        except ValueError:
-            answer = None
-    if not isinstance(answer, dict) or not isinstance(answer.get("path"), list):
+        found = answer.find(stdout.decode(errors="replace"))
+    if not isinstance(found, dict) or not isinstance(found.get("path"), list):
         raise errors.NotAPython(
             f"--python {python} did not run as a Python interpreter; give the path of the environment's python"
         )
-    prefix = answer.get("pycache_prefix")
-    return [entry for entry in answer["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None
+    prefix = found.get("pycache_prefix")
+    return [entry for entry in found["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None

@@ -24,6 +24,7 @@ from typing import Callable, Mapping
 from patcher import errors, processes
 from patcher.environment import Flavour, TargetFile
 from patcher.layersets import REGISTRY, LayerSet
+from patcher.probe import answer
 from patcher.snapshot import Snapshot, State
 from patcher.store import Manifest, backup_copy
 
@@ -337,7 +338,7 @@ def _start(run: _ProbeRun, events: queue.Queue, options: VerifyOptions) -> bool:
 
 
 def _pump(run: _ProbeRun, stream, events: queue.Queue) -> None:
-    """In a reader thread: stderr line by line, stdout whole (one short JSON line), then None."""
+    """In a reader thread: stderr line by line, stdout whole (its answer, and whatever else was printed), then None."""
     try:
         with stream:
             if stream is run.process.stderr:
@@ -370,13 +371,14 @@ def _stop(run: _ProbeRun) -> None:
 
 
 def _conclude(run: _ProbeRun, returncode: int) -> None:
-    """The probe's checks from its JSON document; anything else is a crash."""
+    """The probe's checks from its JSON document, wherever the interpreter's other output put it
+    (patcher/probe/answer.py); anything else is a crash."""
     run.done = True
     try:
-        document = json.loads(run.stdout.decode(errors="replace").strip().splitlines()[-1])
+        document = answer.find(run.stdout.decode(errors="replace"))
         run.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
         run.backend = document.get("backend")
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         run.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
 
 

@@ -67,6 +67,17 @@ def wait_for_file(path: Path, seconds: float = 60) -> str:
     raise AssertionError(f"{path} was never written")
 
 
+def wait_for_lines(path: Path, count: int, seconds: float = 60) -> list[str]:
+    """The lines of ``path`` once it has at least ``count`` (processes append one each)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"{path} has fewer than {count} lines: {lines}")
+
+
 def processes_mentioning(text: str) -> list[int]:
     """The live processes whose command line mentions ``text`` (a probe names its --site), from /proc."""
     found = []

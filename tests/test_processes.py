@@ -10,6 +10,7 @@ tool in a process of its own sent real signals. No Keras: the fake Keras
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,20 +19,21 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, cli
 from hostile_helpers import tool_env
-from process_helpers import gone_soon, wait_for_file
+from process_helpers import gone_soon, read_events, wait_for_file, wait_for_lines
 
 POSIX = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="process groups and SIGHUP are POSIX")
 
 
-def python_with_sitecustomize(folder: Path, code: str) -> Path:
+def python_with_sitecustomize(folder: Path, code: str, site: Path | None = None) -> Path:
     """A `--python` that runs ``code`` at start-up, as a sitecustomize does (a wrapper script
-    putting its folder first on PYTHONPATH, then the real interpreter)."""
+    putting its folder, then ``site``, first on PYTHONPATH, then the real interpreter)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(code)
+    path = os.pathsep.join(str(entry) for entry in (folder, site) if entry)
     wrapper = folder / "python"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{folder}" exec "{sys.executable}" "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{path}" exec "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
 
@@ -86,3 +88,55 @@ def test_a_python_hanging_at_start_up_ends_with_the_tool(tmp_path, how, signum, 
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(f"Error: interrupted ({how}); "), stderr
     assert "Traceback" not in stderr and "Aborted!" not in stderr
+
+
+# -- the answer among what the interpreter prints ------------------------------------
+
+BANNER = """
+import atexit, sys
+print("Welcome to the team's Python (conda env ml-2024)")  # at start-up, on stdout
+sys.stdout.write("loading site hooks... ")  # a line left open
+atexit.register(print, "bye from the team's Python")  # at exit, after everything else
+"""
+
+
+def test_a_banner_at_start_up_does_not_hide_the_python(fake_site, tmp_path):
+    """A target whose sitecustomize prints on stdout at start-up and at exit: still found as a Python."""
+    python = python_with_sitecustomize(tmp_path / "env", BANNER, site=fake_site)
+    result = cli("status", "--python", str(python), "--only", "keras")
+    assert result.exit_code == 0, result.output
+    assert f"keras 3.99.0 (Keras 3) in {fake_site}" in result.stdout
+
+
+def test_a_banner_does_not_hide_the_probes_answer(fake_site, tmp_path, events, taken_as_patched):
+    """The same banner printed by every probe: its answer is still read, and it passed."""
+    python = python_with_sitecustomize(tmp_path / "env", BANNER)
+    result = cli("verify", "--keras-root", str(fake_site), "--python", str(python), "--json")
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["reports"]
+    assert [(report["distribution"], report["passed"]) for report in reports] == [("keras", True), ("tf_keras", True)]
+    assert len(read_events(events)) == 2
+
+
+# -- no bytecode ---------------------------------------------------------------------
+
+
+def test_no_process_started_in_the_target_writes_bytecode(fake_site, tmp_path, events, taken_as_patched, monkeypatch):
+    """A target whose start-up imports a module from a folder without __pycache__ (uv's default), with
+    PYTHONPYCACHEPREFIX set too: neither --python's discovery, nor the probe, nor what the probe
+    starts writes bytecode (run as root on a user's venv, it would be root's, and left there)."""
+    imported = tmp_path / "imported-by"
+    env = tmp_path / "env"
+    python = python_with_sitecustomize(env, f"import os\nopen({str(imported)!r}, 'a').write('%d\\n' % os.getpid())\n", site=fake_site)
+    prefix = tmp_path / "pycache-prefix"
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as users have it (a CI image may set it)
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(prefix))
+    monkeypatch.setenv("FAKE_PROBE_CHILD", "1")  # the probe starts a Python of its own
+    assert cli("status", "--python", str(python)).exit_code == 0
+    result = cli("verify", "--python", str(python), "--only", "keras")
+    assert result.exit_code == 0, result.output
+    ((probe, run),) = read_events(events).items()
+    wait_for_lines(imported, 4)  # two discoveries, the probe, and the probe's child
+    assert {probe, *run["children"]} <= {int(pid) for pid in imported.read_text().split()}
+    assert not (env / "__pycache__").exists(), "the processes in the target interpreter wrote bytecode"
+    assert not prefix.exists(), "the processes in the target interpreter wrote bytecode under PYTHONPYCACHEPREFIX"

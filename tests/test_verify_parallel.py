@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-import patcher.commands
 import patcher.verification
 from helpers import cli
 from patcher.environment import find_flavours
@@ -188,13 +187,6 @@ def keras_json(folder: Path, config) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "keras.json").write_text(config if isinstance(config, str) else json.dumps(config))
     return folder
-
-
-@pytest.fixture
-def taken_as_patched(monkeypatch):
-    """The fake Keras has stub classes no transform applies to, so it stays pristine, and `verify`
-    refuses a Keras nobody patched before starting a probe: let it run the probes anyway."""
-    monkeypatch.setattr(patcher.commands, "_require_something_patched", lambda snap: None)
 
 
 def test_the_backend_of_the_default_run_is_not_verified_again(site, events, taken_as_patched):
