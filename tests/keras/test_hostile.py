@@ -467,6 +467,43 @@ def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
     assert tree_hashes(site) == before
 
 
+def uv_venv_of_nobody(tmp_path: Path) -> tuple[Path, Path]:
+    """A venv that user nobody owns, made as uv makes one: no __pycache__ anywhere, a copy of keras
+    in its site-packages, the running interpreter's packages (TensorFlow) seen through a .pth file;
+    its python and its site-packages."""
+    import venvs  # scripts/venvs.py
+
+    folder = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    site = venvs.purelib(python)
+    copy_distribution("keras", site)
+    (site / venvs.PTH_NAME).write_text("\n".join(venvs.running_site_packages()) + "\n")
+    for cache in list(folder.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    tmp_path.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(folder)], check=True)
+    return python, site
+
+
+@needs_setpriv
+def test_sudo_apply_python_on_a_uv_venv_leaves_nothing_root_owned(tmp_path, monkeypatch):
+    """`sudo convlstm-patch apply --python` on a user's venv without __pycache__ (uv's default): the
+    verification imports that Keras as root, yet no root-owned file (bytecode) is left in the venv
+    or the backup, and the user reverts as usual."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as users have it (a CI image may set it)
+    python, site = uv_venv_of_nobody(tmp_path)
+    before = tree_hashes(site)
+    applied = cli("apply", "--python", str(python), "--only", "keras")  # as root, verified
+    assert applied.exit_code == 0, applied.output
+    assert "verified (5 checks passed)" in applied.output
+    root_owned = [str(path) for path in (tmp_path / "venv").rglob("*") if path.lstat().st_uid != NOBODY]
+    assert not root_owned, f"{len(root_owned)} root-owned files left in the user's venv: {root_owned[:5]}"
+    reverted = as_nobody("revert", "--python", str(python), "--only", "keras", cwd=tmp_path)
+    assert reverted.returncode == 0, reverted.stderr
+    assert tree_hashes(site) == before
+
+
 def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
     """A Keras whose dist-info has no RECORD: an edited file is `modified`, not trusted as pristine."""
     (record,) = site.glob("keras-*.dist-info/RECORD")
