@@ -392,6 +392,11 @@ def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
         options,
     )
     failed = next((report for report in reports if not report.passed), None)
+    if failed is not None and failed.timed_out is not None:
+        raise errors.VerificationFailed(
+            f"{verification.timed_out(failed)}, so the original files were restored; {verification.longer(failed, 'apply')}",
+            reports,
+        )
     if failed is not None:
         probe_check = failed.first_failure
         raise errors.VerificationFailed(

@@ -75,6 +75,7 @@ class Report:
     flavour: Flavour
     backend: str | None
     checks: list[ProbeCheck] = field(default_factory=list)
+    timed_out: float | None = None  # the --timeout (seconds) one of its probes exceeded, if one did
 
     @property
     def label(self) -> str:
@@ -176,6 +177,8 @@ def _without_repeats(reports: list[Report]) -> list[Report]:
 def verdict(reports: list[Report], snapshot: Snapshot) -> None:
     """Raise the error that gives `verify` its exit status (9) if a report failed."""
     failed = next((report for report in reports if not report.passed), None)
+    if failed is not None and failed.timed_out is not None:
+        raise errors.VerificationFailed(f"{timed_out(failed)}; {longer(failed, 'verify')}")
     if failed is not None:
         flavour = next(item for item in snapshot.flavours if item.flavour == failed.flavour)
         advice = (
@@ -184,6 +187,20 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
             else "it is not patched: run `convlstm-patch apply`"
         )
         raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
+
+
+def timed_out(report: Report) -> str:
+    """What happened to a report whose probe exceeded --timeout: not a failed check, nothing to report."""
+    return f"{report.label}: verification did not finish within {_seconds(report.timed_out or 0)} s (timed out; its processes were killed)"
+
+
+def longer(report: Report, command: str) -> str:
+    """What to do about it: the command again with a longer --timeout."""
+    return f"give it longer: `convlstm-patch {command} --timeout {_seconds(2 * (report.timed_out or 0))}`"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _runs(item: Verifiable, report: Report, options: VerifyOptions) -> list[_ProbeRun]:
@@ -297,8 +314,8 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
             now = time.monotonic()
             for run in list(running):
                 if run.deadline <= now:
-                    timed_out = f"verification did not finish within {options.timeout:.0f} s"
-                    run.checks.append(ProbeCheck("run", False, timed_out))
+                    run.report.timed_out = options.timeout
+                    run.checks.append(ProbeCheck("run", False, f"verification did not finish within {_seconds(options.timeout)} s"))
                     _stop(run)
                     running.remove(run)
                 elif run.open_streams == 0 and run.process.poll() is not None:

@@ -21,7 +21,7 @@ import pytest
 
 from helpers import ROOT, cli
 from hostile_helpers import tool_env
-from process_helpers import gone_soon, read_events, wait_for_file, wait_for_lines
+from process_helpers import gone_soon, read_events, sleeps, wait_for_file, wait_for_lines
 
 POSIX = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="process groups and SIGHUP are POSIX")
 
@@ -140,3 +140,21 @@ def test_no_process_started_in_the_target_writes_bytecode(fake_site, tmp_path, e
     assert {probe, *run["children"]} <= {int(pid) for pid in imported.read_text().split()}
     assert not (env / "__pycache__").exists(), "the processes in the target interpreter wrote bytecode"
     assert not prefix.exists(), "the processes in the target interpreter wrote bytecode under PYTHONPYCACHEPREFIX"
+
+
+# -- a probe that takes longer than --timeout ------------------------------------------
+
+
+def test_verify_that_times_out_says_so_and_how_long_to_give_it(fake_site, events, taken_as_patched, monkeypatch):
+    """A probe that needs longer than `--timeout` (a slow disk, a busy machine): the Error line says
+    it timed out, after how long, and the --timeout to try; not "failed check 'run'", and no revert."""
+    sleeps(monkeypatch, keras=60)
+    result = cli("verify", "--keras-root", str(fake_site), "--only", "keras", "--timeout", "2")
+    assert result.exit_code == 9, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: keras-3.99.0: verification did not finish within 2 s (timed out; its processes were killed); "
+        "give it longer: `convlstm-patch verify --timeout 4`"
+    ], result.stderr
+    ((pid, run),) = read_events(events).items()
+    assert run["end"] is None and gone_soon([pid]) == []

@@ -31,7 +31,7 @@ from hostile_helpers import (
     small_disk,
     tool_env,
 )
-from process_helpers import gone_soon, processes_mentioning
+from process_helpers import gone_soon, processes_mentioning, sleeps
 
 STATE = ".convlstm-patch"
 CELL = "keras/src/layers/rnn/conv_lstm.py"
@@ -234,6 +234,26 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     assert hashes(files) == pristine
     applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert applied.exit_code == 0 and "patched 4 files" in applied.output, applied.output
+
+
+def test_apply_whose_verification_times_out_restores_and_says_how_long_to_give_it(site, events, monkeypatch):
+    """The probe (the fake one, sleeping) needs longer than `apply --timeout`: the originals are
+    restored, and the Error line says it timed out and the --timeout to try, not "please report this"."""
+    sleeps(monkeypatch, keras=60)
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--only", "keras", "--timeout", "2")
+    assert result.exit_code == 9, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: keras-{keras_version(site)}: verification did not finish within 2 s (timed out; its processes "
+        "were killed), so the original files were restored; give it longer: `convlstm-patch apply --timeout 4`"
+    ], result.stderr
+    assert tree_hashes(site) == before
+
+
+def keras_version(site: Path) -> str:
+    (info,) = site.glob("keras-*.dist-info")
+    return info.name[len("keras-") : -len(".dist-info")]
 
 
 # -- acting on the right environment --------------------------------------------------
