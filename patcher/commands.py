@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from patcher import __version__, checking, errors, pauses, planning, snapshot, verification
+from patcher import __version__, checking, errors, layersets, pauses, planning, snapshot, verification
 from patcher.environment import Flavour, SearchPath, find_flavours, search_path
 from patcher.layersets import LayerSet
 from patcher.locks import load_lock
@@ -313,6 +313,7 @@ def verify(target: Target, options: VerifyCommandOptions) -> Verified:
     for _ in range(3):
         recovered, snap = _settled(target, options.lock_timeout)
         _require_something_patched(snap)
+        _require_named_sets_patched(snap, options.layers)
         reports = verification.verify_all(
             verification.what_to_verify(snap, options.layers), _probe_options(target, options.probe)
         )
@@ -329,6 +330,21 @@ def _require_something_patched(snap: Snapshot) -> None:
     if snap.flavours and all(flavour.overall() == snapshot.State.PRISTINE for flavour in snap.flavours):
         names = ", ".join(flavour.flavour.key for flavour in snap.flavours)
         raise errors.VerificationFailed(f"{names}: nothing to verify, it is not patched: run `convlstm-patch apply`")
+
+
+def _require_named_sets_patched(snap: Snapshot, layers: frozenset[LayerSet] | None) -> None:
+    """`verify --layers` naming a set not patched where another is: its probe could only fail, and
+    "revert then apply" would patch the same sets again; name the apply that patches it."""
+    for flavour in snap.flavours:
+        missing = [layer_set for layer_set in flavour.focus(layers) if layer_set not in flavour.patched_sets]
+        if layers is None or not missing or not flavour.patched_sets:
+            continue
+        named = ",".join(map(str, layersets.ordered(layers)))
+        raise errors.VerificationFailed(
+            f"{flavour.flavour.key}: {', '.join(map(str, missing))} not patched (only {', '.join(map(str, flavour.patched_sets))}), "
+            f"so there is nothing of theirs to verify: run `convlstm-patch apply --layers {named}` to patch them, "
+            "or verify without --layers"
+        )
 
 
 def check(target: Target, options: ReadOptions) -> Checked:
