@@ -120,6 +120,7 @@ class EnvironmentResult:
 class Status:
     recovered: list[str]  # what settling an interrupted run did
     flavours: list[tuple[FlavourSnapshot, tuple[LayerSet, ...], list[str]]]  # snapshot, focus, notes
+    orphaned: list[Path] = field(default_factory=list)  # backups of distributions no longer installed (`clean`)
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,7 @@ def status(target: Target, options: ReadOptions) -> Status:
     return Status(
         recovered,
         [(flavour, flavour.focus(options.layers), snapshot.explain(flavour, options.layers)) for flavour in snap.flavours],
+        _orphaned(target),
     )
 
 

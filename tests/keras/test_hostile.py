@@ -430,6 +430,23 @@ def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
     assert cli_at(site, "revert").exit_code == 0
 
 
+def test_status_reports_the_backup_an_uninstalled_flavour_left_beside_another(site):
+    """`pip uninstall keras` while patched, tf_keras still installed: status (finding tf_keras only)
+    still names keras's backup and `clean`, which removes it; then status says nothing of it."""
+    assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    uninstall(site, "keras")
+    (folder,) = (site / STATE / "backups").glob("keras-*")
+    status = cli_at(site, "status")
+    assert status.exit_code == 0, status.output
+    assert f"note: backup of keras {folder.name[len('keras-'):]}, which is no longer installed here: {folder}" in status.stdout
+    assert "remove it with `convlstm-patch clean`" in status.stdout
+    assert json.loads(cli_at(site, "status", "--json").stdout)["orphaned_backups"] == [str(folder)]
+    assert cli_at(site, "clean").exit_code == 0 and not folder.exists()
+    status = cli_at(site, "status")
+    assert "no longer installed" not in status.output and "tf_keras" in status.output
+    assert json.loads(cli_at(site, "status", "--json").stdout)["orphaned_backups"] == []
+
+
 # -- also wrong or undocumented (D items) ------------------------------------------
 
 
