@@ -196,6 +196,7 @@ def show_diff(out: Printer, diffed) -> dict:
     """The diffs themselves, whatever the verbosity (diff has no --json)."""
     out.recovered(diffed.recovered)
     for outcome in diffed.outcomes:
+        out.warnings(outcome.warnings)
         click.echo("".join(outcome.diffs.values()), nl=False)
     return {}
 

@@ -35,6 +35,7 @@ from process_helpers import gone_soon, processes_mentioning, sleeps
 
 STATE = ".convlstm-patch"
 CELL = "keras/src/layers/rnn/conv_lstm.py"
+GRU = "keras/src/layers/rnn/gru.py"
 
 
 def keras_site(folder: Path) -> Path:
@@ -397,6 +398,49 @@ def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
     assert "conv_lstm3d.py is missing; reinstall it with `pip install --force-reinstall --no-deps keras==" in status.output
     applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert applied.exit_code == 5 and "pip install --force-reinstall --no-deps keras==" in applied.stderr
+
+
+LATIN_1 = 'EDITED_BY = "José"\n'.encode("latin-1")  # a hand edit saved by an editor set to Latin-1
+
+
+@pytest.mark.parametrize(
+    "patched, edited, command, code",
+    [
+        pytest.param(True, CELL, ("status",), 0, id="patched-status"),
+        pytest.param(True, CELL, ("diff",), 0, id="patched-diff"),
+        pytest.param(True, CELL, ("check",), 1, id="patched-check"),
+        pytest.param(True, CELL, ("revert",), 5, id="patched-revert"),
+        pytest.param(True, CELL, ("revert", "--force"), 0, id="patched-revert-force"),
+        pytest.param(True, CELL, ("apply", "--force", "--no-verify"), 0, id="patched-apply-force"),
+        pytest.param(False, CELL, ("status",), 0, id="pristine-status"),
+        pytest.param(False, CELL, ("diff",), 6, id="pristine-diff"),
+        pytest.param(False, CELL, ("check",), 1, id="pristine-check"),
+        pytest.param(False, CELL, ("apply", "--no-verify"), 5, id="pristine-apply"),
+        pytest.param(False, CELL, ("apply", "--force", "--no-verify"), 6, id="pristine-apply-force"),
+        pytest.param(False, GRU, ("apply", "--layers", "lstm", "--no-verify"), 6, id="other-set-apply-lstm"),
+        pytest.param(False, GRU, ("check", "--layers", "lstm"), 1, id="other-set-check-lstm"),
+    ],
+)
+def test_a_target_file_edited_in_latin_1_gets_one_clear_line(site, patched, edited, command, code):
+    """A Keras file hand-edited and saved with a byte that is not UTF-8: every command answers with
+    its result or one Error line saying which file and what to do, never "unexpected ... please report"."""
+    if patched:
+        assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    with open(site / edited, "ab") as handle:
+        handle.write(LATIN_1)
+    before = tree_hashes(site) if code else None
+    result = cli_at(site, *command, "--only", "keras")
+    assert "unexpected" not in result.stderr and "please report" not in result.stderr.lower(), result.stderr
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == (1 if code else 0), result.stderr
+    if code == 6 or edited == GRU:
+        assert f"{edited} of keras-" in errors[0] and "is not UTF-8 text (byte 0xe9 on line " in errors[0], errors
+        assert "pip install --force-reinstall --no-deps keras==" in errors[0], errors
+    if command == ("diff",) and patched:
+        assert "\\xe9" in result.stdout and f"{CELL} is not UTF-8 text (byte 0xe9 on line " in result.stderr
+    if code:
+        assert tree_hashes(site) == before  # an error changed nothing
 
 
 def uninstall(site: Path, name: str) -> None:
