@@ -337,16 +337,17 @@ def _require_something_patched(snap: Snapshot) -> None:
 def _require_named_sets_patched(snap: Snapshot, layers: frozenset[LayerSet] | None) -> None:
     """`verify --layers` naming a set not patched where another is: its probe could only fail, and
     "revert then apply" would patch the same sets again; name the apply that patches it."""
+    if layers is None:
+        return
     for flavour in snap.flavours:
         missing = [layer_set for layer_set in flavour.focus(layers) if layer_set not in flavour.patched_sets]
-        if layers is None or not missing or not flavour.patched_sets:
-            continue
-        named = ",".join(map(str, layersets.ordered(layers)))
-        raise errors.VerificationFailed(
-            f"{flavour.flavour.key}: {', '.join(map(str, missing))} not patched (only {', '.join(map(str, flavour.patched_sets))}), "
-            f"so there is nothing of theirs to verify: run `convlstm-patch apply --layers {named}` to patch them, "
-            "or verify without --layers"
-        )
+        if missing and flavour.patched_sets:
+            raise errors.VerificationFailed(
+                f"{flavour.flavour.key}: {layersets.names(missing)} not patched (patched: "
+                f"{layersets.names(flavour.patched_sets)}), so there is nothing of theirs to verify: run "
+                f"`convlstm-patch apply --layers {','.join(map(str, layersets.ordered(layers)))}` to patch them, "
+                "or verify without --layers"
+            )
 
 
 def check(target: Target, options: ReadOptions) -> Checked:
@@ -411,10 +412,7 @@ def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
     )
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None and failed.timed_out is not None:
-        raise errors.VerificationFailed(
-            f"{verification.timed_out(failed)}, so the original files were restored; {verification.longer(failed, 'apply')}",
-            reports,
-        )
+        raise errors.VerificationFailed(verification.timed_out(failed, "apply", restored=True), reports)
     if failed is not None:
         probe_check = failed.first_failure
         raise errors.VerificationFailed(

@@ -178,7 +178,7 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
     """Raise the error that gives `verify` its exit status (9) if a report failed."""
     failed = next((report for report in reports if not report.passed), None)
     if failed is not None and failed.timed_out is not None:
-        raise errors.VerificationFailed(f"{timed_out(failed)}; {longer(failed, 'verify')}")
+        raise errors.VerificationFailed(timed_out(failed, "verify"))
     if failed is not None:
         flavour = next(item for item in snapshot.flavours if item.flavour == failed.flavour)
         advice = (
@@ -189,14 +189,15 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
         raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
 
 
-def timed_out(report: Report) -> str:
-    """What happened to a report whose probe exceeded --timeout: not a failed check, nothing to report."""
-    return f"{report.label}: verification did not finish within {_seconds(report.timed_out or 0)} s (timed out; its processes were killed)"
-
-
-def longer(report: Report, command: str) -> str:
-    """What to do about it: the command again with a longer --timeout."""
-    return f"give it longer: `convlstm-patch {command} --timeout {_seconds(2 * (report.timed_out or 0))}`"
+def timed_out(report: Report, command: str, restored: bool = False) -> str:
+    """What happened to a report whose probe exceeded --timeout (not a failed check, nothing to report
+    as a bug), and what to do: ``command`` again with twice the time."""
+    seconds = report.timed_out or 0.0
+    return (
+        f"{report.label}: verification did not finish within {_seconds(seconds)} s (timed out; its processes were "
+        f"killed){', so the original files were restored' if restored else ''}; "
+        f"give it longer: `convlstm-patch {command} --timeout {_seconds(2 * seconds)}`"
+    )
 
 
 def _seconds(value: float) -> str:
@@ -315,7 +316,8 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
             for run in list(running):
                 if run.deadline <= now:
                     run.report.timed_out = options.timeout
-                    run.checks.append(ProbeCheck("run", False, f"verification did not finish within {_seconds(options.timeout)} s"))
+                    detail = f"verification did not finish within {_seconds(options.timeout)} s"
+                    run.checks.append(ProbeCheck("run", False, detail))
                     _stop(run)
                     running.remove(run)
                 elif run.open_streams == 0 and run.process.poll() is not None:

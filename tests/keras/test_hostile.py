@@ -443,6 +443,19 @@ def test_a_target_file_edited_in_latin_1_gets_one_clear_line(site, patched, edit
         assert tree_hashes(site) == before  # an error changed nothing
 
 
+def test_a_module_of_another_set_that_does_not_parse_refuses_with_one_line(site):
+    """gru.py hand-edited into invalid Python, then `apply --layers lstm`: the fused-kernel audit
+    cannot read it, so it refuses (fail closed) naming the file and the reinstall, changing nothing."""
+    with open(site / GRU, "a") as handle:
+        handle.write("def edited(:\n")
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--layers", "lstm", "--only", "keras", "--no-verify")
+    assert result.exit_code == 6, result.output
+    assert f"{GRU} of keras-" in result.stderr and " does not parse (" in result.stderr, result.stderr
+    assert "pip install --force-reinstall --no-deps keras==" in result.stderr and "unexpected" not in result.stderr
+    assert tree_hashes(site) == before
+
+
 def uninstall(site: Path, name: str) -> None:
     """What `pip uninstall NAME` does: the package and its dist-info go, our state folder stays (in no RECORD)."""
     shutil.rmtree(site / name)
