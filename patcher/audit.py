@@ -39,6 +39,7 @@ from patcher.enums import TextEnum
 from patcher.fused import Names, entry_point, entry_uses, is_guard
 from patcher.spec import EntryKind, EntryPoint, fused_kernels
 from patcher.layersets import FUSED_SETS, LayerSet
+from patcher.text import where_not_utf8
 
 
 class Coverage(TextEnum):
@@ -171,12 +172,26 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
+class UnreadableModule(Exception):
+    """A module of the package that does not parse (edited by hand since it was installed): the
+    audit cannot show its call sites guarded."""
+
+    def __init__(self, path: str, source: bytes, error: SyntaxError) -> None:
+        super().__init__(f"{path}: {error}")
+        self.path = path
+        self.not_utf8 = where_not_utf8(source)  # where its first byte that is not UTF-8 is, if one is
+        self.reason = f"{error.msg}, line {error.lineno}"
+
+
 class _Module:
     """One module's uses of entry points and their coverage."""
 
     def __init__(self, path: str, source: bytes) -> None:
         self.path = path
-        self.tree = ast.parse(source)
+        try:
+            self.tree = ast.parse(source)
+        except SyntaxError as error:  # a hand edit: not UTF-8, or not Python
+            raise UnreadableModule(path, source, error) from None
         self.parents: dict[ast.AST, ast.AST] = {}
         self.nodes: list[ast.AST] = [self.tree]  # every node but contexts (Load, Store), in one walk
         for node in self.nodes:  # grows as it goes; ast.iter_child_nodes is slower

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import click
 
-from patcher import commands, errors, layersets, output
+from patcher import commands, errors, interrupts, layersets, output
 from patcher.layersets import LayerSet
 from patcher.envlock import DEFAULT_LOCK_TIMEOUT
 from patcher.verification import BACKENDS, DEFAULT_TIMEOUT, VerifyOptions
@@ -136,7 +136,8 @@ class Group(click.Group):
     def invoke(self, ctx):
         as_json = "--json" in [*getattr(ctx, "_protected_args", ()), *ctx.args]  # read before click consumes them
         try:
-            return self._invoke(ctx)
+            with interrupts.like_ctrl_c():  # SIGTERM and SIGHUP too: rolled back, every child killed
+                return self._invoke(ctx)
         except click.ClickException as error:
             # With --json, an error before any environment ran (a bad
             # command line, a bug) is a document too; stderr has the line.
@@ -150,9 +151,9 @@ class Group(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
-            # Outside a transaction (its own Ctrl-C rolls back and says so):
-            # nothing was half-written, or a second Ctrl-C cut a rollback
-            # short and its journal is still there for the next command.
+            # Ctrl-C, SIGTERM or SIGHUP outside a transaction (its own rolls
+            # back and says so): nothing was half-written, or a second one cut
+            # a rollback short and its journal is still there for the next command.
             raise errors.Interrupted(
                 "interrupted (Ctrl-C); run `convlstm-patch status`: the next command settles a half-done change "
                 "(rolled back if it stopped before its commit point, finished if after)"

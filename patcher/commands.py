@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from patcher import __version__, checking, errors, pauses, planning, snapshot, verification
+from patcher import __version__, checking, errors, layersets, pauses, planning, snapshot, verification
 from patcher.environment import Flavour, SearchPath, find_flavours, search_path
 from patcher.layersets import LayerSet
 from patcher.locks import load_lock
@@ -121,6 +121,7 @@ class EnvironmentResult:
 class Status:
     recovered: list[str]  # what settling an interrupted run did
     flavours: list[tuple[FlavourSnapshot, tuple[LayerSet, ...], list[str]]]  # snapshot, focus, notes
+    orphaned: list[Path] = field(default_factory=list)  # backups of distributions no longer installed (`clean`)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ def status(target: Target, options: ReadOptions) -> Status:
     return Status(
         recovered,
         [(flavour, flavour.focus(options.layers), snapshot.explain(flavour, options.layers)) for flavour in snap.flavours],
+        _orphaned(target),
     )
 
 
@@ -316,6 +318,7 @@ def verify(target: Target, options: VerifyCommandOptions) -> Verified:
     for _ in range(3):
         recovered, snap = _settled(target, options.lock_timeout)
         _require_something_patched(snap)
+        _require_named_sets_patched(snap, options.layers)
         reports = verification.verify_all(
             verification.what_to_verify(snap, options.layers), _probe_options(target, options.probe)
         )
@@ -332,6 +335,22 @@ def _require_something_patched(snap: Snapshot) -> None:
     if snap.flavours and all(flavour.overall() == snapshot.State.PRISTINE for flavour in snap.flavours):
         names = ", ".join(flavour.flavour.key for flavour in snap.flavours)
         raise errors.VerificationFailed(f"{names}: nothing to verify, it is not patched: run `convlstm-patch apply`")
+
+
+def _require_named_sets_patched(snap: Snapshot, layers: frozenset[LayerSet] | None) -> None:
+    """`verify --layers` naming a set not patched where another is: its probe could only fail, and
+    "revert then apply" would patch the same sets again; name the apply that patches it."""
+    if layers is None:
+        return
+    for flavour in snap.flavours:
+        missing = [layer_set for layer_set in flavour.focus(layers) if layer_set not in flavour.patched_sets]
+        if missing and flavour.patched_sets:
+            raise errors.VerificationFailed(
+                f"{flavour.flavour.key}: {layersets.names(missing)} not patched (patched: "
+                f"{layersets.names(flavour.patched_sets)}), so there is nothing of theirs to verify: run "
+                f"`convlstm-patch apply --layers {','.join(map(str, layersets.ordered(layers)))}` to patch them, "
+                "or verify without --layers"
+            )
 
 
 def check(target: Target, options: ReadOptions) -> Checked:
@@ -406,6 +425,8 @@ def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
         options,
     )
     failed = next((report for report in reports if not report.passed), None)
+    if failed is not None and failed.timed_out is not None:
+        raise errors.VerificationFailed(verification.timed_out(failed, "apply", restored=True), reports)
     if failed is not None:
         probe_check = failed.first_failure
         raise errors.VerificationFailed(

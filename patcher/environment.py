@@ -10,8 +10,6 @@ writes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,9 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable
 
-from patcher import errors
+from patcher import errors, processes
 from patcher.hashing import record_hash_to_hex
 from patcher.layersets import REGISTRY, LayerSet, ordered
+from patcher.probe import answer
 from patcher.spec import Layout, LayoutFile, layouts
 
 # distribution (canonical name) -> the package it installs. The nightlies
@@ -297,61 +296,38 @@ INTERPRETER_TIMEOUT = 60  # seconds for another interpreter to print its sys.pat
 # sys.path of the interpreter as it is when started outside any project
 # folder: without the entry for the current folder ('' with -c, which
 # would find a Keras in whatever folder the tool was run from), every other
-# entry made absolute; and where it writes bytecode.
+# entry made absolute; and where it writes bytecode. Printed as answer.emit
+# prints: behind its marker, found whatever a sitecustomize prints besides.
 _PATH_CODE = (
-    "import json, os, sys; print(json.dumps({'path': [os.path.abspath(p) for p in sys.path if p], "
-    "'pycache_prefix': getattr(sys, 'pycache_prefix', None)}))"
+    "import json, os, sys; sys.stdout.write(%r + json.dumps({'path': [os.path.abspath(p) for p in sys.path if p], "
+    "'pycache_prefix': getattr(sys, 'pycache_prefix', None)}) + '\\n')" % ("\n" + answer.MARKER)
 )
 
 
 def _interpreter_path(python: str) -> tuple[list[str], str | None]:
     """sys.path and sys.pycache_prefix of another interpreter, asked in a subprocess (killed,
-    with its children, if it hangs)."""
-    answer = None
+    with its children, if it hangs, and whatever else ends the wait: Ctrl-C, SIGTERM)."""
+    found = None
     try:
-        process = subprocess.Popen(
-            [python, "-c", _PATH_CODE],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        process = processes.start(processes.python_command(python, "-c", _PATH_CODE))
     except OSError:
         process = None
     if process is not None:
         try:
             stdout, _ = process.communicate(timeout=INTERPRETER_TIMEOUT)
         except subprocess.TimeoutExpired:
-            kill_process_group(process)
+            processes.kill_group(process)
             raise errors.NotAPython(
                 f"--python {python} did not answer within {INTERPRETER_TIMEOUT} s (timed out; it was killed); "
                 "give the path of the environment's python"
             ) from None
-        try:
-            answer = json.loads(stdout)
-        except ValueError:
-            answer = None
-    if not isinstance(answer, dict) or not isinstance(answer.get("path"), list):
+        except BaseException:
+            processes.kill_group(process, drain=False)
+            raise
+        found = answer.find(stdout.decode(errors="replace"))
+    if not isinstance(found, dict) or not isinstance(found.get("path"), list):
         raise errors.NotAPython(
             f"--python {python} did not run as a Python interpreter; give the path of the environment's python"
         )
-    prefix = answer.get("pycache_prefix")
-    return [entry for entry in answer["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None
-
-
-def kill_process_group(process: subprocess.Popen, drain: bool = True) -> None:
-    """Kill a child started with start_new_session and everything it started, and reap it.
-
-    Process groups and SIGKILL are POSIX; elsewhere (Windows) the child alone is killed.
-    ``drain``: read what is left in its pipes (communicate); False when other threads
-    read them (then only wait for it).
-    """
-    killpg, sigkill = getattr(os, "killpg", None), getattr(signal, "SIGKILL", None)
-    try:
-        if killpg is None or sigkill is None:
-            raise OSError
-        killpg(process.pid, sigkill)
-    except OSError:
-        process.kill()
-    if drain:
-        process.communicate()
-    else:
-        process.wait()
+    prefix = found.get("pycache_prefix")
+    return [entry for entry in found["path"] if isinstance(entry, str)], prefix if isinstance(prefix, str) else None

@@ -6,7 +6,11 @@ Raising one of these guarantees no file was changed by the failing step.
 
 from __future__ import annotations
 
+import signal
+
 import click
+
+from patcher import interrupts
 
 
 class PatchError(click.ClickException):
@@ -66,9 +70,19 @@ class UnsafePath(PatchError):
 
 
 class Interrupted(PatchError):
-    """Ctrl-C (SIGINT): one Error line and exit 130 (128 + SIGINT), as shells report it, not click's `Aborted!`."""
+    """Ctrl-C (SIGINT), or SIGTERM / SIGHUP, which stop a run the same way (patcher/interrupts.py):
+    one Error line and exit 128 + the signal's number, as shells report it (130, 143, 129), not
+    click's `Aborted!`. Messages are written for Ctrl-C, which is named in them as "(Ctrl-C)"; when
+    another signal stopped the command, that signal is named there instead."""
 
-    exit_code = 130
+    exit_code = 130  # 128 + SIGINT
+
+    def __init__(self, message: str) -> None:
+        signum = interrupts.stopped_by()
+        if signum is not None:
+            message = message.replace("(Ctrl-C)", f"({signal.Signals(signum).name})")
+            self.exit_code = 128 + signum  # type: ignore[misc]  # click's ClassVar: here the signal decides
+        super().__init__(message)
 
 
 class BadOptions(PatchError):

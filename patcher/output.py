@@ -116,7 +116,16 @@ def show_status(out: Printer, status) -> dict:
             out.line(f"  layer sets: patched {patched}; this version supports {', '.join(sets['supported'])}")
         for note in notes:
             out.line(f"  note: {note}")
-    return {"flavours": [state_json(snapshot, focus, notes) for snapshot, focus, notes in status.flavours]}
+    for folder in status.orphaned:  # of no flavour found: `pip uninstall` left them
+        distribution, _, version = folder.name.rpartition("-")
+        out.line(
+            f"note: backup of {distribution} {version}, which is no longer installed here: {folder} "
+            "(never restored; remove it with `convlstm-patch clean`)"
+        )
+    return {
+        "flavours": [state_json(snapshot, focus, notes) for snapshot, focus, notes in status.flavours],
+        "orphaned_backups": [str(folder) for folder in status.orphaned],
+    }
 
 
 def layer_sets_json(snapshot) -> dict:
@@ -187,6 +196,7 @@ def show_diff(out: Printer, diffed) -> dict:
     """The diffs themselves, whatever the verbosity (diff has no --json)."""
     out.recovered(diffed.recovered)
     for outcome in diffed.outcomes:
+        out.warnings(outcome.warnings)
         click.echo("".join(outcome.diffs.values()), nl=False)
     return {}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable
 
-from patcher import __version__, errors
+from patcher import __version__, errors, text
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
@@ -238,15 +238,21 @@ def diff(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> Outcom
     pairs = [(file.target.relative, snapshot.originals[file.target.relative], file.live or b"") for file in patched]
     pairs += [(file.target.relative, snapshot.original(file.target), would[file.target.relative]) for file in pending]
     action = Action.PATCHED if not pending else Action.WOULD_PATCH
-    return Outcome(flavour, action, [relative for relative, _, _ in pairs], [], diffs(pairs))
+    edited = [(relative, text.where_not_utf8(after)) for relative, _, after in pairs]
+    warnings = [
+        f"{relative} is not UTF-8 text ({where}), shown with \\x escapes: it was edited by hand since it was patched"
+        for relative, where in edited
+        if where is not None
+    ]
+    return Outcome(flavour, action, [relative for relative, _, _ in pairs], warnings, diffs(pairs))
 
 
 def diffs(pairs: Iterable[tuple[str, bytes, bytes]]) -> dict[str, str]:
     return {
         relative: "".join(
             difflib.unified_diff(
-                before.decode("utf-8").splitlines(keepends=True),
-                after.decode("utf-8").splitlines(keepends=True),
+                text.readable(before).splitlines(keepends=True),
+                text.readable(after).splitlines(keepends=True),
                 fromfile=f"a/{relative}",
                 tofile=f"b/{relative}",
             )
@@ -268,6 +274,9 @@ def patch_sources(
     patched, warnings = {}, []
     for target, original, layer_sets in items:
         applied = ordered(set(layer_sets) & target.layer_sets)
+        where = text.where_not_utf8(original)
+        if where is not None:
+            raise errors.TransformFailed(text.not_utf8(flavour, target.relative, where))
         try:
             source = original.decode("utf-8")
             result = transform_source(source, target.classes, layer_sets=applied)
@@ -288,10 +297,22 @@ def unguarded(flavour: Flavour, patched: dict[str, bytes], layer_sets: Iterable[
     fused = [layer_set for layer_set in layer_sets if layer_set in FUSED_SETS]
     if not fused:
         return []
-    from patcher.audit import audit, uncovered
+    from patcher.audit import UnreadableModule, audit, uncovered
 
     texts = {relative: data.decode("utf-8") for relative, data in patched.items()}
-    return [str(site) for site in uncovered(audit(flavour.site / flavour.package, flavour.package, texts), fused)]
+    try:
+        sites = audit(flavour.site / flavour.package, flavour.package, texts)
+    except UnreadableModule as error:
+        # Fail closed: a module that does not parse cannot be shown to be guarded.
+        if error.not_utf8 is not None:
+            raise errors.TransformFailed(
+                f"cannot audit the fused LSTM/GRU kernel calls: {text.not_utf8(flavour, error.path, error.not_utf8)}"
+            ) from None
+        raise errors.TransformFailed(
+            f"cannot audit the fused LSTM/GRU kernel calls: {error.path} of {flavour.key} does not parse "
+            f"({error.reason}); reinstall it with `{flavour.reinstall_command}`"
+        ) from None
+    return [str(site) for site in uncovered(sites, fused)]
 
 
 def require_guarded(flavour: Flavour, patched: dict[str, bytes], layer_sets: Iterable[LayerSet]) -> None:

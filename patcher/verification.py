@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from patcher import errors
-from patcher.environment import Flavour, TargetFile, kill_process_group
+from patcher import errors, processes
+from patcher.environment import Flavour, TargetFile
 from patcher.layersets import REGISTRY, LayerSet
+from patcher.probe import answer
 from patcher.snapshot import Snapshot, State
 from patcher.store import Manifest, backup_copy
 
@@ -74,6 +75,7 @@ class Report:
     flavour: Flavour
     backend: str | None
     checks: list[ProbeCheck] = field(default_factory=list)
+    timed_out: float | None = None  # the --timeout (seconds) one of its probes exceeded, if one did
 
     @property
     def label(self) -> str:
@@ -175,6 +177,8 @@ def _without_repeats(reports: list[Report]) -> list[Report]:
 def verdict(reports: list[Report], snapshot: Snapshot) -> None:
     """Raise the error that gives `verify` its exit status (9) if a report failed."""
     failed = next((report for report in reports if not report.passed), None)
+    if failed is not None and failed.timed_out is not None:
+        raise errors.VerificationFailed(timed_out(failed, "verify"))
     if failed is not None:
         flavour = next(item for item in snapshot.flavours if item.flavour == failed.flavour)
         advice = (
@@ -183,6 +187,21 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
             else "it is not patched: run `convlstm-patch apply`"
         )
         raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
+
+
+def timed_out(report: Report, command: str, restored: bool = False) -> str:
+    """What happened to a report whose probe exceeded --timeout (not a failed check, nothing to report
+    as a bug), and what to do: ``command`` again with twice the time."""
+    seconds = report.timed_out or 0.0
+    return (
+        f"{report.label}: verification did not finish within {_seconds(seconds)} s (timed out; its processes were "
+        f"killed){', so the original files were restored' if restored else ''}; "
+        f"give it longer: `convlstm-patch {command} --timeout {_seconds(2 * seconds)}`"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _runs(item: Verifiable, report: Report, options: VerifyOptions) -> list[_ProbeRun]:
@@ -204,7 +223,7 @@ def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
     commands = []
     if LayerSet.CONVLSTM in item.layer_sets:
         cell_file = _cell_file(flavour, LayerSet.CONVLSTM)
-        command = [
+        command = processes.python_command(
             options.python or sys.executable,
             str(PROBE),
             "--package",
@@ -216,7 +235,7 @@ def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
             # PYTHONPATH: a path-list would split a folder whose name has ':'.
             "--site",
             str(flavour.site),
-        ]
+        )
         if item.manifest is not None and item.manifest.file(cell_file.relative):
             command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
         commands.append(command)
@@ -241,7 +260,9 @@ def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
     sets = [layer_set for layer_set in item.layer_sets if REGISTRY[layer_set].probe == RNN_PROBE.name]
     if not sets:
         return None
-    command = [options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site), "--package", flavour.package]
+    command = processes.python_command(
+        options.python or sys.executable, str(RNN_PROBE), "--site", str(flavour.site), "--package", flavour.package
+    )
     for layer_set in sets:
         cell_file = _cell_file(flavour, layer_set)
         command += ["--layer-set", f"{layer_set}={_module(cell_file)}"]
@@ -294,8 +315,9 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
             now = time.monotonic()
             for run in list(running):
                 if run.deadline <= now:
-                    timed_out = f"verification did not finish within {options.timeout:.0f} s"
-                    run.checks.append(ProbeCheck("run", False, timed_out))
+                    run.report.timed_out = options.timeout
+                    detail = f"verification did not finish within {_seconds(options.timeout)} s"
+                    run.checks.append(ProbeCheck("run", False, detail))
                     _stop(run)
                     running.remove(run)
                 elif run.open_streams == 0 and run.process.poll() is not None:
@@ -313,7 +335,7 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
             if run in running:  # not one stopped at its timeout
                 _take(run, stream, data, options)
     finally:
-        for run in runs:  # interrupted (Ctrl-C): never leave a probe running
+        for run in runs:  # interrupted (Ctrl-C, SIGTERM, SIGHUP): never leave a probe running
             if run.process is not None and not run.done:
                 _stop(run)
 
@@ -321,15 +343,8 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
 def _start(run: _ProbeRun, events: queue.Queue, options: VerifyOptions) -> bool:
     try:
         # Its own session (POSIX): a Ctrl-C in the terminal reaches this process alone,
-        # which then kills each probe with everything the probe started.
-        run.process = subprocess.Popen(
-            run.command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=run.env,
-            start_new_session=True,
-        )
+        # which then kills each probe with everything the probe started. No bytecode.
+        run.process = processes.start(run.command, run.env)
     except OSError as error:
         run.checks.append(ProbeCheck("run", False, f"could not start {run.command[0]}: {error.strerror}"))
         run.done = True
@@ -342,7 +357,7 @@ def _start(run: _ProbeRun, events: queue.Queue, options: VerifyOptions) -> bool:
 
 
 def _pump(run: _ProbeRun, stream, events: queue.Queue) -> None:
-    """In a reader thread: stderr line by line, stdout whole (one short JSON line), then None."""
+    """In a reader thread: stderr line by line, stdout whole (its answer, and whatever else was printed), then None."""
     try:
         with stream:
             if stream is run.process.stderr:
@@ -371,17 +386,18 @@ def _take(run: _ProbeRun, stream, data: bytes | None, options: VerifyOptions) ->
 def _stop(run: _ProbeRun) -> None:
     """Kill the probe and whatever it started; its readers then see the pipes end (and close them)."""
     run.done = True
-    kill_process_group(run.process, drain=False)
+    processes.kill_group(run.process, drain=False)
 
 
 def _conclude(run: _ProbeRun, returncode: int) -> None:
-    """The probe's checks from its JSON document; anything else is a crash."""
+    """The probe's checks from its JSON document, wherever the interpreter's other output put it
+    (patcher/probe/answer.py); anything else is a crash."""
     run.done = True
     try:
-        document = json.loads(run.stdout.decode(errors="replace").strip().splitlines()[-1])
+        document = answer.find(run.stdout.decode(errors="replace"))
         run.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
         run.backend = document.get("backend")
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         run.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
 
 

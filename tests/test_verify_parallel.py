@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,60 +22,24 @@ from pathlib import Path
 
 import pytest
 
-import fake_keras
-import patcher.commands
 import patcher.verification
-from helpers import SCRIPTS, cli
+from helpers import cli
 from patcher.environment import find_flavours
 from patcher.layersets import LayerSet
 from patcher.verification import MAX_PARALLEL, Verifiable, VerifyOptions, default_backend, verify_all
+from process_helpers import alive, gone_soon, read_events, sleeps
 
-FAKE_PROBE = SCRIPTS / "fake_probe.py"
 CONVLSTM, WITH_LSTM = (LayerSet.CONVLSTM,), (LayerSet.CONVLSTM, LayerSet.LSTM)
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """A site-packages folder with a fake keras 3.99.0 and a fake tf_keras 2.99.0."""
-    folder = fake_keras.install(tmp_path / "site-packages")
-    return fake_keras.install(folder, "2.99.0", name="tf_keras")
-
-
-@pytest.fixture
-def events(tmp_path: Path, monkeypatch):
-    """Verification runs the fake probe (for both probes), which logs its runs to the returned file."""
-    log = tmp_path / "probe-events.jsonl"
-    log.touch()
-    # The LSTM/GRU probe is found by its file name (the layer-set registry names it).
-    rnn_probe = tmp_path / "fake-rnn" / patcher.verification.RNN_PROBE.name
-    rnn_probe.parent.mkdir()
-    shutil.copy(FAKE_PROBE, rnn_probe)
-    monkeypatch.setattr(patcher.verification, "PROBE", FAKE_PROBE)
-    monkeypatch.setattr(patcher.verification, "RNN_PROBE", rnn_probe)
-    monkeypatch.setenv("FAKE_PROBE_LOG", str(log))
-    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
-    yield log
-    # Whatever a failing test left behind: its own logged processes, killed by pid.
-    leftovers = [pid for probe, run in read_events(log).items() for pid in (probe, *run["children"]) if alive(pid)]
-    for pid in leftovers:
-        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+def site(fake_site: Path) -> Path:
+    """A fake keras 3.99.0 and tf_keras 2.99.0 (tests/conftest.py)."""
+    return fake_site
 
 
 def items(site: Path, layer_sets=CONVLSTM, only: str | None = None) -> list[Verifiable]:
     return [Verifiable(flavour, layer_sets, None) for flavour in find_flavours([str(site)], only=only)]
-
-
-def read_events(log: Path) -> dict[int, dict]:
-    """probe pid -> {"package", "backend", "kind", "start", "end" (None: killed), "children": [pid]}."""
-    runs: dict[int, dict] = {}
-    for line in log.read_text().splitlines():
-        event = json.loads(line)
-        run = runs.setdefault(event["probe"], dict(event, start=None, end=None, children=[]))
-        if event["event"] == "child":
-            run["children"].append(event["pid"])
-        else:
-            run[event["event"]] = event["time"]
-    return runs
 
 
 def most_at_once(runs) -> int:
@@ -87,33 +50,6 @@ def most_at_once(runs) -> int:
         count += step
         most = max(most, count)
     return most
-
-
-def sleeps(monkeypatch, **seconds: float) -> None:
-    monkeypatch.setenv("FAKE_PROBE_SLEEP", json.dumps(seconds))
-
-
-def alive(pid: int) -> bool:
-    """Is the process still there (a zombie, killed but not yet reaped by its parent, is not)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a pid reused by another user's process
-        return False
-    status = Path(f"/proc/{pid}/status")
-    try:
-        return "\nState:\tZ" not in status.read_text()
-    except OSError:
-        return not status.parent.parent.is_dir()  # no /proc: os.kill is all there is
-
-
-def gone_soon(pids: list[int], seconds: float = 10) -> list[int]:
-    """The pids still alive after up to ``seconds`` (an orphan is reaped by init, not at once)."""
-    deadline = time.monotonic() + seconds
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [pid for pid in pids if alive(pid)]
 
 
 def test_flavours_are_probed_side_by_side_and_reported_in_their_order(site, events, monkeypatch):
@@ -251,13 +187,6 @@ def keras_json(folder: Path, config) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "keras.json").write_text(config if isinstance(config, str) else json.dumps(config))
     return folder
-
-
-@pytest.fixture
-def taken_as_patched(monkeypatch):
-    """The fake Keras has stub classes no transform applies to, so it stays pristine, and `verify`
-    refuses a Keras nobody patched before starting a probe: let it run the probes anyway."""
-    monkeypatch.setattr(patcher.commands, "_require_something_patched", lambda snap: None)
 
 
 def test_the_backend_of_the_default_run_is_not_verified_again(site, events, taken_as_patched):

@@ -4,7 +4,7 @@
         --layer-set lstm=keras.src.layers.rnn.lstm [--pristine lstm=PATH] \
         --layer-set gru=keras.src.layers.rnn.gru [--pristine gru=PATH]
 
-Prints progress lines on stderr and one JSON document on stdout, as runner.py
+Prints progress lines on stderr and one JSON document on stdout (behind answer.py's marker), as runner.py
 does: {"package", "version", "backend", "checks": [{"name", "passed", "detail",
 "value"}]}, each check named "<set> <check>" (e.g. "lstm numerics"). Never
 raises: a failing check is reported, not a traceback.
@@ -19,7 +19,6 @@ import argparse
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import sys
 import tempfile
@@ -832,12 +831,12 @@ def main(argv=None):
         result["backend"] = probes[0].backend if probes else None
     except Exception as error:  # reported as a failed check, never a traceback
         result["checks"].append({"name": "import", "passed": False, "detail": _describe(error), "value": None})
-        print(json.dumps(result))
+        convlstm_runner.answer.emit(result)
         return 0
     for probe in probes:
         for name in args.checks.split(","):
             convlstm_runner.run_check(probe, name, "{} {}".format(probe.layer_set, name), result)
-    print(json.dumps(result))
+    convlstm_runner.answer.emit(result)
     return 0
 
 

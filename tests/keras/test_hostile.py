@@ -31,9 +31,11 @@ from hostile_helpers import (
     small_disk,
     tool_env,
 )
+from process_helpers import gone_soon, processes_mentioning, sleeps
 
 STATE = ".convlstm-patch"
 CELL = "keras/src/layers/rnn/conv_lstm.py"
+GRU = "keras/src/layers/rnn/gru.py"
 
 
 def keras_site(folder: Path) -> Path:
@@ -191,16 +193,31 @@ def apply_until_verifying(site: Path) -> subprocess.Popen:
     raise AssertionError(f"apply never reached its verification: {''.join(seen)}")
 
 
-def test_ctrl_c_during_verification_rolls_back(site):
-    """Ctrl-C (SIGINT to the foreground process group) while the verification imports Keras."""
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the probes in /proc")
+@pytest.mark.parametrize(
+    "how, signum, code",
+    [
+        pytest.param("Ctrl-C", signal.SIGINT, 130, id="ctrl-c"),
+        pytest.param("SIGTERM", signal.SIGTERM, 143, id="sigterm-timeout-or-kill"),
+    ],
+)
+def test_ctrl_c_or_sigterm_during_verification_rolls_back_and_ends_the_probe(site, how, signum, code):
+    """Ctrl-C (SIGINT to the foreground process group), or SIGTERM to the tool (`timeout 60
+    convlstm-patch apply`, `kill`, a CI job cancelled), while the verification imports Keras."""
     before = tree_hashes(site)
     process = apply_until_verifying(site)
-    os.killpg(process.pid, signal.SIGINT)
+    probes = [pid for pid in processes_mentioning(f"--site {site}") if pid != process.pid]
+    assert probes, "the probe should be running"
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        os.kill(process.pid, signum)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
-    assert errors == ["Error: interrupted (Ctrl-C); every change of this run was rolled back"], stderr
+    assert errors == [f"Error: interrupted ({how}); every change of this run was rolled back"], stderr
     assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert gone_soon(probes) == [], "the probe outlived convlstm-patch"
     assert tree_hashes(site) == before  # no patched file, backup or journal
     assert "not patched" in cli_at(site, "revert", "--only", "keras").output
 
@@ -218,6 +235,26 @@ def test_killed_during_verification_is_rolled_back_by_the_next_run(site):
     assert hashes(files) == pristine
     applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert applied.exit_code == 0 and "patched 4 files" in applied.output, applied.output
+
+
+def test_apply_whose_verification_times_out_restores_and_says_how_long_to_give_it(site, events, monkeypatch):
+    """The probe (the fake one, sleeping) needs longer than `apply --timeout`: the originals are
+    restored, and the Error line says it timed out and the --timeout to try, not "please report this"."""
+    sleeps(monkeypatch, keras=60)
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--only", "keras", "--timeout", "2")
+    assert result.exit_code == 9, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: keras-{keras_version(site)}: verification did not finish within 2 s (timed out; its processes "
+        "were killed), so the original files were restored; give it longer: `convlstm-patch apply --timeout 4`"
+    ], result.stderr
+    assert tree_hashes(site) == before
+
+
+def keras_version(site: Path) -> str:
+    (info,) = site.glob("keras-*.dist-info")
+    return info.name[len("keras-") : -len(".dist-info")]
 
 
 # -- acting on the right environment --------------------------------------------------
@@ -363,6 +400,62 @@ def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
     assert applied.exit_code == 5 and "pip install --force-reinstall --no-deps keras==" in applied.stderr
 
 
+LATIN_1 = 'EDITED_BY = "José"\n'.encode("latin-1")  # a hand edit saved by an editor set to Latin-1
+
+
+@pytest.mark.parametrize(
+    "patched, edited, command, code",
+    [
+        pytest.param(True, CELL, ("status",), 0, id="patched-status"),
+        pytest.param(True, CELL, ("diff",), 0, id="patched-diff"),
+        pytest.param(True, CELL, ("check",), 1, id="patched-check"),
+        pytest.param(True, CELL, ("revert",), 5, id="patched-revert"),
+        pytest.param(True, CELL, ("revert", "--force"), 0, id="patched-revert-force"),
+        pytest.param(True, CELL, ("apply", "--force", "--no-verify"), 0, id="patched-apply-force"),
+        pytest.param(False, CELL, ("status",), 0, id="pristine-status"),
+        pytest.param(False, CELL, ("diff",), 6, id="pristine-diff"),
+        pytest.param(False, CELL, ("check",), 1, id="pristine-check"),
+        pytest.param(False, CELL, ("apply", "--no-verify"), 5, id="pristine-apply"),
+        pytest.param(False, CELL, ("apply", "--force", "--no-verify"), 6, id="pristine-apply-force"),
+        pytest.param(False, GRU, ("apply", "--layers", "lstm", "--no-verify"), 6, id="other-set-apply-lstm"),
+        pytest.param(False, GRU, ("check", "--layers", "lstm"), 1, id="other-set-check-lstm"),
+    ],
+)
+def test_a_target_file_edited_in_latin_1_gets_one_clear_line(site, patched, edited, command, code):
+    """A Keras file hand-edited and saved with a byte that is not UTF-8: every command answers with
+    its result or one Error line saying which file and what to do, never "unexpected ... please report"."""
+    if patched:
+        assert cli_at(site, "apply", "--only", "keras", "--no-verify").exit_code == 0
+    with open(site / edited, "ab") as handle:
+        handle.write(LATIN_1)
+    before = tree_hashes(site) if code else None
+    result = cli_at(site, *command, "--only", "keras")
+    assert "unexpected" not in result.stderr and "please report" not in result.stderr.lower(), result.stderr
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == (1 if code else 0), result.stderr
+    if code == 6 or edited == GRU:
+        assert f"{edited} of keras-" in errors[0] and "is not UTF-8 text (byte 0xe9 on line " in errors[0], errors
+        assert "pip install --force-reinstall --no-deps keras==" in errors[0], errors
+    if command == ("diff",) and patched:
+        assert "\\xe9" in result.stdout and f"{CELL} is not UTF-8 text (byte 0xe9 on line " in result.stderr
+    if code:
+        assert tree_hashes(site) == before  # an error changed nothing
+
+
+def test_a_module_of_another_set_that_does_not_parse_refuses_with_one_line(site):
+    """gru.py hand-edited into invalid Python, then `apply --layers lstm`: the fused-kernel audit
+    cannot read it, so it refuses (fail closed) naming the file and the reinstall, changing nothing."""
+    with open(site / GRU, "a") as handle:
+        handle.write("def edited(:\n")
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--layers", "lstm", "--only", "keras", "--no-verify")
+    assert result.exit_code == 6, result.output
+    assert f"{GRU} of keras-" in result.stderr and " does not parse (" in result.stderr, result.stderr
+    assert "pip install --force-reinstall --no-deps keras==" in result.stderr and "unexpected" not in result.stderr
+    assert tree_hashes(site) == before
+
+
 def uninstall(site: Path, name: str) -> None:
     """What `pip uninstall NAME` does: the package and its dist-info go, our state folder stays (in no RECORD)."""
     shutil.rmtree(site / name)
@@ -392,6 +485,23 @@ def test_clean_removes_the_uninstalled_flavours_backup_beside_another(site):
     assert cleaned.exit_code == 0, cleaned.output
     assert [folder.name.split("-")[0] for folder in (site / STATE / "backups").iterdir()] == ["tf_keras"]
     assert cli_at(site, "revert").exit_code == 0
+
+
+def test_status_reports_the_backup_an_uninstalled_flavour_left_beside_another(site):
+    """`pip uninstall keras` while patched, tf_keras still installed: status (finding tf_keras only)
+    still names keras's backup and `clean`, which removes it; then status says nothing of it."""
+    assert cli_at(site, "apply", "--no-verify").exit_code == 0
+    uninstall(site, "keras")
+    (folder,) = (site / STATE / "backups").glob("keras-*")
+    status = cli_at(site, "status")
+    assert status.exit_code == 0, status.output
+    assert f"note: backup of keras {folder.name[len('keras-'):]}, which is no longer installed here: {folder}" in status.stdout
+    assert "remove it with `convlstm-patch clean`" in status.stdout
+    assert json.loads(cli_at(site, "status", "--json").stdout)["orphaned_backups"] == [str(folder)]
+    assert cli_at(site, "clean").exit_code == 0 and not folder.exists()
+    status = cli_at(site, "status")
+    assert "no longer installed" not in status.output and "tf_keras" in status.output
+    assert json.loads(cli_at(site, "status", "--json").stdout)["orphaned_backups"] == []
 
 
 # -- also wrong or undocumented (D items) ------------------------------------------
@@ -447,6 +557,43 @@ def test_sudo_apply_on_a_users_venv_keeps_every_files_owner(tmp_path):
     root_owned = [str(path) for path in site.rglob("*") if path.lstat().st_uid != NOBODY]
     assert not root_owned, root_owned[:5]
     reverted = as_nobody("revert", "--keras-root", str(site), "--only", "keras", cwd=tmp_path)
+    assert reverted.returncode == 0, reverted.stderr
+    assert tree_hashes(site) == before
+
+
+def uv_venv_of_nobody(tmp_path: Path) -> tuple[Path, Path]:
+    """A venv that user nobody owns, made as uv makes one: no __pycache__ anywhere, a copy of keras
+    in its site-packages, the running interpreter's packages (TensorFlow) seen through a .pth file;
+    its python and its site-packages."""
+    import venvs  # scripts/venvs.py
+
+    folder = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    site = venvs.purelib(python)
+    copy_distribution("keras", site)
+    (site / venvs.PTH_NAME).write_text("\n".join(venvs.running_site_packages()) + "\n")
+    for cache in list(folder.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    tmp_path.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(folder)], check=True)
+    return python, site
+
+
+@needs_setpriv
+def test_sudo_apply_python_on_a_uv_venv_leaves_nothing_root_owned(tmp_path, monkeypatch):
+    """`sudo convlstm-patch apply --python` on a user's venv without __pycache__ (uv's default): the
+    verification imports that Keras as root, yet no root-owned file (bytecode) is left in the venv
+    or the backup, and the user reverts as usual."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as users have it (a CI image may set it)
+    python, site = uv_venv_of_nobody(tmp_path)
+    before = tree_hashes(site)
+    applied = cli("apply", "--python", str(python), "--only", "keras")  # as root, verified
+    assert applied.exit_code == 0, applied.output
+    assert "verified (5 checks passed)" in applied.output
+    root_owned = [str(path) for path in (tmp_path / "venv").rglob("*") if path.lstat().st_uid != NOBODY]
+    assert not root_owned, f"{len(root_owned)} root-owned files left in the user's venv: {root_owned[:5]}"
+    reverted = as_nobody("revert", "--python", str(python), "--only", "keras", cwd=tmp_path)
     assert reverted.returncode == 0, reverted.stderr
     assert tree_hashes(site) == before
 

@@ -118,6 +118,24 @@ def test_further_set_is_one_step_and_revert_restores_all(site):
     assert tree_hashes(site) == pristine
 
 
+def test_verify_of_sets_not_patched_advises_the_apply_that_patches_them(site):
+    """`verify --layers convlstm,lstm,gru` with only ConvLSTM patched: not "revert then apply" (a plain
+    apply patches ConvLSTM alone again, and verify fails again), but the apply that patches them, said
+    before any probe starts; once it is followed, verify passes."""
+    assert cli_at(site, "apply", "--no-verify", "--only", "keras").exit_code == 0
+    refused = cli_at(site, "verify", "--only", "keras", "--layers", ALL, "--json")
+    assert refused.exit_code == 9, refused.output
+    document = json.loads(refused.stdout)
+    message = document["error"]["message"]
+    advised = f"convlstm-patch apply --layers {ALL}"
+    assert f"run `{advised}`" in message and "revert" not in message, message
+    assert "lstm, gru" in message and "verification" not in document, document  # said before any probe ran
+    followed = cli_at(site, *advised.split()[1:], "--only", "keras", "--no-verify")
+    assert followed.exit_code == 0, followed.output
+    verified = cli_at(site, "verify", "--only", "keras", "--layers", ALL)
+    assert verified.exit_code == 0, verified.output
+
+
 def test_a_set_the_version_lacks_is_refused(site):
     (gru,) = [t for t in flavours(site)["keras"].files_of({LayerSet.GRU}) if "cell" in t.classes.values()]
     gru.path.write_text(gru.path.read_text().replace("class GRUCell(", "class OtherCell("))

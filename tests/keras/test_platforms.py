@@ -1,8 +1,8 @@
 """No POSIX-only call crashes the core flows where the platform lacks it (Windows).
 
 Nothing here can run Windows: these tests remove the POSIX-only names from
-``os`` and ``signal`` (``geteuid``, ``chown``, ``killpg``, ``SIGKILL``) and run
-the flows that used them. That proves no AttributeError, not that Windows works.
+``os`` and ``signal`` (``geteuid``, ``chown``, ``killpg``, ``SIGKILL``, ``SIGHUP``)
+and run the flows that used them. That proves no AttributeError, not that Windows works.
 """
 
 from __future__ import annotations
@@ -15,19 +15,21 @@ import types
 import pytest
 
 from helpers import cli, cli_at, hashes, target_files
-from patcher import environment
+from patcher import environment, interrupts, processes
 
 POSIX_ONLY = ["geteuid", "getuid", "chown", "killpg"]
 
 
 @pytest.fixture
 def without_posix(monkeypatch):
-    """os without its POSIX-only functions; our modules' ``signal`` without SIGKILL (only theirs:
-    subprocess itself needs SIGKILL on Linux, and on Windows kills another way)."""
+    """os without its POSIX-only functions; our modules' ``signal`` without SIGKILL and SIGHUP (only
+    theirs: subprocess itself needs SIGKILL on Linux, and on Windows kills another way)."""
     for name in POSIX_ONLY:
         monkeypatch.delattr(os, name, raising=False)
-    without_sigkill = types.SimpleNamespace(**{n: getattr(signal, n) for n in dir(signal) if n != "SIGKILL"})
-    monkeypatch.setattr(environment, "signal", without_sigkill)
+    posix_signals = ("SIGKILL", "SIGHUP")
+    without = types.SimpleNamespace(**{n: getattr(signal, n) for n in dir(signal) if n not in posix_signals})
+    for module in (processes, interrupts):
+        monkeypatch.setattr(module, "signal", without)
 
 
 def test_apply_status_check_and_revert_without_posix_calls(site, without_posix):

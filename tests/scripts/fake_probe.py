@@ -7,7 +7,8 @@ time, --package, --site, KERAS_BACKEND and kind, to FAKE_PROBE_LOG; sleeps as
 long as FAKE_PROBE_SLEEP says for "PACKAGE/KERAS_BACKEND", else "PACKAGE KIND"
 (KIND: rnn when called as the LSTM/GRU probe, with --layer-set, else convlstm),
 else "PACKAGE" (default 0); then prints progress lines on stderr and a passing
-document on stdout, as the real probes do: one check, "fake" or "fake rnn".
+document on stdout, as the real probes do (patcher/probe/answer.py): one check,
+"fake" or "fake rnn".
 The backend it reports is KERAS_BACKEND, or null (it reads no keras.json).
 With FAKE_PROBE_CHILD set it first starts a child of its own that sleeps for
 ten minutes, and logs a "child" event with the child's pid: a probe that left
@@ -19,6 +20,8 @@ import os
 import subprocess
 import sys
 import time
+
+from patcher.probe import answer
 
 package = sys.argv[sys.argv.index("--package") + 1]
 site = sys.argv[sys.argv.index("--site") + 1] if "--site" in sys.argv else None
@@ -44,4 +47,4 @@ keys = ["{}/{}".format(package, backend), "{} {}".format(package, kind), package
 time.sleep(next((seconds[key] for key in keys if key in seconds), 0))
 print("check fake", file=sys.stderr, flush=True)
 log("end")
-print(json.dumps(dict(package=package, backend=backend, checks=[dict(name="fake rnn" if kind == "rnn" else "fake", passed=True, detail="slept")])))
+answer.emit(dict(package=package, backend=backend, checks=[dict(name="fake rnn" if kind == "rnn" else "fake", passed=True, detail="slept")]))
