@@ -82,21 +82,40 @@ def build(root: Path, version: str, shared: list[str] | None = None) -> CondaEnv
     _write_package(channel / _subdir(), "python", python_version, PYTHON_BUILD, {}, noarch=False, depends=[])
     (channel / "noarch" / "repodata.json").unlink(missing_ok=True)
 
+    asyncio.run(rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True))
+    env = CondaEnv(root, prefix, prefix / "bin" / "python", Path(), Path(), "keras", version)
+    _install(env, python_version, reinstall=set())
+    site = venvs.purelib(env.python)
+    (record,) = (prefix / "conda-meta").glob(f"keras-{version}-{BUILD}.json")
+    env = CondaEnv(root, prefix, env.python, site, record, "keras", version)
+    _link_as_conda(prefix, record)
+    return env
+
+
+def reinstall(env: CondaEnv) -> None:
+    """What `conda install --force-reinstall -p PREFIX keras=VERSION` does: unlink the
+    package's files and link them again from the package cache (rattler's reinstall)."""
+    (python_record,) = (env.prefix / "conda-meta").glob("python-*.json")
+    python_version = json.loads(python_record.read_text())["version"]
+    _install(env, python_version, reinstall={env.package})
+    _link_as_conda(env.prefix, env.record)
+
+
+def _install(env: CondaEnv, python_version: str, reinstall: set[str]) -> None:
+    import rattler
+
     async def solve_and_install() -> None:
-        await rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True)
         records = await rattler.solve(
-            sources=[rattler.Channel(channel.as_uri())],
-            specs=[f"keras =={version}", f"python =={python_version}"],
+            sources=[rattler.Channel((env.root / "channel").as_uri())],
+            specs=[f"{env.package} =={env.version}", f"python =={python_version}"],
             platforms=[_subdir(), "noarch"],
             virtual_packages=[],
         )
-        await rattler.install(records, target_prefix=prefix, cache_dir=root / "pkgs", show_progress=False)
+        await rattler.install(
+            records, target_prefix=env.prefix, cache_dir=env.cache, reinstall_packages=reinstall, show_progress=False
+        )
 
     asyncio.run(solve_and_install())
-    site = venvs.purelib(prefix / "bin" / "python")
-    (record,) = (prefix / "conda-meta").glob(f"keras-{version}-{BUILD}.json")
-    _link_as_conda(prefix, record)
-    return CondaEnv(root, prefix, prefix / "bin" / "python", site, record, "keras", version)
 
 
 def _link_as_conda(prefix: Path, record: Path) -> None:
@@ -141,7 +160,7 @@ def _link_as_conda(prefix: Path, record: Path) -> None:
 def _subdir() -> str:
     import rattler
 
-    return str(rattler.platform.Platform.current())
+    return str(rattler.Subdir.current())
 
 
 class _build_folder:
