@@ -260,6 +260,50 @@ def _write_package(subdir: Path, name: str, version: str, build: str, files: dic
     return archive
 
 
+def source_tree_build(version: str, site: Path) -> Path:
+    """keras 3.0.x as Anaconda's `defaults` channel builds it, installed into ``site``.
+
+    Its recipe runs ``pip install . --no-deps`` in the GitHub source tag, whose setup.py
+    installs the source tree as it is: ``keras/layers/rnn/conv_lstm.py`` importing
+    ``from keras import ...``, no ``keras/src/`` and no generated API. The tag cannot be
+    downloaded here; PyPI's wheel holds the same modules under ``keras/src/`` with
+    ``keras.src`` in their imports (compared for 3.0.0 and 3.0.5: docs/conda.md), so the
+    tree is made from the wheel by moving them up and renaming the imports back, and
+    given the dist-info pip writes (RECORD with every file's sha256).
+    """
+    import base64
+    import re
+    import zipfile
+
+    failure = wheels.download([("keras", version)], wheels.cache_dir()).get(("keras", version))
+    if failure:
+        raise CondaEnvError(failure)
+    archive = wheels.cached(wheels.cache_dir())[("keras", version)]
+    rows = []
+    with zipfile.ZipFile(archive) as wheel:
+        for name in wheel.namelist():
+            if not name.startswith("keras/src/") or name.endswith("/"):
+                continue
+            relative = "keras/" + name[len("keras/src/") :]
+            data = wheel.read(name)
+            if relative.endswith(".py"):
+                text = re.sub(r"\bkeras\.src\b", "keras", data.decode("utf-8"))
+                # The wheel's build adds a blank line at the end of every module (an empty one gets "\n").
+                data = (text.rstrip("\n") + "\n" if text.strip() else "").encode("utf-8")
+            path = site / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            rows.append(f"{relative},sha256={digest},{len(data)}")
+    info = site / f"keras-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: keras\nVersion: {version}\n")
+    (info / "INSTALLER").write_text("conda")
+    rows += [f"{info.name}/METADATA,,", f"{info.name}/INSTALLER,,", f"{info.name}/RECORD,,"]
+    (info / "RECORD").write_text("\n".join(rows) + "\n")
+    return site
+
+
 def main(argv: list[str]) -> int:
     if not argv or len(argv) > 2:
         print("usage: python scripts/conda_env.py FOLDER [KERAS_VERSION]", file=sys.stderr)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import conda_env  # scripts/conda_env.py (conftest puts scripts/ on sys.path)
+from environments import environment
 from helpers import cli
 
 pytestmark = pytest.mark.slow  # builds keras from its sdist and a conda environment (about 30 s)
@@ -40,7 +41,11 @@ def sha256(path: Path) -> str:
 
 def tree(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` and its sha256: the package cache, byte for byte."""
-    return {str(path.relative_to(folder)): sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and ".convlstm-patch" not in path.parts
+    }
 
 
 def recorded(env) -> dict[str, str]:
@@ -157,3 +162,31 @@ def test_conda_remedies_are_named_and_the_reinstall_they_name_restores_the_files
     assert run(env, "status").exit_code == 0
     assert tree(env.cache) == cache
     assert os.path.samefile(env.site / CONVLSTM[2], cached(env, CONVLSTM[2]))
+
+
+def test_anacondas_source_tree_keras_3_0_is_patched_verified_and_reverted(tmp_path):
+    """Anaconda's `defaults` builds keras 3.0.x from its source tag: keras/layers/..., no src/.
+    The oldest Keras 3 venv (tests/environments.py) has its dependencies (dm-tree)."""
+    python = environment("keras-3.0.0")
+    site = conda_env.source_tree_build("3.0.0", tmp_path / "site-packages")
+    before = tree(site)
+
+    def at(*args: str):
+        return cli(*args, "--python", str(python), "--keras-root", str(site), "--only", "keras")
+
+    (flavour,) = json.loads(at("status", "--json").stdout)["flavours"]
+    assert (flavour["layout"], flavour["state"]) == ("keras3-tree", "pristine")
+    assert [file["path"] for file in flavour["files"]] == [path.replace("/src/", "/") for path in CONVLSTM]
+    assert flavour["layer_sets"]["supported"] == ["convlstm"]
+    applied = at("apply")
+    assert applied.exit_code == 0, applied.output
+    assert "keras-3.0.0 [tensorflow]: verified (5 checks passed)" in applied.output
+    assert before != tree(site)
+    checked = at("check")  # PyPI's 3.0.0 has a lock; this build of it has none
+    assert checked.exit_code == 10, checked.output
+    assert "no lock for keras-3.0.0 (Keras 3.0, source-tree build)" in checked.output
+    refused = at("apply", "--layers", "convlstm,lstm")
+    assert refused.exit_code == 4, refused.output
+    reverted = at("revert")
+    assert reverted.exit_code == 0, reverted.output
+    assert tree(site) == before
