@@ -172,3 +172,19 @@ def test_every_remedy_that_names_a_reinstall_names_conda(tmp_path, damage, comma
     assert result.exit_code == exit_code, result.output
     assert f"`{conda_command(site)}`" in result.output
     assert "pip install" not in result.output
+
+
+# -- Anaconda's defaults keras 3.0.x: the source tree, no src/ -------------------------------
+
+
+def test_a_source_tree_keras_3_is_found_with_its_convlstm_files_only(tmp_path):
+    site = fake_keras.install(tmp_path / "site-packages")
+    for relative in fake_keras.FILES:  # keras/src/layers/... -> keras/layers/...
+        (site / relative.replace("/src/", "/")).parent.mkdir(parents=True, exist_ok=True)
+        (site / relative).rename(site / relative.replace("/src/", "/"))
+    record = site / f"keras-{VERSION}.dist-info" / "RECORD"
+    record.write_text(record.read_text().replace("keras/src/", "keras/"))
+    flavour = flavour_at(site)
+    assert flavour.layout.name == "keras3-tree" and flavour.layout.multi_backend
+    assert [target.relative for target in flavour.files] == [r.replace("/src/", "/") for r in fake_keras.CONVLSTM]
+    assert [str(layer_set) for layer_set in flavour.supported_sets] == ["convlstm"]
