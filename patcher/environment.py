@@ -329,9 +329,9 @@ def _quoted(path: Path) -> str:
 # -- conda ---------------------------------------------------------------------
 #
 # conda records every package it links in <prefix>/conda-meta/<name>-<version>-<build>.json:
-# `files` (prefix-relative paths) and `paths_data.paths[]` with each file's sha256 (and,
-# since conda 23.x, `sha256_in_prefix`, the hash after prefix replacement, which is what
-# is on disk). docs/conda.md says which conda source each detail comes from.
+# `files` (prefix-relative paths) and `paths_data.paths[]` with each file's sha256 (and, in
+# current conda, `sha256_in_prefix`: the hash after prefix replacement, which is what is on
+# disk). docs/conda.md says which conda source each detail comes from.
 
 CONDA_META = "conda-meta"
 # How far above site-packages the prefix can be: <prefix>/lib/pythonX.Y/site-packages
