@@ -13,7 +13,7 @@ from patcher.enums import TextEnum
 from patcher.environment import Flavour
 from patcher.hashing import sha256_hex
 from patcher.layersets import FUSED_SETS, LayerSet
-from patcher.locks import Lock, load_lock
+from patcher.locks import Lock, lock_for
 from patcher.planning import patch_sources, unguarded
 from patcher.snapshot import FlavourSnapshot, State
 
@@ -44,7 +44,7 @@ def check_lock(snapshot: FlavourSnapshot, layers: frozenset[LayerSet] | None = N
     live patched files are its output, every fused call site is guarded.
     """
     flavour = snapshot.flavour
-    lock = load_lock(flavour.distribution, flavour.version)
+    lock = lock_for(flavour)
     if flavour.layout is None and (lock is None or not lock.supported):
         status = LockStatus.NO_LOCK if lock is None else LockStatus.UNSUPPORTED
         return LockCheck(flavour, status, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",))
@@ -56,7 +56,8 @@ def check_lock(snapshot: FlavourSnapshot, layers: frozenset[LayerSet] | None = N
         return LockCheck(flavour, LockStatus.DRIFT, tuple(problems), snapshot.overall(layers), tuple(checked))
     if lock is None:
         missing = (
-            f"no lock for {flavour.key} in convlstm-patch {__version__}: its pristine source is not compared "
+            f"no lock for {flavour.key} ({flavour.layout.label if flavour.layout else 'no layout'}) in "
+            f"convlstm-patch {__version__}: its pristine source is not compared "
             "with a released one, and the patch's output not with a reviewed one",
         )
         return LockCheck(flavour, LockStatus.NO_LOCK, missing, snapshot.overall(layers), tuple(checked))

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from patcher import __version__, checking, errors, layersets, pauses, planning, snapshot, verification
 from patcher.environment import Flavour, SearchPath, find_flavours, search_path
 from patcher.layersets import LayerSet
-from patcher.locks import load_lock
+from patcher.locks import lock_for
 from patcher.planning import Action, Outcome
 from patcher.snapshot import FlavourSnapshot, Snapshot
 from patcher.store import journal_path, orphaned_backups
@@ -409,7 +409,7 @@ def _settled(target: Target, lock_timeout: float) -> tuple[list[str], Snapshot]:
 
 def _refuse_unlocked(flavours, strict: bool) -> list[Flavour]:
     """The flavours whose version has no hash lock; with --strict, refuse them."""
-    unlocked = [flavour for flavour in flavours if load_lock(flavour.distribution, flavour.version) is None]
+    unlocked = [flavour for flavour in flavours if lock_for(flavour) is None]
     if unlocked and strict:
         raise errors.NoLock(
             f"{unlocked[0].key} has no lock in this convlstm-patch, so its patch is unchecked; "

@@ -9,7 +9,10 @@ writes.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from patcher import errors, processes
+from patcher.enums import TextEnum
 from patcher.hashing import record_hash_to_hex
 from patcher.layersets import REGISTRY, LayerSet, ordered
 from patcher.probe import answer
@@ -34,14 +38,43 @@ DISTRIBUTIONS = {
 PACKAGES = ("keras", "tf_keras")  # the values of --only, in the order flavours are listed
 
 
+class HashSource(TextEnum):
+    """Where a target file's pristine sha256 comes from, first found first (as `status` names it)."""
+
+    RECORD = "the distribution's RECORD"
+    CONDA = "conda's record of the package (conda-meta)"  # RECORD has none (an egg-info install, an edited RECORD)
+    LOCK = "this version's hash lock (it has no RECORD)"  # neither has one
+
+
 @dataclass(frozen=True)
 class TargetFile:
     relative: str  # as in RECORD, e.g. keras/src/layers/rnn/conv_lstm.py
     path: Path
     classes: dict[str, str]  # class name -> role ("cell", "layer" or "wrapper")
     layer_sets: frozenset[LayerSet]  # the sets it belongs to: several for a file their layers share
-    record_sha256: str | None  # hex; None when neither RECORD nor our hash lock knows the file
-    from_lock: bool = False  # record_sha256 comes from our hash lock: the distribution has no RECORD hash
+    record_sha256: str | None  # hex, the pristine file's; None when no HashSource knows the file
+    hash_source: HashSource | None = HashSource.RECORD
+
+    @property
+    def from_lock(self) -> bool:
+        return self.hash_source == HashSource.LOCK
+
+
+@dataclass(frozen=True)
+class CondaPackage:
+    """The conda package a flavour was installed from: conda, not pip, puts its files back."""
+
+    name: str  # conda's name for it (keras, tf-keras), from its record
+    version: str
+    build: str
+    prefix: Path | None  # the environment: the folder holding conda-meta/
+    record: Path | None  # conda-meta/<name>-<version>-<build>.json; None: INSTALLER says conda, no record lists it
+
+    @property
+    def reinstall_command(self) -> str:
+        # -p: the environment this flavour is in, which need not be the active one (--python).
+        where = f" -p {_quoted(self.prefix)}" if self.prefix is not None else ""
+        return f"conda install --force-reinstall{where} {self.name}={self.version}"
 
 
 @dataclass(frozen=True)
@@ -55,15 +88,21 @@ class Flavour:
     files: tuple[TargetFile, ...] = ()  # every file of every layer set this version supports
     why_unsupported: str = ""  # with no layout: what is missing, when we can tell
     dist_info: str = ""  # the name of its dist-info folder in ``site``
+    conda: CondaPackage | None = None  # installed by conda (a conda environment), not pip
 
     @property
     def key(self) -> str:
         return f"{self.distribution}-{self.version}"
 
     @property
+    def installer(self) -> str:
+        """The tool that installs and replaces this distribution's files, for messages."""
+        return "conda" if self.conda is not None else "pip"
+
+    @property
     def reinstall_command(self) -> str:
         """What puts this distribution's pristine files back, whatever state they are in."""
-        return f"pip install --force-reinstall --no-deps {self.project}=={self.version}"
+        return _reinstall_command(self.project, self.version, self.conda)
 
     @property
     def supported_sets(self) -> tuple[LayerSet, ...]:
@@ -161,6 +200,7 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
     site = _site(dist)
     record = {str(entry): entry for entry in (dist.files or [])}
     candidates = [layout for layout in layouts() if package in layout.packages]
+    conda, conda_hashes = _conda_package(dist, site)
     found = dict(
         distribution=name, project=dist.metadata["Name"], package=package, version=dist.version, site=site,
         dist_info=dist_info_name(dist),
@@ -177,8 +217,10 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
                 members = [file for file in layout.files(package, (layer_set,)) if _belongs(site, file, layer_set)]
                 if _matches(site, members, record, complete):
                     files += [(file, layer_set) for file in members]
-            return Flavour(**found, layout=layout, files=_targets(site, files, record, name, dist.version))
-    return Flavour(**found, layout=None, why_unsupported=_why_unsupported(dist, name, site, candidates, record))
+            targets = _targets(site, files, record, conda_hashes, name, dist.version)
+            return Flavour(**found, layout=layout, files=targets, conda=conda)
+    why = _why_unsupported(dist, name, site, candidates, record, conda)
+    return Flavour(**found, layout=None, why_unsupported=why, conda=conda)
 
 
 def _belongs(site: Path, file: LayoutFile, layer_set: LayerSet) -> bool:
@@ -189,7 +231,9 @@ def _belongs(site: Path, file: LayoutFile, layer_set: LayerSet) -> bool:
     return any(name in text for name in REGISTRY[layer_set].wrapper_reaches)
 
 
-def _targets(site: Path, files: list[tuple[LayoutFile, LayerSet]], record: dict, name: str, version: str):
+def _targets(
+    site: Path, files: list[tuple[LayoutFile, LayerSet]], record: dict, conda_hashes: dict[str, str], name: str, version: str
+):
     """One TargetFile per file, with every set it belongs to, in layout order."""
     sets: dict[str, set[LayerSet]] = {}
     layout_files: dict[str, LayoutFile] = {}
@@ -197,7 +241,7 @@ def _targets(site: Path, files: list[tuple[LayoutFile, LayerSet]], record: dict,
         sets.setdefault(file.relative, set()).add(layer_set)
         layout_files[file.relative] = file
     return tuple(
-        _target(site, file, frozenset(sets[relative]), record.get(relative), name, version)
+        _target(site, file, frozenset(sets[relative]), record.get(relative), conda_hashes.get(relative), name, version)
         for relative, file in layout_files.items()
     )
 
@@ -212,7 +256,7 @@ def _matches(site: Path, files: Iterable[LayoutFile], record: dict, complete: bo
     return any(found) and all(map(any, zip(found, deleted)))
 
 
-def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], record: dict) -> str:
+def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], record: dict, conda) -> str:
     """What is missing for a Keras no layout matched, when it is not simply a version without one."""
     package = DISTRIBUTIONS[name]
     try:
@@ -234,23 +278,29 @@ def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], reco
             return (
                 f"the RECORD of {project} {dist.version} does not list {unlisted[0]} (a repackaged or hand-assembled "
                 f"install), so its files cannot be checked; reinstall it with "
-                f"`pip install --force-reinstall --no-deps {project}=={dist.version}`"
+                f"`{_reinstall_command(project, dist.version, conda)}`"
             )
     return ""
 
 
-def _target(site: Path, file: LayoutFile, layer_sets: frozenset[LayerSet], entry, name: str, version: str) -> TargetFile:
-    """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it) from our lock."""
+def _target(
+    site: Path, file: LayoutFile, layer_sets: frozenset[LayerSet], entry, conda_sha256: str | None, name: str, version: str
+) -> TargetFile:
+    """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it)
+    from conda's record of the package, else from our lock."""
+    target = functools.partial(TargetFile, file.relative, site / file.relative, file.classes, layer_sets)
     recorded = _record_sha256(entry)
-    path = site / file.relative
-    if recorded is None:
-        from patcher.locks import load_lock  # only for the rare install without RECORD hashes
+    if recorded is not None:
+        return target(recorded, HashSource.RECORD)
+    if conda_sha256 is not None:
+        return target(conda_sha256, HashSource.CONDA)
+    from patcher.locks import load_lock  # only for the rare install without RECORD hashes
 
-        lock = load_lock(name, version)
-        locked = lock.files.get(file.relative) if lock is not None else None
-        if locked is not None:
-            return TargetFile(file.relative, path, file.classes, layer_sets, locked.pristine, from_lock=True)
-    return TargetFile(file.relative, path, file.classes, layer_sets, recorded)
+    lock = load_lock(name, version)
+    locked = lock.files.get(file.relative) if lock is not None else None
+    if locked is not None:
+        return target(locked.pristine, HashSource.LOCK)
+    return target(None, None)
 
 
 def _read(path: Path) -> str:
@@ -280,6 +330,100 @@ def _record_sha256(entry: metadata.PackagePath | None) -> str | None:
 
 def _canonical(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
+
+
+def _reinstall_command(project: str, version: str, conda: CondaPackage | None) -> str:
+    if conda is not None:
+        return conda.reinstall_command
+    return f"pip install --force-reinstall --no-deps {project}=={version}"
+
+
+def _quoted(path: Path) -> str:
+    """A path as a shell word (POSIX quoting; Windows paths with spaces get double quotes)."""
+    text = str(path)
+    if os.name == "nt":
+        return f'"{text}"' if " " in text else text
+    return shlex.quote(text)
+
+
+# -- conda ---------------------------------------------------------------------
+#
+# conda records every package it links in <prefix>/conda-meta/<name>-<version>-<build>.json:
+# `files` (prefix-relative paths) and `paths_data.paths[]` with each file's sha256 (and, in
+# current conda, `sha256_in_prefix`: the hash after prefix replacement, which is what is on
+# disk). docs/conda.md says which conda source each detail comes from.
+
+CONDA_META = "conda-meta"
+# How far above site-packages the prefix can be: <prefix>/lib/pythonX.Y/site-packages
+# (POSIX), <prefix>/Lib/site-packages (Windows).
+_PREFIX_DEPTH = 3
+
+
+def _conda_package(dist: metadata.Distribution, site: Path) -> tuple[CondaPackage | None, dict[str, str]]:
+    """The conda package that installed ``dist`` and the sha256 its record gives each file
+    (site-relative paths); (None, {}) for a distribution conda did not install.
+
+    A record owns the distribution when its `files` list the distribution's metadata folder:
+    a pip-installed keras in a conda environment (`pip install keras` there) is pip's. The
+    records named like the distribution are read first; all of them only when INSTALLER says
+    conda and none of those matched (`status` stays instant).
+    """
+    installer = (_read_text(dist, "INSTALLER") or "").strip()
+    # The metadata folder's name (PathDistribution._path: importlib.metadata has no public name for it).
+    info = Path(str(getattr(dist, "_path", ""))).name or f"{_canonical(dist.metadata['Name'])}-{dist.version}.dist-info"
+    prefix = next((folder for folder in list(site.parents)[:_PREFIX_DEPTH] if (folder / CONDA_META).is_dir()), None)
+    if prefix is not None:
+        site_prefix = site.relative_to(prefix).as_posix()
+        owned = f'"{site_prefix}/{info}/'
+        records = sorted((prefix / CONDA_META).glob("*.json"))
+        names = _conda_names(dist.metadata["Name"])
+        likely = [path for path in records if path.name.startswith(tuple(f"{name}-" for name in names))]
+        rest = [path for path in records if path not in likely] if installer == "conda" else []
+        for path in likely + rest:
+            text = _read(path)
+            if owned not in text:
+                continue
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            package = CondaPackage(
+                str(data.get("name", names[0])), str(data.get("version", dist.version)), str(data.get("build", "")),
+                prefix, path,
+            )  # fmt: skip
+            return package, _conda_hashes(data, site_prefix)
+    if installer == "conda":  # a conda-packed or copied environment: no record, still conda's files
+        return CondaPackage(_conda_names(dist.metadata["Name"])[-1], dist.version, "", prefix, None), {}
+    return None, {}
+
+
+def _conda_names(project: str) -> tuple[str, ...]:
+    """The names conda packages of a PyPI project go by: the PyPI name lower-cased, with `_` or `-`."""
+    lower = project.lower()
+    return tuple(dict.fromkeys((lower, lower.replace("-", "_"), lower.replace("_", "-"))))
+
+
+def _conda_hashes(data: dict, site_prefix: str) -> dict[str, str]:
+    """site-relative path -> the sha256 conda recorded for it: the one in the prefix when it has one."""
+    paths = data.get("paths_data", {}).get("paths", []) if isinstance(data.get("paths_data"), dict) else []
+    hashes = {}
+    start = f"{site_prefix}/"
+    for entry in paths if isinstance(paths, list) else []:
+        if not isinstance(entry, dict) or not str(entry.get("_path", "")).startswith(start):
+            continue
+        sha256 = entry.get("sha256_in_prefix") or entry.get("sha256")
+        if isinstance(sha256, str):
+            hashes[entry["_path"][len(start) :]] = sha256
+    return hashes
+
+
+def _read_text(dist: metadata.Distribution, name: str) -> str | None:
+    try:
+        return dist.read_text(name)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _site_of_root(root: Path) -> Path:

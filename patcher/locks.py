@@ -67,6 +67,16 @@ def load_lock(distribution: str, version: str, root: Path | None = None) -> Lock
     return Lock(data["distribution"], data["version"], data["layout"], files, tuple(data["layer_sets"]))
 
 
+def lock_for(flavour) -> Lock | None:
+    """The lock of this flavour's build: its version's, unless that one locks another
+    layout. keras 3.0 built from its source tree (Anaconda's defaults) shares its version
+    with PyPI's wheel, which the lock describes, not its files: that build has no lock."""
+    lock = load_lock(flavour.distribution, flavour.version)
+    if lock is not None and flavour.layout is not None and lock.layout not in (None, flavour.layout.name):
+        return None
+    return lock
+
+
 def dump_lock(lock: Lock) -> str:
     """Stable text (sorted keys, one file per line block) so diffs of locks read well."""
     return json.dumps(asdict(lock), indent=2, sort_keys=True) + "\n"

@@ -105,6 +105,8 @@ def show_status(out: Printer, status) -> dict:
         layout = flavour.layout.label if flavour.layout else "unknown layout"
         overall = snapshot.overall(focus)
         out.result(f"{flavour.distribution} {flavour.version} ({layout}) in {flavour.site}: {out.state(overall)}")
+        if flavour.conda is not None:
+            out.line(f"  {conda_line(flavour.conda)}")
         files = snapshot.files_of(focus)
         width = max((len(file.state) for file in files), default=0)
         for file in files:
@@ -126,6 +128,14 @@ def show_status(out: Printer, status) -> dict:
         "flavours": [state_json(snapshot, focus, notes) for snapshot, focus, notes in status.flavours],
         "orphaned_backups": [str(folder) for folder in status.orphaned],
     }
+
+
+def conda_line(conda) -> str:
+    """Which conda environment and package a flavour belongs to (conda, not pip, reinstalls it)."""
+    package = "-".join(part for part in (conda.name, conda.version, conda.build) if part)
+    if conda.record is None:
+        return f"conda environment: installed by conda as {package} (INSTALLER says conda; no conda-meta record lists it)"
+    return f"conda environment {conda.prefix}: package {package} ({conda.record.relative_to(conda.prefix)})"
 
 
 def layer_sets_json(snapshot) -> dict:
@@ -284,12 +294,27 @@ def state_json(snapshot, focus, notes: list[str]) -> dict:
     return {
         **flavour_json(flavour),
         "layout": flavour.layout.name if flavour.layout else None,
+        "conda": conda_json(flavour.conda),
         "state": snapshot.overall(focus),
         "files": [
             {"path": file.target.relative, "state": file.state, "note": file.note} for file in snapshot.files_of(focus)
         ],
         "layer_sets": layer_sets_json(snapshot),
         "notes": notes,
+    }
+
+
+def conda_json(conda) -> dict | None:
+    """The conda package a flavour was installed from; None: not a conda install."""
+    if conda is None:
+        return None
+    return {
+        "name": conda.name,
+        "version": conda.version,
+        "build": conda.build,
+        "prefix": str(conda.prefix) if conda.prefix is not None else None,
+        "record": str(conda.record) if conda.record is not None else None,
+        "reinstall": conda.reinstall_command,
     }
 
 

@@ -291,10 +291,8 @@ def _file_state(target: TargetFile, data: bytes | None, manifest: Manifest | Non
         note = "was edited after patching"
     elif marked:
         note = "carries our marker but matches no backup record"
-    elif target.from_lock:
-        note = "differs from this version's hash lock (it has no RECORD)"
     else:
-        note = "differs from the distribution's RECORD"
+        note = f"differs from {target.hash_source}"
     return FileState(target, data, digest, State.MODIFIED, note)
 
 
@@ -321,7 +319,7 @@ def explain(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None = None)
         versions = ", ".join(folder.name[len(flavour.distribution) + 1 :] for folder in snapshot.stale)
         notes.append(
             f"the patch is gone: {flavour.project} was upgraded from {versions} to {flavour.version} "
-            f"(pip replaced the patched files); run `convlstm-patch apply`{with_sets}"
+            f"({flavour.installer} replaced the patched files); run `convlstm-patch apply`{with_sets}"
         )
     elif overall == State.PRISTINE and again and snapshot.manifest is None:
         notes.append(f"`convlstm-patch apply` patches the layer sets chosen before: {names(snapshot.remembered)}")

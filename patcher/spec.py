@@ -57,6 +57,7 @@ class Layout:
     packages: tuple[str, ...]  # the import packages (keras, tf_keras) this layout is for
     # layer set -> ((relative path template, {class name: role}), ...)
     sets: tuple[tuple[LayerSet, tuple[tuple[str, dict[str, str]], ...]], ...]
+    multi_backend: bool = False  # Keras 3: KERAS_BACKEND picks the backend (verify --backend)
 
     @property
     def known_sets(self) -> tuple[LayerSet, ...]:
@@ -98,6 +99,7 @@ def layouts() -> tuple[Layout, ...]:
             name=entry["name"],
             label=entry["label"],
             packages=tuple(entry["packages"]),
+            multi_backend=entry.get("multi_backend", False),
             sets=tuple(
                 (LayerSet(name), tuple((path, dict(classes)) for path, classes in files.items()))
                 for name, files in entry["sets"].items()

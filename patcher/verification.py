@@ -155,7 +155,7 @@ def default_backend(env: Mapping[str, str]) -> str | None:
 
 def _distinct_backends(flavour: Flavour, options: VerifyOptions) -> list[str | None]:
     """None (the backend the environment picks), then each --backend that differs from it."""
-    if flavour.layout is None or flavour.layout.name != "keras3":
+    if flavour.layout is None or not flavour.layout.multi_backend:
         return [None]
     default = default_backend(_environment(None))
     return [None, *(backend for backend in dict.fromkeys(options.backends) if backend and backend != default)]

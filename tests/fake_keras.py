@@ -61,3 +61,45 @@ def install(site: Path, version: str = "3.99.0", name: str = "keras") -> Path:
     rows += [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
     (info / "RECORD").write_text("\n".join(rows) + "\n")
     return site
+
+
+def install_conda(root: Path, version: str = "3.99.0", installer: str = "conda", record_hashes: bool = True) -> Path:
+    """The fake keras as conda lays out a noarch package (docs/conda.md): the package
+    extracted in ``root/pkgs/``, its files hard-linked into the environment ``root/envs/ml``,
+    and ``conda-meta/keras-VERSION-pyh0_0.json`` listing each with its sha256; the
+    environment's site-packages folder.
+
+    ``installer``: what the dist-info's INSTALLER says (conda rewrites pip's to
+    ``conda``); ``record_hashes=False``: a RECORD without hashes (then conda-meta's serve).
+    """
+    import json
+
+    prefix, build = root / "envs" / "ml", "pyh0_0"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    extracted = root / "pkgs" / f"keras-{version}-{build}"
+    install(extracted / "site-packages", version)
+    info = extracted / "site-packages" / f"keras-{version}.dist-info"
+    (info / "INSTALLER").write_text(installer)
+    if not record_hashes:
+        rows = [line.split(",")[0] for line in (info / "RECORD").read_text().splitlines()]
+        (info / "RECORD").write_text("".join(f"{row},,\n" for row in rows))
+    paths = []
+    for source in sorted((extracted / "site-packages").rglob("*")):
+        if source.is_file():
+            relative = f"lib/python3.11/site-packages/{source.relative_to(extracted / 'site-packages').as_posix()}"
+            (prefix / relative).parent.mkdir(parents=True, exist_ok=True)
+            (prefix / relative).hardlink_to(source)
+            sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+            paths.append({"_path": relative, "path_type": "hardlink", "sha256": sha256, "sha256_in_prefix": sha256,
+                          "size_in_bytes": source.stat().st_size})  # fmt: skip
+    record = {
+        "name": "keras", "version": version, "build": build, "build_number": 0, "noarch": "python",
+        "channel": "https://conda.anaconda.org/conda-forge", "subdir": "noarch", "fn": f"keras-{version}-{build}.conda",
+        "files": [entry["_path"] for entry in paths], "paths_data": {"paths": paths, "paths_version": 1},
+        "extracted_package_dir": str(extracted), "link": {"source": str(extracted), "type": 1},
+        "requested_spec": "keras",
+    }  # fmt: skip
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "conda-meta" / f"keras-{version}-{build}.json").write_text(json.dumps(record, indent=2))
+    (prefix / "conda-meta" / "history").write_text("")
+    return site

@@ -255,7 +255,10 @@ class Probe(object):
             try:
                 path = os.path.join(folder, "model" + suffix)
                 model.save(path)
-                loaded = self.keras.models.load_model(path)
+                # keras 3.0 built from its source tree (Anaconda's defaults) has no
+                # generated public API: its keras.models lacks load_model, keras.saving has it.
+                load_model = getattr(self.keras.models, "load_model", None) or self.keras.saving.load_model
+                loaded = load_model(path)
             finally:
                 _remove_tree(folder)
             how = suffix + " save/load"
