@@ -224,13 +224,17 @@ def _journals(flavours: list[Flavour]) -> bool:
     return any(journal_path(site).exists() for site in _sites(flavours))
 
 
+def _reinstall(flavours: Iterable[Flavour], site: Path) -> str:
+    return " and ".join(f"`{flavour.reinstall_command}`" for flavour in flavours if flavour.site == site)
+
+
 def _sites(flavours: Iterable[Flavour]) -> list[Path]:
     return sorted({flavour.site for flavour in flavours})
 
 
 def read(flavours: Iterable[Flavour]) -> Snapshot:
     flavours = list(flavours)
-    journals = {site: read_journal(site) for site in _sites(flavours)}
+    journals = {site: read_journal(site, _reinstall(flavours, site)) for site in _sites(flavours)}
     return Snapshot(tuple(read_flavour(flavour, journals[flavour.site]) for flavour in flavours))
 
 
@@ -238,7 +242,7 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
     """Read one flavour. With a journal present in its site folder only the journal is read:
     the rest may be half-way through a change until the journal is recovered."""
     if journal is None:
-        journal = read_journal(flavour.site)
+        journal = read_journal(flavour.site, _reinstall([flavour], flavour.site))
     if journal is not None:
         return FlavourSnapshot(flavour, journal=journal)
     remembered = read_remembered(flavour)

@@ -323,8 +323,9 @@ def _fields(item: Any, names: set[str], optional: frozenset[str] | set[str] = fr
     return item
 
 
-def read_journal(site: Path) -> Journal | None:
-    """The journal of a run under way or interrupted in this site folder (None: none)."""
+def read_journal(site: Path, reinstall: str = "") -> Journal | None:
+    """The journal of a run under way or interrupted in this site folder (None: none).
+    ``reinstall``: the commands that reinstall the Keras there, for the message."""
     path = journal_path(site)
     try:
         return journal_from_json(json.loads(path.read_text(encoding="utf-8")))
@@ -333,8 +334,8 @@ def read_journal(site: Path) -> Journal | None:
     except (OSError, ValueError, TypeError) as error:
         raise errors.BackupProblem(
             f"journal {path} is not valid ({_reason(error)}), so an interrupted run cannot be settled; nothing "
-            f"was changed. Reinstall Keras in {site} (`pip install --force-reinstall --no-deps keras==<version>`, "
-            f"the same for tf_keras) and delete {path}"
+            f"was changed. Reinstall Keras there ({reinstall or 'keras and tf_keras, as you installed them'}) "
+            f"and delete {path}"
         ) from None
 
 

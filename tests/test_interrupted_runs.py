@@ -94,9 +94,15 @@ def pristine(name: str, version: str) -> dict[str, bytes]:
 
 
 def sampled(total: int) -> list[int]:
-    """README's test command: both ends, the middle, and the last operations (the commit
-    point and the cleanup after it)."""
-    return sorted({1, 2, 3, total // 3, total // 2, 2 * total // 3, total - 3, total - 2, total - 1, total})
+    """README's test command: a dozen operations spread over the run, and the last ones (the
+    commit point and the cleanup after it)."""
+    return sorted({*range(1, total + 1, max(1, total // 12)), total - 2, total - 1, total})
+
+
+def dense(total: int) -> list[int]:
+    """Every third operation: a window of three or more (such as between two commit points,
+    each an atomic write of several operations) is always hit."""
+    return sorted({*range(1, total + 1, 3), total - 2, total - 1, total})
 
 
 def every(total: int) -> list[int]:
@@ -104,6 +110,7 @@ def every(total: int) -> list[int]:
 
 
 POINTS = [pytest.param(sampled, id="sampled"), pytest.param(every, id="every", marks=pytest.mark.slow)]
+DENSE = [pytest.param(dense, id="dense"), pytest.param(every, id="every", marks=pytest.mark.slow)]
 
 COMMANDS = {
     "apply": ([], ["apply", "--layers", "convlstm,lstm,gru"]),
@@ -111,7 +118,7 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("points", POINTS)
+@pytest.mark.parametrize("points", DENSE)
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_a_run_over_both_flavours_killed_anywhere_is_settled_the_same_way_for_both(world, command, points):
     """One journal, one commit point for every flavour a run changes: killed at any file
