@@ -64,8 +64,13 @@ names = st.sampled_from(NAMES)
 
 
 class Simulation(RuleBasedStateMachine):
+    # What a run covered, across its sequences (printed by the tests: `pytest -s`).
+    sequences: set[int] = set()
+    steps = 0
+
     def __init__(self) -> None:
         super().__init__()
+        self.trace: list[tuple] = []
         self.root = Path(tempfile.mkdtemp(prefix="convlstm-patch-simulation-", dir=SCRATCH))
         self.site = self.root / "site-packages"
         self.step = 0
@@ -86,7 +91,12 @@ class Simulation(RuleBasedStateMachine):
         self._own()
 
     def teardown(self) -> None:
+        Simulation.sequences.add(hash(tuple(self.trace)))
+        Simulation.steps += len(self.trace)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _step(self, *what) -> None:
+        self.trace.append(what)
 
     # -- running the tool ------------------------------------------------------------------
 
@@ -99,6 +109,7 @@ class Simulation(RuleBasedStateMachine):
         return args
 
     def _run(self, args: list[str], fault=None) -> sim.Run:
+        self._step(*args[:1], *args[5:], fault, sim.Probe.fails)
         self.step += 1
         before, journal_before, files_before = sim.tree(self.site), sim.journals(self.site), self._bytes()
         self.temp_before = set(sim.temp_files(self.site))
@@ -228,6 +239,7 @@ class Simulation(RuleBasedStateMachine):
     )
     def reader_beside_a_held_writer(self, writer, layers, at, reader, then_kill) -> None:
         """A writer stopped (SIGSTOP) mid-change; a reader runs; then the writer goes on or is killed."""
+        self._step("reader_beside_a_held_writer", writer, layers, at, reader, then_kill)
         self.step += 1
         self.temp_before = set(sim.temp_files(self.site))
         sim.Probe.fails = False
@@ -259,6 +271,7 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(name=names, version_index=st.integers(0, 1))
     def pip_install_a_version(self, name, version_index) -> None:
+        self._step("pip_install_a_version", name, version_index)
         self.before_kill = None
         version = sim.VERSIONS[name][version_index]
         sim.pip_install(self.site, name, version)
@@ -266,6 +279,7 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(name=names)
     def pip_force_reinstall(self, name) -> None:
+        self._step("pip_force_reinstall", name)
         self.before_kill = None
         version = sim.installed_version(self.site, name)
         if version is not None:
@@ -274,12 +288,14 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(name=names)
     def pip_uninstall(self, name) -> None:
+        self._step("pip_uninstall", name)
         self.before_kill = None
         sim.pip_uninstall(self.site, name)
         self._reinstalled(name)
 
     @rule(name=names, version_index=st.integers(0, 1))
     def pip_leaves_an_interrupted_upgrade(self, name, version_index) -> None:
+        self._step("pip_leaves_an_interrupted_upgrade", name, version_index)
         sim.pip_leftover(self.site, name, sim.VERSIONS[name][version_index])
         self._own()
 
@@ -287,6 +303,7 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(name=names, index=st.integers(0, 6), latin1=st.booleans())
     def edit_a_file_by_hand(self, name, index, latin1) -> None:
+        self._step("edit_a_file_by_hand", name, index, latin1)
         self.before_kill = None
         files = sim.FILES[name]
         path = self.site / files[index % len(files)]
@@ -299,6 +316,7 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(name=names, index=st.integers(0, 6))
     def delete_a_file_by_hand(self, name, index) -> None:
+        self._step("delete_a_file_by_hand", name, index)
         self.before_kill = None
         files = sim.FILES[name]
         relative = files[index % len(files)]
@@ -308,6 +326,7 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(name=names, how=st.sampled_from(["manifest", "copy"]))
     def damage_the_backup_by_hand(self, name, how) -> None:
+        self._step("damage_the_backup_by_hand", name, how)
         version = sim.installed_version(self.site, name)
         folder = self.site / sim.STATE / "backups" / f"{name}-{version}"
         if version is None or not folder.is_dir():
@@ -440,7 +459,7 @@ def stand_ins():
 
 
 BOUNDED = settings(
-    max_examples=int(os.environ.get("CONVLSTM_PATCH_SIMULATION_BOUNDED", "40")),
+    max_examples=int(os.environ.get("CONVLSTM_PATCH_SIMULATION_BOUNDED", "20")),
     stateful_step_count=25,
     deadline=None,
     derandomize=True,
@@ -454,6 +473,7 @@ def test_the_promises_hold_in_a_bounded_simulation():
     run = Simulation.TestCase
     run.settings = BOUNDED
     run().runTest()
+    _covered()
 
 
 @pytest.mark.slow
@@ -462,8 +482,13 @@ def test_the_promises_hold_in_a_long_simulation():
     run = Simulation.TestCase
     run.settings = settings(
         BOUNDED,
-        max_examples=int(os.environ.get("CONVLSTM_PATCH_SIMULATION_EXAMPLES", "1500")),
+        max_examples=int(os.environ.get("CONVLSTM_PATCH_SIMULATION_EXAMPLES", "100")),
         derandomize=False,
         stateful_step_count=40,
     )
     run().runTest()
+    _covered()
+
+
+def _covered() -> None:
+    print(f"simulation: {len(Simulation.sequences)} distinct sequences, {Simulation.steps} steps")
