@@ -36,8 +36,8 @@ class LockCheck:
     checked: tuple[str, ...] = ()  # what was compared and held (said even with no lock)
 
 
-def check_lock(snapshot: FlavourSnapshot, layers: frozenset[LayerSet] | None = None) -> LockCheck:
-    """The flavour's focus sets (--layers, else those patched) compared with its version's lock.
+def check_lock(snapshot: FlavourSnapshot) -> LockCheck:
+    """The flavour's focus sets (those patched, else those apply would patch) compared with its version's lock.
 
     Without a lock (a release newer than this tool, a nightly) everything that
     needs none is still checked, and said: the patch fits the source, the
@@ -51,17 +51,17 @@ def check_lock(snapshot: FlavourSnapshot, layers: frozenset[LayerSet] | None = N
     if lock is not None and lock.layout != (flavour.layout.name if flavour.layout else None):
         found = f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}"
         return LockCheck(flavour, LockStatus.DRIFT, (flavour.why_unsupported or found,))
-    problems, checked = _compare(snapshot, lock, snapshot.focus(layers))
+    problems, checked = _compare(snapshot, lock, snapshot.focus())
     if problems:
-        return LockCheck(flavour, LockStatus.DRIFT, tuple(problems), snapshot.overall(layers), tuple(checked))
+        return LockCheck(flavour, LockStatus.DRIFT, tuple(problems), snapshot.overall(), tuple(checked))
     if lock is None:
         missing = (
             f"no lock for {flavour.key} ({flavour.layout.label if flavour.layout else 'no layout'}) in "
             f"convlstm-patch {__version__}: its pristine source is not compared "
             "with a released one, and the patch's output not with a reviewed one",
         )
-        return LockCheck(flavour, LockStatus.NO_LOCK, missing, snapshot.overall(layers), tuple(checked))
-    return LockCheck(flavour, LockStatus.OK, (), snapshot.overall(layers), tuple(checked))
+        return LockCheck(flavour, LockStatus.NO_LOCK, missing, snapshot.overall(), tuple(checked))
+    return LockCheck(flavour, LockStatus.OK, (), snapshot.overall(), tuple(checked))
 
 
 def verdict(results: list[LockCheck], strict: bool) -> None:

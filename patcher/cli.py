@@ -24,11 +24,10 @@ from patcher.verification import BACKENDS, DEFAULT_TIMEOUT, VerifyOptions
 
 @dataclass(frozen=True)
 class Where:
-    """The environments the options name, which flavours in them, and --layers."""
+    """The environments the options name, and which flavours in them."""
 
     environments: list[commands.Environment]
     only: str | None
-    layers: frozenset[LayerSet] | None = None  # --layers, None when not given
 
     def run(self, command, options, needs_keras: bool = True) -> list[commands.EnvironmentResult]:
         return commands.each(self.environments, self.only, command, options, needs_keras)
@@ -41,6 +40,30 @@ def _layer_sets(ctx, param, value: str | None) -> frozenset[LayerSet] | None:
         return layersets.parse(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def _gone(ctx, param, value: str | None) -> None:
+    """--layers on a command where it no longer means anything: say what to do instead (for one release)."""
+    if value is None:
+        return
+    command = ctx.info_name
+    instead = (
+        "revert restores every layer set; to keep some patched, run `convlstm-patch apply --layers SETS` instead "
+        "(the environment then has exactly those patched)"
+        if command == "revert"
+        else f"{command} covers every layer set that is patched; `convlstm-patch apply --layers SETS` chooses them"
+    )
+    raise errors.BadOptions(f"`{command} --layers` is gone: {instead}")
+
+
+layers_option = click.option(
+    "--layers",
+    metavar="SETS",
+    callback=_layer_sets,
+    help="Leave exactly these layer sets patched, comma-separated: convlstm, lstm, gru (ConvLSTM always; "
+    "default: those chosen before, ConvLSTM when none); a set patched before and not named is put back.",
+)
+gone_layers_option = click.option("--layers", callback=_gone, expose_value=False, hidden=True)
 
 
 def target_options(command):
@@ -61,19 +84,12 @@ def target_options(command):
         help="Act on the Keras under DIR (a site-packages folder or an unpacked wheel) instead. Repeatable.",
     )
     @click.option("--only", type=click.Choice(["keras", "tf_keras"]), help="Only this flavour (default: all found).")
-    @click.option(
-        "--layers",
-        metavar="SETS",
-        callback=_layer_sets,
-        help="Layer sets, comma-separated: convlstm, lstm, gru. apply: patch these too (ConvLSTM always); "
-        "revert, diff, status, verify, check: exactly these (default: every set patched).",
-    )
     @click.option("-q", "--quiet", is_flag=True, help="Print only what changed and errors.")
     @click.option("-v", "--verbose", count=True, help="Print more detail (files, backups, timings).")
     @functools.wraps(command)
-    def wrapper(pythons, keras_roots, only, layers, quiet, verbose, as_json=False, **kwargs):
+    def wrapper(pythons, keras_roots, only, quiet, verbose, as_json=False, **kwargs):
         printer = output.Printer(verbosity=-1 if quiet else verbose, as_json=as_json)
-        return command(where=Where(commands.environments(pythons, keras_roots), only, layers), out=printer, **kwargs)
+        return command(where=Where(commands.environments(pythons, keras_roots), only), out=printer, **kwargs)
 
     return wrapper
 
@@ -183,7 +199,7 @@ class Group(click.Group):
     help="Show the version of convlstm-patch, Python and the Keras found, and exit.",
 )
 def main():
-    """Give Keras's ConvLSTM layers five separate activations, reversibly.
+    """Give Keras's ConvLSTM layers five separate activations (LSTM and GRU per-gate ones), reversibly.
 
     Shell completion (bash): eval "$(_CONVLSTM_PATCH_COMPLETE=bash_source convlstm-patch)"
     """
@@ -192,16 +208,18 @@ def main():
 @main.command()
 @json_option
 @target_options
+@gone_layers_option
 @lock_timeout_option
 def status(where, out, lock_timeout):
     """Show each Keras found, its files and whether they are patched."""
-    options = commands.ReadOptions(where.layers, lock_timeout)
+    options = commands.ReadOptions(lock_timeout)
     finish(out, where.run(commands.status, options), output.show_status)
 
 
 @main.command()
 @json_option
 @target_options
+@layers_option
 @click.option("--force", is_flag=True, help="Patch even files that differ from the distribution's RECORD.")
 @click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing.")
 @click.option("--no-verify", is_flag=True, help="Skip the verification run after patching.")
@@ -209,52 +227,54 @@ def status(where, out, lock_timeout):
 @backend_option
 @timeout_option
 @lock_timeout_option
-def apply(where, out, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
-    """Back up the ConvLSTM source, patch it, verify it, roll back on failure."""
+def apply(where, out, layers, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
+    """Back up the original sources, patch them, verify, roll back on failure."""
     probe = VerifyOptions(backends=tuple(backends), timeout=timeout, on_progress=out.progress)
-    options = commands.ApplyOptions(
-        where.layers, force, dry_run, None if no_verify else probe, strict, lock_timeout
-    )
+    options = commands.ApplyOptions(layers, force, dry_run, None if no_verify else probe, strict, lock_timeout)
     finish(out, where.run(commands.apply, options), output.show_apply)
 
 
 @main.command()
 @json_option
 @target_options
+@gone_layers_option
 @backend_option
 @timeout_option
 @lock_timeout_option
 def verify(where, out, backends, timeout, lock_timeout):
-    """Check, in a fresh process, that the patched Keras computes the five-activation ConvLSTM."""
+    """Check, in fresh processes, that the patched layers compute what the five (per-gate) activations say."""
     probe = VerifyOptions(backends=tuple(backends), timeout=timeout, on_progress=out.progress)
-    options = commands.VerifyCommandOptions(where.layers, probe, lock_timeout)
+    options = commands.VerifyCommandOptions(probe, lock_timeout)
     finish(out, where.run(commands.verify, options), output.show_verify)
 
 
 @main.command()
 @json_option
 @target_options
+@gone_layers_option
 @click.option("--strict", is_flag=True, help="A version with no lock is a failure (exit 1), not exit 10.")
 @lock_timeout_option
 def check(where, out, strict, lock_timeout):
     """In CI: does the patch match the installed Keras version's hash lock?"""
-    options = commands.ReadOptions(where.layers, lock_timeout, strict, out.progress)
+    options = commands.ReadOptions(lock_timeout, strict, out.progress)
     finish(out, where.run(commands.check, options), output.show_check)
 
 
 @main.command()
 @json_option
 @target_options
+@gone_layers_option
 @click.option("--force", is_flag=True, help="Restore even files edited by hand after patching.")
 @lock_timeout_option
 def revert(where, out, force, lock_timeout):
-    """Restore the original ConvLSTM source from the backup, byte for byte."""
-    options = commands.RevertOptions(where.layers, force, lock_timeout)
+    """Restore every patched file from the backup, byte for byte."""
+    options = commands.RevertOptions(force, lock_timeout)
     finish(out, where.run(commands.revert, options), output.show_revert)
 
 
 @main.command()
 @target_options
+@gone_layers_option
 @lock_timeout_option
 def clean(where, out, lock_timeout):
     """Delete backups never restored: of versions no longer installed, or damaged and not needed."""
@@ -263,8 +283,9 @@ def clean(where, out, lock_timeout):
 
 @main.command()
 @target_options
+@gone_layers_option
 @lock_timeout_option
 def diff(where, out, lock_timeout):
     """Print the unified diff the patch made (or would make)."""
-    options = commands.ReadOptions(where.layers, lock_timeout, on_progress=out.progress)
+    options = commands.ReadOptions(lock_timeout, on_progress=out.progress)
     finish(out, where.run(commands.diff, options), output.show_diff)

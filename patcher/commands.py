@@ -65,7 +65,6 @@ class Target:
 class ReadOptions:
     """status, diff, check."""
 
-    layers: frozenset[LayerSet] | None = None  # --layers: exactly these sets (None: the focus)
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     strict: bool = False  # check: a version with no lock fails
     on_progress: Callable[[str], None] | None = None
@@ -73,7 +72,7 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    layers: frozenset[LayerSet] | None = None  # patched too (ConvLSTM always)
+    layers: frozenset[LayerSet] | None = None  # exactly these sets (ConvLSTM always; None: those chosen before)
     force: bool = False
     dry_run: bool = False
     verify: VerifyOptions | None = VerifyOptions()  # None: --no-verify
@@ -83,14 +82,12 @@ class ApplyOptions:
 
 @dataclass(frozen=True)
 class RevertOptions:
-    layers: frozenset[LayerSet] | None = None  # only these sets (None: every set patched)
     force: bool = False
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
 
 @dataclass(frozen=True)
 class VerifyCommandOptions:
-    layers: frozenset[LayerSet] | None = None
     probe: VerifyOptions = VerifyOptions()
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
@@ -120,7 +117,7 @@ class EnvironmentResult:
 @dataclass(frozen=True)
 class Status:
     recovered: list[str]  # what settling an interrupted run did
-    flavours: list[tuple[FlavourSnapshot, tuple[LayerSet, ...], list[str]]]  # snapshot, focus, notes
+    flavours: list[tuple[FlavourSnapshot, list[str]]]  # snapshot, notes
     orphaned: list[Path] = field(default_factory=list)  # backups of distributions no longer installed (`clean`)
 
 
@@ -253,11 +250,7 @@ def target(environment: Environment, only: str | None, needs_keras: bool = True)
 
 def status(target: Target, options: ReadOptions) -> Status:
     recovered, snap = _settled(target, options.lock_timeout)
-    return Status(
-        recovered,
-        [(flavour, flavour.focus(options.layers), snapshot.explain(flavour, options.layers)) for flavour in snap.flavours],
-        _orphaned(target),
-    )
+    return Status(recovered, [(flavour, snapshot.explain(flavour)) for flavour in snap.flavours], _orphaned(target))
 
 
 def apply(target: Target, options: ApplyOptions) -> Applied:
@@ -294,14 +287,14 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
 def revert(target: Target, options: RevertOptions) -> Reverted:
     _require_one_site(target)
     recovered, snap = _settled(target, options.lock_timeout)
-    if all(planning.nothing_to_revert(flavour, options.layers) for flavour in snap.flavours):
+    if all(planning.nothing_to_revert(flavour) for flavour in snap.flavours):
         outcomes = [_nothing_to_revert(flavour) for flavour in snap.flavours]
         return Reverted(outcomes, _restart(outcomes, recovered), recovered)
     pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout):
         recovered += recover_all(target.flavours, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)
-        changes = [planning.plan_revert(flavour, options.layers, force=options.force) for flavour in snap.flavours]
+        changes = [planning.plan_revert(flavour, force=options.force) for flavour in snap.flavours]
         with Transaction(changes, target.search.pycache_prefix) as transaction:
             transaction.write()
     outcomes = [
@@ -318,10 +311,7 @@ def verify(target: Target, options: VerifyCommandOptions) -> Verified:
     for _ in range(3):
         recovered, snap = _settled(target, options.lock_timeout)
         _require_something_patched(snap)
-        _require_named_sets_patched(snap, options.layers)
-        reports = verification.verify_all(
-            verification.what_to_verify(snap, options.layers), _probe_options(target, options.probe)
-        )
+        reports = verification.verify_all(verification.what_to_verify(snap), _probe_options(target, options.probe))
         if snapshot.unchanged(target.flavours, snap):
             return Verified(recovered, reports, snap)
     raise errors.Busy(
@@ -337,22 +327,6 @@ def _require_something_patched(snap: Snapshot) -> None:
         raise errors.VerificationFailed(f"{names}: nothing to verify, it is not patched: run `convlstm-patch apply`")
 
 
-def _require_named_sets_patched(snap: Snapshot, layers: frozenset[LayerSet] | None) -> None:
-    """`verify --layers` naming a set not patched where another is: its probe could only fail, and
-    "revert then apply" would patch the same sets again; name the apply that patches it."""
-    if layers is None:
-        return
-    for flavour in snap.flavours:
-        missing = [layer_set for layer_set in flavour.focus(layers) if layer_set not in flavour.patched_sets]
-        if missing and flavour.patched_sets:
-            raise errors.VerificationFailed(
-                f"{flavour.flavour.key}: {layersets.names(missing)} not patched (patched: "
-                f"{layersets.names(flavour.patched_sets)}), so there is nothing of theirs to verify: run "
-                f"`convlstm-patch apply --layers {','.join(map(str, layersets.ordered(layers)))}` to patch them, "
-                "or verify without --layers"
-            )
-
-
 def check(target: Target, options: ReadOptions) -> Checked:
     """The lock comparisons; checking.verdict(results, strict) gives the exit status."""
     recovered, snap = _settled(target, options.lock_timeout)
@@ -360,7 +334,7 @@ def check(target: Target, options: ReadOptions) -> Checked:
     for flavour in snap.flavours:
         if options.on_progress:
             options.on_progress(f"{flavour.flavour.key}: comparing with its lock")
-        results.append(checking.check_lock(flavour, options.layers))
+        results.append(checking.check_lock(flavour))
     return Checked(recovered, results, options.strict)
 
 
@@ -370,7 +344,7 @@ def diff(target: Target, options: ReadOptions) -> Diffed:
     for flavour in snap.flavours:
         if options.on_progress:
             options.on_progress(f"{flavour.flavour.key}: computing the diff")
-        outcomes.append(planning.diff(flavour, options.layers))
+        outcomes.append(planning.diff(flavour))
     return Diffed(recovered, outcomes)
 
 

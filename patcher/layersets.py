@@ -78,7 +78,7 @@ def parse(text: str) -> frozenset[LayerSet]:
 
 
 def from_names(values: object) -> tuple[LayerSet, ...]:
-    """Layer sets stored in our own files (manifest, remembered sets): a non-empty list of
+    """Layer sets stored in our own files (manifest, chosen sets): a non-empty list of
     known names, each once. ValueError says what is wrong (the caller names the file)."""
     if not isinstance(values, list) or not values or not all(isinstance(value, str) for value in values):
         raise ValueError("layer_sets must be a non-empty list of names")

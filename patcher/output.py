@@ -100,14 +100,14 @@ class Printer:
 
 def show_status(out: Printer, status) -> dict:
     out.recovered(status.recovered)
-    for snapshot, focus, notes in status.flavours:
+    for snapshot, notes in status.flavours:
         flavour = snapshot.flavour
         layout = flavour.layout.label if flavour.layout else "unknown layout"
-        overall = snapshot.overall(focus)
+        overall = snapshot.overall()
         out.result(f"{flavour.distribution} {flavour.version} ({layout}) in {flavour.site}: {out.state(overall)}")
         if flavour.conda is not None:
             out.line(f"  {conda_line(flavour.conda)}")
-        files = snapshot.files_of(focus)
+        files = snapshot.files_of(snapshot.focus())
         width = max((len(file.state) for file in files), default=0)
         for file in files:
             note = f"  ({file.note})" if file.note else ""
@@ -125,7 +125,7 @@ def show_status(out: Printer, status) -> dict:
             "(never restored; remove it with `convlstm-patch clean`)"
         )
     return {
-        "flavours": [state_json(snapshot, focus, notes) for snapshot, focus, notes in status.flavours],
+        "flavours": [state_json(snapshot, notes) for snapshot, notes in status.flavours],
         "orphaned_backups": [str(folder) for folder in status.orphaned],
     }
 
@@ -142,7 +142,7 @@ def layer_sets_json(snapshot) -> dict:
     """Which layer sets are patched (as the backup records), chosen before, and supported."""
     return {
         "patched": [str(layer_set) for layer_set in snapshot.patched_sets],
-        "chosen": [str(layer_set) for layer_set in snapshot.remembered],
+        "chosen": [str(layer_set) for layer_set in snapshot.chosen],
         "supported": [str(layer_set) for layer_set in snapshot.flavour.supported_sets],
     }
 
@@ -289,15 +289,15 @@ def flavour_json(flavour) -> dict:
     return {"distribution": flavour.distribution, "version": flavour.version, "site": str(flavour.site)}
 
 
-def state_json(snapshot, focus, notes: list[str]) -> dict:
+def state_json(snapshot, notes: list[str]) -> dict:
     flavour = snapshot.flavour
     return {
         **flavour_json(flavour),
         "layout": flavour.layout.name if flavour.layout else None,
         "conda": conda_json(flavour.conda),
-        "state": snapshot.overall(focus),
+        "state": snapshot.overall(),
         "files": [
-            {"path": file.target.relative, "state": file.state, "note": file.note} for file in snapshot.files_of(focus)
+            {"path": file.target.relative, "state": file.state, "note": file.note} for file in snapshot.files_of(snapshot.focus())
         ],
         "layer_sets": layer_sets_json(snapshot),
         "notes": notes,

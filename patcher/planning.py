@@ -44,12 +44,13 @@ class Outcome:
     diffs: dict[str, str] = field(default_factory=dict)
 
 
-# -- apply ----------------------------------------------------------------------
+# -- apply and revert: the sets an environment ends with --------------------------
 
 
 def apply_sets(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
-    """The layer sets apply patches: ConvLSTM, those named, those chosen before and those
-    patched already; a named set this version cannot patch is refused."""
+    """The layer sets `apply` leaves patched, exactly: those named (--layers, ConvLSTM always),
+    else those chosen before (ConvLSTM when none), of those this version has; a named set it
+    lacks is refused."""
     _require_supported(snapshot.flavour)
     supported = set(snapshot.flavour.supported_sets)
     missing = [layer_set for layer_set in ordered(layers or ()) if layer_set not in supported]
@@ -58,161 +59,152 @@ def apply_sets(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> 
             f"{snapshot.flavour.key} has no {missing[0]} source convlstm-patch can patch (it supports --layers "
             f"{','.join(map(str, snapshot.flavour.supported_sets))}); see README, 'Supported Keras versions'"
         )
-    return ordered({BASE, *(layers or ()), *snapshot.remembered, *snapshot.patched_sets} & supported)
+    return ordered({BASE, *(layers if layers is not None else snapshot.chosen)} & supported)
 
 
-def remembered_after_apply(snapshot: FlavourSnapshot, layer_sets: tuple[LayerSet, ...]) -> tuple[LayerSet, ...]:
-    """What the environment remembers after apply: the sets patched, plus those chosen before that this
-    version cannot patch (a later version may); nothing when that is ConvLSTM alone, the default."""
-    kept = ordered({*layer_sets, *snapshot.remembered})
-    return () if kept == (BASE,) else kept
+def chosen_after_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
+    """The sets the environment remembers after apply: those named, else those chosen before
+    (a set this version lacks stays chosen: a later version may have it); nothing for ConvLSTM
+    alone, the default."""
+    chosen = ordered({BASE, *layers}) if layers is not None else snapshot.chosen
+    return () if chosen in ((), (BASE,)) else chosen
 
 
 def already_patched(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> bool:
-    """Decided from hashes alone (no transform): every set apply would patch is, and remembered."""
+    """Decided from hashes alone (no transform): exactly the sets apply would leave patched are,
+    every file as it should be, and the chosen sets as apply would leave them."""
     layer_sets = apply_sets(snapshot, layers)
     return (
-        set(layer_sets) <= set(snapshot.patched_sets)
-        and all(file.state == State.PATCHED for file in snapshot.files_of(snapshot.patched_sets))
-        and snapshot.remembered == remembered_after_apply(snapshot, layer_sets)
+        snapshot.patched_sets == layer_sets
+        and all(file.state == snapshot.expected(file) for file in snapshot.files)
+        and snapshot.chosen == chosen_after_apply(snapshot, layers)
     )
 
 
+def nothing_to_revert(snapshot: FlavourSnapshot) -> bool:
+    """Decided from hashes alone: no backup to restore and no chosen sets to forget."""
+    _require_supported(snapshot.flavour)
+    return snapshot.manifest is None and not snapshot.chosen and snapshot.overall() == State.PRISTINE
+
+
 def plan_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, force: bool) -> FlavourChange:
-    """Every file of the sets to patch, transformed from its original; a change for each that differs."""
-    flavour = snapshot.flavour
+    """Leave exactly ``apply_sets`` patched: their files transformed from the originals, the
+    files of any other set patched before put back as they were."""
     layer_sets = apply_sets(snapshot, layers)
-    files = snapshot.files_of(layer_sets)
+    change = _plan(snapshot, Operation.APPLY, layer_sets, chosen_after_apply(snapshot, layers), force=force)
+    again = [s for s in layer_sets if layers is None and s != BASE and s not in snapshot.patched_sets]
+    if again:
+        return replace(change, warnings=(f"patching the layer sets chosen before as well: {names(again)}", *change.warnings))
+    return change
+
+
+def plan_revert(snapshot: FlavourSnapshot, *, force: bool) -> FlavourChange:
+    """Every file back as it was before patching, the backup and the chosen sets gone."""
+    _require_supported(snapshot.flavour)
+    return _plan(snapshot, Operation.REVERT, (), (), force=force)
+
+
+def _plan(
+    snapshot: FlavourSnapshot, operation: Operation, layer_sets: tuple[LayerSet, ...], chosen: tuple[LayerSet, ...], *, force: bool
+) -> FlavourChange:
+    """The one plan of apply and revert: every file of the sets patched now or after, as it must
+    be after (transformed for the sets it belongs to, else its original)."""
+    flavour, manifest = snapshot.flavour, snapshot.manifest
+    files = snapshot.files_of({*layer_sets, *snapshot.patched_sets})
+    _require_usable(snapshot, files, operation, force)
+    originals = {file.target.relative: snapshot.original(file.target) for file in files}
+    to_patch = [file for file in files if file.target.layer_sets & set(layer_sets)]
+    patched, warnings = patch_sources(
+        flavour, [(file.target, originals[file.target.relative], layer_sets) for file in to_patch]
+    ) if to_patch else ({}, [])
+    if operation == Operation.APPLY:
+        require_guarded(flavour, patched, layer_sets)
+    after = {relative: patched.get(relative, original) for relative, original in originals.items()}
+    manifest_after = _manifest(snapshot, layer_sets, {f.target.relative: originals[f.target.relative] for f in to_patch}, patched)
+    warnings += _warnings(snapshot, files, layer_sets, after, operation)
+    return FlavourChange(
+        flavour,
+        operation,
+        layer_sets if operation == Operation.APPLY else snapshot.patched_sets,
+        tuple(
+            FileChange(file.target, file.live, after[file.target.relative])
+            for file in files
+            if file.live != after[file.target.relative]
+        ),
+        manifest,
+        manifest_after,
+        originals,
+        snapshot.chosen,
+        chosen,
+        tuple(warnings),
+    )
+
+
+def _require_usable(snapshot: FlavourSnapshot, files, operation: Operation, force: bool) -> None:
+    """Refuse before transforming: a file missing with no original to patch or restore, or one
+    edited by hand (apply: differs from RECORD; revert: edited after patching) unless forced."""
+    flavour = snapshot.flavour
     for file in files:
-        if file.state == State.MISSING:
+        if file.state == State.MISSING and snapshot.originals.get(file.target.relative) is None:
             raise errors.ModifiedFiles(
                 f"{file.target.relative} of {flavour.key} is missing; reinstall it with `{flavour.reinstall_command}`"
             )
     modified = [file for file in files if file.state == State.MODIFIED]
     if modified and not force:
         first = modified[0]
+        if operation == Operation.REVERT or snapshot.manifest is not None and snapshot.manifest.file(first.target.relative):
+            raise errors.ModifiedFiles(
+                f"{first.target.relative} of {flavour.key} was edited after patching; "
+                f"{operation} with --force to discard that edit"
+            )
         raise errors.ModifiedFiles(
             f"{first.target.relative} of {flavour.key} {first.note}; restore it with "
             f"`{flavour.reinstall_command}` or patch it anyway with --force"
         )
-    originals = {file.target.relative: snapshot.original(file.target) for file in files}
-    patched, warnings = patch_sources(flavour, [(file.target, originals[file.target.relative], layer_sets) for file in files])
-    require_guarded(flavour, patched, layer_sets)
-    entries = tuple(
-        BackedUpFile(relative, sha256_hex(originals[relative]), sha256_hex(patched[relative])) for relative in originals
-    )
-    manifest = snapshot.manifest
-    if manifest is None or manifest.files != entries or manifest.layer_sets != layer_sets:
-        record = {target.relative: target.record_sha256 for target in flavour.files}
-        manifest = Manifest(
-            distribution=flavour.distribution,
-            version=flavour.version,
-            layout=flavour.layout.name,
-            tool_version=__version__,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            files=entries,
-            layer_sets=layer_sets,
-            forced=any(record.get(entry.path) not in (None, entry.before) for entry in entries),
-        )
-    again = [s for s in snapshot.remembered if s in layer_sets and s not in (BASE, *snapshot.patched_sets, *(layers or ()))]
-    if again:
-        warnings.append(f"patching the layer sets chosen before as well: {names(again)}")
-    left_out = [s for s in snapshot.remembered if s not in layer_sets]
-    if left_out:
-        warnings.append(f"{flavour.key} has no {names(left_out)} source convlstm-patch can patch (chosen before): left out")
-    if snapshot.unneeded_damaged_backup:
-        warnings.append(f"replaced a damaged backup ({snapshot.unneeded_damaged_backup})")
-    return FlavourChange(
-        flavour,
-        Operation.APPLY,
-        layer_sets,
-        tuple(
-            FileChange(file.target, file.live, patched[file.target.relative])
-            for file in files
-            if file.live != patched[file.target.relative]
-        ),
-        snapshot.manifest,
-        manifest,
-        originals,
-        snapshot.remembered,
-        remembered_after_apply(snapshot, layer_sets),
-        tuple(warnings),
-    )
 
 
-# -- revert ---------------------------------------------------------------------
-
-
-def revert_sets(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
-    """The patched sets `revert` restores: those named (--layers), else every one."""
-    patched = snapshot.patched_sets
-    return ordered(set(layers) & set(patched)) if layers is not None else patched
-
-
-def nothing_to_revert(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> bool:
-    """Decided from hashes alone: no backup to restore and nothing to forget."""
-    _require_supported(snapshot.flavour)
-    if snapshot.manifest is not None:
-        return not revert_sets(snapshot, layers)
-    return not snapshot.remembered and snapshot.overall(layers) == State.PRISTINE
-
-
-def plan_revert(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, force: bool) -> FlavourChange:
-    """The originals of the sets to revert; a file another patched set shares keeps that set's edits."""
+def _manifest(
+    snapshot: FlavourSnapshot, layer_sets: tuple[LayerSet, ...], originals: dict[str, bytes], patched: dict[str, bytes]
+) -> Manifest | None:
+    """The backup's manifest after the run: exactly the files of the sets left patched (none: no backup)."""
+    if not layer_sets:
+        return None
     flavour, manifest = snapshot.flavour, snapshot.manifest
-    _require_supported(flavour)
-    if manifest is None:
-        off = [file for file in snapshot.files_of(snapshot.focus(layers)) if file.state != State.PRISTINE]
-        if off:
-            raise errors.BackupProblem(
-                f"{off[0].target.relative} of {flavour.key} {off[0].note or 'is not pristine'} and there is no "
-                f"backup in {snapshot_backup(snapshot)}; restore it with `{flavour.reinstall_command}`"
-            )
-        forget = () if layers is None else tuple(s for s in snapshot.remembered if s not in set(layers))
-        return FlavourChange(flavour, Operation.REVERT, (), (), None, None, {}, snapshot.remembered, forget)
-    layer_sets = revert_sets(snapshot, layers)
-    remaining = tuple(s for s in manifest.layer_sets if s not in layer_sets)
-    files = snapshot.files_of(layer_sets)
-    edited = [file for file in files if file.state == State.MODIFIED]
-    if edited and not force:
-        raise errors.ModifiedFiles(
-            f"{edited[0].target.relative} of {flavour.key} was edited after patching; "
-            "revert with --force to discard that edit"
-        )
-    shared = [(file.target, snapshot.originals[file.target.relative], remaining) for file in files if file.target.layer_sets & set(remaining)]
-    repatched, _ = patch_sources(flavour, shared) if shared else ({}, [])
-    after = {file.target.relative: repatched.get(file.target.relative, snapshot.originals[file.target.relative]) for file in files}
-    manifest_after = None
-    if remaining:
-        manifest_after = replace(
-            manifest,
-            files=tuple(
-                replace(entry, after=sha256_hex(after[entry.path])) if entry.path in after else entry
-                for entry in manifest.files
-                if entry.path not in after or entry.path in repatched
-            ),
-            layer_sets=remaining,
-        )
-    warnings = [
-        f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
-        for file in files
-        if file.target.record_sha256 and after[file.target.relative] != file.live
-        and file.target.relative not in repatched
-        and sha256_hex(after[file.target.relative]) != file.target.record_sha256
-    ] + [f"{file.target.relative}: was missing; restored from the backup" for file in files if file.state == State.MISSING]
-    remembered = () if not remaining else (remaining if remaining != (BASE,) else ())
-    return FlavourChange(
-        flavour,
-        Operation.REVERT,
-        layer_sets if layers is not None else (),
-        tuple(FileChange(file.target, file.live, after[file.target.relative]) for file in files if file.live != after[file.target.relative]),
-        manifest,
-        manifest_after,
-        dict(snapshot.originals),
-        snapshot.remembered,
-        remembered,
-        tuple(warnings),
+    entries = tuple(BackedUpFile(relative, sha256_hex(originals[relative]), sha256_hex(patched[relative])) for relative in originals)
+    if manifest is not None and manifest.files == entries and manifest.layer_sets == layer_sets:
+        return manifest
+    record = {target.relative: target.record_sha256 for target in flavour.files}
+    return Manifest(
+        distribution=flavour.distribution,
+        version=flavour.version,
+        layout=flavour.layout.name,
+        tool_version=__version__,
+        created=manifest.created if manifest is not None else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        files=entries,
+        layer_sets=layer_sets,
+        forced=any(record.get(entry.path) not in (None, entry.before) for entry in entries),
     )
+
+
+def _warnings(snapshot: FlavourSnapshot, files, layer_sets, after: dict[str, bytes], operation: Operation) -> list[str]:
+    flavour, warnings = snapshot.flavour, []
+    if operation == Operation.APPLY:
+        dropped = [s for s in snapshot.patched_sets if s not in layer_sets]
+        if dropped:
+            warnings.append(f"put back as pip installed them: {names(dropped)} (not in --layers)")
+        left_out = [s for s in snapshot.chosen if s not in layer_sets and s not in flavour.supported_sets]
+        if left_out:
+            warnings.append(f"{flavour.key} has no {names(left_out)} source convlstm-patch can patch (chosen before): left out")
+        if snapshot.unneeded_damaged_backup:
+            warnings.append(f"replaced a damaged backup ({snapshot.unneeded_damaged_backup})")
+    restored = [file for file in files if not file.target.layer_sets & set(layer_sets)]
+    warnings += [
+        f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
+        for file in restored
+        if file.target.record_sha256 and after[file.target.relative] != file.live
+        and sha256_hex(after[file.target.relative]) != file.target.record_sha256
+    ] + [f"{file.target.relative}: was missing; restored from the backup" for file in restored if file.state == State.MISSING]
+    return warnings
 
 
 def snapshot_backup(snapshot: FlavourSnapshot) -> str:
@@ -224,11 +216,11 @@ def snapshot_backup(snapshot: FlavourSnapshot) -> str:
 # -- diff -----------------------------------------------------------------------
 
 
-def diff(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> Outcome:
+def diff(snapshot: FlavourSnapshot) -> Outcome:
     """The unified diff of the focus sets' files: what the patch made (from the backup) or would make."""
     flavour = snapshot.flavour
     _require_supported(flavour)
-    layer_sets = snapshot.focus(layers)
+    layer_sets = snapshot.focus()
     files = snapshot.files_of(layer_sets)
     patched = [file for file in files if snapshot.manifest is not None and snapshot.manifest.file(file.target.relative)]
     pending = [file for file in files if file not in patched]

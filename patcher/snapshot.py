@@ -29,7 +29,7 @@ from patcher.store import (
     read_journal,
     read_manifest,
     read_originals,
-    read_remembered,
+    read_chosen,
     stale_backups,
     state_folder,
 )
@@ -59,7 +59,7 @@ class FlavourSnapshot:
     files: tuple[FileState, ...] = ()  # every target file of every layer set the version supports
     manifest: Manifest | None = None  # this version's backup (None: none, or damaged and not needed)
     originals: dict[str, bytes] = field(default_factory=dict, repr=False)  # its copies, checked
-    remembered: tuple[LayerSet, ...] = ()  # the layer sets the user chose, from any version
+    chosen: tuple[LayerSet, ...] = ()  # the layer sets the user chose (apply --layers), from any version
     journal: Journal | None = None  # a run under way, or killed: recover before deciding
     stale: tuple[Path, ...] = ()  # backups of versions no longer installed
     # What is wrong with this version's backup when it is damaged but not
@@ -71,14 +71,11 @@ class FlavourSnapshot:
     def patched_sets(self) -> tuple[LayerSet, ...]:
         return self.manifest.layer_sets if self.manifest is not None else ()
 
-    def focus(self, layers: Iterable[LayerSet] | None = None) -> tuple[LayerSet, ...]:
-        """The layer sets a command looks at: those named (--layers), else the patched ones,
-        else those chosen before (ConvLSTM on an environment never patched)."""
-        if layers is not None:
-            chosen = set(layers)
-        else:
-            chosen = set(self.patched_sets) or {BASE, *self.remembered}
-        return ordered(chosen & set(self.flavour.supported_sets))
+    def focus(self) -> tuple[LayerSet, ...]:
+        """The layer sets a command looks at: the patched ones, else those `apply` would patch
+        (chosen before; ConvLSTM on an environment never patched)."""
+        sets = set(self.patched_sets) or {BASE, *self.chosen}
+        return ordered(sets & set(self.flavour.supported_sets))
 
     def files_of(self, layer_sets: Iterable[LayerSet]) -> tuple[FileState, ...]:
         wanted = set(layer_sets)
@@ -92,11 +89,11 @@ class FlavourSnapshot:
         """What a file should be: patched if a patched set covers it, else pristine."""
         return State.PATCHED if file.target.layer_sets & set(self.patched_sets) else State.PRISTINE
 
-    def overall(self, layer_sets: Iterable[LayerSet] | None = None) -> State:
-        """The flavour's state over the files of these layer sets (default: its focus)."""
+    def overall(self) -> State:
+        """The flavour's state over the files of its focus."""
         if self.flavour.layout is None:
             return State.UNSUPPORTED
-        sets = self.focus(layer_sets)
+        sets = self.focus()
         files = self.files_of(sets)
         states = {file.state for file in files}
         if State.MODIFIED in states:
@@ -128,7 +125,7 @@ class FlavourSnapshot:
             self.journal is not None,
             self.manifest.to_json() if self.manifest else None,
             tuple(file.sha256 for file in self.files),
-            self.remembered,
+            self.chosen,
             self.unneeded_damaged_backup,
         )
 
@@ -245,10 +242,10 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
         journal = read_journal(flavour.site, _reinstall([flavour], flavour.site))
     if journal is not None:
         return FlavourSnapshot(flavour, journal=journal)
-    remembered = read_remembered(flavour)
+    chosen = read_chosen(flavour)
     stale = tuple(stale_backups(flavour))
     if flavour.layout is None:
-        return FlavourSnapshot(flavour, remembered=remembered, stale=stale)
+        return FlavourSnapshot(flavour, chosen=chosen, stale=stale)
     live = {target.relative: _read(target.path) for target in flavour.files}
     try:
         manifest = read_manifest(flavour)
@@ -267,7 +264,7 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
             raise problem  # the backup is needed (the files are patched or edited): never guess
     files = tuple(_file_state(target, live[target.relative], manifest) for target in flavour.files)
     damaged = problem.message.split(";")[0] if problem is not None else None
-    return FlavourSnapshot(flavour, files, manifest, originals, remembered, None, stale, damaged)
+    return FlavourSnapshot(flavour, files, manifest, originals, chosen, None, stale, damaged)
 
 
 def _read(path: Path) -> bytes | None:
@@ -305,16 +302,16 @@ def _has_marker(data: bytes) -> bool:
     return any(line.startswith(MARKER_PREFIX) for line in head.splitlines()[:3])
 
 
-def explain(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None = None) -> list[str]:
+def explain(snapshot: FlavourSnapshot) -> list[str]:
     """Why the flavour is in its state, and what to do, for `status`."""
     flavour, notes = snapshot.flavour, []
-    overall = snapshot.overall(layers)
+    overall = snapshot.overall()
     if overall == State.UNSUPPORTED and flavour.why_unsupported:
         notes.append(flavour.why_unsupported)
-    again = [layer_set for layer_set in snapshot.remembered if layer_set != BASE]
-    with_sets = f", with the layer sets chosen before ({names(snapshot.remembered)})" if again else ""
+    again = [layer_set for layer_set in snapshot.chosen if layer_set != BASE]
+    with_sets = f", with the layer sets chosen before ({names(snapshot.chosen)})" if again else ""
     if overall == State.PRISTINE and snapshot.manifest is not None and not snapshot.manifest.layer_sets == ():
-        if set(snapshot.focus(layers)) & set(snapshot.patched_sets):
+        if set(snapshot.focus()) & set(snapshot.patched_sets):
             notes.append(
                 f"the patch is gone: the files were reinstalled since convlstm-patch patched them "
                 f"({snapshot.manifest.created}); run `convlstm-patch apply` to patch them again{with_sets}"
@@ -326,20 +323,21 @@ def explain(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None = None)
             f"({flavour.installer} replaced the patched files); run `convlstm-patch apply`{with_sets}"
         )
     elif overall == State.PRISTINE and again and snapshot.manifest is None:
-        notes.append(f"`convlstm-patch apply` patches the layer sets chosen before: {names(snapshot.remembered)}")
+        notes.append(f"`convlstm-patch apply` patches the layer sets chosen before: {names(snapshot.chosen)}")
     elif overall == State.PARTIAL:
-        unpatched = [s for s in snapshot.focus(layers) if s not in snapshot.patched_sets]
-        if all(file.state == snapshot.expected(file) for file in snapshot.files):
-            notes.append(f"not patched: {names(unpatched)}; `convlstm-patch apply --layers {','.join(map(str, unpatched))}` adds it")
-        else:
-            notes.append("some files are patched and some are not; run `convlstm-patch apply` or `revert` to settle them")
+        notes.append("some files are patched and some are not; run `convlstm-patch apply` or `revert` to settle them")
+    elif overall == State.PATCHED:
+        supported = set(flavour.supported_sets)
+        wanted = ordered({BASE, *snapshot.chosen} & supported)
+        if snapshot.chosen and wanted != snapshot.patched_sets:
+            notes.append(f"`convlstm-patch apply` patches the layer sets chosen: {names(wanted)}")
     notes.extend(
         f"stale backup of a version no longer installed: {folder} (never restored; remove with `convlstm-patch clean`)"
         for folder in snapshot.stale
     )
     if snapshot.unneeded_damaged_backup:
         notes.append(damaged_backup_note(snapshot))
-    for file in snapshot.of(State.MISSING, snapshot.focus(layers)):
+    for file in snapshot.of(State.MISSING, snapshot.focus()):
         fix = (
             "`convlstm-patch revert` restores it from the backup"
             if snapshot.manifest is not None and snapshot.manifest.file(file.target.relative)

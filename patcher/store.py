@@ -59,7 +59,7 @@ def manifest_path(flavour: Flavour) -> Path:
     return backup_folder(flavour) / "manifest.json"
 
 
-def remembered_path(flavour: Flavour) -> Path:
+def chosen_path(flavour: Flavour) -> Path:
     return state_folder(flavour.site) / f"layer-sets-{flavour.distribution}.json"
 
 
@@ -191,9 +191,9 @@ def read_originals(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
 # -- the layer sets the user chose ----------------------------------------------
 
 
-def read_remembered(flavour: Flavour) -> tuple[LayerSet, ...]:
+def read_chosen(flavour: Flavour) -> tuple[LayerSet, ...]:
     """The layer sets `apply` patched last in this environment, kept across versions (none: never chosen)."""
-    path = remembered_path(flavour)
+    path = chosen_path(flavour)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or set(data) != {"layer_sets"}:
@@ -208,7 +208,7 @@ def read_remembered(flavour: Flavour) -> tuple[LayerSet, ...]:
         ) from None
 
 
-def remembered_json(layer_sets: tuple[LayerSet, ...]) -> dict[str, Any]:
+def chosen_json(layer_sets: tuple[LayerSet, ...]) -> dict[str, Any]:
     return {"layer_sets": [str(layer_set) for layer_set in layer_sets]}
 
 
@@ -274,8 +274,8 @@ class Journal:
 
     @property
     def description(self) -> str:
-        """``revert --layers gru``: what the interrupted run was, for messages (plain `apply`: ConvLSTM only)."""
-        if not self.layer_sets or self.layer_sets == (LayerSet.CONVLSTM,):
+        """``apply --layers convlstm,gru``: what the interrupted run was, for messages."""
+        if self.operation == Operation.REVERT or self.layer_sets in ((), (LayerSet.CONVLSTM,)):
             return str(self.operation)
         return f"{self.operation} --layers {','.join(map(str, self.layer_sets))}"
 

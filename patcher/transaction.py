@@ -11,7 +11,7 @@ journal is on disk, one per environment and run
   dist-info and the identity of the RECORD pip wrote; recovery never touches
   a distribution's files once pip has replaced, removed or reinstalled it;
 - it names every file the run changes, the package's and ours (backup copies,
-  the backup's manifest, the remembered layer sets), each with the sha256 it
+  the backup's manifest, the chosen layer sets), each with the sha256 it
   expects before and after. Recovery moves a file only when the live file has
   exactly the hash it expects, so it never writes over what someone else put
   there, and never puts one version's file into another;
@@ -54,8 +54,8 @@ from patcher.store import (
     journal_path,
     manifest_path,
     read_journal,
-    remembered_json,
-    remembered_path,
+    chosen_json,
+    chosen_path,
     set_aside_folder,
     set_aside_path,
     state_folder,
@@ -80,8 +80,8 @@ class FlavourChange:
     manifest_before: Manifest | None
     manifest_after: Manifest | None  # None: no backup after the run
     originals: dict[str, bytes] = field(repr=False, default_factory=dict)  # what manifest_after covers
-    remembered_before: tuple[LayerSet, ...] = ()
-    remembered_after: tuple[LayerSet, ...] = ()
+    chosen_before: tuple[LayerSet, ...] = ()
+    chosen_after: tuple[LayerSet, ...] = ()
     warnings: tuple[str, ...] = ()
 
 
@@ -325,8 +325,9 @@ def delete_unneeded_backup(folder: Path) -> None:
 
 
 def _writes(change: FlavourChange) -> list[Write]:
-    """Every file the change writes or deletes, in order: apply keeps the originals before it
-    patches; revert restores them before it drops their copies."""
+    """Every file the change writes or deletes, in one order for apply and revert: the new
+    backup copies before the files they keep, the files, then the copies no longer needed (after
+    their files are originals again), the manifest and the chosen sets."""
     flavour = change.flavour
     copies_before, copies_after = _paths(change.manifest_before), _paths(change.manifest_after)
     writes: list[Write] = []
@@ -337,34 +338,24 @@ def _writes(change: FlavourChange) -> list[Write]:
             relative = str(path.relative_to(flavour.site))
             writes.append(Write(Entry(relative, before, after, flavour.distribution, False, covers), data, link_from))
 
-    def manifest() -> None:
-        if change.manifest_after != change.manifest_before:
-            after = change.manifest_after
-            ours(manifest_path(flavour), _json_bytes(after.to_json()) if after is not None else None)
-
-    def targets() -> None:
-        for file in change.files:
-            original = change.originals.get(file.target.relative)
-            copy = backup_copy(flavour, file.target.relative)
-            restoring = original == file.after and _sha_of(copy) == sha256_hex(file.after)
-            entry = Entry(file.target.relative, _sha(file.before), sha256_hex(file.after), flavour.distribution, True)
-            writes.append(Write(entry, file.after, copy if restoring else None))
-
-    if change.operation == Operation.APPLY:
-        for relative in sorted(copies_after - copies_before):
-            original = change.originals[relative]
-            live = flavour.site / relative
-            ours(backup_copy(flavour, relative), original, relative, live if _sha_of(live) == sha256_hex(original) else None)
-        manifest()
-        targets()
-    else:
-        targets()
-        for relative in sorted(copies_before - copies_after):
-            ours(backup_copy(flavour, relative), None, relative)
-        manifest()
-    if change.remembered_after != change.remembered_before:
-        after = change.remembered_after
-        ours(remembered_path(flavour), _json_bytes(remembered_json(after)) if after else None)
+    for relative in sorted(copies_after - copies_before):
+        original = change.originals[relative]
+        live = flavour.site / relative
+        ours(backup_copy(flavour, relative), original, relative, live if _sha_of(live) == sha256_hex(original) else None)
+    for file in change.files:
+        original = change.originals.get(file.target.relative)
+        copy = backup_copy(flavour, file.target.relative)
+        restoring = original == file.after and _sha_of(copy) == sha256_hex(file.after)
+        entry = Entry(file.target.relative, _sha(file.before), sha256_hex(file.after), flavour.distribution, True)
+        writes.append(Write(entry, file.after, copy if restoring else None))
+    for relative in sorted(copies_before - copies_after):
+        ours(backup_copy(flavour, relative), None, relative)
+    if change.manifest_after != change.manifest_before:
+        manifest = change.manifest_after
+        ours(manifest_path(flavour), _json_bytes(manifest.to_json()) if manifest is not None else None)
+    if change.chosen_after != change.chosen_before:
+        chosen = change.chosen_after
+        ours(chosen_path(flavour), _json_bytes(chosen_json(chosen)) if chosen else None)
     return writes
 
 
@@ -429,7 +420,7 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
 
 def _changes_anything(change: FlavourChange) -> bool:
     return bool(change.files) or change.manifest_after != change.manifest_before or (
-        change.remembered_after != change.remembered_before
+        change.chosen_after != change.chosen_before
     )
 
 

@@ -99,9 +99,9 @@ class Verifiable:
     manifest: Manifest | None
 
 
-def what_to_verify(snapshot: Snapshot, layers) -> list[Verifiable]:
-    """From a snapshot: every flavour, for the layer sets in focus (--layers, else those patched)."""
-    return [Verifiable(flavour.flavour, flavour.focus(layers), flavour.manifest) for flavour in snapshot.flavours]
+def what_to_verify(snapshot: Snapshot) -> list[Verifiable]:
+    """From a snapshot: every flavour, for the layer sets it has patched."""
+    return [Verifiable(flavour.flavour, flavour.focus(), flavour.manifest) for flavour in snapshot.flavours]
 
 
 def verify_all(items: list[Verifiable], options: VerifyOptions) -> list[Report]:

@@ -185,6 +185,10 @@ class Simulation(RuleBasedStateMachine):
         if run.exit_code == 7 and not journal_before:
             after = sim.tree(self.site)
             changed = sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
+            if "the next convlstm-patch command removes the journal it began" in run.stderr:
+                # Permissions lost right after the journal was written: it could not be deleted
+                # either, and the message says so; nothing of Keras or its backup changed.
+                changed = [path for path in changed if not path.startswith(f"{sim.STATE}/journal")]
             assert not changed, f"exit 7 says nothing changed, but {changed} did\n{said}"
 
     def _fault_on_probe(self, probe_fails: bool) -> None:
@@ -196,18 +200,23 @@ class Simulation(RuleBasedStateMachine):
     def apply(self, only, layers, force, probe_fails, fault) -> None:
         self._fault_on_probe(probe_fails)
         run = self._run(self._args("apply", only, layers, *(["--force"] if force else [])), fault)
-        if run.exit_code == 0:
-            wanted = set((layers or "convlstm").split(",")) | {"convlstm"}
+        if run.exit_code == 0 and layers is not None:
+            # Declarative: exactly the sets named (ConvLSTM always) are patched after it.
+            wanted = set(layers.split(",")) | {"convlstm"}
             for name in self._installed(only):
                 for relative in sim.FILES[name]:
-                    if self._sets_of(name, relative) & wanted and (self.site / relative).exists():
-                        data = (self.site / relative).read_bytes()
-                        assert sim.base_of(data) != data, f"apply exit 0, but {relative} is not patched\n{run.stdout}"
+                    path = self.site / relative
+                    if not path.exists():
+                        continue
+                    data = path.read_bytes()
+                    patched = sim.base_of(data) != data
+                    should = bool(self._sets_of(name, relative) & wanted)
+                    assert patched == should, f"apply --layers {layers} exit 0, but {relative} is {'' if patched else 'not '}patched\n{run.stdout}"
 
-    @rule(only=only_flavour, layers=layer_sets, force=st.booleans(), fault=faults)
-    def revert(self, only, layers, force, fault) -> None:
-        run = self._run(self._args("revert", only, layers, *(["--force"] if force else [])), fault)
-        if run.exit_code == 0 and layers is None:
+    @rule(only=only_flavour, force=st.booleans(), fault=faults)
+    def revert(self, only, force, fault) -> None:
+        run = self._run(self._args("revert", only, None, *(["--force"] if force else [])), fault)
+        if run.exit_code == 0:
             for name in self._installed(only):
                 for relative in sim.FILES[name]:
                     path = self.site / relative
@@ -245,7 +254,7 @@ class Simulation(RuleBasedStateMachine):
         sim.Probe.fails = False
         before_bytes, before, journal_before = self._bytes(), sim.tree(self.site), sim.journals(self.site)
         held = sim.wait(
-            sim.start(self._args(writer, None, layers), Fault.STOP, at, self.root / "runs" / f"{self.step}w"),
+            sim.start(self._args(writer, None, layers if writer == "apply" else None), Fault.STOP, at, self.root / "runs" / f"{self.step}w"),
             stopped_ok=True,
         )
         if held.exit_code is not None or not _stopped(held.pid):

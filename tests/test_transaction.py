@@ -19,7 +19,7 @@ from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
 from patcher.snapshot import State
-from patcher.store import BackedUpFile, Manifest, Operation, Phase, manifest_path, read_journal, remembered_path
+from patcher.store import BackedUpFile, Manifest, Operation, Phase, manifest_path, read_journal, chosen_path
 from patcher.transaction import FileChange, FlavourChange, Transaction, recover_all
 
 CONVLSTM, LSTM, GRU = LayerSet.CONVLSTM, LayerSet.LSTM, LayerSet.GRU
@@ -47,7 +47,7 @@ def patch_change(flavour, layer_sets=(CONVLSTM,), before=None) -> FlavourChange:
     changes = tuple(FileChange(f.target, f.live, after[f.target.relative]) for f in files if f.live != after[f.target.relative])
     return FlavourChange(
         flavour, Operation.APPLY, tuple(layer_sets), changes, read.manifest, manifest, originals,
-        read.remembered, tuple(layer_sets) if tuple(layer_sets) != (CONVLSTM,) else (),
+        read.chosen, tuple(layer_sets) if tuple(layer_sets) != (CONVLSTM,) else (),
     )  # fmt: skip
 
 
@@ -94,12 +94,11 @@ def test_a_nightly_is_the_keras_package(tmp_path):
 def test_snapshot_states_and_focus(fake):
     read = snapshot.read_flavour(fake)
     assert read.overall() == State.PRISTINE and read.focus() == (CONVLSTM,)
-    assert read.focus({GRU}) == (GRU,)
     lstm = next(t for t in fake.files if t.relative.endswith("/lstm.py"))
     lstm.path.write_bytes(lstm.path.read_bytes() + b"# edited\n")
     read = snapshot.read_flavour(fake)
     assert read.overall() == State.PRISTINE  # the focus (ConvLSTM) is untouched
-    assert read.overall({LSTM}) == State.MODIFIED
+    assert [file.target for file in read.of(State.MODIFIED)] == [lstm]
     assert read.of(State.MODIFIED)[0].note == "differs from the distribution's RECORD"
 
 
@@ -137,13 +136,13 @@ def test_a_manifest_off_its_schema_is_a_backup_problem(fake, edit, says):
 # -- the Transaction: commit, one undo, recovery ----------------------------------------------------
 
 
-def test_commit_writes_files_backup_and_remembered_sets(fake):
+def test_commit_writes_files_backup_and_chosen_sets(fake):
     change = patch_change(fake, (CONVLSTM, LSTM, GRU))
     with Transaction([change]) as transaction:
         transaction.write()
     read = snapshot.read_flavour(fake)
     assert read.overall() == State.PATCHED and read.patched_sets == (CONVLSTM, LSTM, GRU)
-    assert read.remembered == (CONVLSTM, LSTM, GRU)
+    assert read.chosen == (CONVLSTM, LSTM, GRU)
     assert read_journal(fake.site) is None and not (fake.site / ".convlstm-patch" / "set-aside").exists()
 
 
@@ -157,7 +156,7 @@ def test_a_failure_inside_puts_everything_back_as_it_was(fake, sets_before):
         with Transaction([patch_change(fake, (CONVLSTM, LSTM))]) as transaction:
             transaction.write()
             raise errors.VerificationFailed("simulated")
-    assert tree(fake.site) == before  # files, manifest, backup copies, remembered sets
+    assert tree(fake.site) == before  # files, manifest, backup copies, chosen sets
 
 
 def test_a_killed_run_is_undone_from_its_journal(fake):
@@ -205,7 +204,7 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
     with Transaction([change]) as transaction:
         transaction.write()
     read = snapshot.read_flavour(fake)
-    revert = planning.plan_revert(read, None, force=False)
+    revert = planning.plan_revert(read, force=False)
     with pytest.raises(errors.BackupProblem, match="is kept.*changed meanwhile by another program: left as found"):
         with Transaction([revert]) as transaction:
             transaction.write()
@@ -222,23 +221,24 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
 def test_a_full_revert_deletes_the_backup_and_forgets_the_sets(fake):
     with Transaction([patch_change(fake, (CONVLSTM, LSTM))]) as transaction:
         transaction.write()
-    revert = planning.plan_revert(snapshot.read_flavour(fake), None, force=False)
+    revert = planning.plan_revert(snapshot.read_flavour(fake), force=False)
     with Transaction([revert]) as transaction:
         transaction.write()
     read = snapshot.read_flavour(fake)
     assert read.overall() == State.PRISTINE and read.manifest is None
-    assert not manifest_path(fake).parent.exists() and not remembered_path(fake).exists()
+    assert not manifest_path(fake).parent.exists() and not chosen_path(fake).exists()
     assert all(sha256_hex(t.path.read_bytes()) == t.record_sha256 for t in fake.files)
 
 
 def test_decisions_from_hashes_alone(fake):
     read = snapshot.read_flavour(fake)
-    assert not planning.already_patched(read, None) and planning.nothing_to_revert(read, None)
+    assert not planning.already_patched(read, None) and planning.nothing_to_revert(read)
     with Transaction([patch_change(fake)]) as transaction:
         transaction.write()
     read = snapshot.read_flavour(fake)
-    assert planning.already_patched(read, None) and not planning.already_patched(read, {LSTM})
-    assert not planning.nothing_to_revert(read, None) and planning.nothing_to_revert(read, {GRU})
+    assert planning.already_patched(read, None) and planning.already_patched(read, {CONVLSTM})
+    assert not planning.already_patched(read, {LSTM})  # apply --layers lstm leaves ConvLSTM and LSTM patched
+    assert not planning.nothing_to_revert(read)
     with pytest.raises(errors.Unsupported, match="has no lstm source"):
         planning.apply_sets(replace(read, flavour=replace(fake, files=fake.files_of({CONVLSTM}))), {LSTM})
 

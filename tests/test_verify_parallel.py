@@ -191,7 +191,7 @@ def keras_json(folder: Path, config) -> Path:
 
 def test_the_backend_of_the_default_run_is_not_verified_again(site, events, taken_as_patched):
     """KERAS_BACKEND=tensorflow and --backend tensorflow: one probe, one result line."""
-    result = cli("verify", "--keras-root", str(site), "--only", "keras", "--layers", "convlstm", "--backend", "tensorflow", "--json")
+    result = cli("verify", "--keras-root", str(site), "--only", "keras", "--backend", "tensorflow", "--json")
     assert result.exit_code == 0, result.output
     reports = json.loads(result.stdout)["reports"]
     assert [report["backend"] for report in reports] == ["tensorflow"]
@@ -199,7 +199,7 @@ def test_the_backend_of_the_default_run_is_not_verified_again(site, events, take
 
 
 def test_another_backend_is_verified_besides_the_default(site, events, taken_as_patched):
-    result = cli("verify", "--keras-root", str(site), "--only", "keras", "--layers", "convlstm", "--backend", "jax", "--json")
+    result = cli("verify", "--keras-root", str(site), "--only", "keras", "--backend", "jax", "--json")
     assert result.exit_code == 0, result.output
     assert [report["backend"] for report in json.loads(result.stdout)["reports"]] == ["tensorflow", "jax"]
 

@@ -418,7 +418,7 @@ LATIN_1 = 'EDITED_BY = "José"\n'.encode("latin-1")  # a hand edit saved by an e
         pytest.param(False, CELL, ("apply", "--no-verify"), 5, id="pristine-apply"),
         pytest.param(False, CELL, ("apply", "--force", "--no-verify"), 6, id="pristine-apply-force"),
         pytest.param(False, GRU, ("apply", "--layers", "lstm", "--no-verify"), 6, id="other-set-apply-lstm"),
-        pytest.param(False, GRU, ("check", "--layers", "lstm"), 1, id="other-set-check-lstm"),
+        pytest.param(False, GRU, ("apply", "--layers", "lstm", "--dry-run"), 6, id="other-set-dry-run-lstm"),
     ],
 )
 def test_a_target_file_edited_in_latin_1_gets_one_clear_line(site, patched, edited, command, code):

@@ -118,22 +118,20 @@ def test_further_set_is_one_step_and_revert_restores_all(site):
     assert tree_hashes(site) == pristine
 
 
-def test_verify_of_sets_not_patched_advises_the_apply_that_patches_them(site):
-    """`verify --layers convlstm,lstm,gru` with only ConvLSTM patched: not "revert then apply" (a plain
-    apply patches ConvLSTM alone again, and verify fails again), but the apply that patches them, said
-    before any probe starts; once it is followed, verify passes."""
+def test_verify_with_layers_names_the_new_way_and_verifies_every_set_patched(site):
+    """`verify --layers` is gone (verify covers what is patched): the error names the apply that
+    chooses the sets, said before any probe starts; once it is followed, verify covers them all."""
     assert cli_at(site, "apply", "--no-verify", "--only", "keras").exit_code == 0
     refused = cli_at(site, "verify", "--only", "keras", "--layers", ALL, "--json")
-    assert refused.exit_code == 9, refused.output
-    document = json.loads(refused.stdout)
-    message = document["error"]["message"]
-    advised = f"convlstm-patch apply --layers {ALL}"
-    assert f"run `{advised}`" in message and "revert" not in message, message
-    assert "lstm, gru" in message and "verification" not in document, document  # said before any probe ran
-    followed = cli_at(site, *advised.split()[1:], "--only", "keras", "--no-verify")
+    assert refused.exit_code == 2, refused.output
+    message = json.loads(refused.stdout)["error"]["message"]
+    assert "`verify --layers` is gone" in message and "`convlstm-patch apply --layers SETS`" in message, message
+    followed = cli_at(site, "apply", "--layers", ALL, "--only", "keras", "--no-verify")
     assert followed.exit_code == 0, followed.output
-    verified = cli_at(site, "verify", "--only", "keras", "--layers", ALL)
+    verified = cli_at(site, "verify", "--only", "keras", "--json")
     assert verified.exit_code == 0, verified.output
+    checks = [check["name"] for report in json.loads(verified.stdout)["reports"] for check in report["checks"]]
+    assert any(name.startswith("lstm") for name in checks) and any(name.startswith("gru") for name in checks), checks
 
 
 def test_a_set_the_version_lacks_is_refused(site):
@@ -151,16 +149,28 @@ def test_a_set_the_version_lacks_is_refused(site):
 
 @pytest.mark.parametrize("value", ["lstm,rnn", ","])
 def test_bad_layers_value_is_a_usage_error(site, value):
-    result = cli_at(site, "status", "--layers", value)
+    before = tree_hashes(site)
+    result = cli_at(site, "apply", "--layers", value)
     assert result.exit_code == 2
+    assert tree_hashes(site) == before
+
+
+@pytest.mark.parametrize("command", ["revert", "status", "verify", "check", "diff", "clean"])
+def test_layers_where_it_no_longer_means_anything_names_the_new_way(site, command):
+    before = tree_hashes(site)
+    result = cli_at(site, command, "--layers", "gru")
+    assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert f"`{command} --layers` is gone" in line and "`convlstm-patch apply --layers SETS`" in line, line
+    assert tree_hashes(site) == before
 
 
 def test_check_compares_every_applied_set_with_the_lock(site):
-    pristine = cli_at(site, "check", "--layers", ALL, "--json", "--strict")
+    pristine = cli_at(site, "check", "--json", "--strict")
     assert pristine.exit_code == 0, pristine.output
     assert [(r["status"], r["state"]) for r in json.loads(pristine.stdout)["results"]] == [("ok", "pristine")] * 2
     assert cli_at(site, "apply", "--no-verify", "--layers", ALL).exit_code == 0
-    # Without --layers, check still covers the sets the backup records.
+    # check covers the sets the backup records.
     patched = cli_at(site, "check", "--json", "--strict")
     assert patched.exit_code == 0, patched.output
     assert [(r["status"], r["state"]) for r in json.loads(patched.stdout)["results"]] == [("ok", "patched")] * 2
@@ -171,24 +181,34 @@ def test_check_compares_every_applied_set_with_the_lock(site):
     assert "keras/src/layers/rnn/gru.py: live file is modified" in drift.stdout
 
 
-def test_revert_one_set_keeps_the_others(site):
+def test_apply_with_fewer_sets_puts_the_others_back_as_pip_installed_them(site):
+    """`apply --layers` is declarative: the environment ends with exactly the sets named."""
     pristine = tree_hashes(site)
+    keras = flavours(site)["keras"]
+    record = {target.relative: target.record_sha256 for target in keras.files}
     assert cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", ALL).exit_code == 0
-    diff = cli_at(site, "diff", "--only", "keras", "--layers", "gru")
-    assert diff.exit_code == 0 and "+++ b/keras/src/layers/rnn/gru.py" in diff.stdout
-    assert "conv_lstm.py" not in diff.stdout and "rnn/lstm.py" not in diff.stdout
-    partly = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
-    assert partly.exit_code == 0, partly.output
-    # gru.py, and bidirectional.py (3.15+) put back with LSTM's edits alone
-    gru_files = len(flavours(site)["keras"].files_of({LayerSet.GRU}))
-    assert partly.stdout.splitlines()[0].endswith(f"restored {gru_files} files")
-    (keras,) = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)["flavours"]
-    assert keras["state"] == "patched"
-    assert keras["layer_sets"]["patched"] == ["convlstm", "lstm"]
-    assert "gru.py" not in [f["path"].rsplit("/", 1)[1] for f in keras["files"]]
-    nothing = cli_at(site, "revert", "--only", "keras", "--layers", "gru")
-    assert "nothing to revert" in nothing.stdout
+    fewer = cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", "convlstm,lstm")
+    assert fewer.exit_code == 0, fewer.output
+    assert "put back as pip installed them: gru (not in --layers)" in fewer.stderr, fewer.output
+    gru = "keras/src/layers/rnn/gru.py"
+    assert sha256_of(site / gru) == record[gru]
+    (status,) = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)["flavours"]
+    assert status["state"] == "patched" and status["layer_sets"]["patched"] == ["convlstm", "lstm"]
+    assert status["layer_sets"]["chosen"] == ["convlstm", "lstm"]
+    convlstm_only = cli_at(site, "apply", "--no-verify", "--only", "keras", "--layers", "convlstm")
+    assert convlstm_only.exit_code == 0, convlstm_only.output
+    unpatched = [t.relative for t in keras.files if LayerSet.CONVLSTM not in t.layer_sets]
+    assert all(sha256_of(site / relative) == record[relative] for relative in unpatched)  # lstm.py as pip installed it
+    (status,) = json.loads(cli_at(site, "status", "--json", "--only", "keras").stdout)["flavours"]
+    assert status["layer_sets"]["patched"] == ["convlstm"] and status["layer_sets"]["chosen"] == []
+    again = cli_at(site, "apply", "--no-verify", "--only", "keras")  # plain apply: the sets chosen (ConvLSTM)
+    assert "already patched" in again.stdout, again.output
     rest = cli_at(site, "revert", "--only", "keras")
-    rest_files = len(flavours(site)["keras"].files_of({LayerSet.CONVLSTM, LayerSet.LSTM}))
-    assert rest.exit_code == 0 and rest.stdout.splitlines()[0].endswith(f"restored {rest_files} files")
+    assert rest.exit_code == 0, rest.output
     assert tree_hashes(site) == pristine
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

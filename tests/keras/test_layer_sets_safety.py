@@ -94,7 +94,7 @@ def _loops(site: Path, rounds: int) -> None:
         [
             tool(site, "apply", "--no-verify"),
             tool(site, "apply", "--no-verify", "--layers", "lstm"),
-            tool(site, "revert", "--layers", "gru"),
+            tool(site, "apply", "--no-verify", "--layers", "convlstm,gru"),
             tool(site, "revert"),
         ] * rounds,
         [tool(site, command) for command in ("status", "check", "diff")] * rounds,
@@ -151,23 +151,18 @@ def test_a_hand_edited_manifest_is_refused_and_nothing_is_restored(site, edit):
     assert tree_hashes(site) == before
 
 
-# -- 4: --layers means exactly those sets, in revert, diff and status ----------------------------
+# -- 4: apply --layers means exactly those sets ----------------------------------------------------
 
 
-def test_layers_convlstm_means_convlstm_alone_everywhere(site):
+def test_apply_layers_convlstm_leaves_convlstm_alone_patched(site):
     ok(cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", ALL))
-    diff = cli_at(site, "diff", "--only", "keras", "--layers", "convlstm")
+    ok(cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", "convlstm"))
+    assert patched_files(site) == ["conv_lstm.py", "conv_lstm1d.py", "conv_lstm2d.py", "conv_lstm3d.py"]
+    diff = cli_at(site, "diff", "--only", "keras")
     names = {line.split("/")[-1] for line in diff.stdout.splitlines() if line.startswith("+++ ")}
     assert names == {"conv_lstm.py", "conv_lstm1d.py", "conv_lstm2d.py", "conv_lstm3d.py"}
-    reverted = cli_at(site, "revert", "--only", "keras", "--layers", "convlstm")
-    ok(reverted)
-    assert "restored 4 files" in reverted.stdout
-    assert patched_files(site) == ["bidirectional.py", "gru.py", "lstm.py"]
-    (flavour,) = json.loads(cli_at(site, "status", "--only", "keras", "--layers", "convlstm", "--json").stdout)["flavours"]
-    assert flavour["state"] == "pristine" and flavour["layer_sets"]["patched"] == ["lstm", "gru"]
     (flavour,) = json.loads(cli_at(site, "status", "--only", "keras", "--json").stdout)["flavours"]
-    assert flavour["state"] == "patched"
-
+    assert flavour["state"] == "patched" and flavour["layer_sets"]["patched"] == ["convlstm"]
 
 # -- 5: a lock file replaced by a symlink --------------------------------------------------------
 
@@ -213,21 +208,20 @@ def test_bytecode_under_a_pycache_prefix_is_replaced_too(site, tmp_path):
     assert seen.stdout.strip() == "True", seen.stderr[-500:]
 
 
-# -- 7: after `revert --layers gru`, gru is simply not patched ---------------------------------------
+# -- 7: after `apply --layers convlstm,lstm`, gru is simply not patched --------------------------------
 
 
-def test_status_of_a_reverted_set_says_it_is_not_patched(site):
+def test_status_of_a_set_put_back_says_it_is_not_patched(site):
     ok(cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", ALL))
-    ok(cli_at(site, "revert", "--only", "keras", "--layers", "gru"))
-    status = cli_at(site, "status", "--only", "keras", "--layers", "gru")
+    ok(cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", "convlstm,lstm"))
+    status = cli_at(site, "status", "--only", "keras")
     ok(status)
-    assert ": pristine" in status.stdout.splitlines()[0]
+    assert ": patched" in status.stdout.splitlines()[0]
     assert "layer sets: patched convlstm, lstm" in status.stdout
     assert "settle" not in status.stdout and "partial" not in status.stdout
     assert patched_files(site) == sorted(
         ["bidirectional.py", "conv_lstm.py", "conv_lstm1d.py", "conv_lstm2d.py", "conv_lstm3d.py", "lstm.py"]
     )
-
 
 # -- 8: what the next command says after a killed run ---------------------------------------------
 
@@ -252,12 +246,12 @@ def test_revert_after_a_killed_apply_says_it_recovered_and_that_files_changed(si
     assert off_record(site) == []
 
 
-def test_a_killed_revert_of_one_set_is_named_as_such(site):
+def test_a_killed_apply_that_drops_a_set_is_named_as_such(site):
     ok(cli_at(site, "apply", "--only", "keras", "--no-verify", "--layers", ALL))
     before = patched_files(site)
-    Run(*tool(site, "revert", "--layers", "gru"), pause_at=pauses.WRITTEN).held().kill()
+    Run(*tool(site, "apply", "--no-verify", "--layers", "convlstm,lstm"), pause_at=pauses.WRITTEN).held().kill()
     status = cli_at(site, "status", "--only", "keras")
-    assert "recovered an interrupted revert --layers gru: rolled back" in status.stderr, status.output
+    assert "recovered an interrupted apply --layers convlstm,lstm: rolled back" in status.stderr, status.output
     assert patched_files(site) == before
 
 
