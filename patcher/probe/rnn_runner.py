@@ -679,8 +679,8 @@ class RnnProbe(object):
             wrong = [(name, owners) for name, owners in entries[index, "different"] if any(different[i].gates for i in owners)]
             if wrong:
                 reached.append("{} with {}: {}".format(label, self.given(index, "different"), self.say_entered(wrong, different)))
-            ran = set(i for _, owners, did in self.loops[index, "different"] if did for i in owners)
-            expected = set(i for i, part in enumerate(different) if self.loop_runs(case, part))
+            ran = {i for _, owners, did in self.loops[index, "different"] if did for i in owners}
+            expected = {i for i, part in enumerate(different) if self.loop_runs(case, part)}
             if ran != expected:
                 off_loop.append("{} with {}: the per-gate loop computed {} where it should compute {}".format(
                     label, self.given(index, "different"), self.say_parts(ran, different), self.say_parts(expected, different)

@@ -111,7 +111,8 @@ class FusedGuardTransformer(ClassScopedTransformer):
                     self.record("fused guard")
                     if branch.per_gate_calls:
                         self.record("per-gate call")
-                        statement = statement.visit(_PerGateCalls(self.module_names, self.layer_set))
+                        calls = _PerGateCalls(self.module_names, self.layer_set)
+                        statement = cst.ensure_type(statement.visit(calls), cst.If)
                     else:
                         test = with_conjuncts(statement.test, [conjunct(guard) for guard in branch.guards])
                         statement = statement.with_changes(test=test)

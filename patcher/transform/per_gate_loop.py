@@ -65,6 +65,7 @@ LOOPS = {
         h = ops.convert_to_tensor(initial_state_h).to(kernel.dtype)
         c = ops.convert_to_tensor(initial_state_c).to(kernel.dtype)
         outputs = []
+        # torch.Tensor's own methods (to, matmul, unbind, addmm, chunk): PyTorch only.
         for x_t in x.unbind(1):
             z_i, z_f, z_c, z_o = x_t.addmm(h, recurrent_kernel).chunk(4, 1)
             i = cell.{i}(z_i)
@@ -125,6 +126,7 @@ LOOPS = {
             x = x.flip(1)
         h = ops.convert_to_tensor(initial_state).to(kernel.dtype)
         outputs = []
+        # torch.Tensor's own methods (to, matmul, unbind, addmm, chunk): PyTorch only.
         for x_t in x.unbind(1):
             if bias is None:
                 h_proj = h.matmul(recurrent_kernel)
@@ -167,14 +169,14 @@ class PerGateLoopTransformer(ClassScopedTransformer):
     """
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
-        if self.role == "layer":
-            updated_node = updated_node.with_changes(body=updated_node.body.with_changes(body=self._with_loops(updated_node)))
+        if self.role == "layer" and isinstance(updated_node.body, cst.IndentedBlock):
+            updated_node = updated_node.with_changes(body=self._with_loops(updated_node.body))
         return super().leave_ClassDef(original_node, updated_node)
 
-    def _with_loops(self, node: cst.ClassDef) -> list[cst.BaseStatement]:
-        defined = {statement.name.value for statement in node.body.body if isinstance(statement, cst.FunctionDef)}
+    def _with_loops(self, block: cst.IndentedBlock) -> cst.IndentedBlock:
+        defined = {statement.name.value for statement in block.body if isinstance(statement, cst.FunctionDef)}
         body: list[cst.BaseStatement] = []
-        for statement in node.body.body:
+        for statement in block.body:
             body.append(statement)
             if not isinstance(statement, cst.FunctionDef):
                 continue
@@ -188,7 +190,7 @@ class PerGateLoopTransformer(ClassScopedTransformer):
                     body.append(loop)
                     defined.add(method)
                 self.record("per-gate loop")
-        return body
+        return block.with_changes(body=body)
 
     def _loop(self, kernel: str, method: str) -> cst.FunctionDef | None:
         gates = {param.gate: param.name for param in self.params}

@@ -97,7 +97,8 @@ def test_all_sets_verify_under_another_backend(site, backend):
     fused = [check for check in reports[-1]["checks"] if check["name"] in ("lstm fused", "gru fused")]
     for check in fused:
         if backend == "torch":  # where stock runs PyTorch's plain loop, per-gate layers run theirs
-            assert re.search(r"the per-gate loop \(PyTorch's plain loop with the cell's functions\) computed [1-9]", check["detail"])
+            loop = r"the per-gate loop \(PyTorch's plain loop with the cell's functions\) computed [1-9]"
+            assert re.search(loop, check["detail"]), check
         else:
             assert f"their per-gate loop (PyTorch only) declines under {backend}" in check["detail"]
 
