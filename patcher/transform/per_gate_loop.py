@@ -42,10 +42,10 @@ LOOPS = {
         """backend.lstm for a cell whose per-gate activations override what
         they inherit (added by convlstm-patch): under PyTorch, on any device,
         the loop of the backend's own CPU path with each gate computed by the
-        cell's function for it, never cuDNN. Elsewhere (TensorFlow and JAX
-        have only cuDNN here), with a mask, with use_cudnn=True or with an
-        argument it does not know it raises NotImplementedError, as a backend
-        does where cuDNN cannot run, and the layer runs its cell loop.
+        cell's function for it, never cuDNN. Under another backend, with a
+        mask, with use_cudnn=True or with an argument it does not know it
+        raises NotImplementedError, as a backend does where it cannot run,
+        and the layer runs its cell loop.
         """
         if (
             backend.backend() != "torch"
@@ -100,12 +100,11 @@ LOOPS = {
         """backend.gru for a cell whose per-gate activations override what
         they inherit (added by convlstm-patch): under PyTorch, on any device,
         the loop of the backend's own CPU path with the update and reset
-        gates computed by the cell's functions for them, never cuDNN.
-        Elsewhere (TensorFlow and JAX have only cuDNN here), with
-        reset_after=False or a mask (as PyTorch's own path), with
-        use_cudnn=True or with an argument it does not know it raises
-        NotImplementedError, as a backend does where cuDNN cannot run, and
-        the layer runs its cell loop.
+        gates computed by the cell's functions for them, never cuDNN. Under
+        another backend, with reset_after=False or a mask (as PyTorch's own
+        path), with use_cudnn=True or with an argument it does not know it
+        raises NotImplementedError, as a backend does where it cannot run,
+        and the layer runs its cell loop.
         """
         if (
             backend.backend() != "torch"
