@@ -36,6 +36,19 @@ def conjunct(guard: str) -> str:
     return f"not {guard}"
 
 
+def per_gate_loop_method(entry: EntryPoint) -> str:
+    """The method the transform adds to a Keras 3 layer for a kernel with a per-gate loop
+    (fused.toml's ``per_gate_loop``): ``_per_gate_lstm`` for ``backend.lstm``."""
+    return f"_per_gate_{entry.name}"
+
+
+def per_gate_callee(kernel: str, entry: EntryPoint) -> str:
+    """What a Keras 3 layer calls instead of ``kernel`` (``backend.lstm``, the code as written):
+    the kernel while no per-gate activation overrides, else the layer's per-gate loop. The
+    guard is the test of the conditional expression, which the audit follows like an ``if``."""
+    return f"({kernel} if {conjunct(own_cell_guard())} else self.{per_gate_loop_method(entry)})"
+
+
 def is_guard(node: ast.expr) -> bool:
     """Is ``node`` a conjunct ``not <guard>`` that the transform writes, for any layer?"""
     if not (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):

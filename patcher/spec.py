@@ -124,12 +124,17 @@ class EntryPoint:
     through_backend: bool  # reached only through a module named `backend` (Keras 3)
     prefix: bool = False  # every name starting with `name`
     sets: frozenset[LayerSet] = frozenset()  # empty: shared, decided by where it is used
+    per_gate_loop: bool = False  # a Keras 3 layer's call of it goes to its per-gate loop when overriding
 
     def matches(self, parts: tuple[str, ...]) -> bool:
         """Does the dotted name ``parts`` (``("keras", "src", "backend", "lstm")``) name this entry point?"""
         last = parts[-1]
         named = last.startswith(self.name) if self.prefix else last == self.name
         return named and (not self.through_backend or "backend" in parts[:-1])
+
+    def has_per_gate_loop(self, layer_set: LayerSet) -> bool:
+        """Does a layer of ``layer_set`` calling this kernel have a per-gate loop to call instead?"""
+        return self.kind == EntryKind.KERNEL and self.per_gate_loop and layer_set in self.sets
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ def fused_kernels() -> FusedKernels:
                 through_backend=entry["through"] == "backend",
                 prefix=entry.get("prefix", False),
                 sets=frozenset(LayerSet(name) for name in entry.get("sets", ())),
+                per_gate_loop=entry.get("per_gate_loop", False),
             )
             for entry in data["entry"]
         ),

@@ -547,6 +547,10 @@ LAYER_TARGETS = {
     "same": ("<= 1.05", lambda ratio: ratio <= 1.05),
     "five": ("<= 1.05", lambda ratio: ratio <= 1.05),
 }
+# LSTM/GRU with other functions per gate run a loop of their own (PyTorch: the backend's plain
+# loop with the cell's functions; elsewhere the cell loop, as stock on a CPU), and the functions
+# themselves cost more than sigmoid/tanh: held to 1.15 (issue 26), not to ConvLSTM's 1.05.
+RNN_OTHER_FUNCTIONS_TARGET = ("<= 1.15", lambda ratio: ratio <= 1.15)
 
 
 def paired_ratio(steps: list, baseline: list, index: int) -> float:
@@ -573,9 +577,7 @@ def layer_results(generations: list[dict[str, list]], layer_set: str = "convlstm
             cpu_ratios = [paired_ratio(generation[variant], generation["pristine"], 1) for generation in generations]
             text, met = LAYER_TARGETS[variant]
             if variant == "five" and layer_set != "convlstm":
-                # A per-gate LSTM/GRU cannot use the backend's fused loop (stock's, with two
-                # activations), so its ratio is reported, not held to a target.
-                text, met = None, lambda ratio: None
+                text, met = RNN_OTHER_FUNCTIONS_TARGET
             ratio = statistics.median(ratios)
             entry.update(
                 ratio=ratio,

@@ -5,7 +5,17 @@ import ast
 
 import pytest
 
-from patcher.fused import Names, conjunct, entry_point, entry_uses, is_guard, own_cell_guard, wrapped_layer_guard
+from patcher.fused import (
+    Names,
+    conjunct,
+    entry_point,
+    entry_uses,
+    is_guard,
+    own_cell_guard,
+    per_gate_callee,
+    per_gate_loop_method,
+    wrapped_layer_guard,
+)
 from patcher.spec import EntryKind, fused_kernels
 from patcher.layersets import LayerSet
 
@@ -116,3 +126,28 @@ def test_fused_toml():
     assert by_name["cudnn_ok"].kind == EntryKind.PREDICATE and by_name["_could_use_gpu_kernel"].kind == EntryKind.FLAG
     assert all(exemption.reason for exemption in (*kernels.kernel_definitions, *kernels.allowed))
     assert {exemption.scope for exemption in kernels.allowed} == {"CuDNNLSTM", "CuDNNGRU"}
+
+
+@pytest.mark.parametrize(
+    ("name", "layer_set", "has"),
+    [
+        pytest.param("lstm", LayerSet.LSTM, True, id="lstm"),
+        pytest.param("gru", LayerSet.GRU, True, id="gru"),
+        pytest.param("lstm", LayerSet.GRU, False, id="another-sets-kernel"),
+        pytest.param("bidirectional_lstm", LayerSet.LSTM, False, id="bidirectional"),
+        pytest.param("standard_lstm", LayerSet.LSTM, False, id="tf_keras"),
+        pytest.param("cudnn_ok", LayerSet.LSTM, False, id="predicate"),
+    ],
+)
+def test_per_gate_loop(name, layer_set, has):
+    entry = {entry.name: entry for entry in fused_kernels().entries}[name]
+    assert entry.has_per_gate_loop(layer_set) is has
+
+
+def test_per_gate_callee_is_guarded():
+    """The call a Keras 3 layer makes instead of the kernel: the kernel only under the guard."""
+    entry = entry_point("keras.src.backend.lstm")
+    callee = expression(per_gate_callee("backend.lstm", entry))
+    assert isinstance(callee, ast.IfExp) and is_guard(callee.test)
+    assert ast.unparse(callee.body) == "backend.lstm"
+    assert ast.unparse(callee.orelse) == f"self.{per_gate_loop_method(entry)}" == "self._per_gate_lstm"

@@ -84,6 +84,10 @@ VARIANTS = ("plain", "same", "different")  # no per-gate activation; equal to in
 # in keras-nightly 3.16), and what its backends ask to know whether a GPU is there.
 KERAS3_FUSED = ("lstm", "gru", "bidirectional_lstm", "bidirectional_gru")
 GPU_TESTS = ("_is_gpu_available", "_is_cuda_cudnn_available")  # tensorflow and jax; torch
+# The method a Keras 3 layer with per-gate activations calls where stock calls backend.lstm
+# / backend.gru (convlstm-patch adds it): under PyTorch the backend's plain loop with the
+# cell's functions (GRU: reset_after=True only, as PyTorch's own), elsewhere it declines.
+PER_GATE_LOOP = "_per_gate_{}"
 # tf_keras and Keras 2: module functions of lstm.py / gru.py. gpu_* is cuDNN;
 # standard_* and *_with_backend_selection compute the same with sigmoid/tanh
 # hard-coded, on any device (tf_keras runs standard_* on a CPU).
@@ -196,6 +200,9 @@ class FusedWatch(object):
     replaced by a recorder. run() calls a function and lists the fused functions it entered,
     each with the kernels it was given (to tell which layer went there).
 
+    Keras 3 with the patch's per-gate loops: each loop is recorded too (whether it ran or
+    declined), then called through.
+
     What a recorder does next decides what the layers do. Keras 3: it raises
     NotImplementedError, what the backends raise where cuDNN cannot run, and every Keras 3
     layer falls back to its cell loop (Bidirectional: to its two layers), so a plain layer
@@ -208,6 +215,7 @@ class FusedWatch(object):
 
     def __init__(self, probe):
         self.entered = []
+        self.looped = []  # (loop, kernels, whether it ran rather than declined)
         self.replaced = []  # (owner, name, original)
         self.faked = []  # what now says a GPU is present
         self.spied = []  # the recorders' names, as the details show them
@@ -221,6 +229,19 @@ class FusedWatch(object):
 
         self.spied.append(label)
         return fused
+
+    def loop_recorder(self, label, loop):
+        def per_gate_loop(layer, *args, **kwargs):
+            kernels = [self.value(kwargs.get("kernel"))]
+            try:
+                result = loop(layer, *args, **kwargs)
+            except NotImplementedError:
+                self.looped.append((label, kernels, False))
+                raise
+            self.looped.append((label, kernels, True))
+            return result
+
+        return per_gate_loop
 
     def value(self, kernel):
         """A kernel's values, or None (a symbolic tensor has none: the entry is then put on every layer)."""
@@ -242,8 +263,10 @@ class FusedWatch(object):
         return False
 
     def run(self, function):
-        """(the fused functions entered, as (name, kernels), and the outputs)."""
+        """(the fused functions entered, as (name, kernels), and the outputs); ``looped``
+        then holds the per-gate loops called."""
         del self.entered[:]
+        del self.looped[:]
         outputs = function()
         return list(self.entered), outputs
 
@@ -290,6 +313,7 @@ class RnnProbe(object):
         self.case_weights = {}
         self.stock_failures = {}  # case index -> what stock raises (None: it runs)
         self.watches = {}  # (case index, variant) -> what watched() saw
+        self.loops = {}  # (case index, variant) -> the per-gate loops called: (name, owners, ran)
         self.case_rng = np.random.RandomState(2)  # apart from self.rng: the other checks draw as before
         x = np.random.RandomState(1).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
         x[1, STEPS - 2 :] = 0.0  # padded steps: what Masking(0.0) masks, and the explicit mask (unmasked elsewhere)
@@ -644,6 +668,7 @@ class RnnProbe(object):
                     break
                 if not entries[index, variant]:  # else tf_keras's stand-in computed part of it
                     worst = max(worst, self.error(got, self.case(index, variant).expected))
+        looped, loop_cases, off_loop = 0, 0, []
         for index, case in enumerate(CASES):
             if index in raised:
                 if self.stock_fails(index):
@@ -653,6 +678,13 @@ class RnnProbe(object):
             wrong = [(name, owners) for name, owners in entries[index, "different"] if any(different[i].gates for i in owners)]
             if wrong:
                 reached.append("{} with {}: {}".format(label, self.given(index, "different"), self.say_entered(wrong, different)))
+            ran = {i for _, owners, did in self.loops[index, "different"] if did for i in owners}
+            expected = {i for i, part in enumerate(different) if self.loop_runs(case, part)}
+            if ran != expected:
+                off_loop.append("{} with {}: the per-gate loop computed {} where it should compute {}".format(
+                    label, self.given(index, "different"), self.say_parts(ran, different), self.say_parts(expected, different)
+                ))
+            looped, loop_cases = looped + len(ran), loop_cases + bool(ran)
             if not case.stock_path:
                 continue
             plain, same = entries[index, "plain"], entries[index, "same"]
@@ -667,9 +699,10 @@ class RnnProbe(object):
         where = "GPU made to look present ({}), fused functions recorded ({})".format(
             ", ".join(watch.faked) or "nothing consulted", ", ".join(watch.spied)
         )
-        if reached or slower:
+        if reached or slower or off_loop:
             found = ["per-gate activations reach a fused function: " + "; ".join(reached)] if reached else []
             found += ["off the stock path: " + "; ".join(slower)] if slower else []
+            found += ["off the per-gate loop: " + "; ".join(off_loop)] if off_loop else []
             return False, "{}: {}".format(where, " | ".join(found)), None
         if worst >= TOLERANCE:
             return False, "{}: off the fused path, max abs error {:.2e}".format(where, worst), worst
@@ -689,12 +722,44 @@ class RnnProbe(object):
         )
         return True, (
             "{}: in {} cases layers with per-gate activations differing from what they inherit never enter "
-            "them, max abs error {:.2e}; in {} of them, without any or with ones equal to what they inherit, "
+            "them, max abs error {:.2e}{}; in {} of them, without any or with ones equal to what they inherit, "
             "the layers enter them as stock does (Bidirectional({}): {}){}{}"
         ).format(
-            where, len(CASES), worst, sum(case.stock_path for case in CASES), self.layer_class.__name__,
-            self.say_entered(entries[first, "plain"], self.case(first, "plain").parts), refused, self.skipped(),
+            where, len(CASES), worst, self.say_loop(looped, loop_cases), sum(case.stock_path for case in CASES),
+            self.layer_class.__name__, self.say_entered(entries[first, "plain"], self.case(first, "plain").parts),
+            refused, self.skipped(),
         ), worst
+
+    def has_loop(self, kind):
+        """Does this Keras's patched layer of ``kind`` have the per-gate loop (Keras 3)?"""
+        return PER_GATE_LOOP.format(kind) in vars(getattr(self.modules[kind], CLASSES[kind][1]))
+
+    def loop_runs(self, case, part):
+        """Must this part of a case, with per-gate activations, run the per-gate loop? Under
+        PyTorch, where stock runs backend.lstm/gru: a layer (not RNN(cell)) without a mask (GRU:
+        reset_after=True, as PyTorch's own loop)."""
+        return bool(
+            part.gates
+            and self.backend == "torch"
+            and self.has_loop(part.kind)
+            and case.wrapper != "cell"
+            and not case.mask
+            and getattr(part.layer.cell, "reset_after", True)
+        )
+
+    def say_loop(self, looped, cases):
+        if not any(self.has_loop(kind) for kind in self.modules):
+            return ""
+        if self.backend != "torch":
+            return "; their per-gate loop (PyTorch only) declines under {}: the cell loop computes them".format(self.backend)
+        return (
+            "; the per-gate loop (PyTorch's plain loop with the cell's functions) computed {} of them in {} cases, "
+            "every one without a mask outside RNN(cell)"
+        ).format(looped, cases)
+
+    @staticmethod
+    def say_parts(indices, parts):
+        return " and ".join(parts[i].role for i in sorted(indices)) or "none"
 
     def watched(self, index, variant):
         """The case run once with a GPU made to look present and the fused functions recorded:
@@ -709,6 +774,7 @@ class RnnProbe(object):
                 except Exception as raised:
                     entered, got, error = list(watch.entered), None, raised
             self.watches[key] = ([(name, self.owners(built, kernels)) for name, kernels in entered], got, error)
+            self.loops[key] = [(name, self.owners(built, kernels), ran) for name, kernels, ran in watch.looped]
         entries, got, error = self.watches[key]
         if error is not None:
             raise error
@@ -747,6 +813,12 @@ class RnnProbe(object):
                 if hasattr(owner, name):
                     kernels = ("fwd_kernel", "bwd_kernel") if name.startswith("bidirectional") else ("kernel",)
                     replacements.append((owner, name, watch.recorder(prefix + name, _refuse, kernels)))
+        for kind, module in sorted(self.modules.items()):
+            layer_class = getattr(module, CLASSES[kind][1])
+            name = PER_GATE_LOOP.format(kind)
+            if name in vars(layer_class):
+                label = "{}.{}".format(layer_class.__name__, name)
+                replacements.append((layer_class, name, watch.loop_recorder(label, vars(layer_class)[name])))
         try:
             backend_rnn = importlib.import_module("{}.{}.rnn".format(backend.__name__, self.backend))
         except ImportError:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 
 import libcst as cst
 
-from patcher.fused import Names, conjunct, entry_point, entry_uses, own_cell_guard, wrapped_layer_guard
+from patcher.fused import (
+    Names,
+    conjunct,
+    entry_point,
+    entry_uses,
+    is_guard,
+    own_cell_guard,
+    per_gate_callee,
+    wrapped_layer_guard,
+)
 from patcher.spec import EntryKind, EntryPoint, Parameter
 from patcher.layersets import LayerSet
 from patcher.transform.base import ClassScopedTransformer
+from patcher.transform.per_gate_loop import binds_loop_names
 from patcher.transform.shapes import is_name
 
 # Expressions that bind looser than `and`: `a or b` + ` and not g` needs parentheses.
@@ -38,6 +49,19 @@ class FusedGuardTransformer(ClassScopedTransformer):
     the cell loop, and ``use_cudnn=True`` raises the ValueError stock raises
     when cuDNN cannot be used.
 
+    Except where a Keras 3 layer's branch reaches a kernel only by calling it
+    there, a kernel with a per-gate loop (fused.toml), in a module binding the
+    names the loop uses: then the call is guarded, not the branch::
+
+        out = backend.lstm(dp_sequences, ...)
+          ->  out = (backend.lstm if not self.cell._overriding_activations else self._per_gate_lstm)(
+                  dp_sequences, ...)
+
+    A layer with per-gate activations takes stock's branch (its dropout, its
+    conditions, its fallback to the cell loop on NotImplementedError) and only
+    the loop differs: per_gate_loop.py adds the method, which runs under
+    PyTorch and raises NotImplementedError elsewhere.
+
     Which branches is decided on the module's ``ast`` (``tree``, parsed from
     the same source; by default from the module's code): walking libcst nodes
     would cost ten times as much.
@@ -54,10 +78,13 @@ class FusedGuardTransformer(ClassScopedTransformer):
         self.layer_set = layer_set
         self.tree = tree
         self.branches: _Branches = {}
+        self.module_names = Names([])
 
     def visit_Module(self, node: cst.Module) -> bool:
         tree = self.tree if self.tree is not None else ast.parse(node.code)
-        self.branches = _branches(tree, self.targets, self.layer_set)
+        nodes = list(ast.walk(tree))
+        self.module_names = Names(nodes)
+        self.branches = _branches(nodes, self.module_names, self.targets, self.layer_set)
         return True
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
@@ -72,18 +99,23 @@ class FusedGuardTransformer(ClassScopedTransformer):
             updated_node = updated_node.with_changes(body=updated_node.body.with_changes(body=body))
         return super().leave_ClassDef(original_node, updated_node)
 
-    def _guard_method(self, method: cst.FunctionDef, branches: dict[int, list[str]]) -> cst.FunctionDef:
+    def _guard_method(self, method: cst.FunctionDef, branches: dict[int, _Branch]) -> cst.FunctionDef:
         if not isinstance(method.body, cst.IndentedBlock):
             return method
         statements, if_index = [], 0
         for statement in method.body.body:
             if isinstance(statement, cst.If):
-                guards = branches.get(if_index)
+                branch = branches.get(if_index)
                 if_index += 1
-                if guards is not None:
+                if branch is not None:
                     self.record("fused guard")
-                    test = with_conjuncts(statement.test, [conjunct(guard) for guard in guards])
-                    statement = statement.with_changes(test=test)
+                    if branch.per_gate_calls:
+                        self.record("per-gate call")
+                        calls = _PerGateCalls(self.module_names, self.layer_set)
+                        statement = cst.ensure_type(statement.visit(calls), cst.If)
+                    else:
+                        test = with_conjuncts(statement.test, [conjunct(guard) for guard in branch.guards])
+                        statement = statement.with_changes(test=test)
             elif self.role == "layer":
                 statement = self._guard_flag(statement)
             statements.append(statement)
@@ -107,19 +139,25 @@ class FusedGuardTransformer(ClassScopedTransformer):
         return statement.with_changes(body=[guarded])
 
 
-# class -> method number -> number of a top-level `if` in it -> the guards its test needs
-_Branches = dict[str, dict[int, dict[int, list[str]]]]
+@dataclass(frozen=True)
+class _Branch:
+    guards: tuple[str, ...] = ()  # what its test gains: ``and not <guard>`` for each
+    per_gate_calls: bool = False  # instead, its kernel calls go to the layer's per-gate loop
 
 
-def _branches(tree: ast.Module, targets: dict[str, str], layer_set: LayerSet) -> _Branches:
-    """class -> method number -> number of a top-level ``if`` in it -> the guards its test needs.
+# class -> method number -> number of a top-level `if` in it -> what it gains
+_Branches = dict[str, dict[int, dict[int, _Branch]]]
 
-    Numbers count a class's methods and a method's top-level ``if`` statements
-    in order, which ast and libcst see alike.
+
+def _branches(nodes: list[ast.AST], names: Names, targets: dict[str, str], layer_set: LayerSet) -> _Branches:
+    """class -> method number -> number of a top-level ``if`` in it -> what it gains.
+
+    ``nodes``: all of the module's (``list(ast.walk(tree))``). Numbers count a
+    class's methods and a method's top-level ``if`` statements in order, which
+    ast and libcst see alike.
     """
-    nodes = list(ast.walk(tree))
-    names = Names(nodes)
     found: _Branches = {}
+    loop_names = binds_loop_names(names)
     for node in nodes:
         role = targets.get(node.name) if isinstance(node, ast.ClassDef) else None
         if role not in ("layer", "wrapper"):
@@ -131,15 +169,19 @@ def _branches(tree: ast.Module, targets: dict[str, str], layer_set: LayerSet) ->
         for method_index, method in enumerate(methods):
             ifs = [statement for statement in method.body if isinstance(statement, ast.If)]
             for if_index, statement in enumerate(ifs):
-                entries, cell_owners = reach.of([statement.test, *statement.body])
+                roots = [statement.test, *statement.body]
+                entries, cell_owners = reach.of(roots)
                 if not entries:
                     continue
-                if role == "layer":
-                    guards = [own_cell_guard()]
+                if role == "layer" and loop_names and reach.only_per_gate_calls(roots):
+                    branch = _Branch(per_gate_calls=True)
+                elif role == "layer":
+                    branch = _Branch(guards=(own_cell_guard(),))
+                elif cell_owners:
+                    branch = _Branch(guards=tuple(wrapped_layer_guard(f"self.{owner}") for owner in cell_owners))
                 else:
-                    guards = [wrapped_layer_guard(f"self.{owner}") for owner in cell_owners]
-                if guards:  # else no layer to guard: the pipeline reports the missing edit
-                    found.setdefault(node.name, {}).setdefault(method_index, {})[if_index] = guards
+                    continue  # no layer to guard: the pipeline reports the missing edit
+                found.setdefault(node.name, {}).setdefault(method_index, {})[if_index] = branch
     return found
 
 
@@ -166,7 +208,7 @@ class _Reach:
         entries: set[str] = set()
         cell_owners: list[str] = []
         for root in nodes:
-            entries |= {entry.name for _, entry in entry_uses(ast.walk(root), self.names) if self._concerns(entry)}
+            entries |= {entry.name for _, entry in self._uses(root)}
             for node in ast.walk(root):
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
                     more, owners = self._method(node.attr)
@@ -182,6 +224,33 @@ class _Reach:
                     cell_owners.append(node.value.attr)
         return entries, list(dict.fromkeys(cell_owners))
 
+    def only_per_gate_calls(self, nodes: list[ast.AST]) -> bool:
+        """Is every entry point ``nodes`` reach a call, written there, of a kernel with a
+        per-gate loop for this layer set (or such a call already given the per-gate callee)?
+        Any other use, or one in a method they call, needs the branch guard."""
+        for root in nodes:
+            callees = set()
+            for node in ast.walk(root):
+                if isinstance(node, ast.Call):
+                    callee = node.func
+                    if isinstance(callee, ast.IfExp) and is_guard(callee.test):
+                        callee = callee.body  # already patched
+                    callees.add(id(callee))
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "self"
+                    and self._method(node.attr)[0]
+                ):
+                    return False
+            for node, entry in self._uses(root):
+                if id(node) not in callees or not entry.has_per_gate_loop(self.layer_set):
+                    return False
+        return True
+
+    def _uses(self, root: ast.AST) -> list[tuple[ast.expr, EntryPoint]]:
+        return [(node, entry) for node, entry in entry_uses(ast.walk(root), self.names) if self._concerns(entry)]
+
     def _concerns(self, entry: EntryPoint) -> bool:
         """A layer guards every kernel it reaches; a wrapper those of this layer set (or shared)."""
         if entry.kind == EntryKind.FLAG:
@@ -195,6 +264,24 @@ class _Reach:
             self._memo[name] = (set(), [])  # a recursive method reaches nothing more through itself
             self._memo[name] = self.of(self.methods[name].body)
         return self._memo[name]
+
+
+class _PerGateCalls(cst.CSTTransformer):
+    """``backend.lstm(...)`` -> ``(backend.lstm if not <guard> else self._per_gate_lstm)(...)``
+    for each call of a kernel with a per-gate loop for ``layer_set``."""
+
+    def __init__(self, names: Names, layer_set: LayerSet) -> None:
+        super().__init__()
+        self.names, self.layer_set = names, layer_set
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        if not isinstance(updated_node.func, (cst.Name, cst.Attribute)):
+            return updated_node
+        kernel = _code(updated_node.func)
+        entry = entry_point(self.names.dotted(ast.parse(kernel, mode="eval").body))
+        if entry is None or not entry.has_per_gate_loop(self.layer_set):
+            return updated_node
+        return updated_node.with_changes(func=cst.parse_expression(per_gate_callee(kernel, entry)))
 
 
 def with_conjuncts(test: cst.BaseExpression, conjuncts: list[str]) -> cst.BaseExpression:

@@ -19,6 +19,7 @@ from patcher.transform.docstrings import DocstringTransformer
 from patcher.transform.forwarding import ForwardArgumentsTransformer
 from patcher.transform.fused_guard import FusedGuardTransformer
 from patcher.transform.marker import MarkerTransformer
+from patcher.transform.per_gate_loop import PerGateLoopTransformer
 from patcher.transform.properties import PropertiesTransformer
 from patcher.transform.signature import AddParametersTransformer
 
@@ -30,6 +31,7 @@ TRANSFORMERS = (
     ConfigTransformer,
     PropertiesTransformer,
     DocstringTransformer,
+    PerGateLoopTransformer,
 )
 # Roles whose classes take the parameters (the rest, "wrapper", only guard fused kernels).
 PARAMETER_ROLES = frozenset({"cell", "layer"})
@@ -128,6 +130,8 @@ def _require_edits(
                 raise TransformError(f"class {name}: found no place for the {kind} edit")
         if role == "layer" and any(counted[(name, "fused guard")] < 1 for counted in guard_edits.values()):
             raise TransformError(f"class {name}: found no place for the fused guard edit")
+        if any(counted[(name, "per-gate call")] for counted in guard_edits.values()) and not edits[(name, "per-gate loop")]:
+            raise TransformError(f"class {name}: found no place for the per-gate loop edit")
         if not edits[(name, "docstring")]:
             warnings.append(f"class {name}: docstring has no `recurrent_activation:` entry; left as is")
     return warnings

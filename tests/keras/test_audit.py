@@ -220,6 +220,14 @@ def _unused_fused_path(sequences):
     "re-export": """
 from keras.src.backend import bidirectional_gru  # here
 """,
+    "per-gate-callee-the-wrong-way-round": """
+from keras.src import backend
+
+
+class Sneaky:
+    def inner_loop(self, sequences):
+        return (self._per_gate_lstm if not self.cell._overriding_activations else backend.lstm)(sequences)  # here
+""",
     "caller-unguarded": """
 from keras.src import backend
 
@@ -292,6 +300,17 @@ class Careful:
         if not self.cell._overriding_activations:
             return tensorflow.python.ops.gen_cudnn_rnn_ops.cudnn_rnn(inputs)  # here
         return inputs
+""",
+    "per-gate-callee": """
+from keras.src import backend
+
+
+class Careful:
+    def inner_loop(self, sequences):
+        return (backend.lstm if not self.cell._overriding_activations else self._per_gate_lstm)(sequences)  # here
+
+    def _per_gate_lstm(self, sequences):
+        return sequences
 """,
     "predicate-in-a-guarded-and": """
 from keras.src import backend

@@ -23,7 +23,8 @@ from patcher.transform import transform_source
 
 ALL = "convlstm,lstm,gru"
 RNN_SETS = (LayerSet.LSTM, LayerSet.GRU)
-# Lines of LSTM/GRU sources the patch may change: gate equations and the fused-path flag / test.
+# Lines of LSTM/GRU sources the patch may change: gate equations, the fused-path flag / test, and
+# Keras 3's call of the fused kernel (a layer with per-gate activations calls its per-gate loop).
 CHANGED_PREFIXES = (
     "i = self.recurrent_activation(",
     "f = self.recurrent_activation(",
@@ -33,6 +34,8 @@ CHANGED_PREFIXES = (
     "z = self.recurrent_activation(",
     "r = self.recurrent_activation(",
     'if self.use_cudnn in ("auto", True):',
+    "out = backend.lstm(",
+    "out = backend.gru(",
     ")",  # the end of `self._could_use_gpu_kernel = (...)`
 )
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SCRIPTS, Session, run_in_site
+from helpers import ROOT, SCRIPTS, Session, run_in_site
+from patcher.probe import reference
 
 SCRIPT = str(SCRIPTS / "model_travel.py")
 # (package, file suffix, what stock Keras says about a keyword it does not know)
@@ -44,3 +45,29 @@ def test_models_travel(verified, tmp_path, package, suffix, refusal):
     assert "activation_i" in refused["error"]
     assert "error" not in loaded, loaded
     np.testing.assert_array_equal(loaded["output"], saved_plain["output"])
+
+
+def recipe(site: Path, step: str, path: Path) -> dict:
+    completed = run_in_site(site, str(SCRIPTS / "hard_sigmoid_recipe.py"), str(ROOT / "README.md"), step, str(path))
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_readme_hard_sigmoid_recipe_keeps_keras2s_function(verified, tmp_path):
+    """README's registered function: saved with the model, loaded again by name in a fresh
+    process, and it computes Keras 2's hard_sigmoid, not Keras 3's."""
+    path = tmp_path / "keras2_gate.keras"
+    saved = recipe(verified.site, "save", path)
+    loaded = recipe(verified.site, "load", path)
+    assert loaded["is_recipe_function"] and "hard_sigmoid_keras2" in json.dumps(loaded["recurrent_activation_o"])
+    np.testing.assert_array_equal(loaded["output"], saved["output"])
+    kernel, recurrent_kernel, bias = (np.asarray(w) for w in saved["weights"])
+    x = np.asarray(saved["input"])
+
+    def expected(hard_sigmoid):
+        return reference.conv_lstm(
+            x, kernel, recurrent_kernel, bias, padding="same", recurrent_activation_o="hard_sigmoid", hard_sigmoid=hard_sigmoid
+        )[0]
+
+    np.testing.assert_allclose(saved["output"], expected("keras2"), atol=1e-5)
+    assert np.max(np.abs(np.asarray(saved["output"]) - expected("keras3"))) > 1e-2, "the two hard_sigmoids agree here"

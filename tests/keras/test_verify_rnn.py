@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -93,10 +94,18 @@ def test_all_sets_verify_under_another_backend(site, backend):
     assert [report["backend"] for report in reports][-1] == backend
     assert_all_checks_pass(reports)
     assert result.exit_code == 0
+    fused = [check for check in reports[-1]["checks"] if check["name"] in ("lstm fused", "gru fused")]
+    for check in fused:
+        if backend == "torch":  # where stock runs PyTorch's plain loop, per-gate layers run theirs
+            loop = r"the per-gate loop \(PyTorch's plain loop with the cell's functions\) computed [1-9]"
+            assert re.search(loop, check["detail"]), check
+        else:
+            assert f"their per-gate loop (PyTorch only) declines under {backend}" in check["detail"]
 
 
 def drop_lstm_guard(site: Path) -> None:
-    edit(site / LSTM, ' and not self.cell._overriding_activations:', ":")
+    # Keras 3 guards the call of the fused kernel: without it, a per-gate layer calls backend.lstm.
+    edit(site / LSTM, "(backend.lstm if not self.cell._overriding_activations else self._per_gate_lstm)(", "backend.lstm(")
 
 
 def lstm_forget_gate_stock(site: Path) -> None:
@@ -133,6 +142,53 @@ def test_broken_rnn_patch_fails_the_check_that_names_it(patched_rnn, breaks, fai
     result = cli("verify", "--keras-root", str(patched_rnn), "--only", "keras", "--json")
     assert result.exit_code == 9
     (report,) = json.loads(result.stdout)["reports"]
+    failed = [check for check in report["checks"] if not check["passed"] and check["name"].startswith(layer_set)]
+    assert failed[0]["name"] == failing_check, report
+    assert says in failed[0]["detail"], failed[0]
+
+
+def lstm_loop_forget_gate_stock(site: Path) -> None:
+    edit(site / LSTM, "f = cell.recurrent_activation_f(z_f)", "f = cell.recurrent_activation(z_f)")
+
+
+def gru_loop_update_gate_stock(site: Path) -> None:
+    edit(site / GRU, "z = cell.recurrent_activation_z(x_z + h_z)", "z = cell.recurrent_activation(x_z + h_z)")
+
+
+def lstm_loop_declines(site: Path) -> None:
+    edit(site / LSTM, 'backend.backend() != "torch"', 'backend.backend() != "pytorch"')
+
+
+@pytest.mark.slow  # PyTorch (.ci/run installs it)
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    "breaks, failing_check, says",
+    [
+        # LSTM(recurrent_activation_f="relu") alone, then every case: the loop computes stock's gate.
+        pytest.param(lstm_loop_forget_gate_stock, "lstm numerics", "gives the stock output", id="lstm-loop-gate"),
+        pytest.param(
+            gru_loop_update_gate_stock, "gru numerics", "GRU with recurrent_activation_z=hard_sigmoid", id="gru-loop-gate"
+        ),
+        # Right numbers from the cell loop, but not the path stock takes under PyTorch.
+        pytest.param(
+            lstm_loop_declines, "lstm fused",
+            "off the per-gate loop: LSTM with recurrent_activation_f=relu: the per-gate loop computed none where it "
+            "should compute the layer",
+            id="lstm-loop-not-taken",
+        ),
+    ],
+)
+def test_broken_per_gate_loop_fails_under_torch(patched_rnn, breaks, failing_check, says):
+    """The per-gate loop runs only under PyTorch: verified there, with the GPU made to look present."""
+    require("torch")
+    breaks(patched_rnn)
+    layer_set = failing_check.split()[0]
+    result = cli(
+        "verify", "--keras-root", str(patched_rnn), "--only", "keras", "--layers", layer_set, "--backend", "torch", "--json"
+    )
+    assert result.exit_code == 9
+    reports = json.loads(result.stdout)["reports"]
+    (report,) = [report for report in reports if report["backend"] == "torch"]
     failed = [check for check in report["checks"] if not check["passed"] and check["name"].startswith(layer_set)]
     assert failed[0]["name"] == failing_check, report
     assert says in failed[0]["detail"], failed[0]

@@ -128,6 +128,51 @@ NIGHTLY_AFTER = NIGHTLY_BEFORE.replace(
 ).replace('if self.use_cudnn in ("auto", True):', f'if self.use_cudnn in ("auto", True) and {OWN}:')
 
 
+# Keras 3 as it is: lstm.py binds backend and ops, the names the per-gate loop uses, so the
+# layer keeps stock's branch and only its call of the kernel is guarded.
+LOOP_IMPORTS = "from keras.src import backend\nfrom keras.src import ops\n\n\n"
+PER_GATE_LSTM = f"(backend.lstm if {OWN} else self._per_gate_lstm)"
+
+KERAS3_LOOP_BEFORE = (
+    LOOP_IMPORTS
+    + """class Layer:
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if self.use_cudnn in ("auto", True):
+            if not self.recurrent_dropout:
+                try:
+                    out = backend.lstm(
+                        sequences,
+                        kernel=self.cell.kernel,
+                    )
+                    return out
+                except NotImplementedError:
+                    pass
+        return super().inner_loop(sequences, initial_state, mask=mask)
+"""
+)
+
+KERAS3_LOOP_AFTER = KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", f"out = {PER_GATE_LSTM}(")
+
+KERAS30_LOOP_BEFORE = LOOP_IMPORTS + dedent(KERAS30_BEFORE)
+KERAS30_LOOP_AFTER = KERAS30_LOOP_BEFORE.replace(
+    "return backend.gru(sequences)", f"return (backend.gru if {OWN} else self._per_gate_gru)(sequences)"
+)
+
+# keras-nightly (3.16): the call through backend.rnn; cudnn_ok, a predicate, keeps the branch guard.
+NIGHTLY_LOOP_BEFORE = LOOP_IMPORTS + dedent(NIGHTLY_BEFORE)
+NIGHTLY_LOOP_AFTER = NIGHTLY_LOOP_BEFORE.replace(
+    "if backend.rnn.cudnn_ok(self.cell.activation):", f"if backend.rnn.cudnn_ok(self.cell.activation) and {OWN}:"
+).replace(
+    "return backend.rnn.lstm(sequences)",
+    f"return (backend.rnn.lstm if {OWN} else self._per_gate_lstm)(sequences)",
+)
+
+
+def branch_guarded(before):
+    """KERAS3_LOOP_BEFORE changed by ``before``: the branch guarded, the call left alone."""
+    return before.replace('if self.use_cudnn in ("auto", True):', f'if self.use_cudnn in ("auto", True) and {OWN}:')
+
+
 def aliased(imports, call):
     before = f"""
 {imports}
@@ -222,6 +267,13 @@ def wrapper_after(*kinds):
         ),
         pytest.param(wrapper_after("lstm"), WRAPPER, LSTM_GUARD, id="wrapper-guarded"),
         pytest.param(wrapper_after("gru"), WRAPPER, GRU_GUARD, id="wrapper-gru-guarded"),
+        pytest.param(KERAS3_LOOP_AFTER, LAYER, LSTM_GUARD, id="per-gate-call-patched"),
+        pytest.param(
+            KERAS3_LOOP_AFTER.replace("self._per_gate_lstm", "self._per_gate_lstm_"),
+            LAYER,
+            LSTM_GUARD,
+            id="per-gate-call-other-method-kept",
+        ),
     ],
 )
 def test_noop(code, targets, transformer):
@@ -259,6 +311,60 @@ def test_noop(code, targets, transformer):
         ),
         pytest.param(WRAPPER_BEFORE, wrapper_after("lstm"), WRAPPER, LSTM_GUARD, id="wrapper-lstm-set"),
         pytest.param(WRAPPER_BEFORE, wrapper_after("gru"), WRAPPER, GRU_GUARD, id="wrapper-gru-set"),
+        pytest.param(KERAS3_LOOP_BEFORE, KERAS3_LOOP_AFTER, LAYER, LSTM_GUARD, id="per-gate-call"),
+        pytest.param(KERAS30_LOOP_BEFORE, KERAS30_LOOP_AFTER, LAYER, GRU_GUARD, id="per-gate-call-keras-3.0-gru"),
+        pytest.param(NIGHTLY_LOOP_BEFORE, NIGHTLY_LOOP_AFTER, LAYER, LSTM_GUARD, id="per-gate-call-nightly"),
+        # Where the loop's names or the call itself are not plain, the branch guard as before.
+        pytest.param(
+            KERAS3_LOOP_BEFORE.replace("from keras.src import ops\n", ""),
+            branch_guarded(KERAS3_LOOP_BEFORE.replace("from keras.src import ops\n", "")),
+            LAYER,
+            LSTM_GUARD,
+            id="no-ops-branch-guard",
+        ),
+        pytest.param(
+            KERAS3_LOOP_BEFORE.replace("from keras.src import ops", "import numpy as ops"),
+            branch_guarded(KERAS3_LOOP_BEFORE.replace("from keras.src import ops", "import numpy as ops")),
+            LAYER,
+            LSTM_GUARD,
+            id="ops-not-keras-branch-guard",
+        ),
+        pytest.param(
+            KERAS3_LOOP_BEFORE.replace("if not self.recurrent_dropout:", "if backend.cudnn_ok(self.cell.activation):"),
+            branch_guarded(
+                KERAS3_LOOP_BEFORE.replace("if not self.recurrent_dropout:", "if backend.cudnn_ok(self.cell.activation):")
+            ),
+            LAYER,
+            LSTM_GUARD,
+            id="with-a-predicate-branch-guard",
+        ),
+        pytest.param(
+            KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", "fused = backend.lstm\n                    out = fused("),
+            branch_guarded(
+                KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", "fused = backend.lstm\n                    out = fused(")
+            ),
+            LAYER,
+            LSTM_GUARD,
+            id="kernel-not-called-branch-guard",
+        ),
+        pytest.param(
+            KERAS3_LOOP_BEFORE.replace("backend.lstm(", "backend.gru("),
+            branch_guarded(KERAS3_LOOP_BEFORE.replace("backend.lstm(", "backend.gru(")),
+            LAYER,
+            LSTM_GUARD,
+            id="other-sets-kernel-branch-guard",
+        ),
+        pytest.param(
+            KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", "out = self._fused(")
+            + "\n    def _fused(self, *args, **kwargs):\n        return backend.lstm(*args, **kwargs)\n",
+            branch_guarded(
+                KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", "out = self._fused(")
+                + "\n    def _fused(self, *args, **kwargs):\n        return backend.lstm(*args, **kwargs)\n"
+            ),
+            LAYER,
+            LSTM_GUARD,
+            id="through-a-method-branch-guard",
+        ),
     ],
 )
 def test_fix(before, after, targets, transformer):
@@ -287,6 +393,15 @@ def test_wrapper_sets_add_up():
 def test_counts_the_guard(code, targets, transformer):
     _, edits = apply(transformer, code, targets, PARAMS)
     assert edits == {(next(iter(targets)), "fused guard"): 1}
+
+
+@pytest.mark.parametrize(
+    "code", [pytest.param(KERAS3_LOOP_BEFORE, id="keras3"), pytest.param(KERAS3_LOOP_AFTER, id="keras3-patched")]
+)
+def test_counts_the_per_gate_call(code):
+    """What the pipeline reads to require the loop the call needs (per_gate_loop.py adds it)."""
+    _, edits = apply(LSTM_GUARD, code, LAYER, PARAMS)
+    assert edits == {("Layer", "fused guard"): 1, ("Layer", "per-gate call"): 1}
 
 
 def test_counts_every_guarded_branch():

@@ -170,6 +170,41 @@ def test_lstm_set_requires_the_fused_guard():
     assert code.splitlines()[0] == marker_text(["lstm"])
 
 
+def keras3_lstm_module():
+    """MODULE as Keras 3's lstm.py has it: importing backend and ops, calling backend.lstm."""
+    anchor = "    @property\n    def recurrent_activation(self):\n        return self.cell.recurrent_activation\n"
+    inner_loop = (
+        "\n    def inner_loop(self, sequences, initial_state, mask, training=False):\n"
+        '        if self.use_cudnn in ("auto", True):\n'
+        "            try:\n"
+        "                return backend.lstm(sequences, initial_state[0], initial_state[1], mask)\n"
+        "            except NotImplementedError:\n"
+        "                pass\n"
+        "        return super().inner_loop(sequences, initial_state, mask=mask, training=training)\n"
+    )
+    module = without(MODULE, anchor, anchor + inner_loop)
+    return without(module, "from keras import activations\n", "from keras import activations\nfrom keras.src import backend, ops\n")
+
+
+def test_lstm_layer_calls_its_per_gate_loop():
+    code = transform_source(keras3_lstm_module(), TARGETS, layer_sets=[LayerSet.LSTM]).code
+    assert "return (backend.lstm if not self.cell._overriding_activations else self._per_gate_lstm)(" in code
+    assert 'if self.use_cudnn in ("auto", True):' in code  # stock's branch, unguarded
+    assert code.count("    def _per_gate_lstm(") == 1
+    assert code.index("    def inner_loop(") < code.index("    def _per_gate_lstm(")
+    assert transform_source(code, TARGETS, layer_sets=[LayerSet.LSTM]).code == code
+
+
+def test_per_gate_call_requires_its_loop(monkeypatch):
+    from patcher.transform import per_gate_loop
+
+    monkeypatch.delitem(per_gate_loop.LOOPS, "lstm")
+    # Not the text of the test above: the transform caches its results by source.
+    source = keras3_lstm_module().replace("Layer.", "Layer without its loop.")
+    with pytest.raises(TransformError, match=r"class Layer\b.*per-gate loop"):
+        transform_source(source, TARGETS, layer_sets=[LayerSet.LSTM])
+
+
 # Bidirectional's shape (Keras 3.15): a wrapper serves the LSTM and the GRU sets.
 WRAPPER_MODULE = """
 from keras.src import backend
