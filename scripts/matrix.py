@@ -174,7 +174,9 @@ class Cell:
 
     @property
     def venv(self) -> Path:
-        return venvs.folder(f"matrix-{self.id}", self.shared_folders)
+        # Named for its Python too: a venv built when the cell ran on another is not reused.
+        suffix = f"-py{self.python}" if self.python else ""
+        return venvs.folder(f"matrix-{self.id}{suffix}", self.shared_folders)
 
     def base_python(self) -> Path | None:
         """The interpreter that makes the venv (None: the running one)."""
