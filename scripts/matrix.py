@@ -100,6 +100,11 @@ BACKEND_PACKAGES = {
     "jax": ["jax==0.10.2", "jaxlib==0.10.2"],  # shares TensorFlow 2.21's numpy and ml_dtypes
 }
 
+# TensorFlow 2.7 and 2.8 ask for numpy>=1.14.5 / >=1.20 with no upper bound, but
+# are built against NumPy 1: under NumPy 2 (what pip picks) importing them fails
+# ("TypeError: Unable to convert function return value to a Python type!").
+NUMPY_1 = "numpy<2"
+
 # Multi-backend Keras on Python 3.11 (harness only, in the venv's sitecustomize.py).
 THEANO_SITECUSTOMIZE = '''\
 # Written by convlstm-patch's scripts/matrix.py into this throwaway venv only:
@@ -174,9 +179,10 @@ class Cell:
 
     @property
     def venv(self) -> Path:
-        # Named for its Python too: a venv built when the cell ran on another is not reused.
-        suffix = f"-py{self.python}" if self.python else ""
-        return venvs.folder(f"matrix-{self.id}{suffix}", self.shared_folders)
+        # Named for what it is built from (its Python, what pip installs): a venv
+        # built for another recipe is never reused.
+        recipe = json.dumps([self.python, self.packages, self.after])
+        return venvs.folder(f"matrix-{self.id}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}", self.shared_folders)
 
     def base_python(self) -> Path | None:
         """The interpreter that makes the venv (None: the running one)."""
@@ -248,13 +254,14 @@ def cells() -> list[Cell]:
         )
     # keras 2.6-2.8 on their own TensorFlow under Python 3.9 (TensorFlow 2.6 and
     # 2.7 have wheels up to 3.9, 2.8 up to 3.10); the last patch of each
-    # TensorFlow release pins its keras and protobuf itself.
+    # TensorFlow release pins its keras and protobuf itself, not NumPy (below).
     for version in newest_per_minor(keras, (2, 6), (2, 8)):
         minor = ".".join(version.split(".")[:2])
         found.append(
             Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.6-2.8",
-                 packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}"], python="3.9",
-                 note="on Python 3.9, the tool on its own Python with --python pointing there")
+                 packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}", NUMPY_1], python="3.9",
+                 note=f"on Python 3.9, the tool on its own Python with --python pointing there; {NUMPY_1}, as "
+                 "TensorFlow 2.7/2.8 need but do not say")
         )
     # keras 2.9-2.11: their TensorFlow has no Python 3.11 wheels; run them on
     # TensorFlow 2.12, the oldest with Python 3.11 wheels, and say so.
