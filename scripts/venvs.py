@@ -73,12 +73,19 @@ def mark_built(venv: Path) -> None:
 
 
 def pyenv_root() -> Path:
+    """$PYENV_ROOT, else the folder the `pyenv` on PATH lives in (CI runs with an empty HOME), else ~/.pyenv."""
     configured = os.environ.get("PYENV_ROOT")
-    return Path(configured).expanduser() if configured else Path.home() / ".pyenv"
+    if configured:
+        return Path(configured).expanduser()
+    found = shutil.which("pyenv")  # ROOT/bin/pyenv, or ROOT/libexec/pyenv behind a link
+    if found and (Path(found).resolve().parent.parent / "versions").is_dir():
+        return Path(found).resolve().parent.parent
+    return Path.home() / ".pyenv"
 
 
 def interpreter(version: str) -> Path | None:
-    """An interpreter of Python ``version`` ("3.9"): pyenv's newest 3.9.x, else python3.9 on PATH; None if neither."""
+    """An interpreter of Python ``version`` ("3.9"): pyenv's newest 3.9.x, else python3.9 on PATH
+    (the real executable behind it: a pyenv shim for a version not selected only fails); None if neither."""
     installed = sorted(
         (path for path in (pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}")
          if path.parent.parent.name.removeprefix(f"{version}.").isdigit()),  # not 3.9-dev, 3.13.0t
@@ -87,7 +94,14 @@ def interpreter(version: str) -> Path | None:
     if installed:
         return installed[-1]
     found = shutil.which(f"python{version}")
-    return Path(found) if found else None
+    if not found:
+        return None
+    try:
+        answer = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                                timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(answer.stdout.strip()) if answer.returncode == 0 and answer.stdout.strip() else None
 
 
 def create(venv: Path, shared: Sequence[str] = (), timeout: float = 300, base: Path | None = None) -> Path:

@@ -84,6 +84,16 @@ def test_venvs_interpreter_takes_pyenvs_newest_patch(tmp_path, monkeypatch):
     assert venvs.interpreter("3.9") == tmp_path / "versions" / "3.9.18" / "bin" / "python3.9"
     assert venvs.interpreter("3.10") == tmp_path / "versions" / "3.10.13" / "bin" / "python3.10"
     assert venvs.interpreter("3.8") is None
+    # No PYENV_ROOT and a HOME without .pyenv (CI's): the folder of the pyenv on PATH.
+    monkeypatch.delenv("PYENV_ROOT")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "libexec").mkdir()
+    (tmp_path / "libexec" / "pyenv").write_text("#!/bin/sh\n")
+    (tmp_path / "libexec" / "pyenv").chmod(0o755)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "pyenv").symlink_to("../libexec/pyenv")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert venvs.interpreter("3.9") == tmp_path / "versions" / "3.9.18" / "bin" / "python3.9"
 
 
 def test_sample_is_what_ci_needs():
