@@ -128,12 +128,21 @@ def test_twine_check_passes_on_both(distributions):
     assert completed.stdout.count("PASSED") == 2, completed.stdout
 
 
+def pinned_git_url() -> str:
+    """README's third way, a git URL pinned to a commit: this checkout's HEAD, by file:// (pip clones it)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip(f"{ROOT} is not a git checkout: no commit to pin")
+    return f"git+{ROOT.as_uri()}@{head.stdout.strip()}"
+
+
 @pytest.mark.slow  # a fresh venv per distribution; pip fetches click, libcst and filelock (or takes them from its cache)
-@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+@pytest.mark.parametrize("kind", ["wheel", "sdist", "git"])
 def test_each_distribution_installs_into_a_fresh_venv_and_runs(distributions, kind, tmp_path):
     python = venvs.create(tmp_path / "venv")
+    requirement = pinned_git_url() if kind == "git" else str(distributions[kind])
     completed = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", str(distributions[kind])], capture_output=True, text=True, timeout=900
+        [str(python), "-m", "pip", "install", "-q", requirement], capture_output=True, text=True, timeout=900
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     tool = python.parent / "convlstm-patch"

@@ -2,7 +2,8 @@
 
 Every `run:` step is executed literally, in order, with bash (`-e -o pipefail`,
 GitHub's default shell on Linux), in a project folder whose requirements.txt
-names the TensorFlow and Keras of the running interpreter, in a fresh venv
+names the Keras of the running interpreter on JAX (KERAS_BACKEND=jax, as a
+project on JAX sets it; a tenth of TensorFlow's install), in a fresh venv
 (setup-python's place on PATH). The one thing a user fills in, where pip gets
 convlstm-patch (the job's CONVLSTM_PATCH), points at this checkout; the steps
 that `uses:` an action (checkout, setup-python) are GitHub's own and are not run.
@@ -20,6 +21,7 @@ import yaml
 
 import venvs  # scripts/venvs.py
 from helpers import ROOT
+from matrix import BACKEND_PACKAGES  # scripts/matrix.py: the JAX release CI installs (pip's cache has it)
 
 WORKFLOW = ROOT / "scripts" / "github-actions-check.yml"
 
@@ -41,15 +43,13 @@ def test_the_install_step_takes_convlstm_patch_from_where_the_job_says():
     )
 
 
-@pytest.mark.slow  # a fresh venv with its own TensorFlow (pip's cache or a download), then apply with verification
+@pytest.mark.slow  # a fresh venv with its own Keras and JAX (pip's cache or a download), then apply with verification
 def test_every_run_step_passes_against_the_checkout(tmp_path):
     job = workflow_job()
     project = tmp_path / "project"
     project.mkdir()
-    # The project's dependencies: the TensorFlow and Keras this machine has (so check --strict finds a lock).
-    (project / "requirements.txt").write_text(
-        f"tensorflow=={metadata.version('tensorflow')}\nkeras=={metadata.version('keras')}\n"
-    )
+    # The project's dependencies: the Keras this machine has (so check --strict finds a lock), on JAX.
+    (project / "requirements.txt").write_text("\n".join([f"keras=={metadata.version('keras')}", *BACKEND_PACKAGES["jax"]]) + "\n")
     python = venvs.create(tmp_path / "venv")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "CONVLSTM_PATCH"))}
     env.update(
@@ -57,7 +57,7 @@ def test_every_run_step_passes_against_the_checkout(tmp_path):
         CONVLSTM_PATCH=str(ROOT),  # the user's pinned URL or wheel; here the checkout
         PATH=f"{python.parent}{os.pathsep}{env['PATH']}",
         VIRTUAL_ENV=str(python.parent.parent),
-        TF_CPP_MIN_LOG_LEVEL="2",
+        KERAS_BACKEND="jax",
     )
     ran = []
     for step in job["steps"]:
@@ -74,7 +74,7 @@ def test_every_run_step_passes_against_the_checkout(tmp_path):
     assert [command for command, _ in ran][-2:] == ["convlstm-patch check --strict", "convlstm-patch apply"]
     applied = ran[-1][1]
     assert f"keras-{metadata.version('keras')}: patched" in applied.stdout, applied.stdout
-    assert "verified (5 checks passed)" in applied.stdout + applied.stderr, (applied.stdout, applied.stderr)
+    assert "[jax]: verified (5 checks passed)" in applied.stdout + applied.stderr, (applied.stdout, applied.stderr)
     # What the steps installed and patched is the venv's, never the running interpreter's.
     tool = subprocess.run([str(python), "-c", "import patcher, keras; print(patcher.__file__); print(keras.__file__)"],
                           capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout.split()
