@@ -74,6 +74,7 @@ sys.path.insert(1, str(REPO))
 import venvs  # noqa: E402  (scripts/venvs.py: throwaway venvs that see the running interpreter's packages)
 import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
 from patcher.layersets import BASE, LayerSet, ordered  # noqa: E402  (the layer-set registry; no Keras import)
+from patcher.environment import record_entries  # noqa: E402  (RECORD's rows; no Keras import)
 
 DEFAULT_OUT = REPO / "docs" / "matrix"
 SYSTEM_TF = "2.21"
@@ -688,7 +689,7 @@ def record_of(site: Path, distribution: str, version: str) -> dict[str, str]:
     for dist in metadata.distributions(path=[str(site)]):
         if wheels.canonical(dist.metadata["Name"] or "") == distribution and dist.version == version:
             found = {}
-            for entry in dist.files or []:
+            for entry in record_entries(dist).values():  # deleted files too: Python 3.12+'s dist.files drops them
                 if entry.hash is not None and entry.hash.mode == "sha256":
                     digest = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4))
                     found[str(entry)] = digest.hex()

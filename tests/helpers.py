@@ -118,9 +118,11 @@ def record_mismatches(name: str, site: Path) -> list[Path]:
     """The files of distribution ``name`` under ``site`` whose bytes differ from their RECORD hash."""
     import base64
 
+    from patcher.environment import record_entries  # deleted files too (Python 3.12+'s dist.files drops them)
+
     dist = next(metadata.distributions(name=name, path=[str(site)]))
     mismatches = []
-    for entry in dist.files or ():
+    for entry in record_entries(dist).values():
         if entry.hash is None:
             continue
         path = site / entry
