@@ -2,7 +2,8 @@
 
 On the oldest and the newest claimed Python, README's two test commands run
 as written (`pip install ".[test]" && python -m pytest`), in a fresh venv of
-pyenv's interpreter, in a copy of the checkout: TensorFlow has wheels for both.
+pyenv's interpreter, in a clone of the checkout with its working tree copied
+over it (some tests read git): TensorFlow has wheels for both.
 On those between, `pip install .` and the tests that need no Keras (`tests/`
 without `tests/keras`, with the test extra less TensorFlow and tf-keras). The
 running Python (CI's and README's) runs README's command itself.
@@ -60,6 +61,14 @@ def extra_without_tensorflow() -> list[str]:
     return [line for line in requirements if line and not line.startswith("#") and line not in ("tensorflow", "tf-keras")]
 
 
+def clone(folder: Path) -> Path:
+    """A git clone of the checkout (as CI's), with the working tree's files copied over it."""
+    cloned = subprocess.run(["git", "clone", "--quiet", str(ROOT), str(folder)], capture_output=True, text=True)
+    assert cloned.returncode == 0, f"git clone of {ROOT}: {cloned.stderr.strip()}"
+    shutil.copytree(ROOT, folder, ignore=NOT_SOURCE, dirs_exist_ok=True)
+    return folder
+
+
 def shell(command: str, cwd: Path, venv: Path, timeout: float) -> subprocess.CompletedProcess:
     """``command`` run by bash as a user would type it, with the venv's bin first on PATH."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST"))}
@@ -71,8 +80,7 @@ def shell(command: str, cwd: Path, venv: Path, timeout: float) -> subprocess.Com
 @pytest.mark.parametrize("version", [version for version in CLAIMED if version != RUNNING])
 def test_the_suite_passes_on(version, tmp_path):
     base = interpreter(version)
-    source = tmp_path / "convlstm-patch"
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    source = clone(tmp_path / "convlstm-patch")
     venv = tmp_path / "venv"
     venvs.create(venv, base=base)
     if version in FULL:
