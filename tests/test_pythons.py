@@ -71,7 +71,9 @@ def clone(folder: Path) -> Path:
 
 def shell(command: str, cwd: Path, venv: Path, timeout: float) -> subprocess.CompletedProcess:
     """``command`` run by bash as a user would type it, with the venv's bin first on PATH."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST"))}
+    # As a newcomer's shell: none of CI's CONVLSTM_PATCH_* switches, no other venv or pytest settings.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST", "CONVLSTM_PATCH_"))}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(venv))
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
