@@ -9,6 +9,7 @@ writes.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -198,7 +199,7 @@ def _site(dist: metadata.Distribution) -> Path:
 def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
     name = _canonical(dist.metadata["Name"])
     site = _site(dist)
-    record = {str(entry): entry for entry in (dist.files or [])}
+    record = record_entries(dist)
     candidates = [layout for layout in layouts() if package in layout.packages]
     conda, conda_hashes = _conda_package(dist, site)
     found = dict(
@@ -221,6 +222,28 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
             return Flavour(**found, layout=layout, files=targets, conda=conda)
     why = _why_unsupported(dist, name, site, candidates, record, conda)
     return Flavour(**found, layout=None, why_unsupported=why, conda=conda)
+
+
+def record_entries(dist: metadata.Distribution) -> dict[str, metadata.PackagePath]:
+    """Every row of the distribution's RECORD by path, files deleted since install included.
+
+    Not ``dist.files``: from Python 3.12 on it leaves out the files that no
+    longer exist, and a Keras with a deleted ConvLSTM file would look like a
+    layout we do not know instead of one whose file is missing.
+    """
+    text = dist.read_text("RECORD")
+    if text is None:  # no RECORD (egg-info): what the metadata lists
+        return {str(entry): entry for entry in (dist.files or [])}
+    entries = {}
+    for row in csv.reader(text.splitlines()):
+        if not row or not row[0]:
+            continue
+        entry = metadata.PackagePath(row[0])
+        entry.hash = metadata.FileHash(row[1]) if len(row) > 1 and row[1] else None
+        entry.size = int(row[2]) if len(row) > 2 and row[2].isdigit() else None
+        entry.dist = dist
+        entries[str(entry)] = entry
+    return entries
 
 
 def _belongs(site: Path, file: LayoutFile, layer_set: LayerSet) -> bool:

@@ -6,10 +6,13 @@
     python scripts/matrix.py --cells keras-nightly  # the canary: today's keras-nightly
     python scripts/matrix.py --list
 
-A cell is a Keras version with its backend and interpreter (Python 3.11 here).
-For each *run* cell the script builds (or reuses) a throwaway venv under the
+A cell is a Keras version with its backend and interpreter: the running one
+(Python 3.11 here), or for keras 2.6-2.8 Python 3.9 (pyenv's, else python3.9 on
+PATH: scripts/venvs.py), the newest their own TensorFlow has wheels for. For
+each *run* cell the script builds (or reuses) a throwaway venv under the
 tool's env cache ($CONVLSTM_PATCH_ENV_CACHE, else ~/.cache/convlstm-patch/venvs)
-and runs, with that venv's python:
+and runs, with that venv's python (the tool itself runs on the running
+interpreter, as a user's pipx or tools venv does):
 
     convlstm-patch apply --python VENV/bin/python --only PACKAGE --layers SETS   (with verification)
     convlstm-patch check ...                                      (the hash lock)
@@ -38,9 +41,10 @@ the base interpreter's): pip takes their backend (TensorFlow 2.21, torch, JAX)
 from there when it is installed, else installs it into the cell; the cell's
 own Keras comes first. Every other cell installs its whole stack itself.
 
-A *transform-only* cell (a version that cannot run on this machine) runs
-apply --no-verify, check and revert on its unpacked wheel (--keras-root) and
-records why it could not run. Cells run two at a time (--jobs); results go to
+A *transform-only* cell (a version that cannot run on this machine; today
+only keras 2.4, which has nothing to patch) runs apply --no-verify, check and
+revert on its unpacked wheel (--keras-root) and records why it could not run.
+Cells run two at a time (--jobs); results go to
 OUT/matrix.json after every cell and OUT/matrix.md at the end. Multi-backend
 Keras (2.0-2.3) runs on Theano 1.0.5 with three import-time shims for Python
 3.11 placed in the venv's own sitecustomize.py, never in the product.
@@ -70,6 +74,7 @@ sys.path.insert(1, str(REPO))
 import venvs  # noqa: E402  (scripts/venvs.py: throwaway venvs that see the running interpreter's packages)
 import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
 from patcher.layersets import BASE, LayerSet, ordered  # noqa: E402  (the layer-set registry; no Keras import)
+from patcher.environment import record_entries  # noqa: E402  (RECORD's rows; no Keras import)
 
 DEFAULT_OUT = REPO / "docs" / "matrix"
 SYSTEM_TF = "2.21"
@@ -95,6 +100,11 @@ BACKEND_PACKAGES = {
     "torch": ["torch==2.13.0"],  # the CPU wheel (a plain `torch` is a multi-GB CUDA build)
     "jax": ["jax==0.10.2", "jaxlib==0.10.2"],  # shares TensorFlow 2.21's numpy and ml_dtypes
 }
+
+# TensorFlow 2.7 and 2.8 ask for numpy>=1.14.5 / >=1.20 with no upper bound, but
+# are built against NumPy 1: under NumPy 2 (what pip picks) importing them fails
+# ("TypeError: Unable to convert function return value to a Python type!").
+NUMPY_1 = "numpy<2"
 
 # Multi-backend Keras on Python 3.11 (harness only, in the venv's sitecustomize.py).
 THEANO_SITECUSTOMIZE = '''\
@@ -150,8 +160,9 @@ class Cell:
     sitecustomize: str = ""
     reason: str = ""  # why a transform-only cell does not run
     note: str = ""  # how a run cell differs from a user's setup
-    trial: bool = False  # transform-only, but also try the run path and record what happened
     sample: bool = False
+    # The Python ("3.9") whose interpreter makes the venv; "" for the running one.
+    python: str = ""
     # The layer sets apply patches (--layers): those the version's lock lists.
     layer_sets: tuple[LayerSet, ...] = ()
     # A moving target (keras-nightly): its version is whatever pip installs
@@ -169,7 +180,20 @@ class Cell:
 
     @property
     def venv(self) -> Path:
-        return venvs.folder(f"matrix-{self.id}", self.shared_folders)
+        # Named for what it is built from (its Python, what pip installs): a venv
+        # built for another recipe is never reused.
+        recipe = json.dumps([self.python, self.packages, self.after])
+        return venvs.folder(f"matrix-{self.id}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}", self.shared_folders)
+
+    def base_python(self) -> Path | None:
+        """The interpreter that makes the venv (None: the running one)."""
+        if not self.python:
+            return None
+        found = venvs.interpreter(self.python)
+        if found is None:
+            raise StepFailed(f"no Python {self.python} interpreter found (pyenv install {self.python}, or put "
+                             f"python{self.python} on PATH)")
+        return found
 
 
 def locked_versions(distribution: str) -> list[str]:
@@ -229,27 +253,27 @@ def cells() -> list[Cell]:
             Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.12-2.15",
                  packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}"])
         )
-    # keras 2.6-2.11: their TensorFlow has no Python 3.11 wheels (2.6-2.8 need
-    # Python <= 3.10, so they cannot run as users run them here); run them on
-    # TensorFlow 2.12, the oldest with Python 3.11 wheels, and say so.
-    for version in newest_per_minor(keras, (2, 6), (2, 11)):
+    # keras 2.6-2.8 on their own TensorFlow under Python 3.9 (TensorFlow 2.6 and
+    # 2.7 have wheels up to 3.9, 2.8 up to 3.10); the last patch of each
+    # TensorFlow release pins its keras and protobuf itself, not NumPy (below).
+    for version in newest_per_minor(keras, (2, 6), (2, 8)):
         minor = ".".join(version.split(".")[:2])
-        if wheels.version_key(version) < (2, 9):
-            generation, extra = "keras 2.6-2.8", ["keras_preprocessing==1.1.2"]
-            why = f"TensorFlow {minor} needs Python <= {'3.10' if minor == '2.8' else '3.9'}"
-        else:
-            generation, extra = "keras 2.9-2.11", []
-            why = f"TensorFlow {minor} has no Python 3.11 wheels, only up to 3.10"
-        # 2.6-2.8 on TensorFlow 2.12: stock model.save() fails (TrackableSaver is
-        # gone), so they cannot pass `serialization`: transform-only, plus a
-        # trial run whose checks are recorded for information.
-        trial = wheels.version_key(version) < (2, 9)
         found.append(
-            Cell(f"keras-{version}", "keras", version, "tensorflow", "transform" if trial else "run", generation,
-                 packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}", *extra],
-                 sitecustomize=ARGSPEC_SITECUSTOMIZE, trial=trial,
-                 reason=f"{why} and this machine has only Python 3.11" if trial else "",
-                 note=f"{'trial run ' if trial else ''}on TensorFlow 2.12, not its own ({why}); harness shims in the "
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.6-2.8",
+                 packages=[f"tensorflow-cpu=={minor}.*", f"keras=={version}", NUMPY_1], python="3.9",
+                 note=f"on Python 3.9, the tool on its own Python with --python pointing there; {NUMPY_1}, as "
+                 "TensorFlow 2.7/2.8 need but do not say")
+        )
+    # keras 2.9-2.11: their TensorFlow has no Python 3.11 wheels; run them on
+    # TensorFlow 2.12, the oldest with Python 3.11 wheels, and say so.
+    for version in newest_per_minor(keras, (2, 9), (2, 11)):
+        minor = ".".join(version.split(".")[:2])
+        why = f"TensorFlow {minor} has no Python 3.11 wheels, only up to 3.10"
+        found.append(
+            Cell(f"keras-{version}", "keras", version, "tensorflow", "run", "keras 2.9-2.11",
+                 packages=["tensorflow-cpu==2.12.*"], after=[f"keras=={version}"],
+                 sitecustomize=ARGSPEC_SITECUSTOMIZE,
+                 note=f"on TensorFlow 2.12, not its own ({why}); harness shims in the "
                  "venv: inspect.ArgSpec/getargspec, pure-Python protobuf")
         )
     # keras 2.4: only re-exports TensorFlow's copy, nothing to patch.
@@ -391,30 +415,7 @@ class Runner:
             result["record_identical"] = not mismatched
             if mismatched:
                 raise StepFailed(f"after revert {len(mismatched)} files differ from RECORD")
-        if cell.trial:
-            result["trial_run"] = trial = {"note": cell.note, "steps": []}
-            try:
-                self._trial(cell, trial)
-            except StepFailed as failure:
-                trial["failure"] = str(failure)
         result["outcome"] = "transform-only"
-
-    def _trial(self, cell: Cell, trial: dict) -> None:
-        """apply --no-verify, verify (every check recorded), revert, RECORD: on a stack users do not have."""
-        python = self.environment(cell, trial)
-        env = cell_env(cell)
-        args = ["--python", str(python), "--only", cell.package]
-        site, record = self.locate(cell, trial, args, env)
-        self.cli(cell, trial, "trial: apply --no-verify", ["apply", *args, *layers_option(cell.layer_sets), "--no-verify"],
-                 env, expect=(0,))
-        try:
-            verified = self.cli(cell, trial, "trial: verify", ["verify", *args, "--json", "--timeout", str(self.timeout)],
-                                env, expect=(0, 9))
-            trial["verification"] = verification_of(json.loads(verified.stdout)["reports"])
-            trial["runtime"] = runtime_versions(python, env)
-        finally:
-            self.cli(cell, trial, "trial: revert", ["revert", *args], env, expect=(0,))
-            trial["record_identical"] = not record_mismatches(site, record)
 
     def locate(self, cell: Cell, result: dict, args: list[str], env: dict) -> tuple[Path, dict]:
         """The venv's distribution folder and RECORD; refuses anything outside the venv, another
@@ -456,7 +457,7 @@ class Runner:
         self.log(cell, f"building venv {venv}")
         started = time.monotonic()
         try:
-            venvs.create(venv, cell.shared_folders)
+            venvs.create(venv, cell.shared_folders, base=cell.base_python())
         except venvs.VenvError as error:
             raise StepFailed(f"venv: {error}") from None
         self.write_sitecustomize(cell, python)
@@ -610,8 +611,8 @@ def cell_env(cell: Cell) -> dict[str, str]:
 
 
 RUNTIME_CODE = """\
-import importlib, json, sys
-found = {}
+import importlib, json, platform, sys
+found = {"python": platform.python_version()}
 for name in sys.argv[1:]:
     try:
         found[name] = importlib.import_module(name).__version__
@@ -622,7 +623,7 @@ print(json.dumps(found))
 
 
 def runtime_versions(python: Path, env: dict) -> dict:
-    """The backend's and NumPy's versions, as the venv imports them."""
+    """Python's, the backend's and NumPy's versions, as the venv imports them."""
     backend = env.get("KERAS_BACKEND")
     names = [backend, "numpy"] if backend in ("tensorflow", "theano", "torch", "jax") else ["numpy"]
     try:
@@ -688,7 +689,7 @@ def record_of(site: Path, distribution: str, version: str) -> dict[str, str]:
     for dist in metadata.distributions(path=[str(site)]):
         if wheels.canonical(dist.metadata["Name"] or "") == distribution and dist.version == version:
             found = {}
-            for entry in dist.files or []:
+            for entry in record_entries(dist).values():  # deleted files too: Python 3.12+'s dist.files drops them
                 if entry.hash is not None and entry.hash.mode == "sha256":
                     digest = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4))
                     found[str(entry)] = digest.hex()
@@ -801,18 +802,9 @@ def markdown(out: Path) -> str:
         engine = runtime.get({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax", "theano": "theano"}.get(cell["backend"], ""), "")
         backend_text = f"{backend} {engine}".strip()
         if cell["kind"] == "transform":
-            trial_runtime = (cell.get("trial_run") or {}).get("runtime", {})
-            backend_text = f"- (trial: TensorFlow {trial_runtime['tensorflow']})" if "tensorflow" in trial_runtime else "-"
-        trial = cell.get("trial_run")
-        if trial and trial.get("verification"):
-            report = trial["verification"][0]
-            passed = [name for name in report["checks"] if name not in report.get("failed", [])]
-            cell["note"] = (f"{trial.get('note', '')}: {len(passed)}/{len(report['checks'])} checks pass "
-                            f"({', '.join(passed)}); failing: " + "; ".join(
-                                f"{name}: {report['checks'][name]}" for name in report.get("failed", []))
-                            + f"; reverted to RECORD: {'yes' if trial.get('record_identical') else 'NO'}")
-        elif trial:
-            cell["note"] = f"{trial.get('note', '')}: {trial.get('failure', '?')}"
+            backend_text = "-"
+        if runtime.get("python") and runtime["python"] != document["machine"]["python"]:
+            backend_text += f", Python {runtime['python']}"
         verification = "; ".join(
             f"{BACKEND_LABEL.get(report['backend'], report['backend'])}: "
             + (f"{len(report['checks'])}/{len(report['checks'])} passed" if report["passed"]

@@ -17,13 +17,17 @@ hold, install it with ``--ignore-installed --no-deps``.
 
 Venvs live in ``$CONVLSTM_PATCH_ENV_CACHE`` (else
 ``~/.cache/convlstm-patch/venvs``), one per name and set of shared folders,
-and are reused once built.
+and are reused once built. A venv is made by the running interpreter, or by
+another Python found with ``interpreter("3.9")`` (pyenv's, else python3.9 on
+PATH): the keras 2.6-2.8 cells of the matrix and the suite's runs on other
+Pythons (tests/test_pythons.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,10 +72,44 @@ def mark_built(venv: Path) -> None:
     (venv / BUILT_MARKER).write_text("ok\n")
 
 
-def create(venv: Path, shared: Sequence[str] = (), timeout: float = 300) -> Path:
-    """A fresh venv at ``venv`` (emptied if it exists) seeing ``shared`` after its own packages; its python."""
+def pyenv_root() -> Path:
+    """$PYENV_ROOT, else the folder the `pyenv` on PATH lives in (CI runs with an empty HOME), else ~/.pyenv."""
+    configured = os.environ.get("PYENV_ROOT")
+    if configured:
+        return Path(configured).expanduser()
+    found = shutil.which("pyenv")  # ROOT/bin/pyenv, or ROOT/libexec/pyenv behind a link
+    if found and (Path(found).resolve().parent.parent / "versions").is_dir():
+        return Path(found).resolve().parent.parent
+    return Path.home() / ".pyenv"
+
+
+def interpreter(version: str) -> Path | None:
+    """An interpreter of Python ``version`` ("3.9"): pyenv's newest 3.9.x, else python3.9 on PATH
+    (the real executable behind it: a pyenv shim for a version not selected only fails); None if neither."""
+    installed = sorted(
+        (path for path in (pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}")
+         if path.parent.parent.name.removeprefix(f"{version}.").isdigit()),  # not 3.9-dev, 3.13.0t
+        key=lambda path: int(path.parent.parent.name.rsplit(".", 1)[1]),
+    )
+    if installed:
+        return installed[-1]
+    found = shutil.which(f"python{version}")
+    if not found:
+        return None
+    try:
+        answer = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                                timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(answer.stdout.strip()) if answer.returncode == 0 and answer.stdout.strip() else None
+
+
+def create(venv: Path, shared: Sequence[str] = (), timeout: float = 300, base: Path | None = None) -> Path:
+    """A fresh venv at ``venv`` (emptied if it exists) made by ``base`` (default: the running
+    interpreter), seeing ``shared`` after its own packages; its python."""
     venv.parent.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "venv", "--clear", str(venv)], f"python -m venv {venv}", timeout)
+    maker = str(base or sys.executable)
+    _run([maker, "-m", "venv", "--clear", str(venv)], f"{maker} -m venv {venv}", timeout)
     python = venv / "bin" / "python"
     if shared:
         site = purelib(python)

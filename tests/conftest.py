@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 
 KERAS_TESTS = Path(__file__).parent / "keras"
+# scripts/ (venvs.py, matrix.py, wheels.py): importable by every test
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
 HEAVY = ("keras", "tensorflow", "tf_keras", "libcst.tool")
 
 

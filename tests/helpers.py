@@ -8,6 +8,7 @@ the fixtures that use these live in conftest.py.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -31,9 +32,33 @@ class Session:
     pristine_site: Path | None = None
 
 
+class _BothStreams(Result):
+    """click 8.1's result with click 8.2's ``output``: stdout, then stderr."""
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class _Click81Runner(CliRunner):
+    def invoke(self, *args, **kwargs) -> Result:
+        result = super().invoke(*args, **kwargs)
+        result.__class__ = _BothStreams
+        return result
+
+
+def runner() -> CliRunner:
+    """click's CliRunner as click 8.2+ makes it: stderr apart (``result.stderr``) and ``result.output``
+    holding both streams. click 8.1 (on Python 3.9, where 8.2 does not install) keeps stderr apart only
+    with mix_stderr=False, and its output is then stdout alone: given both here, stdout first."""
+    if "mix_stderr" in inspect.signature(CliRunner).parameters:
+        return _Click81Runner(mix_stderr=False)
+    return CliRunner()
+
+
 def cli(*args: str) -> Result:
     """Run convlstm-patch in this process, as a user would type it."""
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return runner().invoke(main, list(args), catch_exceptions=False)
 
 
 def cli_at(site: Path, command: str, *args: str) -> Result:
@@ -93,9 +118,11 @@ def record_mismatches(name: str, site: Path) -> list[Path]:
     """The files of distribution ``name`` under ``site`` whose bytes differ from their RECORD hash."""
     import base64
 
+    from patcher.environment import record_entries  # deleted files too (Python 3.12+'s dist.files drops them)
+
     dist = next(metadata.distributions(name=name, path=[str(site)]))
     mismatches = []
-    for entry in dist.files or ():
+    for entry in record_entries(dist).values():
         if entry.hash is None:
             continue
         path = site / entry

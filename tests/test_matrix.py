@@ -29,8 +29,9 @@ def test_cells_cover_every_generation_the_issue_names():
     assert {"keras-3.15.1-torch", "keras-3.15.1-jax"} <= set(cells)
     tf_keras = {cell.version.rsplit(".", 1)[0] for cell in cells.values() if cell.distribution == "tf_keras"}
     assert tf_keras == {f"2.{minor}" for minor in range(15, 22)}
-    for version in ("2.12.0", "2.13.1", "2.14.0", "2.15.0", "2.9.0", "2.10.0", "2.11.0"):
+    for version in ("2.12.0", "2.13.1", "2.14.0", "2.15.0", "2.9.0", "2.10.0", "2.11.0", "2.6.0", "2.7.0", "2.8.0"):
         assert cells[f"keras-{version}"].kind == "run"
+    assert [cell.id for cell in cells.values() if cell.kind == "transform"] == ["keras-2.4.3"]
     for version in ("2.0.9", "2.1.4", "2.1.6", "2.2.4", "2.3.1"):
         assert cells[f"keras-{version}"].backend == "theano"
     assert cells["keras-2.4.3"].kind == "transform" and cells["keras-2.4.3"].reason
@@ -47,6 +48,52 @@ def test_ids_unique_and_every_cell_explains_itself():
         # not the user's stack: the note says how
         if cell.sitecustomize or cell.after:
             assert cell.note, cell.id
+
+
+@pytest.mark.parametrize("version", ["2.6.0", "2.7.0", "2.8.0"])
+def test_keras_2_6_to_2_8_run_on_their_own_tensorflow_under_python_3_9(version):
+    cell = by_id()[f"keras-{version}"]
+    minor = version.rsplit(".", 1)[0]
+    assert (cell.python, cell.shared, cell.sitecustomize, cell.after) == ("3.9", False, "", [])
+    assert cell.packages == [f"tensorflow-cpu=={minor}.*", f"keras=={version}", "numpy<2"]
+    assert "Python 3.9" in cell.note and "numpy<2" in cell.note
+
+
+def test_a_cell_venv_is_made_by_its_python_and_named_for_its_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVLSTM_PATCH_ENV_CACHE", str(tmp_path / "venvs"))
+    cell = by_id()["keras-2.7.0"]
+    assert by_id()["keras-3.15.1"].base_python() is None  # the running interpreter
+    monkeypatch.setattr(venvs, "interpreter", lambda version: Path(f"/opt/python{version}") if version == "3.9" else None)
+    assert cell.base_python() == Path("/opt/python3.9")
+    other = matrix.Cell(**{**cell.__dict__, "python": "3.8"})
+    with pytest.raises(matrix.StepFailed, match="no Python 3.8 interpreter found"):
+        other.base_python()
+    # Another Python or another package list: another venv, never the one built before.
+    assert other.venv != cell.venv
+    assert matrix.Cell(**{**cell.__dict__, "packages": cell.packages[:2]}).venv != cell.venv
+    assert cell.venv == by_id()["keras-2.7.0"].venv and cell.venv.name.startswith("matrix-keras-2.7.0-")
+
+
+def test_venvs_interpreter_takes_pyenvs_newest_patch(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    for name in ("3.9.2", "3.9.18", "3.9-dev", "3.10.13"):
+        python = tmp_path / "versions" / name / "bin" / f"python{name[:4].rstrip('.-')}"
+        python.parent.mkdir(parents=True)
+        python.write_text("")
+    assert venvs.interpreter("3.9") == tmp_path / "versions" / "3.9.18" / "bin" / "python3.9"
+    assert venvs.interpreter("3.10") == tmp_path / "versions" / "3.10.13" / "bin" / "python3.10"
+    assert venvs.interpreter("3.8") is None
+    # No PYENV_ROOT and a HOME without .pyenv (CI's): the folder of the pyenv on PATH.
+    monkeypatch.delenv("PYENV_ROOT")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "libexec").mkdir()
+    (tmp_path / "libexec" / "pyenv").write_text("#!/bin/sh\n")
+    (tmp_path / "libexec" / "pyenv").chmod(0o755)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "pyenv").symlink_to("../libexec/pyenv")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert venvs.interpreter("3.9") == tmp_path / "versions" / "3.9.18" / "bin" / "python3.9"
 
 
 def test_sample_is_what_ci_needs():

@@ -66,6 +66,18 @@ def test_discovery_finds_every_set_and_the_shared_file(fake):
     ]
 
 
+@pytest.mark.parametrize("relative", [pytest.param(path, id=Path(path).name) for path in fake_keras.CONVLSTM[:2]])
+def test_a_deleted_file_is_missing_not_an_unknown_layout(tmp_path, relative):
+    """RECORD still lists it (Python 3.12+'s Distribution.files would not: it drops files that are gone)."""
+    site = fake_keras.install(tmp_path)
+    (site / relative).unlink()
+    (flavour,) = find_flavours([str(site)])
+    assert flavour.layout is not None and flavour.layout.name == "keras3"
+    (target,) = [t for t in flavour.files if t.relative == relative]
+    assert target.record_sha256 == sha256_hex(fake_keras.source(relative))
+    assert snapshot.read_flavour(flavour).overall() == State.MISSING
+
+
 def test_a_wrapper_that_reaches_no_fused_kernel_is_no_target(tmp_path):
     site = fake_keras.install(tmp_path)
     (site / "keras/src/layers/rnn/bidirectional.py").write_text("class Bidirectional(object):\n    pass\n")

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from helpers import copy_distribution, hashes
+from helpers import copy_distribution, hashes, runner
 from environments import ENVIRONMENTS, environment, site_packages
 from patcher.cli import main
 
@@ -35,13 +34,13 @@ def test_apply_verify_revert(tmp_path, name, layers, says):
     copy_distribution("keras", site, site_packages(python))
     files = [target.path for target in _targets(site, all_sets=bool(layers))]
     before = hashes(files)
-    runner = CliRunner()
+    invoke = runner().invoke
     args = ["--keras-root", str(site), "--python", str(python), "--only", "keras"]
-    result = runner.invoke(main, ["apply", *args, *layers], catch_exceptions=False)
+    result = invoke(main, ["apply", *args, *layers], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert name in result.output and all(text in result.output for text in says), result.output
-    assert runner.invoke(main, ["check", *args]).exit_code == 0
-    result = runner.invoke(main, ["revert", *args], catch_exceptions=False)
+    assert invoke(main, ["check", *args]).exit_code == 0
+    result = invoke(main, ["revert", *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert hashes(files) == before
     assert all(target.record_sha256 == before[target.path] for target in _targets(site, all_sets=bool(layers)))

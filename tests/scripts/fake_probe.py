@@ -15,6 +15,8 @@ ten minutes, and logs a "child" event with the child's pid: a probe that left
 a process behind (what TensorFlow or a compiler might do).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import subprocess
