@@ -1,6 +1,6 @@
-"""`check`: does the installed Keras match this tool's lock for its version?
+"""`check`: does the installed Keras match this tool's pins for its version?
 
-``check_lock`` compares one flavour; ``verdict`` turns the comparisons into the
+``check_pins`` compares one flavour; ``verdict`` turns the comparisons into the
 command's exit status (0, or the error to raise).
 """
 
@@ -13,101 +13,101 @@ from patcher.enums import TextEnum
 from patcher.environment import Flavour
 from patcher.hashing import sha256_hex
 from patcher.layersets import FUSED_SETS, LayerSet
-from patcher.locks import Lock, lock_for
+from patcher.pins import Pins, pins_for
 from patcher.planning import patch_sources, unguarded
 from patcher.snapshot import FlavourSnapshot, State
 
 
-class LockStatus(TextEnum):
+class PinsStatus(TextEnum):
     OK = "ok"
     DRIFT = "drift"
-    NO_LOCK = "no-lock"
+    NO_PINS = "no-lock"  # the --json value of 0.1, kept: CI scripts read it
     UNSUPPORTED = "unsupported"
 
 
 @dataclass(frozen=True)
-class LockCheck:
-    """One flavour compared with its lock: the status, why, what was checked, and the live files' state."""
+class PinsCheck:
+    """One flavour compared with its pins: the status, why, what was checked, and the live files' state."""
 
     flavour: Flavour
-    status: LockStatus
+    status: PinsStatus
     problems: tuple[str, ...] = ()
     state: State | None = None  # pristine / patched / ... of the live files, when compared
-    checked: tuple[str, ...] = ()  # what was compared and held (said even with no lock)
+    checked: tuple[str, ...] = ()  # what was compared and held (said even with no pins)
 
 
-def check_lock(snapshot: FlavourSnapshot) -> LockCheck:
-    """The flavour's focus sets (those patched, else those apply would patch) compared with its version's lock.
+def check_pins(snapshot: FlavourSnapshot) -> PinsCheck:
+    """The flavour's focus sets (those patched, else those apply would patch) compared with its version's pins.
 
-    Without a lock (a release newer than this tool, a nightly) everything that
+    Without pins (a release newer than this tool, a nightly) everything that
     needs none is still checked, and said: the patch fits the source, the
     live patched files are its output, every fused call site is guarded.
     """
     flavour = snapshot.flavour
-    lock = lock_for(flavour)
-    if flavour.layout is None and (lock is None or not lock.supported):
-        status = LockStatus.NO_LOCK if lock is None else LockStatus.UNSUPPORTED
-        return LockCheck(flavour, status, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",))
-    if lock is not None and lock.layout != (flavour.layout.name if flavour.layout else None):
-        found = f"layout is {flavour.layout and flavour.layout.name}, lock says {lock.layout}"
-        return LockCheck(flavour, LockStatus.DRIFT, (flavour.why_unsupported or found,))
-    problems, checked = _compare(snapshot, lock, snapshot.focus())
+    pins = pins_for(flavour)
+    if flavour.layout is None and (pins is None or not pins.supported):
+        status = PinsStatus.NO_PINS if pins is None else PinsStatus.UNSUPPORTED
+        return PinsCheck(flavour, status, (f"{flavour.key} has no ConvLSTM source convlstm-patch can patch",))
+    if pins is not None and pins.layout != (flavour.layout.name if flavour.layout else None):
+        found = f"layout is {flavour.layout and flavour.layout.name}, pins say {pins.layout}"
+        return PinsCheck(flavour, PinsStatus.DRIFT, (flavour.why_unsupported or found,))
+    problems, checked = _compare(snapshot, pins, snapshot.focus())
     if problems:
-        return LockCheck(flavour, LockStatus.DRIFT, tuple(problems), snapshot.overall(), tuple(checked))
-    if lock is None:
+        return PinsCheck(flavour, PinsStatus.DRIFT, tuple(problems), snapshot.overall(), tuple(checked))
+    if pins is None:
         missing = (
-            f"no lock for {flavour.key} ({flavour.layout.label if flavour.layout else 'no layout'}) in "
+            f"no hash pins for {flavour.key} ({flavour.layout.label if flavour.layout else 'no layout'}) in "
             f"convlstm-patch {__version__}: its pristine source is not compared "
             "with a released one, and the patch's output not with a reviewed one",
         )
-        return LockCheck(flavour, LockStatus.NO_LOCK, missing, snapshot.overall(), tuple(checked))
-    return LockCheck(flavour, LockStatus.OK, (), snapshot.overall(), tuple(checked))
+        return PinsCheck(flavour, PinsStatus.NO_PINS, missing, snapshot.overall(), tuple(checked))
+    return PinsCheck(flavour, PinsStatus.OK, (), snapshot.overall(), tuple(checked))
 
 
-def verdict(results: list[LockCheck], strict: bool) -> None:
-    """Raise the error that gives `check` its exit status: drift 1, unsupported 4, no lock 10 (1 if strict)."""
+def verdict(results: list[PinsCheck], strict: bool) -> None:
+    """Raise the error that gives `check` its exit status: drift 1, unsupported 4, no pins 10 (1 if strict)."""
     by_status = {result.status: result for result in reversed(results)}  # the first of each status
-    if LockStatus.DRIFT in by_status or (strict and LockStatus.NO_LOCK in by_status):
-        failed = by_status.get(LockStatus.DRIFT) or by_status[LockStatus.NO_LOCK]
+    if PinsStatus.DRIFT in by_status or (strict and PinsStatus.NO_PINS in by_status):
+        failed = by_status.get(PinsStatus.DRIFT) or by_status[PinsStatus.NO_PINS]
         raise errors.CheckFailed(
             f"{failed.flavour.key}: {failed.problems[0]}; do not apply until convlstm-patch supports it"
         )
-    if LockStatus.UNSUPPORTED in by_status:
+    if PinsStatus.UNSUPPORTED in by_status:
         raise errors.Unsupported(
-            f"{by_status[LockStatus.UNSUPPORTED].problems[0]} (see README, 'Supported Keras versions')"
+            f"{by_status[PinsStatus.UNSUPPORTED].problems[0]} (see README, 'Supported Keras versions')"
         )
-    if LockStatus.NO_LOCK in by_status:
-        raise errors.NoLock(
-            f"{by_status[LockStatus.NO_LOCK].problems[0]}; apply still works and relies on verification (--strict: fail)"
+    if PinsStatus.NO_PINS in by_status:
+        raise errors.NoPins(
+            f"{by_status[PinsStatus.NO_PINS].problems[0]}; apply still works and relies on verification (--strict: fail)"
         )
 
 
-def _compare(snapshot: FlavourSnapshot, lock: Lock | None, layer_sets: tuple[LayerSet, ...]) -> tuple[list[str], list[str]]:
-    """(problems, what was checked): with the lock when there is one, and what needs none."""
+def _compare(snapshot: FlavourSnapshot, pins: Pins | None, layer_sets: tuple[LayerSet, ...]) -> tuple[list[str], list[str]]:
+    """(problems, what was checked): with the pins where there are some, and what needs none."""
     flavour = snapshot.flavour
     names = ", ".join(map(str, layer_sets))
-    if lock is not None:
-        unlocked = [str(s) for s in layer_sets if str(s) not in lock.layer_sets]
-        if unlocked:
-            return [f"the lock of {flavour.key} has no {unlocked[0]} files: this version's {unlocked[0]} source is not one the patch fits"], []
+    if pins is not None:
+        unpinned = [str(s) for s in layer_sets if str(s) not in pins.layer_sets]
+        if unpinned:
+            return [f"the pins of {flavour.key} have no {unpinned[0]} files: this version's {unpinned[0]} source is not one the patch fits"], []
     files = snapshot.files_of(layer_sets)
-    if lock is not None:
-        missing = sorted({file.target.relative for file in files} - set(lock.files))
+    if pins is not None:
+        missing = sorted({file.target.relative for file in files} - set(pins.files))
         if missing:
-            return [f"files {missing} differ between the install and the lock"], []
+            return [f"files {missing} differ between the install and the pins"], []
     try:
         originals = {file.target.relative: snapshot.original(file.target) for file in files}
     except errors.PatchError as error:
         return [error.message], []
     problems, checked = [], []
-    if lock is not None:
+    if pins is not None:
         for relative, data in originals.items():
-            expected = lock.files[relative].pristine
+            expected = pins.files[relative].pristine
             if sha256_hex(data) != expected:
                 problems.append(f"{relative}: pristine sha256 {sha256_hex(data)[:16]}… expected {expected[:16]}…")
         if problems:
             return problems, checked
-        checked.append(f"the pristine source of {names} is the released one (the lock's sha256)")
+        checked.append(f"the pristine source of {names} is the released one (the pins' sha256)")
     # Each file as the patch makes it for the sets in focus (and those patched beside them).
     applied = tuple(dict.fromkeys((*layer_sets, *snapshot.patched_sets)))
     try:
@@ -115,13 +115,13 @@ def _compare(snapshot: FlavourSnapshot, lock: Lock | None, layer_sets: tuple[Lay
     except errors.TransformFailed as error:
         return [error.message], checked
     checked.append(f"the patch of {names} fits this source (transformed and compiled)")
-    if lock is not None:
+    if pins is not None:
         for relative, data in patched.items():
-            expected = lock.files[relative].patched_for(file_sets(snapshot, relative, applied))
+            expected = pins.files[relative].patched_for(file_sets(snapshot, relative, applied))
             if expected is None or sha256_hex(data) != expected:
                 problems.append(f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(expected or '?')[:16]}…")
         if not problems:
-            checked.append("its output is the locked one")
+            checked.append("its output is the pinned one")
     try:
         sites = unguarded(flavour, patched, applied)
     except errors.TransformFailed as error:  # a module of the package that does not parse

@@ -223,7 +223,7 @@ def status(where, out, lock_timeout):
 @click.option("--force", is_flag=True, help="Patch even files that differ from the distribution's RECORD.")
 @click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing.")
 @click.option("--no-verify", is_flag=True, help="Skip the verification run after patching.")
-@click.option("--strict", is_flag=True, help="Refuse a Keras version this tool has no hash lock for.")
+@click.option("--strict", is_flag=True, help="Refuse a Keras version this tool has no hash pins for.")
 @backend_option
 @timeout_option
 @lock_timeout_option
@@ -252,10 +252,10 @@ def verify(where, out, backends, timeout, lock_timeout):
 @json_option
 @target_options
 @gone_layers_option
-@click.option("--strict", is_flag=True, help="A version with no lock is a failure (exit 1), not exit 10.")
+@click.option("--strict", is_flag=True, help="A version with no hash pins is a failure (exit 1), not exit 10.")
 @lock_timeout_option
 def check(where, out, strict, lock_timeout):
-    """In CI: does the patch match the installed Keras version's hash lock?"""
+    """In CI: does the patch match the installed Keras version's hash pins?"""
     options = commands.ReadOptions(lock_timeout, strict, out.progress)
     finish(out, where.run(commands.check, options), output.show_check)
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from patcher import __version__, checking, errors, layersets, pauses, planning, snapshot, verification
 from patcher.environment import Flavour, SearchPath, find_flavours, search_path
 from patcher.layersets import LayerSet
-from patcher.locks import lock_for
+from patcher.pins import pins_for
 from patcher.planning import Action, Outcome
 from patcher.snapshot import FlavourSnapshot, Snapshot
 from patcher.store import journal_path, orphaned_backups
@@ -149,7 +149,7 @@ class Verified:
 @dataclass(frozen=True)
 class Checked:
     recovered: list[str]
-    results: list[checking.LockCheck]
+    results: list[checking.PinsCheck]
     strict: bool = False
 
     def verdict(self) -> None:
@@ -256,7 +256,7 @@ def status(target: Target, options: ReadOptions) -> Status:
 def apply(target: Target, options: ApplyOptions) -> Applied:
     """Patch every flavour in one transaction, verify, roll back on failure."""
     _require_one_site(target)
-    unlocked = _refuse_unlocked(target.flavours, options.strict)
+    unpinned = _refuse_unpinned(target.flavours, options.strict)
     recovered, snap = _settled(target, options.lock_timeout)
     if options.dry_run:
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
@@ -280,7 +280,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
             transaction.write()
             patched = [change for change in changes if change.files]
             reports = _verify_patched(patched, _probe_options(target, options.verify)) if options.verify else []
-    outcomes = [_applied(change, flavour, unlocked) for change, flavour in zip(changes, snap.flavours)]
+    outcomes = [_applied(change, flavour, unpinned) for change, flavour in zip(changes, snap.flavours)]
     return Applied(outcomes, reports, _restart(outcomes, recovered), recovered)
 
 
@@ -333,8 +333,8 @@ def check(target: Target, options: ReadOptions) -> Checked:
     results = []
     for flavour in snap.flavours:
         if options.on_progress:
-            options.on_progress(f"{flavour.flavour.key}: comparing with its lock")
-        results.append(checking.check_lock(flavour))
+            options.on_progress(f"{flavour.flavour.key}: comparing with its hash pins")
+        results.append(checking.check_pins(flavour))
     return Checked(recovered, results, options.strict)
 
 
@@ -381,15 +381,15 @@ def _settled(target: Target, lock_timeout: float) -> tuple[list[str], Snapshot]:
     return snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout)
 
 
-def _refuse_unlocked(flavours, strict: bool) -> list[Flavour]:
-    """The flavours whose version has no hash lock; with --strict, refuse them."""
-    unlocked = [flavour for flavour in flavours if lock_for(flavour) is None]
-    if unlocked and strict:
-        raise errors.NoLock(
-            f"{unlocked[0].key} has no lock in this convlstm-patch, so its patch is unchecked; "
+def _refuse_unpinned(flavours, strict: bool) -> list[Flavour]:
+    """The flavours whose version has no hash pins; with --strict, refuse them."""
+    unpinned = [flavour for flavour in flavours if pins_for(flavour) is None]
+    if unpinned and strict:
+        raise errors.NoPins(
+            f"{unpinned[0].key} has no hash pins in this convlstm-patch, so its patch is unchecked; "
             "upgrade convlstm-patch, or drop --strict to rely on verification"
         )
-    return unlocked
+    return unpinned
 
 
 def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
@@ -416,12 +416,12 @@ def _probe_options(target: Target, options: VerifyOptions) -> VerifyOptions:
     return replace(options, python=target.environment.python)
 
 
-def _applied(change, flavour: FlavourSnapshot, unlocked: list[Flavour]) -> Outcome:
+def _applied(change, flavour: FlavourSnapshot, unpinned: list[Flavour]) -> Outcome:
     if not change.files and change.manifest_after == change.manifest_before:
         return Outcome(change.flavour, Action.ALREADY_PATCHED, _patched_files(flavour), list(change.warnings))
     warnings = list(change.warnings)
-    if change.flavour in unlocked:
-        warnings.append("no lock for this version: the patch is unchecked, relying on verification")
+    if change.flavour in unpinned:
+        warnings.append("no hash pins for this version: the patch is unchecked, relying on verification")
     return Outcome(change.flavour, Action.PATCHED, [file.target.relative for file in change.files], warnings)
 
 

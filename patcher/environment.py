@@ -44,7 +44,7 @@ class HashSource(TextEnum):
 
     RECORD = "the distribution's RECORD"
     CONDA = "conda's record of the package (conda-meta)"  # RECORD has none (an egg-info install, an edited RECORD)
-    LOCK = "this version's hash lock (it has no RECORD)"  # neither has one
+    PINS = "this version's hash pins (it has no RECORD)"  # neither has one
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class TargetFile:
     hash_source: HashSource | None = HashSource.RECORD
 
     @property
-    def from_lock(self) -> bool:
-        return self.hash_source == HashSource.LOCK
+    def from_pins(self) -> bool:
+        return self.hash_source == HashSource.PINS
 
 
 @dataclass(frozen=True)
@@ -310,19 +310,19 @@ def _target(
     site: Path, file: LayoutFile, layer_sets: frozenset[LayerSet], entry, conda_sha256: str | None, name: str, version: str
 ) -> TargetFile:
     """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it)
-    from conda's record of the package, else from our lock."""
+    from conda's record of the package, else from our hash pins."""
     target = functools.partial(TargetFile, file.relative, site / file.relative, file.classes, layer_sets)
     recorded = _record_sha256(entry)
     if recorded is not None:
         return target(recorded, HashSource.RECORD)
     if conda_sha256 is not None:
         return target(conda_sha256, HashSource.CONDA)
-    from patcher.locks import load_lock  # only for the rare install without RECORD hashes
+    from patcher.pins import load_pins  # only for the rare install without RECORD hashes
 
-    lock = load_lock(name, version)
-    locked = lock.files.get(file.relative) if lock is not None else None
-    if locked is not None:
-        return target(locked.pristine, HashSource.LOCK)
+    pins = load_pins(name, version)
+    pinned = pins.files.get(file.relative) if pins is not None else None
+    if pinned is not None:
+        return target(pinned.pristine, HashSource.PINS)
     return target(None, None)
 
 

@@ -61,7 +61,7 @@ class CheckFailed(PatchError):
     exit_code = 1
 
 
-class NoLock(PatchError):
+class NoPins(PatchError):
     exit_code = 10
 
 

@@ -2,7 +2,7 @@
 
 A layer set is a family of Keras layers that gains per-gate activations
 together. Everything the tool needs to know about one lives here or is looked
-up from here: its name (in the manifest, the hash locks and on the command
+up from here: its name (in the manifest, the hash pins and on the command
 line), what its files gain (the marker comment), whether its layers have
 fused kernels to guard, and the probe that verifies it. Its parameters are in
 ``patches/parameters.toml`` (``[layer_sets]``) and its files, per Keras

@@ -2,7 +2,7 @@
 
 It names the layer sets the file is patched for (patcher/layersets.py says what
 each gains) and how to undo, but not the tool's version: the patched bytes, and
-so the hash locks, depend only on Keras's source and the transform.
+so the hash pins, depend only on Keras's source and the transform.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ and runs, with that venv's python (the tool itself runs on the running
 interpreter, as a user's pipx or tools venv does):
 
     convlstm-patch apply --python VENV/bin/python --only PACKAGE --layers SETS   (with verification)
-    convlstm-patch check ...                                      (the hash lock)
+    convlstm-patch check ...                                      (the hash pins)
     the version's own tests of those layers, if its wheel ships them (patched)
     convlstm-patch revert ...
     every file the distribution's RECORD lists has its RECORD sha256 again
 
-SETS are every layer set the version supports, as its hash lock lists them
-(patches/locks/DIST/VERSION.json, `layer_sets`): convlstm,lstm,gru where LSTM
+SETS are every layer set the version supports, as its hash pins lists them
+(patches/pins/DIST/VERSION.json, `layer_sets`): convlstm,lstm,gru where LSTM
 and GRU sit beside the ConvLSTM files, convlstm alone on keras 2.0-2.8. The
 cell fails if `status` says the version supports other sets than its lock, or
 if the verification has no passing checks for one of them; each result records
@@ -32,7 +32,7 @@ a distribution that installs the `keras` package, on the running TensorFlow)
 runs only when named (`--cells keras-nightly`), never in --all or --sample:
 neither may depend on a moving target. It is upgraded and rerun whenever
 selected, records the version pip installed, and accepts `check`'s exit 10
-(no lock for an unreleased version); apply's verification and the RECORD
+(no hash pins for an unreleased version); apply's verification and the RECORD
 comparison after revert must pass as everywhere.
 
 The Keras 3 cells and tf_keras 2.21 *share* the running interpreter's packages
@@ -72,7 +72,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(1, str(REPO))
 import venvs  # noqa: E402  (scripts/venvs.py: throwaway venvs that see the running interpreter's packages)
-import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_locks)
+import wheels  # noqa: E402  (scripts/wheels.py: the wheel cache of update_pins)
 from patcher.layersets import BASE, LayerSet, ordered  # noqa: E402  (the layer-set registry; no Keras import)
 from patcher.environment import record_entries  # noqa: E402  (RECORD's rows; no Keras import)
 
@@ -197,13 +197,13 @@ class Cell:
 
 
 def locked_versions(distribution: str) -> list[str]:
-    folder = REPO / "patches" / "locks" / distribution
+    folder = REPO / "patches" / "pins" / distribution
     return sorted((path.stem for path in folder.glob("*.json")), key=wheels.version_key)
 
 
 def locked_layer_sets(distribution: str, version: str) -> tuple[LayerSet, ...]:
-    """The layer sets the version's hash lock lists (none for one it records as unsupported)."""
-    lock = json.loads((REPO / "patches" / "locks" / distribution / f"{version}.json").read_text())
+    """The layer sets the version's hash pins lists (none for one it records as unsupported)."""
+    lock = json.loads((REPO / "patches" / "pins" / distribution / f"{version}.json").read_text())
     return ordered(LayerSet(name) for name in lock["layer_sets"])
 
 
@@ -784,7 +784,7 @@ def markdown(out: Path) -> str:
         "**run-verified**: `apply --python VENV --layers SETS` with verification passed for every set (ConvLSTM: 5 "
         "checks; LSTM, GRU: 6 each, `fused` included), `check` ok, the version's own tests of those layers (where "
         "its wheel ships them: ConvLSTM's; LSTM's, GRU's and Bidirectional's) pass patched, `revert` restored every "
-        "RECORD file byte for byte. SETS are the layer sets the version's hash lock lists; *layer sets* names those "
+        "RECORD file byte for byte. SETS are the layer sets the version's hash pins lists; *layer sets* names those "
         "run-verified (rows run before LSTM/GRU joined the matrix ran ConvLSTM only). "
         "**transform-only**: the unpacked wheel was patched without verification, checked against its lock and "
         "reverted to RECORD; the reason it could not run is given. The canary row (keras-nightly) runs only when "

@@ -1,6 +1,6 @@
 """The released Keras archives the locks are computed from: list, download, unpack.
 
-Used by scripts/update_locks.py and tests/test_locks.py. Archives are cached
+Used by scripts/update_pins.py and tests/test_pins.py. Archives are cached
 outside the repository ($CONVLSTM_PATCH_WHEEL_CACHE, else
 ~/.cache/convlstm-patch/wheels): they are third-party code, never committed,
 and a cache shared by every checkout on a machine is filled only once.

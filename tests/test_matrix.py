@@ -279,7 +279,7 @@ def test_a_shared_cell_sees_the_running_venv_and_puts_its_own_keras_first(tmp_pa
 
 # -- layer sets per cell, the canary, what a cell records ---------------------------------------
 
-LOCKS = Path(__file__).resolve().parent.parent / "patches" / "locks"
+LOCKS = Path(__file__).resolve().parent.parent / "patches" / "pins"
 RNN = ("convlstm", "lstm", "gru")
 
 
@@ -373,7 +373,7 @@ class StandInTool:
                                    **({"error": {"message": "verification failed at check 'x'", "exit_code": 9}}
                                       if apply_exit else {})})
         status = {0: "ok", 10: "no-lock"}.get(check_exit, "drift")
-        self.check = (check_exit, {"results": [{"status": status, "problems": [] if status == "ok" else ["no lock for it"]}]})
+        self.check = (check_exit, {"results": [{"status": status, "problems": [] if status == "ok" else ["no hash pins for it"]}]})
 
     def __call__(self, command, **kwargs):
         if command[1:3] != ["-m", "patcher"]:  # platform's `uname -p`, ...
@@ -440,7 +440,7 @@ def test_the_canary_records_the_version_pip_installed_and_accepts_no_lock(tmp_pa
     result, calls = run_standin(tmp_path, monkeypatch, "keras-nightly", "3.16.0.dev2026102704", check_exit=10)
     assert result["outcome"] == "run-verified", result.get("failure")
     assert result["version"] == "3.16.0.dev2026102704" and result["canary"] is True
-    assert result["check"] == {"exit": 10, "status": "no-lock", "problems": ["no lock for it"]}
+    assert result["check"] == {"exit": 10, "status": "no-lock", "problems": ["no hash pins for it"]}
     assert result["verified_sets"] == list(RNN)
     assert calls[1][calls[1].index("--only") + 1] == "keras"
     # A drift still fails it.

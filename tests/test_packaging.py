@@ -166,13 +166,13 @@ def test_each_distribution_installs_into_a_fresh_venv_and_runs(distributions, ki
     assert len(status.stderr.splitlines()) == 1, status.stderr
 
     # The packaged data is there: status names the layer sets patches/layouts.toml gives a Keras 3
-    # layout, and check compares with the hash lock shipped for keras 3.15.1.
+    # layout, and check compares with the hash pins shipped for keras 3.15.1.
     site = fake_keras.install(tmp_path / "site", version="3.15.1")
     status = run("status", "--keras-root", str(site), "--json")
     assert status.returncode == 0, status.stderr
     (flavour,) = json.loads(status.stdout)["flavours"]
     assert flavour["layer_sets"]["supported"] == ["convlstm", "lstm", "gru"], flavour
-    lock = json.loads((ROOT / "patches" / "locks" / "keras" / "3.15.1.json").read_text())
+    lock = json.loads((ROOT / "patches" / "pins" / "keras" / "3.15.1.json").read_text())
     checked = run("check", "--keras-root", str(site))
     assert checked.returncode == 1 and "drift" in checked.stdout, checked  # a fake Keras: not the locked bytes
     expected = lock["files"]["keras/src/layers/rnn/conv_lstm.py"]["pristine"]

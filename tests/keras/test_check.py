@@ -52,13 +52,13 @@ def test_version_without_lock(site):
     rename_version(site, "keras", "99.0.0")
     result = cli_at(site, "check", "--only", "keras")
     assert result.exit_code == 10
-    assert "no lock for keras-99.0.0" in result.stderr
+    assert "no hash pins for keras-99.0.0" in result.stderr
     assert cli_at(site, "check", "--only", "keras", "--strict").exit_code == 1
     strict = cli_at(site, "apply", "--only", "keras", "--no-verify", "--strict")
     assert strict.exit_code == 10 and "drop --strict" in strict.stderr
     lenient = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert lenient.exit_code == 0
-    assert "warning: keras-99.0.0: no lock for this version" in lenient.stderr
+    assert "warning: keras-99.0.0: no hash pins for this version" in lenient.stderr
 
 
 def test_version_without_lock_says_what_it_did_check(site):

@@ -184,7 +184,7 @@ def test_anacondas_source_tree_keras_3_0_is_patched_verified_and_reverted(tmp_pa
     assert before != tree(site)
     checked = at("check")  # PyPI's 3.0.0 has a lock; this build of it has none
     assert checked.exit_code == 10, checked.output
-    assert "no lock for keras-3.0.0 (Keras 3.0, source-tree build)" in checked.output
+    assert "no hash pins for keras-3.0.0 (Keras 3.0, source-tree build)" in checked.output
     refused = at("apply", "--layers", "convlstm,lstm")
     assert refused.exit_code == 4, refused.output
     reverted = at("revert")

@@ -609,7 +609,7 @@ def test_without_record_the_hash_lock_tells_pristine_from_edited(site):
     status = cli_at(site, "status", "--only", "keras")
     assert "modified  keras/src/layers/rnn/conv_lstm.py" in status.output, status.output
     result = cli_at(site, "apply", "--only", "keras", "--no-verify")
-    assert result.exit_code == 5 and "differs from this version's hash lock" in result.stderr
+    assert result.exit_code == 5 and "differs from this version's hash pins" in result.stderr
 
 
 def test_an_editable_keras_is_unsupported_for_the_right_reason(tmp_path):

@@ -1,7 +1,7 @@
 """`--layers`: LSTM and GRU are opt-in; plain `apply` is exactly what it was.
 
 Works on copies of the installed keras and tf_keras (the `site` fixture); the
-expected ConvLSTM bytes are the hashes in patches/locks, made before layer sets
+expected ConvLSTM bytes are the hashes in patches/pins, made before layer sets
 existed.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from helpers import cli_at, hashes, removed_lines, tree_hashes
 from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
-from patcher.locks import load_lock
+from patcher.pins import load_pins
 from patcher.layersets import LayerSet
 from patcher.spec import parameters
 from patcher.transform import transform_source
@@ -67,7 +67,7 @@ def test_plain_apply_output_and_bytes_are_unchanged(site):
         "(Jupyter: restart the kernel)",
     ]
     for flavour in before.values():
-        lock = load_lock(flavour.distribution, flavour.version)
+        lock = load_pins(flavour.distribution, flavour.version)
         convlstm = {relative for relative, locked in lock.files.items() if "convlstm" in locked.patched}
         convlstm_files = flavour.files_of({LayerSet.CONVLSTM})
         assert {target.relative for target in convlstm_files} == convlstm and len(convlstm) == 4

@@ -1,4 +1,4 @@
-"""The committed locks (patches/locks) against the released Keras archives.
+"""The committed locks (patches/pins) against the released Keras archives.
 
 Every locked release is downloaded (once per machine, by scripts/wheels.py,
 into $CONVLSTM_PATCH_WHEEL_CACHE or ~/.cache/convlstm-patch/wheels: never into
@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(ROOT / "scripts"))
 
-import update_locks  # noqa: E402
+import update_pins  # noqa: E402
 import wheels  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
 from patcher.layersets import LayerSet  # noqa: E402
-from patcher.locks import dump_lock, known_versions, load_lock, lock_path  # noqa: E402
+from patcher.pins import dump_pins, known_versions, load_pins, pins_path  # noqa: E402
 from patcher.spec import layouts, parameters  # noqa: E402
 
-LOCKS = update_locks.LOCKS
+LOCKS = update_pins.LOCKS
 COMMITTED = [(name, version) for name in wheels.FLOORS for version in known_versions(name, LOCKS)]
 
 def names(layer_set) -> tuple[bytes, ...]:
@@ -54,7 +54,7 @@ def selected(request) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def results(request) -> dict:
-    """(distribution, version) -> update_locks.Computed, or the reason it could not be made."""
+    """(distribution, version) -> update_pins.Computed, or the reason it could not be made."""
     releases = selected(request)
     cache = wheels.cache_dir()
     missing = [pair for pair in releases if pair not in wheels.cached(cache)] if cache.is_dir() else releases
@@ -65,12 +65,12 @@ def results(request) -> dict:
             unavailable(f"cannot fill the wheel cache {cache} ({len(missing)} releases missing): {probe}")
     failures = wheels.download(releases, cache)
     found = wheels.cached(cache)
-    computed = update_locks.compute_all({pair: found[pair] for pair in releases if pair not in failures})
+    computed = update_pins.compute_all({pair: found[pair] for pair in releases if pair not in failures})
     return {**{pair: f"download failed: {reason}" for pair, reason in failures.items()}, **computed}
 
 
 def test_locks_exist():
-    assert len(COMMITTED) >= 88, f"expected a lock per release in {LOCKS}; run python scripts/update_locks.py"
+    assert len(COMMITTED) >= 88, f"expected a lock per release in {LOCKS}; run python scripts/update_pins.py"
 
 
 @pytest.mark.slow  # downloads every release's wheel / the index's listing
@@ -79,15 +79,15 @@ def test_lock_matches_release(results, pair):
     outcome = results[pair]
     if isinstance(outcome, str):
         pytest.fail(f"{pair[0]} {pair[1]}: {outcome}")
-    committed = lock_path(*pair, root=LOCKS).read_text(encoding="utf-8")
-    assert dump_lock(outcome.lock) == committed, (
-        f"the lock of {pair[0]} {pair[1]} is out of date: run python scripts/update_locks.py --versions "
+    committed = pins_path(*pair, root=LOCKS).read_text(encoding="utf-8")
+    assert dump_pins(outcome.lock) == committed, (
+        f"the lock of {pair[0]} {pair[1]} is out of date: run python scripts/update_pins.py --versions "
         f"{pair[0]}=={pair[1]}"
     )
     assert not outcome.warnings
-    lock = load_lock(*pair, root=LOCKS)
+    lock = load_pins(*pair, root=LOCKS)
     assert (lock.distribution, lock.version) == pair
-    # (update_locks.compute refuses an archive whose files differ from its RECORD.)
+    # (update_pins.compute refuses an archive whose files differ from its RECORD.)
     wrappers = {file.relative for layout in layouts() for package in ("keras", "tf_keras") for file in layout.files(package)
                 if set(file.classes.values()) == {"wrapper"}}  # guard fused kernels only: they take no parameters
     for relative, outputs in outcome.patched.items():
@@ -100,10 +100,10 @@ def test_lock_matches_release(results, pair):
 
 def test_unsupported_are_the_keras_2_4_shims():
     """keras 2.4 only re-exports TensorFlow's layers; every other release has ConvLSTM source we patch."""
-    unsupported = [pair for pair in COMMITTED if not load_lock(*pair, root=LOCKS).supported]
+    unsupported = [pair for pair in COMMITTED if not load_pins(*pair, root=LOCKS).supported]
     assert unsupported == [("keras", f"2.4.{patch}") for patch in range(4)]
     for pair in COMMITTED:
-        lock = load_lock(*pair, root=LOCKS)
+        lock = load_pins(*pair, root=LOCKS)
         assert bool(lock.files) == lock.supported, pair
 
 
@@ -118,7 +118,7 @@ def test_every_release_has_a_lock():
             unavailable(f"cannot list the releases on the index: {error}")
         missing += [f"{name}=={version}" for version in listed if (name, version) not in COMMITTED]
     listing = " ".join(missing)
-    assert not missing, f"no lock for {listing}: run python scripts/update_locks.py --versions {listing}"
+    assert not missing, f"no hash pins for {listing}: run python scripts/update_pins.py --versions {listing}"
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def doctored(wheel: Path, folder: Path, member: str, old: str, new: str, record:
                 blob = changed
             elif name.endswith(".dist-info/RECORD") and record:
                 blob = blob.replace(digest(data), digest(changed))
-            if name in update_locks.CANDIDATES or ".dist-info/" in name:
+            if name in update_pins.CANDIDATES or ".dist-info/" in name:
                 target.writestr(name, blob)
     return copy
 
@@ -200,7 +200,7 @@ def test_update_reports_failures_and_warnings(
     newest_keras_wheel, tmp_path, capsys, member, old, new, record, status, detail
 ):
     cache = doctored(newest_keras_wheel, tmp_path / "cache", member, old, new, record).parent
-    code = update_locks.run([NEWEST_KERAS], cache, check=False, jobs=1, locks=tmp_path / "locks")
+    code = update_pins.run([NEWEST_KERAS], cache, check=False, jobs=1, locks=tmp_path / "locks")
     output = capsys.readouterr().out
     assert code == 1, output
     assert f"{NEWEST_KERAS[0]} {NEWEST_KERAS[1]}: {status}" in output and detail in output, output
@@ -209,7 +209,7 @@ def test_update_reports_failures_and_warnings(
 def test_lstm_and_gru_are_locked_for_keras_3_and_tf_keras():
     """Issue 13: Keras 3 and tf_keras (so keras 2.13-2.15 too) offer --layers lstm,gru."""
     for pair in COMMITTED:
-        lock = load_lock(*pair, root=LOCKS)
+        lock = load_pins(*pair, root=LOCKS)
         generation = pair[0] == "tf_keras" or pair[1].startswith(("3.", "2.13.", "2.14.", "2.15."))
         if generation:
             assert lock.layer_sets == ("convlstm", "lstm", "gru"), pair

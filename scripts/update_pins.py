@@ -1,4 +1,4 @@
-"""Regenerate patches/locks/<distribution>/<version>.json from the released wheels.
+"""Regenerate patches/pins/<distribution>/<version>.json from the released wheels.
 
 For every final release of keras (2.0.0 up) and tf_keras (2.14.1 up) on the
 index, or only those given with --versions: download the archive once into a
@@ -11,9 +11,9 @@ written and every lock that is missing or differs is listed.
 Exit status 1 when a version fails to download or transform, the transform
 warns, or (--check) a lock is missing or out of date.
 
-    python scripts/update_locks.py                       # every release
-    python scripts/update_locks.py --versions keras==3.15.1 tf-keras==2.21.0
-    python scripts/update_locks.py --check               # CI: are the locks current?
+    python scripts/update_pins.py                       # every release
+    python scripts/update_pins.py --versions keras==3.15.1 tf-keras==2.21.0
+    python scripts/update_pins.py --check               # CI: are the locks current?
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ import wheels  # noqa: E402
 from patcher.environment import PACKAGES, find_flavours  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
 from patcher.layersets import BASE, ordered  # noqa: E402
-from patcher.locks import Lock, LockedFile, dump_lock, lock_path, sets_key  # noqa: E402
+from patcher.pins import Pins, PinnedFile, dump_pins, pins_path, sets_key  # noqa: E402
 from patcher.spec import layouts  # noqa: E402
 
-LOCKS = ROOT / "patches" / "locks"
+LOCKS = ROOT / "patches" / "pins"
 # Every file any layout patches, for either package and any layer set: what we unpack.
 CANDIDATES = {file.relative for layout in layouts() for package in PACKAGES for file in layout.files(package)}
 
@@ -52,7 +52,7 @@ class LockError(Exception):
 
 @dataclass(frozen=True)
 class Computed:
-    lock: Lock
+    lock: Pins
     patched: dict  # relative path -> {sets_key: patched bytes}
     warnings: tuple[str, ...] = ()
 
@@ -73,7 +73,7 @@ def compute(archive: Path) -> Computed:
             defining = wheels.layer_sources_containing(archive, "class ConvLSTM")
             if defining:
                 raise LockError(f"{defining[0]} defines ConvLSTM but matches no layout of patches/layouts.toml")
-            return Computed(Lock(flavour.distribution, flavour.version, None, {}, ()), {})
+            return Computed(Pins(flavour.distribution, flavour.version, None, {}, ()), {})
         originals = {target.relative: target.path.read_bytes() for target in flavour.files}
     for target in flavour.files:
         if target.record_sha256 != sha256_hex(originals[target.relative]):
@@ -99,10 +99,10 @@ def compute(archive: Path) -> Computed:
         for key, data in outputs.items():
             compile(data, target.relative, "exec", dont_inherit=True)
         patched[target.relative] = outputs
-        files[target.relative] = LockedFile(
+        files[target.relative] = PinnedFile(
             sha256_hex(originals[target.relative]), {key: sha256_hex(data) for key, data in outputs.items()}
         )
-    lock = Lock(flavour.distribution, flavour.version, flavour.layout.name, files, tuple(map(str, fitting)))
+    lock = Pins(flavour.distribution, flavour.version, flavour.layout.name, files, tuple(map(str, fitting)))
     return Computed(lock, patched, tuple(dict.fromkeys(warnings)))
 
 
@@ -145,7 +145,7 @@ def archives(pairs: list[tuple[str, str]], cache: Path, jobs: int = 4) -> tuple[
     return {pair: have[pair] for pair in pairs if pair in have and pair not in failures}, failures
 
 
-def describe(lock: Lock) -> str:
+def describe(lock: Pins) -> str:
     if not lock.supported:
         return "unsupported (no ConvLSTM source of its own)"
     return f"{lock.layout}, {len(lock.files)} files, layer sets {'/'.join(lock.layer_sets)}"
@@ -166,8 +166,8 @@ def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, locks
             counts["FAILED"] += 1
             print(f"{label}: FAILED {computed}")
             continue
-        path = lock_path(*pair, root=locks)
-        text = dump_lock(computed.lock)
+        path = pins_path(*pair, root=locks)
+        text = dump_pins(computed.lock)
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current == text:
             status = "ok"
