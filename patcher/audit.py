@@ -100,8 +100,14 @@ def _package_sources(package_dir: Path, package: str):
         prefix = package if relative == "." else f"{package}/{relative}"
         for name in files:
             if name.endswith(".py") and not name.endswith("_test.py"):
-                with open(os.path.join(folder, name), "rb") as handle:
-                    yield f"{prefix}/{name}", handle.read()
+                path = os.path.join(folder, name)
+                if not os.path.isfile(path):  # a FIFO would block; a folder named *.py is no module
+                    raise UnreadableModule(f"{prefix}/{name}", b"", None, "it is not a regular file")
+                try:
+                    with open(path, "rb") as handle:
+                        yield f"{prefix}/{name}", handle.read()
+                except OSError as error:
+                    raise UnreadableModule(f"{prefix}/{name}", b"", None, f"it cannot be read ({error.strerror})") from None
 
 
 def _may_use_entry(source: bytes) -> bool:
@@ -176,11 +182,11 @@ class UnreadableModule(Exception):
     """A module of the package that does not parse (edited by hand since it was installed): the
     audit cannot show its call sites guarded."""
 
-    def __init__(self, path: str, source: bytes, error: SyntaxError) -> None:
-        super().__init__(f"{path}: {error}")
+    def __init__(self, path: str, source: bytes, error: SyntaxError | None, reason: str = "") -> None:
+        super().__init__(f"{path}: {error or reason}")
         self.path = path
         self.not_utf8 = where_not_utf8(source)  # where its first byte that is not UTF-8 is, if one is
-        self.reason = f"{error.msg}, line {error.lineno}"
+        self.reason = f"{error.msg}, line {error.lineno}" if error is not None else reason
 
 
 class _Module:

@@ -95,8 +95,12 @@ def target_options(command):
 
 
 def finish(out: output.Printer, results: list[commands.EnvironmentResult], show) -> None:
-    """Render every environment's result, then exit with the worst exit code."""
-    output.show_each(out, results, show)
+    """Render every environment's result, then exit with the worst exit code (also when the
+    reader went away: `status | head -1` says what the command did, not that printing stopped)."""
+    try:
+        output.show_each(out, results, show)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     click.get_current_context().exit(commands.exit_code(results))
 
 

@@ -257,7 +257,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
     """Patch every flavour in one transaction, verify, roll back on failure."""
     _require_one_site(target)
     unpinned = _refuse_unpinned(target.flavours, options.strict)
-    recovered, snap = _settled(target, options.lock_timeout)
+    recovered, snap = _settled(target, options.lock_timeout, settle=not options.dry_run)
     if options.dry_run:
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
         return Applied([_would_patch(change) for change in changes], [], recovered=recovered)
@@ -265,7 +265,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
         outcomes = [Outcome(flavour.flavour, Action.ALREADY_PATCHED, _patched_files(flavour)) for flavour in snap.flavours]
         return Applied(outcomes, [], recovered=recovered)
     pauses.pause(pauses.DISCOVERED)
-    with EnvironmentLock(target.flavours, options.lock_timeout):
+    with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
         recovered += recover_all(target.flavours, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
@@ -276,7 +276,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
         # One transaction for every flavour, verification included: a failure
         # or Ctrl-C anywhere in it rolls all of them back (a SIGKILL leaves
         # the journals, and the next command rolls back).
-        with Transaction(changes, target.search.pycache_prefix) as transaction:
+        with Transaction(changes, target.search.pycache_prefix, lock) as transaction:
             transaction.write()
             patched = [change for change in changes if change.files]
             reports = _verify_patched(patched, _probe_options(target, options.verify)) if options.verify else []
@@ -291,11 +291,11 @@ def revert(target: Target, options: RevertOptions) -> Reverted:
         outcomes = [_nothing_to_revert(flavour) for flavour in snap.flavours]
         return Reverted(outcomes, _restart(outcomes, recovered), recovered)
     pauses.pause(pauses.DISCOVERED)
-    with EnvironmentLock(target.flavours, options.lock_timeout):
+    with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
         recovered += recover_all(target.flavours, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)
         changes = [planning.plan_revert(flavour, force=options.force) for flavour in snap.flavours]
-        with Transaction(changes, target.search.pycache_prefix) as transaction:
+        with Transaction(changes, target.search.pycache_prefix, lock) as transaction:
             transaction.write()
     outcomes = [
         Outcome(change.flavour, Action.REVERTED, [file.target.relative for file in change.files], list(change.warnings))
@@ -377,8 +377,8 @@ def _require_one_site(target: Target) -> None:
         raise errors.Unsupported(separate_sites_message(sites))
 
 
-def _settled(target: Target, lock_timeout: float) -> tuple[list[str], Snapshot]:
-    return snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout)
+def _settled(target: Target, lock_timeout: float, settle: bool = True) -> tuple[list[str], Snapshot]:
+    return snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout, settle=settle)
 
 
 def _refuse_unpinned(flavours, strict: bool) -> list[Flavour]:

@@ -275,7 +275,8 @@ def _matches(site: Path, files: Iterable[LayoutFile], record: dict, complete: bo
     found = [_defines(site / file.relative, file.classes, file.relative in record or not record) for file in files]
     if complete:
         return bool(files) and all(found)
-    deleted = [file.relative in record and not (site / file.relative).exists() for file in files]
+    # Deleted, or something else where the file belongs (a folder, a FIFO): status says which.
+    deleted = [file.relative in record and not (site / file.relative).is_file() for file in files]
     return any(found) and all(map(any, zip(found, deleted)))
 
 
@@ -327,6 +328,10 @@ def _target(
 
 
 def _read(path: Path) -> str:
+    """The file's text; empty when it is missing, not a regular file (never opened: a FIFO
+    would block) or unreadable."""
+    if not path.is_file():
+        return ""
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from patcher import errors, fsops, pauses
 from patcher.environment import Flavour
-from patcher.store import lock_file, state_folder
+from patcher.store import lock_file, require_state_folder, state_folder
 
 DEFAULT_LOCK_TIMEOUT = 300  # seconds
 
@@ -32,6 +32,7 @@ class EnvironmentLock:
         self.sites = sorted({flavour.site for flavour in self.flavours} | set(sites))
         self.timeout = timeout
         self._stack = contextlib.ExitStack()
+        self._held: list[tuple[Path, int]] = []  # each lock file and its inode, once taken
 
     def __enter__(self) -> EnvironmentLock:
         import filelock
@@ -41,6 +42,7 @@ class EnvironmentLock:
                 refuse_link(target.path)
         for site in self.sites:
             refuse_link(state_folder(site))
+            require_state_folder(site)
             refuse_link(lock_file(site))
         try:
             for site in self.sites:
@@ -60,6 +62,7 @@ class EnvironmentLock:
                     ) from None
                 except OSError as error:
                     raise fsops.write_error(lock_file(site), error) from None
+                self._held.append((lock_file(site), _inode(lock_file(site))))
                 for path in folder.rglob("*"):
                     refuse_link(path)
         except BaseException:
@@ -70,6 +73,18 @@ class EnvironmentLock:
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
+
+    def held(self) -> bool:
+        """Is every lock file still the one taken? One deleted meanwhile (by hand) lets another
+        run take a new one: then this run is no longer alone."""
+        return all(_inode(path) == inode for path, inode in self._held)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def refuse_link(path: Path) -> None:

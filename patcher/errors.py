@@ -39,6 +39,7 @@ class TransformFailed(PatchError):
 
 class WriteFailed(PatchError):
     exit_code = 7
+    read_only = False  # the file system is read-only (EROFS): no run can be writing there
 
 
 class BackupProblem(PatchError):

@@ -1,39 +1,262 @@
-"""File operations that never leave a half-written file."""
+"""File operations that never leave a half-written file, and never write over a file that is
+not the one expected.
+
+Every write makes the new file beside its target under a temp name, complete
+(fsynced, with the permission bits, owner and extended attributes of the file
+it replaces), then renames it into place. :func:`swap_in` does that rename as
+a compare-and-swap where the platform can (Linux's RENAME_EXCHANGE): it
+replaces the target only if the target is still the very file the caller set
+aside, so a file pip put there meanwhile is never overwritten.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from patcher import errors
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, then os.replace.
+class Changed(Exception):
+    """The file at a path is not the one a compare-and-swap expected: another program replaced it."""
 
-    Keeps the permission bits of the file it replaces. A failure (read-only
-    folder, disk full) leaves the old file untouched and no temp file behind.
-    """
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+
+class Unreadable(Exception):
+    """Where a file belongs there is something that is not a readable regular file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_file(path: Path) -> bytes | None:
+    """A regular file's bytes; None when nothing is there. A folder, a FIFO (never opened: it
+    would block) or a file that cannot be read raises Unreadable, saying which."""
     try:
-        descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except OSError as error:
-        raise write_error(path, error) from None
+        raise Unreadable(path, f"cannot be read ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise Unreadable(path, "is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise Unreadable(path, "is not a regular file (a FIFO, socket or device)")
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        take_owner(Path(temp), path if path.exists() else path.parent)
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Unreadable(path, f"cannot be read ({error.strerror})") from None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path`` (whatever is
+    there). A failure (read-only folder, disk full) leaves the old file untouched and no temp
+    file behind."""
+    temp = stage(path, data)
+    try:
         os.replace(temp, path)
     except OSError as error:
-        _remove_quietly(Path(temp))
+        _remove_quietly(temp)
         raise write_error(path, error) from None
     _fsync_folder(path.parent)
+
+
+def stage(path: Path, data: bytes | None = None, link_from: Path | None = None) -> Path:
+    """The new file for ``path``, complete, beside it under a temp name: ``data`` written and
+    fsynced, or a hard link of ``link_from`` (no new space; a copy where there are no hard
+    links), with the permission bits, owner and extended attributes (ACLs) of the file at
+    ``path``, or, for a new file, what its folder gives new files."""
+    like = path if path.exists() else None
+    temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        linked = False
+        if link_from is not None:
+            try:
+                os.link(link_from, temp)
+                linked = True
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+                    raise
+                data = link_from.read_bytes() if data is None else data
+        if not linked and data is not None:
+            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        mode = like.stat().st_mode & 0o7777 if like is not None else new_file_mode(path.parent)
+        if temp.stat().st_mode & 0o7777 != mode:
+            os.chmod(temp, mode)
+        take_owner(temp, like or path.parent)
+        if like is not None:
+            _copy_extended_attributes(like, temp)
+    except OSError as error:
+        _remove_quietly(temp)
+        raise write_error(path, error) from None
+    return temp
+
+
+def swap_in(temp: Path, path: Path, expected: Path | None) -> None:
+    """Rename ``temp`` over ``path`` if ``path`` is still the file ``expected`` is (the same
+    inode), or, ``expected`` None, if nothing is at ``path``; else leave both as they are and
+    raise Changed.
+
+    With RENAME_EXCHANGE (Linux) the check and the rename are one step: the two are swapped,
+    and swapped back if what came out is not the expected file. Elsewhere the check comes
+    right before the rename.
+    """
+    try:
+        if expected is None:
+            try:
+                os.link(temp, path)  # fails if anything is there: create-if-absent in one step
+            except FileExistsError:
+                raise Changed(path) from None
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+                    raise
+                if os.path.lexists(path):
+                    raise Changed(path) from None
+                os.replace(temp, path)
+            _remove_quietly(temp)
+        elif _exchange(temp, path):
+            if not _same(temp, expected):
+                _exchange(temp, path)  # put back what another program put there
+                raise Changed(path)
+            os.unlink(temp)
+        else:
+            if not _same(path, expected):
+                raise Changed(path)
+            os.replace(temp, path)
+    except Changed:
+        _remove_quietly(temp)
+        raise
+    except OSError as error:
+        _remove_quietly(temp)
+        raise write_error(path, error) from None
+    _fsync_folder(path.parent)
+
+
+def take_away(path: Path, expected: Path) -> None:
+    """Delete ``path`` if it is the file ``expected`` is (kept there as a hard link); else
+    leave it and raise Changed. Renamed aside first, so the check is on what was removed."""
+    temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        os.rename(path, temp)
+    except FileNotFoundError:
+        raise Changed(path) from None
+    except OSError as error:
+        raise write_error(path, error) from None
+    if not _same(temp, expected):
+        try:
+            os.rename(temp, path)
+        except OSError as error:
+            raise write_error(path, error) from None
+        raise Changed(path)
+    _remove_quietly(temp)
+    _fsync_folder(path.parent)
+
+
+def keep(path: Path, kept: Path) -> None:
+    """Keep the file at ``path`` as it is, under the name ``kept``: a hard link (no new space;
+    a copy where there are no hard links)."""
+    _remove_quietly(kept)
+    try:
+        os.link(path, kept)
+    except OSError as error:
+        if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+            raise write_error(kept, error) from None
+        atomic_write(kept, path.read_bytes())
+
+
+def put_back(kept: Path, path: Path) -> None:
+    """Rename a kept file back where nothing is now (no new space: a hard link could need a
+    new directory block on a full disk). For our own files, which no other program writes."""
+    if os.path.lexists(path):
+        raise Changed(path)
+    move(kept, path)
+
+
+def same_file(path: Path, other: Path) -> bool:
+    return _same(path, other)
+
+
+def _same(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2 = None
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two names atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            function = ctypes.CDLL(None, use_errno=True).renameat2
+            function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            _renameat2 = function
+        except (AttributeError, OSError):
+            _renameat2 = False
+    if _renameat2 is False:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False  # this file system cannot swap: the caller checks, then renames
+    raise OSError(code, os.strerror(code), str(second))
+
+
+_UMASK: int | None = None
+
+
+def new_file_mode(folder: Path) -> int:
+    """The permission bits of a new file in ``folder``: what the umask allows, and group-
+    writable where the folder is (an environment a team shares, as pip would leave it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    mode = 0o666 & ~_UMASK
+    try:
+        if folder.stat().st_mode & stat.S_IWGRP:
+            mode |= stat.S_IRGRP | stat.S_IWGRP
+    except OSError:
+        pass
+    return mode
+
+
+def _copy_extended_attributes(source: Path, destination: Path) -> None:
+    """ACLs and other extended attributes, as the replaced file had them (Linux; best effort)."""
+    listxattr = getattr(os, "listxattr", None)
+    if listxattr is None:
+        return
+    try:
+        names = listxattr(source)
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.setxattr(destination, name, os.getxattr(source, name))
+        except OSError:
+            pass
 
 
 def link_copy(source: Path, destination: Path) -> None:
@@ -121,14 +344,19 @@ def ensure_folder(folder: Path) -> None:
     for made in reversed(missing):
         temp = made.parent / f".{made.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
-            os.mkdir(temp)
+            os.mkdir(temp, new_file_mode(made.parent) | 0o111)
             take_owner(temp, made.parent)
             os.rename(temp, made)
         except OSError as error:
             _remove_quietly(temp)
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY) and made.is_dir():
                 continue  # another run made it meanwhile
-            raise write_error(made / "x", error) from None
+            if made.exists() and not made.is_dir():
+                raise errors.UnsafePath(
+                    f"{made} is a file where convlstm-patch keeps a folder; nothing was changed. Rename it if it is "
+                    f"yours, then delete {made} and run again"
+                ) from None
+            raise write_error(made, error, making_folder=True) from None
         _fsync_folder(made.parent)
 
 
@@ -139,8 +367,9 @@ def create_owned(path: Path) -> None:
         return
     temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
+        os.chmod(temp, new_file_mode(path.parent))
         take_owner(temp, path.parent)
         try:
             os.link(temp, path)
@@ -154,6 +383,11 @@ def create_owned(path: Path) -> None:
         raise write_error(path, error) from None
     finally:
         _remove_quietly(temp)
+
+
+def discard(path: Path) -> None:
+    """Delete a temp file of ours if it is there, whatever goes wrong (the next run sweeps it)."""
+    _remove_quietly(path)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -193,45 +427,18 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def write_error(path: Path, error: OSError) -> errors.WriteFailed:
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+def write_error(path: Path, error: OSError, making_folder: bool = False) -> errors.WriteFailed:
+    where = path if making_folder else path.parent
+    if error.errno == errno.EROFS:
+        failure = errors.WriteFailed(f"cannot write {where}: the file system is read-only; patch an environment you can write")
+        failure.read_only = True
+        return failure
+    if error.errno in (errno.EACCES, errno.EPERM):
         return errors.WriteFailed(
-            f"cannot write {path.parent}: {error.strerror}. Run as the user that owns this environment, "
+            f"cannot write {where}: {error.strerror}. Run as the user that owns this environment, "
             "or use a virtual environment you own"
         )
-    if error.errno == errno.ENOSPC:
-        return errors.WriteFailed(f"no space left while writing {path}; free some disk space and run again")
-    return errors.WriteFailed(f"cannot write {path}: {error.strerror or error}")
-
-
-def remove_bytecode(source: Path, pycache_prefix: Path | None = None, *, best_effort: bool = False) -> None:
-    """Delete every interpreter's cached .pyc of ``source`` so imports see the new text.
-
-    Deleting (rather than trusting mtimes) also covers .pyc files compiled
-    with --invalidation-mode unchecked-hash, which Python never re-validates.
-    Bytecode lives in ``__pycache__`` beside the source, or, for an
-    interpreter run with PYTHONPYCACHEPREFIX, in a mirror of the source's
-    folder under that prefix. apply and revert call this once before their
-    first write, so bytecode they cannot delete (a __pycache__ root compiled
-    in a user's venv) fails the run while nothing is changed; a rollback
-    calls it with ``best_effort``: putting the originals back must not stop
-    half-way, and bytecode that could not be deleted is what was there before
-    the run.
-    """
-    folders = [source.parent / "__pycache__"]
-    if pycache_prefix is not None:
-        folder = source.parent.absolute()
-        folders.append(pycache_prefix / folder.relative_to(folder.anchor))
-    for cache in folders:
-        for compiled in cache.glob(f"{source.stem}.*.pyc"):
-            try:
-                compiled.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as error:
-                if best_effort:
-                    continue
-                raise errors.WriteFailed(
-                    f"cannot delete the cached bytecode {compiled}: {error.strerror}; nothing was changed. "
-                    f"Delete it as its owner (e.g. `sudo rm -r {cache}`), or run as the user that owns this environment"
-                ) from None
+    what = f"making the folder {path}" if making_folder else f"writing {path}"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return errors.WriteFailed(f"no space left while {what}; free some disk space and run again")
+    return errors.WriteFailed(f"cannot {'make the folder' if making_folder else 'write'} {path}: {error.strerror or error}")

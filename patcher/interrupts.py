@@ -17,6 +17,7 @@ program embedding the tool already handles, is left as it is.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 
@@ -58,6 +59,34 @@ def like_ctrl_c() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while the block runs (a commit point, a rollback: a few
+    renames), then act on the first that came, as it would have acted. A second Ctrl-C during
+    a rollback so waits for the rollback to finish, instead of leaving it half-done."""
+    received: list[int] = []
+    previous = {}
+    for name in ("SIGINT", *NAMES):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+        except ValueError:  # not the main thread: nothing to hold
+            break
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
 
 
 def _raise(signum: int, frame) -> None:

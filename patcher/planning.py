@@ -145,6 +145,10 @@ def _require_usable(snapshot: FlavourSnapshot, files, operation: Operation, forc
     edited by hand (apply: differs from RECORD; revert: edited after patching) unless forced."""
     flavour = snapshot.flavour
     for file in files:
+        if file.state == State.MODIFIED and file.live is None:  # a folder, a FIFO, unreadable: even --force cannot
+            raise errors.ModifiedFiles(
+                f"{file.target.relative} of {flavour.key} {file.note}; reinstall it with `{flavour.reinstall_command}`"
+            )
         if file.state == State.MISSING and snapshot.originals.get(file.target.relative) is None:
             raise errors.ModifiedFiles(
                 f"{file.target.relative} of {flavour.key} is missing; reinstall it with `{flavour.reinstall_command}`"

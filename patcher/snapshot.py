@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from patcher import errors
+from patcher import errors, fsops
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
@@ -109,11 +109,12 @@ class FlavourSnapshot:
         """The pre-patch bytes of a file: the backup's copy, else the live file."""
         data = self.originals.get(target.relative)
         if data is None:
-            data = next(file.live for file in self.files if file.target == target)
+            file = next(file for file in self.files if file.target == target)
+            data = file.live
+            what = "is missing" if file.state == State.MISSING else file.note
         if data is None:
             raise errors.ModifiedFiles(
-                f"{target.relative} of {self.flavour.key} is missing; reinstall it with "
-                f"`{self.flavour.reinstall_command}`"
+                f"{target.relative} of {self.flavour.key} {what}; reinstall it with `{self.flavour.reinstall_command}`"
             )
         return data
 
@@ -144,14 +145,19 @@ class Snapshot:
         return tuple(flavour.fingerprint for flavour in self.flavours)
 
 
-def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeout: float) -> tuple[list[str], Snapshot]:
+def settled(
+    flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeout: float, *, settle: bool = True
+) -> tuple[list[str], Snapshot]:
     """A snapshot no run is changing, and what settling an interrupted run did.
 
     Without a journal, two reads that agree are settled, and no lock is
     taken (a user who cannot write the environment still gets an answer).
     With one, a run is under way (it holds the lock: wait for it) or was
-    killed (take the lock and recover it). A user who cannot take the lock
-    waits for the journal to go.
+    killed (take the lock and recover it; with ``settle`` False, as for a dry
+    run, refuse instead). A user who cannot take the lock waits for the
+    journal to go; on a read-only file system nobody can be writing, so that
+    is said at once. A failure of the recovery itself is its own error, never
+    a wait.
     """
     from patcher.envlock import EnvironmentLock
     from patcher.transaction import recover_all
@@ -163,14 +169,31 @@ def settled(flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeo
         if first is not None and not first.interrupted:
             second = _read_quietly(flavours)
             if second is not None and second.fingerprint == first.fingerprint:
-                _sweep_if_free(flavours)
+                if settle:
+                    _sweep_if_free(flavours)
                 return [], second
         elif _journals(flavours):
+            if not settle:
+                raise errors.PatchError(
+                    f"a convlstm-patch run in {flavours[0].site} is under way or was interrupted; a dry run writes "
+                    "nothing, so it cannot settle it: run `convlstm-patch status` (it settles an interrupted run), then "
+                    "this again"
+                )
+            lock = EnvironmentLock(flavours, max(0.0, deadline - time.monotonic()))
             try:
-                with EnvironmentLock(flavours, max(0.0, deadline - time.monotonic())):
+                lock.__enter__()
+            except errors.WriteFailed as failure:
+                if failure.read_only:
+                    raise errors.WriteFailed(
+                        f"a convlstm-patch run was interrupted in {flavours[0].site}, which is read-only now, so it "
+                        "cannot be settled: run any convlstm-patch command where the environment can be written"
+                    ) from None
+                # cannot create or open the lock (a user who cannot write here): wait for the journal to go
+            else:
+                try:
                     return recover_all(flavours, pycache_prefix), read(flavours)
-            except errors.WriteFailed:
-                pass  # cannot create or open the lock (a read-only user): wait for the journal to go
+                finally:
+                    lock.__exit__(None, None, None)
         if time.monotonic() >= deadline:
             raise errors.Busy(
                 f"another convlstm-patch is changing {flavours[0].site} (or one was interrupted and needs a user "
@@ -256,7 +279,7 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
     if problem is not None:
         as_in_record = bool(flavour.files) and all(
             target.record_sha256 is not None
-            and live[target.relative] is not None
+            and isinstance(live[target.relative], bytes)
             and sha256_hex(live[target.relative]) == target.record_sha256
             for target in flavour.files
         )
@@ -267,16 +290,19 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
     return FlavourSnapshot(flavour, files, manifest, originals, chosen, None, stale, damaged)
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: Path) -> bytes | str | None:
+    """The file's bytes; None when missing; what is wrong, when something else is there."""
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
+        return fsops.read_file(path)
+    except fsops.Unreadable as problem:
+        return problem.reason
 
 
-def _file_state(target: TargetFile, data: bytes | None, manifest: Manifest | None) -> FileState:
+def _file_state(target: TargetFile, data: bytes | str | None, manifest: Manifest | None) -> FileState:
     if data is None:
         return FileState(target, None, None, State.MISSING, "file is missing")
+    if isinstance(data, str):  # a folder, a FIFO, an unreadable file: neither ours nor pip's
+        return FileState(target, None, None, State.MODIFIED, data)
     digest = sha256_hex(data)
     entry = manifest.file(target.relative) if manifest else None
     if entry is not None and digest == entry.after:

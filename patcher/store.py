@@ -9,8 +9,10 @@ carries its own):
     layer-sets-<distribution>.json   the layer sets the user chose (outlives a version)
     journal.json                     a run under way: what it changes (patcher/transaction.py)
     journal-committed.json           the same, committed: renamed over journal.json to commit
-    set-aside/                       the files a run replaced or deleted, until it commits
     lock                             held by every run that writes
+
+and, during a run, beside each file it changes, ``.NAME.convlstm-patch-kept.tmp`` (the
+file replaced, kept) and ``.NAME.convlstm-patch-ours.tmp`` (the file written).
 
 Reading is validated here: a file that does not match its schema is a
 BackupProblem (exit 8), and nothing is changed. Only patcher/transaction.py
@@ -74,12 +76,46 @@ def commit_path(site: Path) -> Path:
     return state_folder(site) / "journal-committed.json"
 
 
-def set_aside_folder(site: Path) -> Path:
-    return state_folder(site) / "set-aside"
+def kept_path(site: Path, relative: str) -> Path:
+    """Where a run keeps the file it replaces or deletes, until it commits: beside it (the same
+    file system, so keeping and putting back are a hard link and a rename, no new space)."""
+    path = site / relative
+    return path.with_name(f".{path.name}.convlstm-patch-kept.tmp")
 
 
-def set_aside_path(site: Path, relative: str) -> Path:
-    return set_aside_folder(site) / relative.replace("/", "%")
+def ours_path(site: Path, relative: str) -> Path:
+    """A hard link to the file a run wrote, until it commits: recovery puts back only a file
+    that is still this very one, not one pip (or anyone) put there since, even with the same bytes."""
+    path = site / relative
+    return path.with_name(f".{path.name}.convlstm-patch-ours.tmp")
+
+
+def require_state_folder(site: Path) -> None:
+    """Our folder must be a folder: a file of that name is someone else's (exit 12)."""
+    folder = state_folder(site)
+    if folder.exists() and not folder.is_dir():
+        raise errors.UnsafePath(
+            f"{folder} is a file where convlstm-patch keeps its folder; nothing was changed. Rename it if it is "
+            f"yours, then delete {folder} and run again"
+        )
+
+
+# convlstm-patch 0.1 (before one journal per environment): a journal and a set-aside folder per distribution.
+LEGACY_NAMES = tuple(name for distribution in DISTRIBUTIONS for name in (f"journal-{distribution}.json", f"set-aside-{distribution}"))
+
+
+def refuse_legacy_runs(site: Path, reinstall: str) -> None:
+    """A run of convlstm-patch 0.1 interrupted here cannot be settled by this version: say what
+    puts Keras right and what to delete (exit 8)."""
+    folder = state_folder(site)
+    left = sorted(path for pattern in LEGACY_NAMES for path in folder.glob(pattern)) if folder.is_dir() else []
+    if left:
+        deletes = " and ".join(f"delete {path}" for path in left)
+        raise errors.BackupProblem(
+            f"a run of an earlier convlstm-patch was interrupted in {site} and left {len(left)} file(s) this version "
+            f"cannot settle; nothing was changed. Reinstall Keras there ({reinstall or 'as you installed it'}), then "
+            f"{deletes}"
+        )
 
 
 # -- the backup's manifest ------------------------------------------------------
@@ -280,7 +316,7 @@ class Journal:
         return f"{self.operation} --layers {','.join(map(str, self.layer_sets))}"
 
 
-JOURNAL_FORMAT = 2
+JOURNAL_FORMAT = 3
 
 
 def journal_from_json(data: Any) -> Journal:
@@ -327,6 +363,8 @@ def read_journal(site: Path, reinstall: str = "") -> Journal | None:
     """The journal of a run under way or interrupted in this site folder (None: none).
     ``reinstall``: the commands that reinstall the Keras there, for the message."""
     path = journal_path(site)
+    require_state_folder(site)
+    refuse_legacy_runs(site, reinstall)
     try:
         return journal_from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:

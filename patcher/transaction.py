@@ -8,25 +8,27 @@ journal is on disk, one per environment and run
 (``<site>/.convlstm-patch/journal.json``), written before the first change:
 
 - it is bound to what is installed: per flavour, the distribution, version,
-  dist-info and the identity of the RECORD pip wrote; recovery never touches
-  a distribution's files once pip has replaced, removed or reinstalled it;
+  dist-info and the sha256 of the RECORD pip wrote;
 - it names every file the run changes, the package's and ours (backup copies,
   the backup's manifest, the chosen layer sets), each with the sha256 it
-  expects before and after. Recovery moves a file only when the live file has
-  exactly the hash it expects, so it never writes over what someone else put
-  there, and never puts one version's file into another;
+  expects before and after;
 - its committed form is written beside it before the first change, so the
   commit point, renaming that over the journal, needs no new disk space and
   covers every flavour at once.
 
-Every file a run replaces or deletes is first kept in the set-aside folder (a
-hard link, or the file itself renamed), so the one undo (:func:`undo`) only
-renames files back and deletes files the run made: it needs no new space and
-runs at once when a write fails (disk full, read-only folder), when the
-verification fails, or on Ctrl-C, and from the journal in the next command when
-the run died (SIGKILL, power loss). A backup copy goes only once the file it
-covers is its original again (checked right before the commit point); a run
-killed after the commit point is finished by the next command, not undone.
+Beside each file it changes, a run keeps the file it replaces or deletes
+(``.NAME.convlstm-patch-kept.tmp``, a hard link: no new space) and a hard link
+to the file it writes (``.NAME.convlstm-patch-ours.tmp``). Each write is a
+compare-and-swap (fsops.swap_in): it replaces only the very file that was
+kept. The one undo (:func:`undo`) puts a kept file back only where the live
+file is still the very one the run wrote, and never into a distribution pip
+has replaced since; so a file pip, conda or a user put there, even with the
+same bytes, is left as found. A backup copy the run made goes only once the
+file it covers is its original again. Undo only renames and deletes: it needs
+no new space, and runs at once when a write fails, the verification fails or
+on Ctrl-C, and from the journal in the next command when the run died. Before
+the commit point the run checks that nothing changed under it: every file is
+still the one it wrote and every distribution the one it found.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
-from patcher import errors, fsops, pauses
+from patcher import bytecode, errors, fsops, interrupts, pauses
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
@@ -50,14 +52,14 @@ from patcher.store import (
     Phase,
     backup_copy,
     backups_root,
-    commit_path,
-    journal_path,
-    manifest_path,
-    read_journal,
     chosen_json,
     chosen_path,
-    set_aside_folder,
-    set_aside_path,
+    commit_path,
+    journal_path,
+    kept_path,
+    manifest_path,
+    ours_path,
+    read_journal,
     state_folder,
 )
 
@@ -95,12 +97,13 @@ class Write:
 
 
 class Transaction:
-    """``with Transaction(changes, prefix) as transaction: transaction.write(); <verify>`` —
+    """``with Transaction(changes, prefix, lock) as transaction: transaction.write(); <verify>`` —
     commits when the body ends, rolls every flavour back if it raises."""
 
-    def __init__(self, changes: Iterable[FlavourChange], pycache_prefix: Path | None = None) -> None:
+    def __init__(self, changes: Iterable[FlavourChange], pycache_prefix: Path | None = None, lock=None) -> None:
         self.changes = [change for change in changes if _changes_anything(change)]
         self.pycache_prefix = pycache_prefix
+        self.lock = lock  # the EnvironmentLock held: still ours right before the commit point?
         sites = sorted({change.flavour.site for change in self.changes})
         if len(sites) > 1:
             raise errors.Unsupported(separate_sites_message(sites))
@@ -120,16 +123,18 @@ class Transaction:
             bindings=tuple(binding(change.flavour) for change in self.changes),
             entries=tuple(write.entry for write in self.writes),
         )
-        # Left by a run killed after its commit point, or by hand: never put back.
-        fsops.delete_tree(set_aside_folder(site))
         try:
             fsops.ensure_folder(state_folder(site))
             _write_json(journal_path(site), self.journal.to_json())
             _write_json(commit_path(site), replace(self.journal, phase=Phase.COMMITTED).to_json())
         except BaseException as error:
-            # Nothing else was changed yet: whatever of the journal exists goes.
-            for path in (commit_path(site), journal_path(site)):
-                _quietly(fsops.delete, path)
+            # Nothing else was changed yet: whatever of the journal exists goes (a second Ctrl-C waits).
+            try:
+                with interrupts.deferred():
+                    for path in (commit_path(site), journal_path(site)):
+                        _quietly(fsops.delete, path)
+            except KeyboardInterrupt as signal:
+                error = signal
             if journal_path(site).exists() and isinstance(error, errors.PatchError):
                 error.message += "; the next convlstm-patch command removes the journal it began"
             raise _as_interrupted(error, "nothing was changed") from None
@@ -139,7 +144,7 @@ class Transaction:
         """Change every file. Bytecode first: bytecode we cannot delete changes nothing."""
         for write in self.writes:
             if write.entry.package:
-                fsops.remove_bytecode(self.site / write.entry.path, self.pycache_prefix)
+                bytecode.remove(self.site / write.entry.path, self.pycache_prefix)
         for write in self.writes:
             _carry_out(self.site, write, self.pycache_prefix)
         pauses.pause(pauses.WRITTEN)
@@ -147,40 +152,74 @@ class Transaction:
     def __exit__(self, kind, error, traceback) -> bool:
         if self.site is None or self.journal is None:
             return False
-        site = self.site
+        site, journal = self.site, self.journal
         if error is not None:
             self._roll_back(error)
         try:
-            _require_originals(site, self.journal)
-            # The commit point, for every flavour at once: from here on an interruption is
-            # finished, not undone. A rename: it needs no new space.
-            fsops.move(commit_path(site), journal_path(site))
+            interference = _interference(site, journal)
+            if interference is not None:
+                raise errors.ModifiedFiles(interference)
+            _require_originals(site, journal)
+            if self.lock is not None and not self.lock.held():
+                raise errors.Busy(
+                    "the environment's lock file was deleted while this run held it, so another run may be "
+                    "working here too; run the command again"
+                )
         except BaseException as failure:
             self._roll_back(failure)
+        # The commit point, for every flavour at once: one rename, no new space, never half-done
+        # (Ctrl-C waits for it). From here on an interruption is finished, not undone.
+        committed = False
         try:
-            finish(site, self.journal)
+            with interrupts.deferred():
+                fsops.move(commit_path(site), journal_path(site))
+                committed = True
         except KeyboardInterrupt:
-            raise errors.Interrupted(
-                "interrupted (Ctrl-C) after the change was complete; the next convlstm-patch command finishes its cleanup"
-            ) from None
+            if not committed:
+                self._roll_back(KeyboardInterrupt())
+            interrupted = True
+        except BaseException as failure:
+            self._roll_back(failure)
+        else:
+            interrupted = False
+        try:
+            finish(site, journal)
+        except KeyboardInterrupt:
+            interrupted = True
         except errors.PatchError as failure:
             raise errors.PatchError(
                 f"the change is complete, but cleaning up after it failed ({failure.message}); the next "
                 "convlstm-patch command finishes it"
             ) from None
+        if interrupted:
+            raise errors.Interrupted(
+                "interrupted (Ctrl-C) after the change was complete; the next convlstm-patch command finishes its "
+                "cleanup, if any is left"
+            )
         return False
 
     def _roll_back(self, error: BaseException) -> None:
-        """Undo every flavour, then raise ``error`` (Ctrl-C as one Error line, exit 130)."""
+        """Undo every flavour (Ctrl-C waits for it: a few renames), then raise ``error`` (Ctrl-C as
+        one Error line, exit 130); an interference found meanwhile is said instead of ``error``."""
+        site, journal = self.site, self.journal
+        replaced = _replaced(site, journal) if not isinstance(error, errors.ModifiedFiles) else None
+        if replaced is not None and not isinstance(error, KeyboardInterrupt):
+            error = errors.ModifiedFiles(replaced)  # what made the run fail (a verification of files pip replaced)
+        left: dict[str, list[str]] = {}
         try:
-            left = undo(self.site, self.journal, self.pycache_prefix)
+            with interrupts.deferred():
+                left = undo(site, journal, self.pycache_prefix)
+        except KeyboardInterrupt as signal:
+            error = signal  # asked to stop while rolling back: the rollback finished first
         except BaseException as failure:
             # The journal is still there: the next command settles the run.
             problem = failure.message if isinstance(failure, errors.PatchError) else type(failure).__name__
-            message = error.message if isinstance(error, errors.PatchError) else str(error) or type(error).__name__
-            raise errors.PatchError(
-                f"{message}; rolling back failed too ({problem}): the next convlstm-patch command finishes it"
-            ) from None
+            message = (
+                "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt)
+                else error.message if isinstance(error, errors.PatchError) else str(error) or type(error).__name__
+            )  # fmt: skip
+            kind = errors.Interrupted if isinstance(error, KeyboardInterrupt) else errors.PatchError
+            raise kind(f"{message}; rolling back failed too ({problem}): the next convlstm-patch command finishes it") from None
         changed = sorted(path for paths in left.values() for path in paths)
         if changed and isinstance(error, errors.PatchError):
             error.message += f" ({', '.join(changed)} changed meanwhile by another program: left as found)"
@@ -201,28 +240,60 @@ def _as_interrupted(error: BaseException, what: str) -> BaseException:
 
 
 def binding(flavour: Flavour) -> Binding:
-    """What is installed now: the distribution's dist-info and the identity of its RECORD."""
+    """What is installed now: the distribution's dist-info and the sha256 of its RECORD."""
     return Binding(flavour.distribution, flavour.version, flavour.dist_info, record_identity(flavour.site, flavour.dist_info))
 
 
 def record_identity(site: Path, dist_info: str) -> str:
-    """sha256, inode and mtime of the RECORD pip wrote (its METADATA where it has none): a
-    reinstall of the same version writes a new one. Empty when there is none."""
+    """The sha256 of the RECORD pip wrote (its METADATA where it has none); empty when neither
+    is there. (Content, not inode: an environment copied with its interrupted run is still
+    the same install; a reinstall is told apart file by file, by what recovery finds.)"""
     if not dist_info:
         return ""
     for name in ("RECORD", "METADATA"):
-        path = site / dist_info / name
         try:
-            stat = path.stat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            return hashlib.sha256((site / dist_info / name).read_bytes()).hexdigest()
         except OSError:
             continue
-        return f"{digest}:{stat.st_ino}:{stat.st_mtime_ns}"
     return ""
 
 
 def _still_installed(site: Path, bound: Binding) -> bool:
     return bool(bound.record) and record_identity(site, bound.dist_info) == bound.record
+
+
+def _replaced(site: Path, journal: Journal) -> str | None:
+    """A distribution pip replaced, reinstalled or removed under this run, said (None: none)."""
+    for bound in journal.bindings:
+        if not _still_installed(site, bound):
+            return (
+                f"pip (or another program) replaced, reinstalled or removed {bound.distribution} {bound.version} "
+                "while convlstm-patch was working on it; this run was rolled back and left what it installed as it is. "
+                "Run the command again once it has finished"
+            )
+    return None
+
+
+def _interference(site: Path, journal: Journal) -> str | None:
+    """What another program changed under this run, once it has written every file (None:
+    nothing): a distribution pip replaced, or a file that is not the one the run left there."""
+    replaced = _replaced(site, journal)
+    if replaced is not None:
+        return replaced
+    for entry in journal.entries:
+        path = site / entry.path
+        if entry.after is None:
+            intact = not path.exists()
+        elif entry.package:
+            intact = fsops.same_file(path, ours_path(site, entry.path)) and _sha_of(path) == entry.after
+        else:
+            intact = _sha_of(path) == entry.after
+        if not intact:
+            return (
+                f"{entry.path} was changed by another program while convlstm-patch was working on it; this run was "
+                "rolled back and left that file as the other program left it. Run the command again once it has finished"
+            )
+    return None
 
 
 # -- recovery -----------------------------------------------------------------------------------
@@ -236,9 +307,14 @@ def recover_all(flavours: Iterable[Flavour], pycache_prefix: Path | None = None,
     for site in sorted({flavour.site for flavour in flavours} | set(sites)):
         journal = read_journal(site)
         if journal is not None:
-            notes += recover(site, journal, pycache_prefix)
-        elif set_aside_folder(site).exists():
-            fsops.delete_tree(set_aside_folder(site))  # a finished run's, or its journal deleted by hand
+            try:
+                notes += recover(site, journal, pycache_prefix)
+            except errors.PatchError as failure:
+                failure.message = (
+                    f"cannot settle the convlstm-patch run interrupted in {site} ({failure.message}); nothing else was "
+                    "changed, and the next convlstm-patch command tries again"
+                )
+                raise
     sweep_temp_files(flavours)
     return notes
 
@@ -247,9 +323,11 @@ def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) ->
     """Settle a run that was cut short: undo it, or finish it after its commit point. Says which."""
     prefix = f"recovered an interrupted {journal.description}"
     if journal.phase == Phase.COMMITTED:
-        finish(site, journal)
+        with interrupts.deferred():
+            finish(site, journal)
         return [f"{_key(bound)}: {prefix}: it had completed; finished its cleanup" for bound in journal.bindings]
-    left = undo(site, journal, pycache_prefix)
+    with interrupts.deferred():
+        left = undo(site, journal, pycache_prefix)
     notes = []
     for bound in journal.bindings:
         if not _still_installed(site, bound):
@@ -260,8 +338,8 @@ def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) ->
             )
         elif left.get(bound.distribution):
             notes.append(
-                f"{_key(bound)}: {prefix}: rolled back, except {', '.join(left[bound.distribution])}, changed "
-                "since by something else and left as found"
+                f"{_key(bound)}: {prefix}: rolled back, except {', '.join(left[bound.distribution])}, replaced since "
+                "(by pip, a copy of the environment or by hand) and left as found, with its backup"
             )
         else:
             notes.append(f"{_key(bound)}: {prefix}: rolled back, every file is as it was before it")
@@ -269,49 +347,87 @@ def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) ->
 
 
 def undo(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> dict[str, list[str]]:
-    """The one undo: put every file back as it was before the run, from the set-aside, renaming
-    only (no new space). A file is moved only when it holds exactly what the run left there,
-    and never into a distribution pip has replaced since. The journal goes last, so an undo
-    that is itself cut short is done again by the next command. Returns, per distribution,
-    the files left as found because something else changed them."""
+    """The one undo: put every file back as it was before the run, by renames alone.
+
+    A file is put back only where the live file is still the very one the run wrote, and
+    never into a distribution pip has replaced since. A backup copy the run made stays (with
+    the manifest and chosen sets it goes with) while the file it covers is not its original:
+    an original is never lost. The journal goes last, so an undo that is itself cut short is
+    done again by the next command. Returns, per distribution, the files left as found.
+    """
     current = {bound.distribution: _still_installed(site, bound) for bound in journal.bindings}
     left: dict[str, list[str]] = {}
     for entry in reversed(journal.entries):
-        if entry.package and not current.get(entry.distribution, False):
-            continue
-        path, kept = site / entry.path, set_aside_path(site, entry.path)
-        live = _sha_of(path)
-        if live == entry.before:
-            continue  # never changed (the run stopped before it), or already put back
-        if live != entry.after:
-            left.setdefault(entry.distribution, []).append(entry.path)
-            continue
-        if entry.before is None:
-            fsops.delete(path)  # the run made it
-        elif _sha_of(kept) == entry.before:
-            fsops.move(kept, path)
-        else:
-            left.setdefault(entry.distribution, []).append(entry.path)
-            continue
-        if entry.package:
-            fsops.remove_bytecode(path, pycache_prefix, best_effort=True)
-    fsops.delete_tree(set_aside_folder(site))
+        if entry.package and current.get(entry.distribution, False):
+            _put_back(site, entry, left, pycache_prefix)
+    # A copy this run made covers a file that is still not its original: keep the backup as it is.
+    keep = {
+        entry.distribution
+        for entry in journal.entries
+        if entry.covers is not None and entry.before is None and _sha_of(site / entry.covers) != entry.after
+    }
+    for entry in reversed(journal.entries):
+        dropped_copy = entry.covers is not None and entry.after is None
+        if not entry.package and (entry.distribution not in keep or dropped_copy):
+            _put_back(site, entry, left, pycache_prefix)
+    _clean_up(site, journal)
     fsops.delete(commit_path(site))
     fsops.delete(journal_path(site))
     return left
 
 
+def _put_back(site: Path, entry: Entry, left: dict[str, list[str]], pycache_prefix: Path | None) -> None:
+    """One file back as it was before the run, if the run's change is still there."""
+    path, kept, ours = site / entry.path, kept_path(site, entry.path), ours_path(site, entry.path)
+    live = _sha_of(path)
+    if entry.after is None:  # the run deleted it (kept it): back, unless something is there now
+        if live == entry.before or path.exists():
+            if live != entry.before:
+                left.setdefault(entry.distribution, []).append(entry.path)
+            return
+        if _sha_of(kept) == entry.before:
+            try:
+                fsops.put_back(kept, path)
+            except fsops.Changed:
+                left.setdefault(entry.distribution, []).append(entry.path)
+        return
+    written = live == entry.after and (not entry.package or fsops.same_file(path, ours))
+    if not written:
+        if live != entry.before:
+            left.setdefault(entry.distribution, []).append(entry.path)
+        return
+    try:
+        if entry.before is None:
+            fsops.take_away(path, ours)  # the run made it
+        elif _sha_of(kept) == entry.before:
+            fsops.swap_in(kept, path, ours)
+        else:
+            left.setdefault(entry.distribution, []).append(entry.path)
+            return
+    except fsops.Changed:
+        left.setdefault(entry.distribution, []).append(entry.path)
+        return
+    if entry.package:
+        bytecode.remove(path, pycache_prefix, best_effort=True)
+
+
 def finish(site: Path, journal: Journal) -> None:
-    """After the commit point: delete what the run set aside (the files it replaced, the backup
-    copies it dropped), the folders left empty, then the journal."""
+    """After the commit point: delete what the run kept (the files it replaced, the backup copies
+    it dropped) and its links to what it wrote, the folders left empty, then the journal."""
     dropped = [entry for entry in journal.entries if entry.covers is not None and entry.after is None]
     if dropped:
         pauses.pause(pauses.BEFORE_BACKUP_DELETE)
-    fsops.delete_tree(set_aside_folder(site))
+    _clean_up(site, journal)
     for entry in dropped:
         fsops.delete_empty_folders((site / entry.path).parent, backups_root(site))
     fsops.delete(commit_path(site))
     fsops.delete(journal_path(site))
+
+
+def _clean_up(site: Path, journal: Journal) -> None:
+    for entry in journal.entries:
+        fsops.delete(kept_path(site, entry.path))
+        fsops.delete(ours_path(site, entry.path))
 
 
 def delete_unneeded_backup(folder: Path) -> None:
@@ -360,27 +476,34 @@ def _writes(change: FlavourChange) -> list[Write]:
 
 
 def _carry_out(site: Path, write: Write, pycache_prefix: Path | None) -> None:
-    """One file: keep what is there in the set-aside, then write, link or delete."""
+    """One file: keep what is there beside it, then write, link or delete, replacing only the
+    very file kept (a compare-and-swap): a file another program put there meanwhile stays."""
     entry = write.entry
-    path, kept = site / entry.path, set_aside_path(site, entry.path)
-    if _sha_of(path) != entry.before:
+    path, kept, ours = site / entry.path, kept_path(site, entry.path), ours_path(site, entry.path)
+    try:
+        if _sha_of(path) != entry.before:
+            raise fsops.Changed(path)
+        if entry.before is not None:
+            fsops.keep(path, kept)
+            if _sha_of(kept) != entry.before:
+                raise fsops.Changed(path)
+            if entry.after is None:
+                fsops.take_away(path, kept)  # a deletion: put back by renaming the kept file
+                return
+        fsops.ensure_folder(path.parent)
+        temp = fsops.stage(path, write.data, write.link_from)
+        try:
+            fsops.keep(temp, ours)
+            fsops.swap_in(temp, path, kept if entry.before is not None else None)
+        finally:
+            fsops.discard(temp)  # gone once swapped in; still there if this failed
+    except fsops.Changed:
         raise errors.ModifiedFiles(
-            f"{entry.path} changed while convlstm-patch was working on it (pip, or another program?); "
-            "nothing was changed. Run the command again"
-        )
-    if entry.before is not None:
-        fsops.ensure_folder(kept.parent)
-        if entry.after is None:
-            fsops.move(path, kept)  # a deletion is a rename: put back by renaming
-            return
-        fsops.link_copy(path, kept)
-    fsops.ensure_folder(path.parent)
-    if write.link_from is not None:
-        fsops.link_copy(write.link_from, path)
-    else:
-        fsops.atomic_write(path, write.data)
+            f"{entry.path} was changed by another program (pip?) while convlstm-patch was working on it; this run "
+            "was rolled back and left that file as the other program left it. Run the command again once it has finished"
+        ) from None
     if entry.package:
-        fsops.remove_bytecode(path, pycache_prefix)
+        bytecode.remove(path, pycache_prefix)
 
 
 def _require_originals(site: Path, journal: Journal) -> None:
@@ -437,10 +560,12 @@ def _sha(data: bytes | None) -> str | None:
 
 
 def _sha_of(path: Path) -> str | None:
+    """The sha256 of the regular file at ``path``; None when there is none (or something else)."""
     try:
-        return sha256_hex(path.read_bytes())
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        data = fsops.read_file(path)
+    except fsops.Unreadable:
         return None
+    return sha256_hex(data) if data is not None else None
 
 
 def _json_bytes(data: dict) -> bytes:

@@ -76,3 +76,17 @@ def taken_as_patched(monkeypatch):
     import patcher.commands
 
     monkeypatch.setattr(patcher.commands, "_require_something_patched", lambda snap: None)
+
+
+@pytest.fixture
+def stand_ins():
+    """The simulation's stand-ins for what needs Keras (tests/simulation.py), in this process and
+    the processes it forks; put back afterwards."""
+    import simulation
+    from patcher import checking, planning, verification
+
+    saved = (planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all)
+    simulation.install_stand_ins()
+    yield simulation
+    planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all = saved
+    simulation.Probe.fails = simulation.Probe.fills_the_disk = False

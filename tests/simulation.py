@@ -108,6 +108,8 @@ class Fault(Enum):
     ENOSPC = "enospc"
     EIO = "eio"
     EACCES = "eacces"
+    EROFS = "erofs"  # the file system is read-only from there on (a read-only bind mount)
+    INTERRUPT = "interrupt"  # Ctrl-C there, and again two operations later (in the rollback)
     STOP = "stop"
 
 
@@ -141,11 +143,16 @@ def _inject(fault: Fault | None, at: int) -> None:
                     os.kill(os.getpid(), signal.SIGSTOP)
                 if fault is Fault.EIO:
                     raise OSError(errno.EIO, os.strerror(errno.EIO), args[0] if args else None)
+                if fault is Fault.INTERRUPT:
+                    os.kill(os.getpid(), signal.SIGINT)
+            if fault is Fault.INTERRUPT and state["count"] == at + 2:
+                os.kill(os.getpid(), signal.SIGINT)
             if state["struck"]:
                 if fault is Fault.ENOSPC and name in NEEDS_SPACE:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args[0] if args else None)
-                if fault is Fault.EACCES:
-                    raise OSError(errno.EACCES, os.strerror(errno.EACCES), args[0] if args else None)
+                if fault in (Fault.EACCES, Fault.EROFS):
+                    code = errno.EACCES if fault is Fault.EACCES else errno.EROFS
+                    raise OSError(code, os.strerror(code), args[0] if args else None)
             return function(*args, **kwargs)
 
         return operation
@@ -265,6 +272,8 @@ def installed_version(site: Path, name: str) -> str | None:
 
 def _replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)  # a folder where the file belongs (made by hand): pip replaces it
     temp = path.with_name(path.name + ".pip-tmp")
     temp.write_bytes(data)
     temp.replace(path)
@@ -285,6 +294,43 @@ def pip_install(site: Path, name: str, version: str) -> None:
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (info / "RECORD").write_text("\n".join([*rows, f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]) + "\n")
+
+
+def conda_relink(site: Path, name: str) -> None:
+    """`conda install --force-reinstall NAME`: every file of the package linked again from conda's
+    package cache (new inodes, the same bytes; RECORD too, so its own inode is the cache's)."""
+    version = installed_version(site, name)
+    if version is None:
+        return
+    cache = site.parent / "pkgs" / f"{name}-{version}"
+    for relative in FILES[name]:
+        kept = cache / relative
+        if not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_bytes(pristine(name, version, relative))
+        temp = (site / relative).with_name(f"{relative.rsplit('/', 1)[1]}.conda-tmp")
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        temp.unlink(missing_ok=True)
+        if (site / relative).is_dir() and not (site / relative).is_symlink():
+            shutil.rmtree(site / relative)
+        os.link(kept, temp)
+        temp.replace(site / relative)
+
+
+def old_journal(site: Path, name: str) -> None:
+    """What convlstm-patch 0.1 (eac698d) left when killed in a run: a journal per distribution
+    and its set-aside folder, in its own format."""
+    state = site / STATE
+    (state / f"set-aside-{name}").mkdir(parents=True, exist_ok=True)
+    relative = FILES[name][0]
+    version = installed_version(site, name) or "0"
+    (state / f"set-aside-{name}" / relative.replace("/", "%")).write_bytes(pristine(name, version, relative))
+    journal = {
+        "operation": "apply", "layer_sets": ["convlstm"], "phase": "started",
+        "files": [{"path": relative, "before": None, "after": "0" * 64}],
+        "manifest_before": None, "manifest_after": None, "remembered_before": [], "remembered_after": [],
+    }  # fmt: skip
+    (state / f"journal-{name}.json").write_text(json.dumps(journal))
 
 
 def pip_uninstall(site: Path, name: str) -> None:
@@ -311,16 +357,41 @@ def pip_leftover(site: Path, name: str, version: str) -> None:
 
 def tree(site: Path) -> dict[str, str]:
     """Every file the tool or pip owns, with its sha256: what "nothing changed" compares.
-    Not bytecode, the lock file, or temp files (a killed write's leftovers, swept later)."""
+    Not bytecode, the lock file, or temp files (a killed write's leftovers, swept later);
+    a folder, FIFO or unreadable file where a file belongs counts by its kind."""
     import hashlib
 
     found = {}
     for path in sorted(site.rglob("*")):
         relative = str(path.relative_to(site))
-        if path.is_dir() or "__pycache__" in path.parts or path.name == "lock" or path.name.endswith(".tmp"):
+        if "__pycache__" in path.parts or path.name == "lock" or path.name.endswith(".tmp"):
             continue
-        found[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+        data = read(path)
+        if data is not None:
+            found[relative] = hashlib.sha256(data).hexdigest()
+        elif not path.is_dir():
+            found[relative] = "special"
     return found
+
+
+def read(path: Path) -> bytes | None:
+    """A regular file's bytes (None: missing, a folder, a FIFO), never blocking on a FIFO."""
+    import stat
+
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return None
+    return path.read_bytes() if stat.S_ISREG(mode) else None
+
+
+def copy_environment(site: Path, copy: Path, hard_links: bool) -> None:
+    """`cp -a` (keeps hard links within the copy) or `rsync -a` (does not): the whole folder."""
+    import subprocess
+
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    keep = "--preserve=all" if hard_links else "--preserve=mode,ownership,timestamps,xattr"
+    subprocess.run(["cp", "-R", "--no-dereference", keep, str(site), str(copy)], check=True)
 
 
 def temp_files(site: Path) -> list[str]:
@@ -328,8 +399,9 @@ def temp_files(site: Path) -> list[str]:
 
 
 def journals(site: Path) -> list[str]:
+    """This version's journal files (an older version's are its leftovers: refused, not ours to remove)."""
     folder = site / STATE
-    return [str(p.relative_to(site)) for p in folder.rglob("journal*")] if folder.is_dir() else []
+    return [str(p.relative_to(site)) for p in folder.glob("journal*.json") if p.name in ("journal.json", "journal-committed.json")] if folder.is_dir() else []
 
 
 def owned_by_others(site: Path, owner: int) -> list[str]:

@@ -23,14 +23,8 @@ SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/sh
 
 
 @pytest.fixture(autouse=True)
-def stand_ins():
-    from patcher import checking, planning, verification
-
-    saved = (planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all)
-    sim.install_stand_ins()
-    yield
-    planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all = saved
-    sim.Probe.fails = sim.Probe.fills_the_disk = False
+def _stand_ins(stand_ins):
+    """The transform and the probe are stand-ins in this process (its forks inherit them)."""
 
 
 @pytest.fixture

@@ -217,7 +217,7 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
         transaction.write()
     read = snapshot.read_flavour(fake)
     revert = planning.plan_revert(read, force=False)
-    with pytest.raises(errors.BackupProblem, match="is kept.*changed meanwhile by another program: left as found"):
+    with pytest.raises(errors.ModifiedFiles, match="was changed by another program .* left that file as the other program left it"):
         with Transaction([revert]) as transaction:
             transaction.write()
             target = revert.files[0].target
