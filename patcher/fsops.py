@@ -75,9 +75,10 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def stage(path: Path, data: bytes | None = None, link_from: Path | None = None) -> Path:
     """The new file for ``path``, complete, beside it under a temp name: ``data`` written and
-    fsynced, or a hard link of ``link_from`` (no new space; a copy where there are no hard
-    links), with the permission bits, owner and extended attributes (ACLs) of the file at
-    ``path``, or, for a new file, what its folder gives new files."""
+    fsynced, with the permission bits, owner and extended attributes (ACLs) of the file at
+    ``path``, or, for a new file, what its folder gives new files; or a hard link of
+    ``link_from`` (no new space), which is that very file, its mode and owner included (a
+    copy, given the above, where there are no hard links)."""
     like = path if path.exists() else None
     temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
@@ -96,6 +97,10 @@ def stage(path: Path, data: bytes | None = None, link_from: Path | None = None) 
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+        if linked:
+            # The very file ``link_from`` is (its inode): it keeps its own mode, owner and
+            # attributes; changing them here would change the original's too.
+            return temp
         mode = like.stat().st_mode & 0o7777 if like is not None else new_file_mode(path.parent)
         if temp.stat().st_mode & 0o7777 != mode:
             os.chmod(temp, mode)
@@ -324,8 +329,10 @@ def delete_empty_folders(folder: Path, stop: Path) -> None:
     while folder != stop and stop in folder.parents:
         try:
             os.rmdir(folder)
+        except FileNotFoundError:
+            pass  # deleted already (an undo cut short): the folders above may still be empty
         except OSError:
-            return  # not empty (or gone): the folders above are not empty either
+            return  # not empty: the folders above are not empty either
         folder = folder.parent
 
 

@@ -371,6 +371,9 @@ def undo(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> di
         if not entry.package and (entry.distribution not in keep or dropped_copy):
             _put_back(site, entry, left, pycache_prefix)
     _clean_up(site, journal)
+    for entry in journal.entries:
+        if not entry.package:  # a backup this run began: no empty folders left of it
+            fsops.delete_empty_folders((site / entry.path).parent, backups_root(site))
     fsops.delete(commit_path(site))
     fsops.delete(journal_path(site))
     return left
@@ -536,6 +539,8 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
         leftovers += flavour.site.glob(f".{folder.name}.*.tmp")  # the state folder, made under a temp name
         for leftover in sorted(leftovers, key=lambda path: len(path.parts), reverse=True):
             _quietly(fsops.delete_tree if leftover.is_dir() else fsops.delete, leftover)
+            # A folder of a backup the undo could not delete while the leftover was in it.
+            fsops.delete_empty_folders(leftover.parent, backups_root(flavour.site))
 
 
 # -- small helpers ---------------------------------------------------------------------------------

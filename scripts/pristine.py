@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import wheels  # noqa: E402
 
 from patcher.environment import Flavour, find_flavours  # noqa: E402
-from patcher.fsops import remove_bytecode  # noqa: E402
+from patcher import bytecode  # noqa: E402
 from patcher.hashing import sha256_hex  # noqa: E402
 from patcher.store import backup_copy, read_manifest  # noqa: E402
 
@@ -67,7 +67,7 @@ def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) 
         if data is None:
             data, source = _from_wheel(flavour.distribution, flavour.version, target.relative, target.record_sha256), "wheel"
         copy.write_bytes(data)
-        remove_bytecode(copy)
+        bytecode.remove(copy)
         sources[target.relative] = source
     return PristineCopy(flavour.distribution, flavour.version, sources)
 

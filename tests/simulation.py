@@ -270,13 +270,30 @@ def installed_version(site: Path, name: str) -> str | None:
     return info.name[len(name) + 1 : -len(".dist-info")] if info else None
 
 
+# The mode every package file has as pip (or a hand edit) leaves it here: not what a new file
+# gets (0o644 under the usual umask), so a write that loses a file's mode is seen.
+MODE = 0o640
+_modes: dict[Path, int] = {}  # a mode given by hand since pip last wrote the file
+
+
+def give_mode(path: Path, mode: int) -> None:
+    path.chmod(mode)
+    _modes[path] = mode
+
+
+def expected_mode(path: Path) -> int:
+    return _modes.get(path, MODE)
+
+
 def _replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)  # a folder where the file belongs (made by hand): pip replaces it
     temp = path.with_name(path.name + ".pip-tmp")
     temp.write_bytes(data)
+    temp.chmod(MODE)
     temp.replace(path)
+    _modes.pop(path, None)
 
 
 def pip_install(site: Path, name: str, version: str) -> None:
@@ -308,6 +325,7 @@ def conda_relink(site: Path, name: str) -> None:
         if not kept.exists():
             kept.parent.mkdir(parents=True, exist_ok=True)
             kept.write_bytes(pristine(name, version, relative))
+            kept.chmod(MODE)
         temp = (site / relative).with_name(f"{relative.rsplit('/', 1)[1]}.conda-tmp")
         (site / relative).parent.mkdir(parents=True, exist_ok=True)
         temp.unlink(missing_ok=True)
@@ -315,6 +333,7 @@ def conda_relink(site: Path, name: str) -> None:
             shutil.rmtree(site / relative)
         os.link(kept, temp)
         temp.replace(site / relative)
+        _modes.pop(site / relative, None)
 
 
 def old_journal(site: Path, name: str) -> None:
@@ -392,10 +411,18 @@ def copy_environment(site: Path, copy: Path, hard_links: bool) -> None:
     copy.parent.mkdir(parents=True, exist_ok=True)
     keep = "--preserve=all" if hard_links else "--preserve=mode,ownership,timestamps,xattr"
     subprocess.run(["cp", "-R", "--no-dereference", keep, str(site), str(copy)], check=True)
+    for path, mode in list(_modes.items()):
+        if site in path.parents:
+            _modes[copy / path.relative_to(site)] = mode
 
 
 def temp_files(site: Path) -> list[str]:
     return [str(p.relative_to(site)) for p in site.rglob("*.tmp")]
+
+
+def empty_backup_folders(site: Path) -> list[str]:
+    root = site / STATE / "backups"
+    return [str(p.relative_to(site)) for p in root.rglob("*") if p.is_dir() and not any(p.iterdir())] if root.is_dir() else []
 
 
 def journals(site: Path) -> list[str]:

@@ -16,12 +16,14 @@ each rests on):
    output made from them (or from a hand edit the user made since), never a
    half-written file and never another version's bytes;
 2. whenever a file is patched, its original is kept: in the backup, or, while a
-   run is under way or was killed, in that run's set-aside;
+   run is under way or was killed, in its kept file beside it;
 3. exit 7 means nothing changed; every exit code is a documented one;
 4. errors are one ``Error:`` line, never the bug path or a traceback;
-5. a command that ended (not killed) leaves no journal, set-aside or temp file,
-   unless it says the next command finishes its rollback;
-6. owners are kept (run as root on a user's environment);
+5. a command that ended (not killed) leaves no journal, kept or temp file,
+   unless it says the next command finishes its rollback; a settled
+   environment has no empty backup folder;
+6. owners and permission bits are kept (run as root on a user's environment;
+   a hard link never made to take a new file's mode);
 7. ``status`` tells the truth: the versions installed, and each file's state;
 8. what a command says it did is done: ``apply`` exit 0 leaves the sets it
    patched patched, ``revert`` exit 0 leaves every file as pip installed it.
@@ -413,7 +415,7 @@ class Simulation(RuleBasedStateMachine):
             os.mkfifo(path)
         else:
             path.write_bytes(sim.pristine(name, sim.installed_version(self.site, name), relative))
-            path.chmod(0)
+            sim.give_mode(path, 0)
             if ROOT_USER:  # root reads it all the same: an ordinary file
                 self._own()
                 return
@@ -534,6 +536,22 @@ class Simulation(RuleBasedStateMachine):
                     aside = [*state.rglob("*"), *self.site.rglob("*.convlstm-patch-kept.tmp")]
                     kept = any(sim.read(p) == base for p in aside if "backups" not in p.parts)
                 assert kept, f"{relative} of {name} {version} is patched but its original is kept nowhere"
+
+    @invariant()
+    def modes_are_kept(self) -> None:
+        for name in self._versions():
+            for relative in sim.FILES[name]:
+                path = self.site / relative
+                if relative in self.odd or sim.read(path) is None:
+                    continue
+                mode, expected = path.stat().st_mode & 0o7777, sim.expected_mode(path)
+                assert mode == expected, f"{relative} has mode {mode:o}, not the {expected:o} it was given"
+
+    @invariant()
+    def no_empty_backup_folders_when_settled(self) -> None:
+        if not sim.journals(self.site):
+            empty = sim.empty_backup_folders(self.site)
+            assert not empty, f"empty backup folders left: {empty}"
 
     @invariant()
     def owners_are_kept(self) -> None:

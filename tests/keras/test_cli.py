@@ -200,7 +200,7 @@ def test_a_failure_in_one_flavour_writes_nothing_in_the_other(site):
 @pytest.mark.parametrize(
     "code, fragment",
     [
-        pytest.param(errno.EROFS, "Run as the user that owns this environment", id="read-only"),
+        pytest.param(errno.EROFS, "the file system is read-only", id="read-only"),
         pytest.param(errno.EACCES, "Run as the user that owns this environment", id="permission-denied"),
         pytest.param(errno.ENOSPC, "no space left", id="disk-full"),
     ],
@@ -220,7 +220,16 @@ def test_write_failures_leave_keras_unchanged(site, monkeypatch, code, fragment)
             raise OSError(code, "simulated")
         return real_replace(source, destination)
 
+    real_exchange = patcher.fsops._exchange
+
+    def failing_exchange(first, second):
+        calls.append(Path(second).resolve())
+        if calls[-1] == second_file:
+            raise OSError(code, "simulated")
+        return real_exchange(first, second)
+
     monkeypatch.setattr(patcher.fsops.os, "replace", failing_replace)
+    monkeypatch.setattr(patcher.fsops, "_exchange", failing_exchange)
     result = apply_no_verify(site, "--only", "keras")
     assert_one_line_error(result, 7, fragment)
     assert (site / CELL).resolve() in calls, "the first file was written, then rolled back"

@@ -279,7 +279,8 @@ def test_a_kill_before_deleting_the_backup_is_finished_not_undone(site):
     Run(*tool(site, "revert"), pause_at=pauses.BEFORE_BACKUP_DELETE).held().kill()
     # Killed right before deleting the backup, which the revert had set aside before committing.
     assert json.loads((site / STATE / "journal.json").read_text())["phase"] == "committed"
-    assert not manifest_path(site).exists() and list((site / STATE / "set-aside").glob("*manifest.json"))
+    kept_manifest = manifest_path(site).with_name(".manifest.json.convlstm-patch-kept.tmp")
+    assert not manifest_path(site).exists() and kept_manifest.exists()
     status = cli_at(site, "status", "--only", "keras")
     assert "recovered an interrupted revert: it had completed" in status.stderr
     assert off_record(site) == [] and not manifest_path(site).parent.exists()
@@ -344,7 +345,8 @@ def test_verify_during_an_apply_reports_busy_or_waits_for_it(site):
 
 
 def test_a_backup_is_kept_when_a_file_it_covers_is_not_its_original(site):
-    """Someone edits a file between the revert's restore and its commit: the backup stays, exit 8."""
+    """Someone replaces a file between the revert's restore and its commit: the revert is rolled
+    back, that file left as the other program left it, the backup kept (exit 5)."""
     ok(cli_at(site, "apply", "--only", "keras", "--no-verify"))
     revert = Run(*tool(site, "revert"), pause_at=pauses.WRITTEN).held()
     cell = keras(site).files_of({LayerSet.CONVLSTM})[0].path
@@ -352,9 +354,10 @@ def test_a_backup_is_kept_when_a_file_it_covers_is_not_its_original(site):
     edited.write_text(cell.read_text() + "\n# edited meanwhile\n")
     edited.replace(cell)  # another program replaced it (a restored file is its backup copy's hard link until then)
     revert.release().finish()
-    assert revert.returncode == 8, revert.output
-    assert "is kept" in revert.stderr
+    assert revert.returncode == 5, revert.output
+    assert "was changed by another program" in revert.stderr and "rolled back" in revert.stderr
     assert manifest_path(site).exists()
-    # The environment is as before the revert: patched, with its backup, which is intact.
+    assert "# edited meanwhile" in cell.read_text()
+    # The rest is as before the revert: patched, with its backup, which is intact.
     assert cli_at(site, "status", "--only", "keras").exit_code == 0
     assert sorted(patched_files(site)) == ["conv_lstm.py", "conv_lstm1d.py", "conv_lstm2d.py", "conv_lstm3d.py"]

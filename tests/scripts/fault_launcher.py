@@ -2,8 +2,9 @@
 
     FAULT_AT=k python fault_launcher.py apply --keras-root DIR ...
 
-Every call that changes the file system (os.replace, os.link, os.unlink,
-os.rmdir, os.mkdir, os.fsync, os.chmod) counts as one operation. FAULT_AT=0 never kills
+Every call that changes the file system (os.replace, os.rename, os.link,
+os.unlink, os.rmdir, os.mkdir, os.fsync, os.chmod, and the swap of two names,
+patcher.fsops._exchange) counts as one operation. FAULT_AT=0 never kills
 and prints the number of operations on stderr as `operations: N`, so the
 tests know which k to try.
 """
@@ -32,8 +33,12 @@ class Counted:
         return self.function(*args, **kwargs)
 
 
-for name in ("replace", "link", "unlink", "rmdir", "mkdir", "fsync", "chmod"):
+for name in ("replace", "rename", "link", "unlink", "rmdir", "mkdir", "fsync", "chmod"):
     setattr(os, name, Counted(getattr(os, name)))
+
+import patcher.fsops  # noqa: E402  (after the patching above, on purpose)
+
+patcher.fsops._exchange = Counted(patcher.fsops._exchange)
 atexit.register(lambda: print(f"operations: {count}", file=sys.stderr))
 
 from patcher.cli import main  # noqa: E402  (after the patching above, on purpose)

@@ -2,7 +2,8 @@
 
     FILL_AFTER=conv_lstm.py FILL_FILE=/small-disk/filler python hostile_launcher.py apply ...
 
-Right after the first os.replace whose destination ends with FILL_AFTER,
+Right after the first os.replace (or swap of two names, patcher.fsops._exchange)
+whose destination ends with FILL_AFTER,
 FILL_FILE is written until the file system has no space left (ENOSPC), so
 the tool's next write meets a really full disk. The tests delete FILL_FILE.
 """
@@ -37,7 +38,20 @@ def replace(source, destination, **kwargs):
         fill_disk()
 
 
+def exchange(first, second):
+    global filled
+    swapped = real_exchange(first, second)
+    if swapped and not filled and str(second).endswith(FILL_AFTER):
+        filled = True
+        fill_disk()
+    return swapped
+
+
 os.replace = replace
+import patcher.fsops  # noqa: E402  (after the patching above, on purpose)
+
+real_exchange = patcher.fsops._exchange
+patcher.fsops._exchange = exchange
 
 from patcher.cli import main  # noqa: E402  (after the patching above, on purpose)
 
