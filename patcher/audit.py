@@ -37,8 +37,8 @@ from pathlib import Path
 
 from patcher.enums import TextEnum
 from patcher.fused import Names, entry_point, entry_uses, is_guard
-from patcher.spec import EntryKind, EntryPoint, fused_kernels
 from patcher.layersets import FUSED_SETS, LayerSet
+from patcher.spec import EntryKind, EntryPoint, fused_kernels
 from patcher.text import where_not_utf8
 
 
@@ -107,7 +107,9 @@ def _package_sources(package_dir: Path, package: str):
                     with open(path, "rb") as handle:
                         yield f"{prefix}/{name}", handle.read()
                 except OSError as error:
-                    raise UnreadableModule(f"{prefix}/{name}", b"", None, f"it cannot be read ({error.strerror})") from None
+                    raise UnreadableModule(
+                        f"{prefix}/{name}", b"", None, f"it cannot be read ({error.strerror})"
+                    ) from None
 
 
 def _may_use_entry(source: bytes) -> bool:
@@ -121,7 +123,7 @@ def _may_use_entry(source: bytes) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mentions() -> tuple[tuple[bytes, ...], tuple[tuple[re.Pattern, bool], ...]]:
     """The fewest substrings one of which every mention of an entry point has (``lstm``
     stands for ``bidirectional_lstm`` too); for the entry points reached through backend and
@@ -373,7 +375,9 @@ class _Module:
         """``(...) and not <guard>``, or ``False``."""
         if isinstance(value, ast.Constant) and not value.value:
             return True
-        return isinstance(value, ast.BoolOp) and isinstance(value.op, ast.And) and any(is_guard(v) for v in value.values)
+        return (
+            isinstance(value, ast.BoolOp) and isinstance(value.op, ast.And) and any(is_guard(v) for v in value.values)
+        )
 
     def _implies_guard(self, test: ast.expr) -> bool:
         """Does ``test`` being true mean no per-gate activation overrides?"""

@@ -56,9 +56,11 @@ def check_pins(snapshot: FlavourSnapshot) -> PinsCheck:
         return PinsCheck(flavour, PinsStatus.DRIFT, tuple(problems), snapshot.overall(), tuple(checked))
     if pins is None:
         missing = (
-            f"no hash pins for {flavour.key} ({flavour.layout.label if flavour.layout else 'no layout'}) in "
-            f"convlstm-patch {__version__}: its pristine source is not compared "
-            "with a released one, and the patch's output not with a reviewed one",
+            (
+                f"no hash pins for {flavour.key} ({flavour.layout.label if flavour.layout else 'no layout'}) in "
+                f"convlstm-patch {__version__}: its pristine source is not compared "
+                "with a released one, and the patch's output not with a reviewed one"
+            ),
         )
         return PinsCheck(flavour, PinsStatus.NO_PINS, missing, snapshot.overall(), tuple(checked))
     return PinsCheck(flavour, PinsStatus.OK, (), snapshot.overall(), tuple(checked))
@@ -82,14 +84,18 @@ def verdict(results: list[PinsCheck], strict: bool) -> None:
         )
 
 
-def _compare(snapshot: FlavourSnapshot, pins: Pins | None, layer_sets: tuple[LayerSet, ...]) -> tuple[list[str], list[str]]:
+def _compare(
+    snapshot: FlavourSnapshot, pins: Pins | None, layer_sets: tuple[LayerSet, ...]
+) -> tuple[list[str], list[str]]:
     """(problems, what was checked): with the pins where there are some, and what needs none."""
     flavour = snapshot.flavour
     names = ", ".join(map(str, layer_sets))
     if pins is not None:
         unpinned = [str(s) for s in layer_sets if str(s) not in pins.layer_sets]
         if unpinned:
-            return [f"the pins of {flavour.key} have no {unpinned[0]} files: this version's {unpinned[0]} source is not one the patch fits"], []
+            return [
+                f"the pins of {flavour.key} have no {unpinned[0]} files: this version's {unpinned[0]} source is not one the patch fits"
+            ], []
     files = snapshot.files_of(layer_sets)
     if pins is not None:
         missing = sorted({file.target.relative for file in files} - set(pins.files))
@@ -119,7 +125,9 @@ def _compare(snapshot: FlavourSnapshot, pins: Pins | None, layer_sets: tuple[Lay
         for relative, data in patched.items():
             expected = pins.files[relative].patched_for(file_sets(snapshot, relative, applied))
             if expected is None or sha256_hex(data) != expected:
-                problems.append(f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(expected or '?')[:16]}…")
+                problems.append(
+                    f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(expected or '?')[:16]}…"
+                )
         if not problems:
             checked.append("its output is the pinned one")
     try:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import click
 
 from patcher import commands, errors, interrupts, layersets, output
-from patcher.layersets import LayerSet
 from patcher.envlock import DEFAULT_LOCK_TIMEOUT
+from patcher.layersets import LayerSet
 from patcher.verification import BACKENDS, DEFAULT_TIMEOUT, VerifyOptions
 
 
@@ -139,7 +139,10 @@ timeout_option = seconds_option(
     "--timeout", 1, DEFAULT_TIMEOUT, "Fail a verification process (each on its own clock) that takes longer than this."
 )
 lock_timeout_option = seconds_option(
-    "--lock-timeout", 0, DEFAULT_LOCK_TIMEOUT, "How long to wait for another convlstm-patch working on the same environment."
+    "--lock-timeout",
+    0,
+    DEFAULT_LOCK_TIMEOUT,
+    "How long to wait for another convlstm-patch working on the same environment.",
 )
 backend_option = click.option(
     "--backend",

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from patcher import __version__, checking, errors, layersets, pauses, planning, snapshot, verification
+from patcher import __version__, checking, errors, pauses, planning, snapshot, verification
 from patcher.environment import Flavour, SearchPath, find_flavours, search_path
+from patcher.envlock import DEFAULT_LOCK_TIMEOUT, EnvironmentLock
 from patcher.layersets import LayerSet
 from patcher.pins import pins_for
 from patcher.planning import Action, Outcome
 from patcher.snapshot import FlavourSnapshot, Snapshot
 from patcher.store import journal_path, orphaned_backups
-from patcher.envlock import DEFAULT_LOCK_TIMEOUT, EnvironmentLock
 from patcher.transaction import Transaction, delete_unneeded_backup, recover_all, separate_sites_message
 from patcher.verification import Report, VerifyOptions
 
@@ -75,7 +75,7 @@ class ApplyOptions:
     layers: frozenset[LayerSet] | None = None  # exactly these sets (ConvLSTM always; None: those chosen before)
     force: bool = False
     dry_run: bool = False
-    verify: VerifyOptions | None = VerifyOptions()  # None: --no-verify
+    verify: VerifyOptions | None = field(default_factory=VerifyOptions)  # None: --no-verify
     strict: bool = False
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
@@ -88,7 +88,7 @@ class RevertOptions:
 
 @dataclass(frozen=True)
 class VerifyCommandOptions:
-    probe: VerifyOptions = VerifyOptions()
+    probe: VerifyOptions = field(default_factory=VerifyOptions)
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
 
@@ -189,7 +189,11 @@ def environments(pythons: tuple[str, ...] = (), keras_roots: tuple[str, ...] = (
 
 
 def each(
-    named: list[Environment], only: str | None, command: Callable[[Target, Any], Any], options: Any, needs_keras: bool = True
+    named: list[Environment],
+    only: str | None,
+    command: Callable[[Target, Any], Any],
+    options: Any,
+    needs_keras: bool = True,
 ) -> list[EnvironmentResult]:
     """Run ``command`` in every environment on its own: one failing never stops or undoes another.
 
@@ -262,7 +266,9 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
         return Applied([_would_patch(change) for change in changes], [], recovered=recovered)
     if all(planning.already_patched(flavour, options.layers) for flavour in snap.flavours):
-        outcomes = [Outcome(flavour.flavour, Action.ALREADY_PATCHED, _patched_files(flavour)) for flavour in snap.flavours]
+        outcomes = [
+            Outcome(flavour.flavour, Action.ALREADY_PATCHED, _patched_files(flavour)) for flavour in snap.flavours
+        ]
         return Applied(outcomes, [], recovered=recovered)
     pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
@@ -395,7 +401,10 @@ def _refuse_unpinned(flavours, strict: bool) -> list[Flavour]:
 def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
     """Verify what this run patched; raise if a check failed (the Transaction then rolls back)."""
     reports = verification.verify_all(
-        [verification.Verifiable(change.flavour, change.manifest_after.layer_sets, change.manifest_after) for change in changes],
+        [
+            verification.Verifiable(change.flavour, change.manifest_after.layer_sets, change.manifest_after)
+            for change in changes
+        ],
         options,
     )
     failed = next((report for report in reports if not report.passed), None)
@@ -427,7 +436,13 @@ def _applied(change, flavour: FlavourSnapshot, unpinned: list[Flavour]) -> Outco
 
 def _would_patch(change) -> Outcome:
     pairs = [(file.target.relative, file.before or b"", file.after) for file in change.files]
-    return Outcome(change.flavour, Action.WOULD_PATCH, [relative for relative, _, _ in pairs], list(change.warnings), planning.diffs(pairs))
+    return Outcome(
+        change.flavour,
+        Action.WOULD_PATCH,
+        [relative for relative, _, _ in pairs],
+        list(change.warnings),
+        planning.diffs(pairs),
+    )
 
 
 def _patched_files(flavour: FlavourSnapshot) -> list[str]:
@@ -461,12 +476,16 @@ def _restart(outcomes: list[Outcome], recovered: list[str]) -> list[str]:
     if not changed and not recovered:
         return []
     notes = [
-        "Python processes that imported Keras before this keep the old code until they restart "
-        "(Jupyter: restart the kernel)"
+        (
+            "Python processes that imported Keras before this keep the old code until they restart "
+            "(Jupyter: restart the kernel)"
+        )
     ]
     # This very process may be one of them: the tool imported and run from a notebook kernel.
     loaded = [flavour for flavour in changed if _imported_here(flavour)]
-    notes += [f"this Python process has already imported {f.package}: it keeps the old code; restart it" for f in loaded]
+    notes += [
+        f"this Python process has already imported {f.package}: it keeps the old code; restart it" for f in loaded
+    ]
     return notes
 
 

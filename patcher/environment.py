@@ -16,10 +16,10 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
 
 from patcher import errors, processes
 from patcher.enums import TextEnum
@@ -202,9 +202,9 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
     record = record_entries(dist)
     candidates = [layout for layout in layouts() if package in layout.packages]
     conda, conda_hashes = _conda_package(dist, site)
-    found = dict(
-        distribution=name, project=dist.metadata["Name"], package=package, version=dist.version, site=site,
-        dist_info=dist_info_name(dist),
+    found = functools.partial(
+        Flavour, distribution=name, project=dist.metadata["Name"], package=package, version=dist.version,
+        site=site, dist_info=dist_info_name(dist), conda=conda,
     )  # fmt: skip
     # First the layout whose files all define their classes; else one whose
     # missing files RECORD lists (deleted since install: a patched Keras
@@ -219,9 +219,9 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
                 if _matches(site, members, record, complete):
                     files += [(file, layer_set) for file in members]
             targets = _targets(site, files, record, conda_hashes, name, dist.version)
-            return Flavour(**found, layout=layout, files=targets, conda=conda)
+            return found(layout=layout, files=targets)
     why = _why_unsupported(dist, name, site, candidates, record, conda)
-    return Flavour(**found, layout=None, why_unsupported=why, conda=conda)
+    return found(layout=None, why_unsupported=why)
 
 
 def record_entries(dist: metadata.Distribution) -> dict[str, metadata.PackagePath]:
@@ -255,7 +255,12 @@ def _belongs(site: Path, file: LayoutFile, layer_set: LayerSet) -> bool:
 
 
 def _targets(
-    site: Path, files: list[tuple[LayoutFile, LayerSet]], record: dict, conda_hashes: dict[str, str], name: str, version: str
+    site: Path,
+    files: list[tuple[LayoutFile, LayerSet]],
+    record: dict,
+    conda_hashes: dict[str, str],
+    name: str,
+    version: str,
 ):
     """One TargetFile per file, with every set it belongs to, in layout order."""
     sets: dict[str, set[LayerSet]] = {}
@@ -308,7 +313,13 @@ def _why_unsupported(dist, name: str, site: Path, candidates: list[Layout], reco
 
 
 def _target(
-    site: Path, file: LayoutFile, layer_sets: frozenset[LayerSet], entry, conda_sha256: str | None, name: str, version: str
+    site: Path,
+    file: LayoutFile,
+    layer_sets: frozenset[LayerSet],
+    entry,
+    conda_sha256: str | None,
+    name: str,
+    version: str,
 ) -> TargetFile:
     """A target file with its pristine sha256: from RECORD, else (no RECORD, or no hash in it)
     from conda's record of the package, else from our hash pins."""
@@ -457,7 +468,9 @@ def _read_text(dist: metadata.Distribution, name: str) -> str | None:
 def _site_of_root(root: Path) -> Path:
     """Accept a site-packages folder, an unpacked wheel, or the package itself."""
     if not root.is_dir():
-        raise errors.KerasNotFound(f"--keras-root {root} is not a folder; give the site-packages folder that holds keras")
+        raise errors.KerasNotFound(
+            f"--keras-root {root} is not a folder; give the site-packages folder that holds keras"
+        )
     if (root / "__init__.py").is_file() and root.name in PACKAGES:
         return root.parent
     return root

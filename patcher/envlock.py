@@ -8,8 +8,9 @@ folder involved, taken in a fixed order. Another run waits up to
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import final
 
 from patcher import errors, fsops, pauses
 from patcher.environment import Flavour
@@ -18,6 +19,7 @@ from patcher.store import lock_file, require_state_folder, state_folder
 DEFAULT_LOCK_TIMEOUT = 300  # seconds
 
 
+@final
 class EnvironmentLock:
     """Hold the lock of every environment folder involved (in a fixed order).
 

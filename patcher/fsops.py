@@ -16,7 +16,6 @@ import errno
 import os
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 from patcher import errors
@@ -437,7 +436,9 @@ def _fsync_folder(folder: Path) -> None:
 def write_error(path: Path, error: OSError, making_folder: bool = False) -> errors.WriteFailed:
     where = path if making_folder else path.parent
     if error.errno == errno.EROFS:
-        failure = errors.WriteFailed(f"cannot write {where}: the file system is read-only; patch an environment you can write")
+        failure = errors.WriteFailed(
+            f"cannot write {where}: the file system is read-only; patch an environment you can write"
+        )
         failure.read_only = True
         return failure
     if error.errno in (errno.EACCES, errno.EPERM):
@@ -448,4 +449,6 @@ def write_error(path: Path, error: OSError, making_folder: bool = False) -> erro
     what = f"making the folder {path}" if making_folder else f"writing {path}"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return errors.WriteFailed(f"no space left while {what}; free some disk space and run again")
-    return errors.WriteFailed(f"cannot {'make the folder' if making_folder else 'write'} {path}: {error.strerror or error}")
+    return errors.WriteFailed(
+        f"cannot {'make the folder' if making_folder else 'write'} {path}: {error.strerror or error}"
+    )

@@ -75,7 +75,7 @@ def may_name_entry(name: str) -> bool:
     return name in exact or name.startswith(prefixes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _entry_names() -> tuple[frozenset[str], tuple[str, ...]]:
     entries = fused_kernels().entries
     return (
@@ -153,7 +153,7 @@ class Names:
         return "?"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _normalised(code: str) -> str:
     """``code`` as ``ast.unparse`` writes it (quotes, spacing)."""
     return ast.unparse(ast.parse(code, mode="eval").body)

@@ -12,8 +12,8 @@ Adding a set is one entry here and in those two tables.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from patcher.enums import TextEnum
 

@@ -134,7 +134,9 @@ def conda_line(conda) -> str:
     """Which conda environment and package a flavour belongs to (conda, not pip, reinstalls it)."""
     package = "-".join(part for part in (conda.name, conda.version, conda.build) if part)
     if conda.record is None:
-        return f"conda environment: installed by conda as {package} (INSTALLER says conda; no conda-meta record lists it)"
+        return (
+            f"conda environment: installed by conda as {package} (INSTALLER says conda; no conda-meta record lists it)"
+        )
     return f"conda environment {conda.prefix}: package {package} ({conda.record.relative_to(conda.prefix)})"
 
 
@@ -191,7 +193,10 @@ def show_revert(out: Printer, reverted) -> dict:
     out.recovered(reverted.recovered)
     _show_outcomes(out, reverted.outcomes)
     out.notes(reverted.restart)
-    return {"outcomes": [outcome_json(outcome) for outcome in reverted.outcomes], "restart_needed": bool(reverted.restart)}
+    return {
+        "outcomes": [outcome_json(outcome) for outcome in reverted.outcomes],
+        "restart_needed": bool(reverted.restart),
+    }
 
 
 def show_clean(out: Printer, removed) -> dict:
@@ -297,7 +302,8 @@ def state_json(snapshot, notes: list[str]) -> dict:
         "conda": conda_json(flavour.conda),
         "state": snapshot.overall(),
         "files": [
-            {"path": file.target.relative, "state": file.state, "note": file.note} for file in snapshot.files_of(snapshot.focus())
+            {"path": file.target.relative, "state": file.state, "note": file.note}
+            for file in snapshot.files_of(snapshot.focus())
         ],
         "layer_sets": layer_sets_json(snapshot),
         "notes": notes,

@@ -13,9 +13,9 @@ from the wheels; no Keras code is stored.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from patcher.layersets import LayerSet, ordered
 from patcher.spec import data_dir

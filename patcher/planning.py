@@ -11,9 +11,9 @@ libcst, and only when a file's patched text is needed.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Iterable
 
 from patcher import __version__, errors, text
 from patcher.enums import TextEnum
@@ -94,7 +94,9 @@ def plan_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, 
     change = _plan(snapshot, Operation.APPLY, layer_sets, chosen_after_apply(snapshot, layers), force=force)
     again = [s for s in layer_sets if layers is None and s != BASE and s not in snapshot.patched_sets]
     if again:
-        return replace(change, warnings=(f"patching the layer sets chosen before as well: {names(again)}", *change.warnings))
+        return replace(
+            change, warnings=(f"patching the layer sets chosen before as well: {names(again)}", *change.warnings)
+        )
     return change
 
 
@@ -105,7 +107,12 @@ def plan_revert(snapshot: FlavourSnapshot, *, force: bool) -> FlavourChange:
 
 
 def _plan(
-    snapshot: FlavourSnapshot, operation: Operation, layer_sets: tuple[LayerSet, ...], chosen: tuple[LayerSet, ...], *, force: bool
+    snapshot: FlavourSnapshot,
+    operation: Operation,
+    layer_sets: tuple[LayerSet, ...],
+    chosen: tuple[LayerSet, ...],
+    *,
+    force: bool,
 ) -> FlavourChange:
     """The one plan of apply and revert: every file of the sets patched now or after, as it must
     be after (transformed for the sets it belongs to, else its original)."""
@@ -114,13 +121,17 @@ def _plan(
     _require_usable(snapshot, files, operation, force)
     originals = {file.target.relative: snapshot.original(file.target) for file in files}
     to_patch = [file for file in files if file.target.layer_sets & set(layer_sets)]
-    patched, warnings = patch_sources(
-        flavour, [(file.target, originals[file.target.relative], layer_sets) for file in to_patch]
-    ) if to_patch else ({}, [])
+    patched, warnings = (
+        patch_sources(flavour, [(file.target, originals[file.target.relative], layer_sets) for file in to_patch])
+        if to_patch
+        else ({}, [])
+    )
     if operation == Operation.APPLY:
         require_guarded(flavour, patched, layer_sets)
     after = {relative: patched.get(relative, original) for relative, original in originals.items()}
-    manifest_after = _manifest(snapshot, layer_sets, {f.target.relative: originals[f.target.relative] for f in to_patch}, patched)
+    manifest_after = _manifest(
+        snapshot, layer_sets, {f.target.relative: originals[f.target.relative] for f in to_patch}, patched
+    )
     warnings += _warnings(snapshot, files, layer_sets, after, operation)
     return FlavourChange(
         flavour,
@@ -156,7 +167,11 @@ def _require_usable(snapshot: FlavourSnapshot, files, operation: Operation, forc
     modified = [file for file in files if file.state == State.MODIFIED]
     if modified and not force:
         first = modified[0]
-        if operation == Operation.REVERT or snapshot.manifest is not None and snapshot.manifest.file(first.target.relative):
+        if (
+            operation == Operation.REVERT
+            or snapshot.manifest is not None
+            and snapshot.manifest.file(first.target.relative)
+        ):
             raise errors.ModifiedFiles(
                 f"{first.target.relative} of {flavour.key} was edited after patching; "
                 f"{operation} with --force to discard that edit"
@@ -174,7 +189,9 @@ def _manifest(
     if not layer_sets:
         return None
     flavour, manifest = snapshot.flavour, snapshot.manifest
-    entries = tuple(BackedUpFile(relative, sha256_hex(originals[relative]), sha256_hex(patched[relative])) for relative in originals)
+    entries = tuple(
+        BackedUpFile(relative, sha256_hex(originals[relative]), sha256_hex(patched[relative])) for relative in originals
+    )
     if manifest is not None and manifest.files == entries and manifest.layer_sets == layer_sets:
         return manifest
     record = {target.relative: target.record_sha256 for target in flavour.files}
@@ -198,16 +215,23 @@ def _warnings(snapshot: FlavourSnapshot, files, layer_sets, after: dict[str, byt
             warnings.append(f"put back as pip installed them: {names(dropped)} (not in --layers)")
         left_out = [s for s in snapshot.chosen if s not in layer_sets and s not in flavour.supported_sets]
         if left_out:
-            warnings.append(f"{flavour.key} has no {names(left_out)} source convlstm-patch can patch (chosen before): left out")
+            warnings.append(
+                f"{flavour.key} has no {names(left_out)} source convlstm-patch can patch (chosen before): left out"
+            )
         if snapshot.unneeded_damaged_backup:
             warnings.append(f"replaced a damaged backup ({snapshot.unneeded_damaged_backup})")
     restored = [file for file in files if not file.target.layer_sets & set(layer_sets)]
     warnings += [
         f"{file.target.relative}: restored as it was before patching, which differs from RECORD"
         for file in restored
-        if file.target.record_sha256 and after[file.target.relative] != file.live
+        if file.target.record_sha256
+        and after[file.target.relative] != file.live
         and sha256_hex(after[file.target.relative]) != file.target.record_sha256
-    ] + [f"{file.target.relative}: was missing; restored from the backup" for file in restored if file.state == State.MISSING]
+    ] + [
+        f"{file.target.relative}: was missing; restored from the backup"
+        for file in restored
+        if file.state == State.MISSING
+    ]
     return warnings
 
 
@@ -228,9 +252,14 @@ def diff(snapshot: FlavourSnapshot) -> Outcome:
     files = snapshot.files_of(layer_sets)
     patched = [file for file in files if snapshot.manifest is not None and snapshot.manifest.file(file.target.relative)]
     pending = [file for file in files if file not in patched]
-    would, _ = patch_sources(
-        flavour, [(file.target, snapshot.original(file.target), apply_sets(snapshot, layer_sets)) for file in pending]
-    ) if pending else ({}, [])
+    would, _ = (
+        patch_sources(
+            flavour,
+            [(file.target, snapshot.original(file.target), apply_sets(snapshot, layer_sets)) for file in pending],
+        )
+        if pending
+        else ({}, [])
+    )
     pairs = [(file.target.relative, snapshot.originals[file.target.relative], file.live or b"") for file in patched]
     pairs += [(file.target.relative, snapshot.original(file.target), would[file.target.relative]) for file in pending]
     action = Action.PATCHED if not pending else Action.WOULD_PATCH

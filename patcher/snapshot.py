@@ -12,9 +12,9 @@ pristine, the manifest for patched), so this needs neither libcst nor Keras.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from patcher import errors, fsops
 from patcher.enums import TextEnum
@@ -26,10 +26,10 @@ from patcher.store import (
     Journal,
     Manifest,
     journal_path,
+    read_chosen,
     read_journal,
     read_manifest,
     read_originals,
-    read_chosen,
     stale_backups,
     state_folder,
 )
@@ -336,7 +336,7 @@ def explain(snapshot: FlavourSnapshot) -> list[str]:
         notes.append(flavour.why_unsupported)
     again = [layer_set for layer_set in snapshot.chosen if layer_set != BASE]
     with_sets = f", with the layer sets chosen before ({names(snapshot.chosen)})" if again else ""
-    if overall == State.PRISTINE and snapshot.manifest is not None and not snapshot.manifest.layer_sets == ():
+    if overall == State.PRISTINE and snapshot.manifest is not None and snapshot.manifest.layer_sets != ():
         if set(snapshot.focus()) & set(snapshot.patched_sets):
             notes.append(
                 f"the patch is gone: the files were reinstalled since convlstm-patch patched them "

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from patcher.enums import TextEnum
 from patcher.layersets import BASE, LayerSet, ordered
@@ -84,7 +84,7 @@ class Layout:
         return self.files(package, (BASE,))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parameters(layer_set: LayerSet = LayerSet.CONVLSTM) -> tuple[Parameter, ...]:
     """The parameters a layer set adds, in the order they are appended."""
     data = _load("parameters.toml")
@@ -92,7 +92,7 @@ def parameters(layer_set: LayerSet = LayerSet.CONVLSTM) -> tuple[Parameter, ...]
     return tuple(by_name[name] for name in data["layer_sets"][str(layer_set)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def layouts() -> tuple[Layout, ...]:
     return tuple(
         Layout(
@@ -153,7 +153,7 @@ class FusedKernels:
     allowed: tuple[Exemption, ...]  # fused-only layers without activations
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fused_kernels() -> FusedKernels:
     """The fused LSTM/GRU kernels' entry points and the exemptions (patches/fused.toml)."""
     data = _load("fused.toml")

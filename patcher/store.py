@@ -101,7 +101,9 @@ def require_state_folder(site: Path) -> None:
 
 
 # convlstm-patch 0.1 (before one journal per environment): a journal and a set-aside folder per distribution.
-LEGACY_NAMES = tuple(name for distribution in DISTRIBUTIONS for name in (f"journal-{distribution}.json", f"set-aside-{distribution}"))
+LEGACY_NAMES = tuple(
+    name for distribution in DISTRIBUTIONS for name in (f"journal-{distribution}.json", f"set-aside-{distribution}")
+)
 
 
 def refuse_legacy_runs(site: Path, reinstall: str) -> None:
@@ -160,7 +162,7 @@ def manifest_from_json(data: Any, flavour: Flavour) -> Manifest:
         raise ValueError("a field has the wrong type")
     unknown = set(data) - {*text, "files", "layer_sets", "forced"}
     if unknown:
-        raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+        raise ValueError(f"unknown field {min(unknown)!r}")
     if (data["distribution"], data["version"]) != (flavour.distribution, flavour.version):
         raise ValueError(f"it is for {data['distribution']} {data['version']}, not {flavour.key}")
     layer_sets = from_names(data["layer_sets"])
@@ -325,13 +327,18 @@ def journal_from_json(data: Any) -> Journal:
         raise ValueError("not a journal of this convlstm-patch")
     if set(data) != {"format", "operation", "layer_sets", "bindings", "entries", "phase"}:
         raise ValueError("unexpected fields")
-    bindings = tuple(Binding(**_fields(item, {"distribution", "version", "dist_info", "record"})) for item in _list(data["bindings"]))
+    bindings = tuple(
+        Binding(**_fields(item, {"distribution", "version", "dist_info", "record"})) for item in _list(data["bindings"])
+    )
     entries = []
     for item in _list(data["entries"]):
         item = _fields(item, {"path", "before", "after", "distribution", "package", "covers"}, optional={"covers"})
         if not isinstance(item["path"], str) or not isinstance(item["package"], bool):
             raise ValueError("an entry has the wrong type")
-        if not all(item.get(key) is None or (isinstance(item[key], str) and _HEX.fullmatch(item[key])) for key in ("before", "after")):
+        if not all(
+            item.get(key) is None or (isinstance(item[key], str) and _HEX.fullmatch(item[key]))
+            for key in ("before", "after")
+        ):
             raise ValueError(f"the entry of {item['path']!r} has no valid sha256")
         if Path(item["path"]).is_absolute() or ".." in Path(item["path"]).parts:
             raise ValueError(f"the entry {item['path']!r} leaves the site folder")
@@ -402,7 +409,13 @@ def orphaned_backups(folders: list[Path], only: str | None = None) -> list[Path]
         for folder in sorted(root.iterdir()):
             name, _, version = folder.name.rpartition("-")
             package = DISTRIBUTIONS.get(name)
-            if folder.is_dir() and package and version[:1].isdigit() and only in (None, package) and name not in installed:
+            if (
+                folder.is_dir()
+                and package
+                and version[:1].isdigit()
+                and only in (None, package)
+                and name not in installed
+            ):
                 found.append(folder)
     return found
 

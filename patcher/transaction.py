@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import final
 
 from patcher import bytecode, errors, fsops, interrupts, pauses
 from patcher.environment import Flavour, TargetFile
@@ -96,6 +97,7 @@ class Write:
     link_from: Path | None = None  # the same bytes as this file: linked, needing no new space
 
 
+@final  # one transaction per run: no subclass changes what __enter__ returns
 class Transaction:
     """``with Transaction(changes, prefix, lock) as transaction: transaction.write(); <verify>`` —
     commits when the body ends, rolls every flavour back if it raises."""
@@ -127,8 +129,9 @@ class Transaction:
             fsops.ensure_folder(state_folder(site))
             _write_json(journal_path(site), self.journal.to_json())
             _write_json(commit_path(site), replace(self.journal, phase=Phase.COMMITTED).to_json())
-        except BaseException as error:
+        except BaseException as failure:  # noqa: BLE001  (Ctrl-C and bugs too: the journal goes, then it re-raises)
             # Nothing else was changed yet: whatever of the journal exists goes (a second Ctrl-C waits).
+            error: BaseException = failure
             try:
                 with interrupts.deferred():
                     for path in (commit_path(site), journal_path(site)):
@@ -165,7 +168,7 @@ class Transaction:
                     "the environment's lock file was deleted while this run held it, so another run may be "
                     "working here too; run the command again"
                 )
-        except BaseException as failure:
+        except BaseException as failure:  # noqa: BLE001  (anything: roll back, then re-raise)
             self._roll_back(failure)
         # The commit point, for every flavour at once: one rename, no new space, never half-done
         # (Ctrl-C waits for it). From here on an interruption is finished, not undone.
@@ -178,7 +181,7 @@ class Transaction:
             if not committed:
                 self._roll_back(KeyboardInterrupt())
             interrupted = True
-        except BaseException as failure:
+        except BaseException as failure:  # noqa: BLE001  (anything: roll back, then re-raise)
             self._roll_back(failure)
         else:
             interrupted = False
@@ -211,7 +214,7 @@ class Transaction:
                 left = undo(site, journal, self.pycache_prefix)
         except KeyboardInterrupt as signal:
             error = signal  # asked to stop while rolling back: the rollback finished first
-        except BaseException as failure:
+        except BaseException as failure:  # noqa: BLE001  (a failed rollback is reported, never lost)
             # The journal is still there: the next command settles the run.
             problem = failure.message if isinstance(failure, errors.PatchError) else type(failure).__name__
             message = (
@@ -219,7 +222,9 @@ class Transaction:
                 else error.message if isinstance(error, errors.PatchError) else str(error) or type(error).__name__
             )  # fmt: skip
             kind = errors.Interrupted if isinstance(error, KeyboardInterrupt) else errors.PatchError
-            raise kind(f"{message}; rolling back failed too ({problem}): the next convlstm-patch command finishes it") from None
+            raise kind(
+                f"{message}; rolling back failed too ({problem}): the next convlstm-patch command finishes it"
+            ) from None
         changed = sorted(path for paths in left.values() for path in paths)
         if changed and isinstance(error, errors.PatchError):
             error.message += f" ({', '.join(changed)} changed meanwhile by another program: left as found)"
@@ -241,7 +246,9 @@ def _as_interrupted(error: BaseException, what: str) -> BaseException:
 
 def binding(flavour: Flavour) -> Binding:
     """What is installed now: the distribution's dist-info and the sha256 of its RECORD."""
-    return Binding(flavour.distribution, flavour.version, flavour.dist_info, record_identity(flavour.site, flavour.dist_info))
+    return Binding(
+        flavour.distribution, flavour.version, flavour.dist_info, record_identity(flavour.site, flavour.dist_info)
+    )
 
 
 def record_identity(site: Path, dist_info: str) -> str:
@@ -299,7 +306,9 @@ def _interference(site: Path, journal: Journal) -> str | None:
 # -- recovery -----------------------------------------------------------------------------------
 
 
-def recover_all(flavours: Iterable[Flavour], pycache_prefix: Path | None = None, sites: Iterable[Path] = ()) -> list[str]:
+def recover_all(
+    flavours: Iterable[Flavour], pycache_prefix: Path | None = None, sites: Iterable[Path] = ()
+) -> list[str]:
     """Under the lock: settle the interrupted run of each site folder (the flavours', and
     ``sites``), and delete what killed writes left; what was done, one line per flavour the run changed."""
     flavours = list(flavours)
@@ -460,7 +469,9 @@ def _writes(change: FlavourChange) -> list[Write]:
     for relative in sorted(copies_after - copies_before):
         original = change.originals[relative]
         live = flavour.site / relative
-        ours(backup_copy(flavour, relative), original, relative, live if _sha_of(live) == sha256_hex(original) else None)
+        ours(
+            backup_copy(flavour, relative), original, relative, live if _sha_of(live) == sha256_hex(original) else None
+        )
     for file in change.files:
         original = change.originals.get(file.target.relative)
         copy = backup_copy(flavour, file.target.relative)
@@ -547,8 +558,10 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
 
 
 def _changes_anything(change: FlavourChange) -> bool:
-    return bool(change.files) or change.manifest_after != change.manifest_before or (
-        change.chosen_after != change.chosen_before
+    return (
+        bool(change.files)
+        or change.manifest_after != change.manifest_before
+        or (change.chosen_after != change.chosen_before)
     )
 
 

@@ -38,7 +38,11 @@ class ResolveActivationsTransformer(MethodDefTransformer):
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         statements = list(body.body)
         explicit = next(
-            (index for index, statement in enumerate(statements) if assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE)),
+            (
+                index
+                for index, statement in enumerate(statements)
+                if assigns_self_attribute(statement, EXPLICIT_ATTRIBUTE)
+            ),
             None,
         )
         if explicit is not None:
@@ -63,13 +67,7 @@ class ResolveActivationsTransformer(MethodDefTransformer):
 
     @staticmethod
     def _resolve(name: str, inherits: str, getter: str) -> str:
-        return (
-            f"self.{name} = (\n"
-            f"    {getter}({name})\n"
-            f"    if {name} is not None\n"
-            f"    else self.{inherits}\n"
-            ")\n"
-        )
+        return f"self.{name} = (\n    {getter}({name})\n    if {name} is not None\n    else self.{inherits}\n)\n"
 
     def _explicit(self) -> str:
         pairs = "".join(f'        ("{name}", {name}),\n' for name in self.names)
@@ -84,7 +82,9 @@ class ResolveActivationsTransformer(MethodDefTransformer):
         )
 
     def _overriding(self) -> str:
-        triples = "".join(f'        ("{param.name}", self.{param.name}, self.{param.inherits}),\n' for param in self.params)
+        triples = "".join(
+            f'        ("{param.name}", self.{param.name}, self.{param.inherits}),\n' for param in self.params
+        )
         return (
             f"self.{OVERRIDING_ATTRIBUTE} = tuple(\n"
             "    name\n"

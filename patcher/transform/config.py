@@ -31,8 +31,7 @@ class ConfigTransformer(MethodDefTransformer):
             if serializer is None:
                 continue
             loop = cst.parse_statement(
-                f"for name in {owner}.{EXPLICIT_ATTRIBUTE}:\n"
-                f"    config[name] = {serializer}(getattr({owner}, name))\n"
+                f"for name in {owner}.{EXPLICIT_ATTRIBUTE}:\n    config[name] = {serializer}(getattr({owner}, name))\n"
             )
             self.record("config")
             return body.with_changes(body=[*statements[: index + 1], loop, *statements[index + 1 :]])

@@ -68,9 +68,13 @@ class DocstringTransformer(ClassScopedTransformer):
 def _continuation_indent(lines: list[str], indent: str) -> str:
     """How this docstring indents an entry's second line (default: 4 more)."""
     for line, following in zip(lines, lines[1:]):
-        if _indent_of(line) == len(indent) and line.strip() and _indent_of(following) > len(indent):
-            if following.strip():
-                return following[: _indent_of(following)]
+        if (
+            _indent_of(line) == len(indent)
+            and line.strip()
+            and _indent_of(following) > len(indent)
+            and following.strip()
+        ):
+            return following[: _indent_of(following)]
     return indent + "    "
 
 

@@ -17,8 +17,8 @@ from patcher.fused import (
     per_gate_callee,
     wrapped_layer_guard,
 )
-from patcher.spec import EntryKind, EntryPoint, Parameter
 from patcher.layersets import LayerSet
+from patcher.spec import EntryKind, EntryPoint, Parameter
 from patcher.transform.base import ClassScopedTransformer
 from patcher.transform.per_gate_loop import binds_loop_names
 from patcher.transform.shapes import is_name

@@ -206,6 +206,4 @@ class PerGateLoopTransformer(ClassScopedTransformer):
 
 def _methods() -> dict[str, str]:
     """kernel name -> the per-gate loop method standing in for it."""
-    return {
-        entry.name: per_gate_loop_method(entry) for entry in fused_kernels().entries if entry.per_gate_loop
-    }
+    return {entry.name: per_gate_loop_method(entry) for entry in fused_kernels().entries if entry.per_gate_loop}

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from patcher.spec import Parameter, parameters
 from patcher.layersets import FUSED_SETS, LayerSet, ordered
+from patcher.spec import Parameter, parameters
 from patcher.transform.cell_call import GateActivationsTransformer
 from patcher.transform.cell_init import ResolveActivationsTransformer
 from patcher.transform.config import ConfigTransformer
@@ -130,7 +130,10 @@ def _require_edits(
                 raise TransformError(f"class {name}: found no place for the {kind} edit")
         if role == "layer" and any(counted[(name, "fused guard")] < 1 for counted in guard_edits.values()):
             raise TransformError(f"class {name}: found no place for the fused guard edit")
-        if any(counted[(name, "per-gate call")] for counted in guard_edits.values()) and not edits[(name, "per-gate loop")]:
+        if (
+            any(counted[(name, "per-gate call")] for counted in guard_edits.values())
+            and not edits[(name, "per-gate loop")]
+        ):
             raise TransformError(f"class {name}: found no place for the per-gate loop edit")
         if not edits[(name, "docstring")]:
             warnings.append(f"class {name}: docstring has no `recurrent_activation:` entry; left as is")

@@ -21,9 +21,7 @@ class PropertiesTransformer(ClassScopedTransformer):
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         statements = list(body.body)
         properties = {
-            statement.name.value: index
-            for index, statement in enumerate(statements)
-            if is_property(statement)
+            statement.name.value: index for index, statement in enumerate(statements) if is_property(statement)
         }
         if "recurrent_activation" not in properties:
             return body

@@ -31,9 +31,7 @@ class AddParametersTransformer(MethodDefTransformer):
         self.record("signature", len(missing))
         if not current:
             return params.with_changes(**{field: added})
-        return params.with_changes(
-            **{field: insert_after(current, len(current) - 1, added, "whitespace_after_param")}
-        )
+        return params.with_changes(**{field: insert_after(current, len(current) - 1, added, "whitespace_after_param")})
 
 
 def _equal_sign(current: list[cst.Param]) -> cst.AssignEqual:
