@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 
 import click
@@ -156,6 +157,14 @@ backend_option = click.option(
 class Group(click.Group):
     """Turns an unexpected exception into one line too (CONVLSTM_PATCH_DEBUG=1 shows the traceback)."""
 
+    def main(self, *args, **kwargs):
+        # Started with stdout or stderr closed (`>&-`, some daemons and CI runners): Python gives
+        # None there; write those lines nowhere rather than fail after the work is done.
+        for name in ("stdout", "stderr"):
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115  (for the life of the process)
+        return super().main(*args, **kwargs)
+
     def invoke(self, ctx):
         as_json = "--json" in [*getattr(ctx, "_protected_args", ()), *ctx.args]  # read before click consumes them
         try:
@@ -181,7 +190,7 @@ class Group(click.Group):
             # back and says so): nothing was half-written, or a second one cut
             # a rollback short and its journal is still there for the next command.
             raise errors.Interrupted(
-                "interrupted (Ctrl-C); run `convlstm-patch status`: the next command settles a half-done change "
+                "interrupted (Ctrl-C); run `convlstm-patch status`: the next convlstm-patch command settles a half-done change "
                 "(rolled back if it stopped before its commit point, finished if after)"
             ) from None
         except BrokenPipeError:
@@ -189,6 +198,12 @@ class Group(click.Group):
             # before printing began, so stop quietly, as pip does.
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise click.exceptions.Exit(1) from None
+        except PermissionError as error:
+            # A file the core only reads (our state folder, made by another user with a strict umask).
+            raise errors.PatchError(
+                f"cannot read {error.filename or 'a file'} (permission denied); run as a user who can read this "
+                "environment (its owner, or root)"
+            ) from None
         except Exception as error:
             if os.environ.get("CONVLSTM_PATCH_DEBUG"):
                 raise

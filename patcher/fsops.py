@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -60,11 +61,11 @@ def read_file(path: Path) -> bytes | None:
         raise Unreadable(path, f"cannot be read ({error.strerror})") from None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, like: Path | None = None) -> None:
     """Write via a temp file in the same folder, fsync, then rename over ``path`` (whatever is
     there). A failure (read-only folder, disk full) leaves the old file untouched and no temp
     file behind."""
-    temp = stage(path, data)
+    temp = stage(path, data, like=like)
     try:
         os.replace(temp, path)
     except OSError as error:
@@ -73,13 +74,13 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_folder(path.parent)
 
 
-def stage(path: Path, data: bytes | None = None, link_from: Path | None = None) -> Path:
+def stage(path: Path, data: bytes | None = None, link_from: Path | None = None, like: Path | None = None) -> Path:
     """The new file for ``path``, complete, beside it under a temp name: ``data`` written and
     fsynced, with the permission bits, owner and extended attributes (ACLs) of the file at
     ``path``, or, for a new file, what its folder gives new files; or a hard link of
     ``link_from`` (no new space), which is that very file, its mode and owner included (a
     copy, given the above, where there are no hard links)."""
-    like = path if path.exists() else None
+    like = like or (path if path.exists() else None)  # whose mode, owner and attributes it takes
     temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         linked = False
@@ -110,10 +111,13 @@ def stage(path: Path, data: bytes | None = None, link_from: Path | None = None) 
     except OSError as error:
         _remove_quietly(temp)
         raise write_error(path, error) from None
+    except BaseException:
+        _remove_quietly(temp)  # Ctrl-C (or a bug): no temp file left behind
+        raise
     return temp
 
 
-def swap_in(temp: Path, path: Path, expected: Path | None) -> None:
+def swap_in(temp: Path, path: Path, expected: Path | None, sha: str | None = None) -> None:
     """Rename ``temp`` over ``path`` if ``path`` is still the file ``expected`` is (the same
     inode), or, ``expected`` None, if nothing is at ``path``; else leave both as they are and
     raise Changed.
@@ -136,12 +140,12 @@ def swap_in(temp: Path, path: Path, expected: Path | None) -> None:
                 os.replace(temp, path)
             _remove_quietly(temp)
         elif _exchange(temp, path):
-            if not _same(temp, expected):
+            if not is_kept(temp, expected, sha):
                 _exchange(temp, path)  # put back what another program put there
                 raise Changed(path)
             os.unlink(temp)
         else:
-            if not _same(path, expected):
+            if not is_kept(path, expected, sha):
                 raise Changed(path)
             os.replace(temp, path)
     except Changed:
@@ -153,7 +157,7 @@ def swap_in(temp: Path, path: Path, expected: Path | None) -> None:
     _fsync_folder(path.parent)
 
 
-def take_away(path: Path, expected: Path) -> None:
+def take_away(path: Path, expected: Path, sha: str | None = None) -> None:
     """Delete ``path`` if it is the file ``expected`` is (kept there as a hard link); else
     leave it and raise Changed. Renamed aside first, so the check is on what was removed."""
     temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
@@ -163,7 +167,7 @@ def take_away(path: Path, expected: Path) -> None:
         raise Changed(path) from None
     except OSError as error:
         raise write_error(path, error) from None
-    if not _same(temp, expected):
+    if not is_kept(temp, expected, sha):
         try:
             os.rename(temp, path)
         except OSError as error:
@@ -175,14 +179,15 @@ def take_away(path: Path, expected: Path) -> None:
 
 def keep(path: Path, kept: Path) -> None:
     """Keep the file at ``path`` as it is, under the name ``kept``: a hard link (no new space;
-    a copy where there are no hard links)."""
+    where there are no hard links, a copy with its mode, owner and attributes, for it may be
+    put back in its place)."""
     _remove_quietly(kept)
     try:
         os.link(path, kept)
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
             raise write_error(kept, error) from None
-        atomic_write(kept, path.read_bytes())
+        atomic_write(kept, path.read_bytes(), like=path)
 
 
 def put_back(kept: Path, path: Path) -> None:
@@ -193,8 +198,19 @@ def put_back(kept: Path, path: Path) -> None:
     move(kept, path)
 
 
-def same_file(path: Path, other: Path) -> bool:
-    return _same(path, other)
+def is_kept(path: Path, kept: Path, sha: str | None) -> bool:
+    """Is the file at ``path`` the very one ``kept`` keeps: the same file (inode) where ``kept``
+    is a hard link of it; where hard links cannot be made (vfat, exFAT, a VirtualBox share, or
+    fs.protected_hardlinks refusing a link to a file another user owns) ``kept`` is a copy,
+    and the same bytes (``sha``) are all that can tell."""
+    if _same(path, kept):
+        return True
+    if sha is None:
+        return False
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha
+    except OSError:
+        return False
 
 
 def _same(path: Path, other: Path) -> bool:
@@ -316,7 +332,9 @@ def ensure_folder(folder: Path) -> None:
     for made in reversed(missing):
         temp = made.parent / f".{made.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
-            os.mkdir(temp, inherit.new_file_mode(made.parent) | 0o111)
+            mode = inherit.new_file_mode(made.parent) | 0o111
+            os.mkdir(temp, mode)
+            os.chmod(temp, mode)  # as given, not as the umask cuts it (mkdir applies it)
             inherit.take_owner(temp, made.parent)
             os.rename(temp, made)
         except OSError as error:
@@ -329,6 +347,9 @@ def ensure_folder(folder: Path) -> None:
                     f"yours, then delete {made} and run again"
                 ) from None
             raise write_error(made, error, making_folder=True) from None
+        except BaseException:
+            _remove_quietly(temp)  # Ctrl-C (or a bug): no temp folder left behind
+            raise
         _fsync_folder(made.parent)
 
 

@@ -12,18 +12,22 @@ _UMASK: int | None = None
 
 
 def new_file_mode(folder: Path) -> int:
-    """The permission bits of a new file in ``folder``: what the umask allows, and group-
-    writable where the folder is (an environment a team shares, as pip would leave it)."""
+    """The permission bits of a new file in ``folder``: what the umask allows, readable where
+    the folder is, and group-writable where the folder is (an environment a team shares)."""
     global _UMASK
     if _UMASK is None:
         _UMASK = os.umask(0o022)
         os.umask(_UMASK)
     mode = 0o666 & ~_UMASK
     try:
-        if folder.stat().st_mode & stat.S_IWGRP:
-            mode |= stat.S_IRGRP | stat.S_IWGRP
+        folder_mode = folder.stat().st_mode
     except OSError:
-        pass
+        return mode
+    # Readable by whoever can read the folder, whatever the umask: a Docker image patched as root
+    # under umask 077 is run by an unprivileged user, whose `status` must read our state.
+    mode |= folder_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    if folder_mode & stat.S_IWGRP:
+        mode |= stat.S_IRGRP | stat.S_IWGRP
     return mode
 
 

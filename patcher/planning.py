@@ -21,7 +21,7 @@ from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.layersets import BASE, FUSED_SETS, LayerSet, names, ordered
 from patcher.snapshot import FlavourSnapshot, State
-from patcher.store import BackedUpFile, Manifest, Operation, backup_folder
+from patcher.store import STATE_FOLDER, BackedUpFile, Manifest, Operation, backup_folder
 from patcher.transaction import FileChange, FlavourChange
 
 
@@ -118,6 +118,7 @@ def _plan(
     be after (transformed for the sets it belongs to, else its original)."""
     flavour, manifest = snapshot.flavour, snapshot.manifest
     files = snapshot.files_of({*layer_sets, *snapshot.patched_sets})
+    _require_backed_up(snapshot)
     _require_usable(snapshot, files, operation, force)
     originals = {file.target.relative: snapshot.original(file.target) for file in files}
     to_patch = [file for file in files if file.target.layer_sets & set(layer_sets)]
@@ -149,6 +150,24 @@ def _plan(
         chosen,
         tuple(warnings),
     )
+
+
+def _require_backed_up(snapshot: FlavourSnapshot) -> None:
+    """Our output with no backup to restore it from (`.convlstm-patch` deleted, or the environment
+    copied without it: `cp -a site-packages/*` skips it): no original is known, so neither apply
+    (even --force: it would take our output for the original) nor revert ("nothing to revert")."""
+    manifest = snapshot.manifest
+    for file in snapshot.files:
+        if (
+            file.state == State.MODIFIED
+            and file.marked
+            and (manifest is None or not manifest.file(file.target.relative))
+        ):
+            raise errors.BackupProblem(
+                f"{file.target.relative} is patched, but its backup is gone (the {STATE_FOLDER} folder was deleted, "
+                "or the environment copied without it); nothing was changed. Restore Keras with "
+                f"`{snapshot.flavour.reinstall_command}`"
+            )
 
 
 def _require_usable(snapshot: FlavourSnapshot, files, operation: Operation, force: bool) -> None:

@@ -85,7 +85,7 @@ def interference(site: Path, journal: Journal) -> str | None:
         if entry.after is None:
             intact = not path.exists()
         elif entry.package:
-            intact = fsops.same_file(path, ours_path(site, entry.path)) and sha_of(path) == entry.after
+            intact = sha_of(path) == entry.after and fsops.is_kept(path, ours_path(site, entry.path), entry.after)
         else:
             intact = sha_of(path) == entry.after
         if not intact:
@@ -196,16 +196,16 @@ def _put_back(site: Path, entry: Entry, left: dict[str, list[str]], pycache_pref
             except fsops.Changed:
                 left.setdefault(entry.distribution, []).append(entry.path)
         return
-    written = live == entry.after and (not entry.package or fsops.same_file(path, ours))
+    written = live == entry.after and (not entry.package or fsops.is_kept(path, ours, entry.after))
     if not written:
         if live != entry.before:
             left.setdefault(entry.distribution, []).append(entry.path)
         return
     try:
         if entry.before is None:
-            fsops.take_away(path, ours)  # the run made it
+            fsops.take_away(path, ours, entry.after)  # the run made it
         elif sha_of(kept) == entry.before:
-            fsops.swap_in(kept, path, ours)
+            fsops.swap_in(kept, path, ours, entry.after)
         else:
             left.setdefault(entry.distribution, []).append(entry.path)
             return
@@ -252,8 +252,17 @@ def temp_files_of(path: Path) -> list[Path]:
 
 def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
     """Delete what killed writes left: temp files and folders, never a real one (under the
-    lock: a running write's temp file is not a leftover)."""
+    lock: a running write's temp file is not a leftover).
+
+    A kept file holding the very original pip installed (RECORD's sha256) beside a file that is
+    not goes back first: its journal is gone (deleted by hand, taken for a stale lock), and it
+    may be the only original left. Any other kept file is a version's bytes no one needs."""
     for flavour in flavours:
+        for target in flavour.files:
+            kept = kept_path(flavour.site, target.relative)
+            if target.record_sha256 and sha_of(kept) == target.record_sha256 != sha_of(target.path):
+                quietly(lambda original, path=target.path: fsops.move(original, path), kept)
+                bytecode.remove(target.path, best_effort=True)
         leftovers = [path for target in flavour.files for path in temp_files_of(target.path)]
         folder = state_folder(flavour.site)
         if folder.is_dir():

@@ -54,6 +54,11 @@ class FileState:
     state: State
     note: str = ""
 
+    @property
+    def marked(self) -> bool:
+        """Does it carry our marker (our output, whatever its backup says)?"""
+        return self.live is not None and _has_marker(self.live)
+
 
 @dataclass(frozen=True)
 class FlavourSnapshot:

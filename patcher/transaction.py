@@ -289,13 +289,13 @@ def _carry_out(site: Path, write: Write, pycache_prefix: Path | None) -> None:
             if sha_of(kept) != entry.before:
                 raise fsops.Changed(path)
             if entry.after is None:
-                fsops.take_away(path, kept)  # a deletion: put back by renaming the kept file
+                fsops.take_away(path, kept, entry.before)  # a deletion: put back by renaming the kept file
                 return
         fsops.ensure_folder(path.parent)
         temp = fsops.stage(path, write.data, write.link_from)
         try:
             fsops.keep(temp, ours)
-            fsops.swap_in(temp, path, kept if entry.before is not None else None)
+            fsops.swap_in(temp, path, kept if entry.before is not None else None, entry.before)
         finally:
             fsops.discard(temp)  # gone once swapped in; still there if this failed
     except fsops.Changed:

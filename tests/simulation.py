@@ -41,6 +41,8 @@ from pathlib import Path
 
 import fake_keras
 
+from patcher.marker import MARKER_PREFIX
+
 VERSIONS = {"keras": ("3.98.0", "3.99.0"), "tf_keras": ("2.98.0", "2.99.0")}
 FILES = {"keras": tuple(fake_keras.FILES), "tf_keras": tuple(fake_keras.TF_KERAS_FILES)}
 PATCH_LINE = b"# simulated patch: "
@@ -55,14 +57,21 @@ def pristine(name: str, version: str, relative: str) -> bytes:
     return fake_keras.source(relative, f"{name} {version}")
 
 
+# Our output starts with the marker, as the real transform's does (patcher/marker.py): the tool
+# tells its own output from a hand edit by it.
+MARKER_LINE = MARKER_PREFIX.encode() + b" (simulated)\n"
+
+
 def simulated_patch(original: bytes, layer_sets) -> bytes:
-    return original + PATCH_LINE + ",".join(sorted(map(str, layer_sets))).encode() + b"\n"
+    return MARKER_LINE + original + PATCH_LINE + ",".join(sorted(map(str, layer_sets))).encode() + b"\n"
 
 
 def base_of(data: bytes) -> bytes:
     """What a file was before the simulated patch (itself when not patched)."""
     index = data.rfind(PATCH_LINE)
-    return data[:index] if index >= 0 and data.endswith(b"\n") else data
+    if not data.startswith(MARKER_LINE) or index < 0 or not data.endswith(b"\n"):
+        return data
+    return data[len(MARKER_LINE) : index]
 
 
 # -- the stand-ins for what needs Keras ------------------------------------------------------
@@ -111,6 +120,9 @@ class Fault(Enum):
     EROFS = "erofs"  # the file system is read-only from there on (a read-only bind mount)
     INTERRUPT = "interrupt"  # Ctrl-C there, and again two operations later (in the rollback)
     STOP = "stop"
+    # From there on no hard links and no atomic swap: a vfat or exFAT folder, a VirtualBox share,
+    # or fs.protected_hardlinks refusing links to files another user owns (a shared conda pkgs/).
+    NO_LINKS = "no-links"
 
 
 # Operations that change the file system, and those of them that need new space.
@@ -148,6 +160,8 @@ def _inject(fault: Fault | None, at: int) -> None:
             if fault is Fault.INTERRUPT and state["count"] == at + 2:
                 os.kill(os.getpid(), signal.SIGINT)
             if state["struck"]:
+                if fault is Fault.NO_LINKS and name == "link":
+                    raise OSError(errno.EPERM, os.strerror(errno.EPERM), args[0] if args else None)
                 if fault is Fault.ENOSPC and name in NEEDS_SPACE:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args[0] if args else None)
                 if fault in (Fault.EACCES, Fault.EROFS):
@@ -159,6 +173,11 @@ def _inject(fault: Fault | None, at: int) -> None:
 
     for name in CHANGING:
         setattr(os, name, wrap(name, getattr(os, name)))
+    if fault is Fault.NO_LINKS:
+        import patcher.fsops
+
+        swap = patcher.fsops._exchange
+        patcher.fsops._exchange = lambda first, second: False if state["struck"] else swap(first, second)
 
 
 # -- running a command -----------------------------------------------------------------------
@@ -273,16 +292,26 @@ def installed_version(site: Path, name: str) -> str | None:
 # The mode every package file has as pip (or a hand edit) leaves it here: not what a new file
 # gets (0o644 under the usual umask), so a write that loses a file's mode is seen.
 MODE = 0o640
-_modes: dict[Path, int] = {}  # a mode given by hand since pip last wrote the file
+_modes: dict[str, int | None] = {}  # a mode given by hand since pip last wrote the file (None: deleted)
 
 
 def give_mode(path: Path, mode: int) -> None:
     path.chmod(mode)
-    _modes[path] = mode
+    _modes[_key(path)] = mode
 
 
-def expected_mode(path: Path) -> int:
-    return _modes.get(path, MODE)
+def forget_mode(path: Path) -> None:
+    """Deleted by hand: a file the tool puts back (from the backup, or anew) may have any mode."""
+    _modes[_key(path)] = None
+
+
+def expected_mode(path: Path) -> int | None:
+    return _modes.get(_key(path), MODE)
+
+
+def _key(path: Path) -> str:
+    """One name per file, however it is spelled (a message's path, a copy's, a symlinked folder)."""
+    return os.path.realpath(path)
 
 
 def _replace(path: Path, data: bytes) -> None:
@@ -293,7 +322,7 @@ def _replace(path: Path, data: bytes) -> None:
     temp.write_bytes(data)
     temp.chmod(MODE)
     temp.replace(path)
-    _modes.pop(path, None)
+    _modes.pop(_key(path), None)
 
 
 def pip_install(site: Path, name: str, version: str) -> None:
@@ -333,7 +362,7 @@ def conda_relink(site: Path, name: str) -> None:
             shutil.rmtree(site / relative)
         os.link(kept, temp)
         temp.replace(site / relative)
-        _modes.pop(site / relative, None)
+        _modes.pop(_key(site / relative), None)
 
 
 def old_journal(site: Path, name: str) -> None:
@@ -411,9 +440,9 @@ def copy_environment(site: Path, copy: Path, hard_links: bool) -> None:
     copy.parent.mkdir(parents=True, exist_ok=True)
     keep = "--preserve=all" if hard_links else "--preserve=mode,ownership,timestamps,xattr"
     subprocess.run(["cp", "-R", "--no-dereference", keep, str(site), str(copy)], check=True)
-    for path, mode in list(_modes.items()):
-        if site in path.parents:
-            _modes[copy / path.relative_to(site)] = mode
+    for name, mode in list(_modes.items()):
+        if Path(name).is_relative_to(_key(site)):
+            _modes[_key(copy / Path(name).relative_to(_key(site)))] = mode
 
 
 def temp_files(site: Path) -> list[str]:
@@ -422,7 +451,12 @@ def temp_files(site: Path) -> list[str]:
 
 def empty_backup_folders(site: Path) -> list[str]:
     root = site / STATE / "backups"
-    return [str(p.relative_to(site)) for p in root.rglob("*") if p.is_dir() and not any(p.iterdir())] if root.is_dir() else []
+    # (A killed run's temp folder is a temp file: the temp-file promise and the next writer's sweep cover it.)
+    return (
+        [str(p.relative_to(site)) for p in root.rglob("*") if p.is_dir() and not any(p.iterdir()) and p.suffix != ".tmp"]
+        if root.is_dir()
+        else []
+    )
 
 
 def journals(site: Path) -> list[str]:
