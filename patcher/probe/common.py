@@ -105,6 +105,14 @@ def max_error(got, expected):
     return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
 
 
+def inheritance_verdict(worst, inherited):
+    """The inheritance check's result: the per-gate activations left unset follow activation /
+    recurrent_activation (``inherited``: they are the very same functions) and the layer matches the
+    reference (``worst``: its largest error)."""
+    passed = worst < TOLERANCE and inherited
+    return passed, "unset activations follow activation/recurrent_activation, max abs error {:.2e}".format(worst), worst
+
+
 def remove_tree(folder):
     import shutil
 

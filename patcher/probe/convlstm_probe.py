@@ -165,12 +165,7 @@ class Probe:
         inherited = (
             layer.activation_o is layer.activation and layer.recurrent_activation_i is layer.recurrent_activation
         )
-        passed = worst < TOLERANCE and inherited
-        return (
-            passed,
-            "unset activations follow activation/recurrent_activation, max abs error {:.2e}".format(worst),
-            worst,
-        )
+        return common.inheritance_verdict(worst, inherited)
 
     def check_defaults(self):
         pristine = self.pristine

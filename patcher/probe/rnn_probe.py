@@ -198,12 +198,7 @@ class RnnProbe:
             for name in rest:
                 stock = "activation" if name.startswith("activation") else "recurrent_activation"
                 inherited &= getattr(layer.cell, name) is getattr(layer.cell, stock)
-        passed = worst < TOLERANCE and inherited
-        return (
-            passed,
-            "unset activations follow activation/recurrent_activation, max abs error {:.2e}".format(worst),
-            worst,
-        )
+        return common.inheritance_verdict(worst, inherited)
 
     def check_serialization(self):
         layer, x, _ = self.build(**DISTINCT[self.layer_set])
