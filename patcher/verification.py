@@ -17,10 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO
 
 from patcher import errors, processes
 from patcher.environment import Flavour, TargetFile
@@ -41,6 +41,7 @@ WAKE = 0.5  # seconds
 EXIT_POLL = 0.02  # seconds between looks at a probe that closed its pipes but has not exited yet
 BACKENDS = ("tensorflow", "jax", "torch")  # the Keras 3 backends --backend accepts
 KERAS3_DEFAULT_BACKEND = "tensorflow"  # what Keras 3 uses when nothing names one
+ProbeCommand = tuple[tuple[LayerSet, ...], list[str]]  # a probe's command line, with the layer sets it checks
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,14 @@ class VerifyOptions:
 
 @dataclass(frozen=True)
 class ProbeCheck:
-    """One assertion of the probe about the patched layers."""
+    """One assertion of the probe about the patched layers of one layer set (in --json as
+    "layer_set": "convlstm", "lstm" or "gru"; scripts/matrix.py reads it)."""
 
     name: str
     passed: bool
     detail: str
     value: float | None = None
+    layer_set: LayerSet | None = None  # None only from a probe that does not say (an older fake in tests)
 
 
 @dataclass
@@ -187,7 +190,9 @@ def verdict(reports: list[Report], snapshot: Snapshot) -> None:
             if flavour.overall() == State.PATCHED
             else "it is not patched: run `convlstm-patch apply`"
         )
-        raise errors.VerificationFailed(f"{failed.label} failed check '{failed.first_failure.name}'; {advice}")
+        check = failed.first_failure
+        what = f"failed check '{check.name}'" if check is not None else "ran no check"
+        raise errors.VerificationFailed(f"{failed.label} {what}; {advice}")
 
 
 def timed_out(report: Report, command: str, restored: bool = False) -> str:
@@ -207,7 +212,7 @@ def _seconds(value: float) -> str:
 
 def _runs(item: Verifiable, report: Report, options: VerifyOptions) -> list[_ProbeRun]:
     env = _environment(report.backend)
-    return [_ProbeRun(report, command, env) for command in _commands(item, options)]
+    return [_ProbeRun(report, command, env, sets) for sets, command in _commands(item, options)]
 
 
 def _collect(runs: list[_ProbeRun]) -> None:
@@ -218,10 +223,11 @@ def _collect(runs: list[_ProbeRun]) -> None:
             run.report.backend = run.backend
 
 
-def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
-    """The flavour's probe commands: the ConvLSTM probe, and the LSTM/GRU probe, for the layer sets in focus."""
+def _commands(item: Verifiable, options: VerifyOptions) -> list[ProbeCommand]:
+    """The flavour's probe commands, each with the layer sets it checks: the ConvLSTM probe, and the
+    LSTM/GRU probe, for the layer sets in focus."""
     flavour = item.flavour
-    commands = []
+    commands: list[ProbeCommand] = []
     if LayerSet.CONVLSTM in item.layer_sets:
         cell_file = _cell_file(flavour, LayerSet.CONVLSTM)
         command = processes.python_command(
@@ -239,7 +245,7 @@ def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
         )
         if item.manifest is not None and item.manifest.file(cell_file.relative):
             command += ["--pristine", str(backup_copy(flavour, cell_file.relative))]
-        commands.append(command)
+        commands.append(((LayerSet.CONVLSTM,), command))
     rnn_command = _rnn_command(item, options)
     if rnn_command is not None:
         commands.append(rnn_command)
@@ -248,14 +254,16 @@ def _commands(item: Verifiable, options: VerifyOptions) -> list[list[str]]:
 
 def _cell_file(flavour: Flavour, layer_set: LayerSet) -> TargetFile:
     """The file of a layer set that holds its cell (the probe imports that module)."""
-    return next(target for target in flavour.files if layer_set in target.layer_sets and "cell" in target.classes.values())
+    return next(
+        target for target in flavour.files if layer_set in target.layer_sets and "cell" in target.classes.values()
+    )
 
 
 def _module(target: TargetFile) -> str:
     return target.relative[: -len(".py")].replace("/", ".")
 
 
-def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
+def _rnn_command(item: Verifiable, options: VerifyOptions) -> ProbeCommand | None:
     """The LSTM/GRU probe for the flavour's further layer sets (none: ConvLSTM only)."""
     flavour = item.flavour
     sets = [layer_set for layer_set in item.layer_sets if REGISTRY[layer_set].probe == RNN_PROBE.name]
@@ -269,7 +277,7 @@ def _rnn_command(item: Verifiable, options: VerifyOptions) -> list[str] | None:
         command += ["--layer-set", f"{layer_set}={_module(cell_file)}"]
         if item.manifest is not None and item.manifest.file(cell_file.relative) is not None:
             command += ["--pristine", f"{layer_set}={backup_copy(flavour, cell_file.relative)}"]
-    return command
+    return tuple(sets), command
 
 
 def _environment(backend: str | None) -> dict[str, str]:
@@ -287,6 +295,7 @@ class _ProbeRun:
     report: Report
     command: list[str]
     env: dict[str, str]
+    layer_sets: tuple[LayerSet, ...]  # what the probe checks
     checks: list[ProbeCheck] = field(default_factory=list)
     backend: str | None = None  # as the probe reported it
     process: subprocess.Popen | None = None
@@ -294,6 +303,20 @@ class _ProbeRun:
     open_streams: int = 0  # pipes whose end its reader has not yet seen
     stdout: bytes = b""
     done: bool = False  # concluded, or stopped at its timeout
+
+    @property
+    def started(self) -> subprocess.Popen:
+        """Its process: only a started probe is waited on, read or stopped."""
+        if self.process is None:
+            raise RuntimeError("the probe was not started")
+        return self.process
+
+    def failed(self, detail: str) -> None:
+        """The probe did not answer (it timed out, crashed or never started): a failed check "run"
+        for each layer set it checks, named as the probe names its own (patcher/probe/common.py)."""
+        for layer_set in self.layer_sets:
+            name = "run" if layer_set == LayerSet.CONVLSTM else f"{layer_set} run"
+            self.checks.append(ProbeCheck(name, False, detail, layer_set=layer_set))
 
 
 def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
@@ -304,7 +327,7 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
     fill up and stall its probe); this thread alone acts on what they read, so progress
     lines reach on_progress whole and in order.
     """
-    waiting, running = list(runs), []
+    waiting, running = list(runs), list[_ProbeRun]()
     limit = max(1, options.parallel or min(_usable_cores(), MAX_PARALLEL))
     events: queue.Queue = queue.Queue()
     try:
@@ -317,12 +340,11 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
             for run in list(running):
                 if run.deadline <= now:
                     run.report.timed_out = options.timeout
-                    detail = f"verification did not finish within {_seconds(options.timeout)} s"
-                    run.checks.append(ProbeCheck("run", False, detail))
+                    run.failed(f"verification did not finish within {_seconds(options.timeout)} s")
                     _stop(run)
                     running.remove(run)
-                elif run.open_streams == 0 and run.process.poll() is not None:
-                    _conclude(run, run.process.returncode)
+                elif run.open_streams == 0 and run.started.poll() is not None:
+                    _conclude(run, run.started.returncode)
                     running.remove(run)
             if not running:
                 continue
@@ -347,21 +369,21 @@ def _start(run: _ProbeRun, events: queue.Queue, options: VerifyOptions) -> bool:
         # which then kills each probe with everything the probe started. No bytecode.
         run.process = processes.start(run.command, run.env)
     except OSError as error:
-        run.checks.append(ProbeCheck("run", False, f"could not start {run.command[0]}: {error.strerror}"))
+        run.failed(f"could not start {run.command[0]}: {error.strerror}")
         run.done = True
         return False
     run.deadline = time.monotonic() + options.timeout  # each probe's own time, not its wait for a turn
     run.open_streams = 2
-    for stream in (run.process.stdout, run.process.stderr):
+    for stream in (run.started.stdout, run.started.stderr):
         threading.Thread(target=_pump, args=(run, stream, events), daemon=True).start()
     return True
 
 
-def _pump(run: _ProbeRun, stream, events: queue.Queue) -> None:
+def _pump(run: _ProbeRun, stream: IO[bytes], events: queue.Queue) -> None:
     """In a reader thread: stderr line by line, stdout whole (its answer, and whatever else was printed), then None."""
     try:
         with stream:
-            if stream is run.process.stderr:
+            if stream is run.started.stderr:
                 for line in stream:
                     events.put((run, stream, line))
             else:
@@ -375,7 +397,7 @@ def _take(run: _ProbeRun, stream, data: bytes | None, options: VerifyOptions) ->
     """One reader's news: the end of a pipe, stdout, or a stderr line (progress, labelled)."""
     if data is None:
         run.open_streams -= 1
-    elif stream is run.process.stdout:
+    elif stream is run.started.stdout:
         run.stdout = data
     else:
         text = data.decode(errors="replace").strip()
@@ -387,7 +409,7 @@ def _take(run: _ProbeRun, stream, data: bytes | None, options: VerifyOptions) ->
 def _stop(run: _ProbeRun) -> None:
     """Kill the probe and whatever it started; its readers then see the pipes end (and close them)."""
     run.done = True
-    processes.kill_group(run.process, drain=False)
+    processes.kill_group(run.started, drain=False)
 
 
 def _conclude(run: _ProbeRun, returncode: int) -> None:
@@ -396,10 +418,16 @@ def _conclude(run: _ProbeRun, returncode: int) -> None:
     run.done = True
     try:
         document = answer.find(run.stdout.decode(errors="replace"))
-        run.checks.extend(ProbeCheck(**entry) for entry in document["checks"])
+        run.checks.extend(_probe_check(entry) for entry in document["checks"])
         run.backend = document.get("backend")
     except (ValueError, KeyError, TypeError, AttributeError):
-        run.checks.append(ProbeCheck("run", False, f"verification process crashed (exit code {returncode})"))
+        run.failed(f"verification process crashed (exit code {returncode})")
+
+
+def _probe_check(entry: dict) -> ProbeCheck:
+    """A check of the probe's JSON document (patcher/probe/common.py's entry())."""
+    layer_set = entry.get("layer_set")
+    return ProbeCheck(**{**entry, "layer_set": None if layer_set is None else LayerSet(layer_set)})
 
 
 def _usable_cores() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from patcher.probe import reference
+from patcher.probe import activations, reference, rnn_reference
 
 PROBE_FILES = sorted((Path(__file__).resolve().parent.parent / "patcher" / "probe").glob("*.py"))
 
@@ -152,9 +152,9 @@ def hard_sigmoid_keras2(x):
 
 def test_hard_sigmoid_variants():
     x = np.array([-4.0, -3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0, 4.0])
-    np.testing.assert_allclose(reference.HARD_SIGMOID["keras2"](x), hard_sigmoid_keras2(x))
-    np.testing.assert_allclose(reference.HARD_SIGMOID["keras2"](x), [0, 0, 0, 0.3, 0.5, 0.7, 1, 1, 1])
-    np.testing.assert_allclose(reference.HARD_SIGMOID["keras3"](x), [0, 0, 1 / 12, 1 / 3, 0.5, 2 / 3, 11 / 12, 1, 1])
+    np.testing.assert_allclose(activations.HARD_SIGMOID["keras2"](x), hard_sigmoid_keras2(x))
+    np.testing.assert_allclose(activations.HARD_SIGMOID["keras2"](x), [0, 0, 0, 0.3, 0.5, 0.7, 1, 1, 1])
+    np.testing.assert_allclose(activations.HARD_SIGMOID["keras3"](x), [0, 0, 1 / 12, 1 / 3, 0.5, 2 / 3, 11 / 12, 1, 1])
     with pytest.raises(ValueError):
         reference.conv_lstm(np.zeros((1, 1, 3, 3, 1)), np.zeros((3, 3, 1, 4)), np.zeros((3, 3, 1, 4)), None, hard_sigmoid="keras4")
 
@@ -210,3 +210,84 @@ def test_defaults_unchanged_for_keras3_and_tensorflow(rng):
     b = reference.conv_lstm(x, kernel, recurrent, None, recurrent_activation="hard_sigmoid", flip_kernels=False, hard_sigmoid="keras3")
     for left, right in zip(a, b):
         np.testing.assert_array_equal(left, right)
+
+
+# -- one activation table for both NumPy references --------------------------------
+
+REFERENCES = ("reference.py", "rnn_reference.py", "activations.py")
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_references_import_no_keras(name):
+    """The references are the ground truth: NumPy, the standard library and their shared table only."""
+    tree = ast.parse((PROBE_FILES[0].parent / name).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." * node.level + (node.module or ""))
+    assert imported <= {"numpy", "math", ".activations"}, imported
+
+
+def conv_lstm_input(rng):
+    return rng.normal(size=(2, 3, 5, 4, 2)), rng.normal(size=(3, 3, 2, 12)), rng.normal(size=(3, 3, 3, 12))
+
+
+def lstm_input(rng):
+    return rng.normal(size=(2, 4, 3)), rng.normal(size=(3, 8)), rng.normal(size=(2, 8))
+
+
+def gru_input(rng):
+    return rng.normal(size=(2, 4, 3)), rng.normal(size=(3, 6)), rng.normal(size=(2, 6))
+
+
+RUNS = {
+    "conv_lstm": lambda rng, **options: reference.conv_lstm(*conv_lstm_input(rng), None, padding="same", **options),
+    "lstm": lambda rng, **options: rnn_reference.lstm(*lstm_input(rng), **options),
+    "gru": lambda rng, **options: rnn_reference.gru(*gru_input(rng), reset_after=False, **options),
+}
+# A per-gate activation of each layer, and the layer's own activation.
+PER_GATE = {"conv_lstm": "activation_i", "lstm": "activation_i", "gru": "recurrent_activation_z"}
+
+
+@pytest.mark.parametrize("layer", sorted(RUNS))
+def test_references_look_activations_up_in_the_shared_table(monkeypatch, layer):
+    """Replacing a name in activations.ACTIVATIONS changes what every reference computes with it."""
+    calls = []
+
+    def spy(x):
+        calls.append(x.shape)
+        return x / (1.0 + np.abs(x))
+
+    monkeypatch.setitem(activations.ACTIVATIONS, "softsign", spy)
+    RUNS[layer](np.random.RandomState(5), **{PER_GATE[layer]: "softsign"})
+    assert calls, f"{layer} does not take softsign from activations.ACTIVATIONS"
+
+
+@pytest.mark.parametrize("layer", sorted(RUNS))
+@pytest.mark.parametrize("generation", ["keras2", "keras3"])
+def test_references_take_hard_sigmoid_by_generation_from_the_shared_table(monkeypatch, layer, generation):
+    calls = []
+    original = activations.HARD_SIGMOID[generation]
+    monkeypatch.setitem(activations.HARD_SIGMOID, generation, lambda x: calls.append(1) or original(x))
+    RUNS[layer](np.random.RandomState(5), hard_sigmoid=generation, **{PER_GATE[layer]: "hard_sigmoid"})
+    assert calls, f"{layer} does not take the {generation} hard_sigmoid from activations.HARD_SIGMOID"
+    with pytest.raises(ValueError, match="keras2"):
+        RUNS[layer](np.random.RandomState(5), hard_sigmoid="keras4")
+
+
+@pytest.mark.parametrize("layer", sorted(RUNS))
+def test_none_means_the_same_in_both_references(layer):
+    """A layer's activation=None is linear (Keras's activations.get(None)); a per-gate None inherits."""
+    run = RUNS[layer]
+    as_none = run(np.random.RandomState(5), activation=None)
+    as_linear = run(np.random.RandomState(5), activation="linear")
+    for a, b in zip(as_none, as_linear):
+        np.testing.assert_array_equal(a, b)
+    inherited = run(np.random.RandomState(5), recurrent_activation="hard_sigmoid", **{PER_GATE[layer]: None})
+    named = run(np.random.RandomState(5), recurrent_activation="hard_sigmoid")
+    for a, b in zip(inherited, named):
+        np.testing.assert_array_equal(a, b)
+    assert activations.resolve(None) is activations.linear
+    assert activations.per_gate(None, "tanh") is np.tanh

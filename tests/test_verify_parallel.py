@@ -81,6 +81,19 @@ def test_one_flavours_convlstm_and_rnn_probes_run_side_by_side_checks_in_probe_o
     assert convlstm["start"] < rnn["end"] < convlstm["end"]  # they overlapped
 
 
+def test_a_hung_rnn_probe_fails_each_of_its_layer_sets(site, events, monkeypatch):
+    """A probe that does not answer fails a "run" check of every layer set it checks, each carrying
+    its set (what scripts/matrix.py reads); the checks of the probe that answered are kept."""
+    sleeps(monkeypatch, **{"keras rnn": 120})
+    layer_sets = (LayerSet.CONVLSTM, LayerSet.LSTM, LayerSet.GRU)
+    (report,) = verify_all(items(site, layer_sets, only="keras"), VerifyOptions(timeout=4, parallel=2))
+    assert [(check.name, check.layer_set, check.passed) for check in report.checks] == [
+        ("fake", None, True),  # the fake probe's answer says no layer set
+        ("lstm run", LayerSet.LSTM, False),
+        ("gru run", LayerSet.GRU, False),
+    ]
+
+
 def test_no_more_probes_at_once_than_allowed(site, events, monkeypatch):
     sleeps(monkeypatch, keras=1, tf_keras=1)
     reports = verify_all(items(site, WITH_LSTM), VerifyOptions(backends=("jax",), parallel=2))
@@ -119,6 +132,7 @@ def test_a_hung_probe_is_killed_at_its_own_timeout_and_fails_only_its_report(sit
     keras, keras_jax, tf_keras = reports
     assert not keras.passed
     assert [(check.name, check.detail) for check in keras.checks] == [("run", "verification did not finish within 8 s")]
+    assert [check.layer_set for check in keras.checks] == [LayerSet.CONVLSTM]
     assert keras_jax.passed and keras_jax.backend == "jax"
     assert tf_keras.passed and [check.name for check in tf_keras.checks] == ["fake"]
     runs = {(run["package"], run["backend"]): (pid, run) for pid, run in read_events(events).items()}

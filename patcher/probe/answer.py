@@ -27,7 +27,7 @@ def find(output):
     for line in reversed(output.splitlines()):
         if line.startswith(MARKER):
             try:
-                return json.loads(line[len(MARKER):])
+                return json.loads(line[len(MARKER) :])
             except ValueError:
                 return None
     return None

@@ -2,9 +2,9 @@
 
 This module is the ground truth that the patched Keras layers are checked
 against. It is deliberately independent of Keras and TensorFlow (it imports
-nothing but NumPy and the standard library), so a bug in the patch or in Keras
-cannot leak into the expected values, and the file can be copied and run on its
-own in any Python that has NumPy.
+nothing but NumPy, the standard library and activations.py, the activation
+table it shares with rnn_reference.py), so a bug in the patch or in Keras
+cannot leak into the expected values, and it runs in any Python that has NumPy.
 
 It runs in the *user's* interpreter, which for Keras 2.0-2.3 may be as old as
 Python 3.5-3.7 with NumPy 1.13: keep it valid Python 3.6 (no walrus, no
@@ -26,46 +26,15 @@ here rather than guesses:
   kernels. TensorFlow (1.x and 2.x), CNTK, JAX and PyTorch under Keras all
   cross-correlate.
 * ``hard_sigmoid``: Keras 2 (multi-backend Keras, tf.keras, tf_keras) defines
-  it as ``clip(0.2 x + 0.5, 0, 1)``; Keras 3 as ``relu6(x + 3) / 6``.
+  it as ``clip(0.2 x + 0.5, 0, 1)``; Keras 3 as ``relu6(x + 3) / 6``
+  (activations.HARD_SIGMOID).
 """
 
 import math
 
 import numpy as np
 
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-# hard_sigmoid differs between versions: Keras 2 used clip(0.2 * x + 0.5, 0, 1)
-# while Keras 3 uses relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1).
-def _hard_sigmoid(x):
-    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
-
-
-def _hard_sigmoid_keras2(x):
-    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
-
-
-HARD_SIGMOID = {"keras2": _hard_sigmoid_keras2, "keras3": _hard_sigmoid}
-
-
-def _elu(x):
-    # np.minimum keeps exp() from overflowing on the branch that is discarded.
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
-
-
-ACTIVATIONS = {
-    "tanh": np.tanh,
-    "sigmoid": _sigmoid,
-    "hard_sigmoid": _hard_sigmoid,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "linear": lambda x: x,
-    "softsign": lambda x: x / (1.0 + np.abs(x)),
-    "elu": _elu,
-    "exponential": np.exp,
-}
+from .activations import per_gate
 
 _GATES = ("i", "f", "c", "o")
 
@@ -75,7 +44,7 @@ def _as_tuple(value, rank):
         return (value,) * rank
     value = tuple(value)
     if len(value) != rank:
-        raise ValueError(f"Expected {rank} values, got {value!r}")
+        raise ValueError("Expected {} values, got {!r}".format(rank, value))
     return value
 
 
@@ -100,7 +69,7 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1, flip_kernels=Fals
     if flip_kernels:
         w = w[(slice(None, None, -1),) * rank]
     if w.ndim != rank + 2:
-        raise ValueError(f"Kernel rank {w.ndim} does not fit input rank {x.ndim}")
+        raise ValueError("Kernel rank {} does not fit input rank {}".format(w.ndim, x.ndim))
     kernel_size = w.shape[:rank]
     strides = _as_tuple(strides, rank)
     dilation = _as_tuple(dilation_rate, rank)
@@ -114,7 +83,7 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1, flip_kernels=Fals
             before, after = 0, 0
             out = max((size - (k - 1) * d - 1) // s + 1, 0)
         else:
-            raise ValueError(f"Unknown padding {padding!r}")
+            raise ValueError("Unknown padding {!r}".format(padding))
         pads.append((before, after))
         out_sizes.append(out)
     pads.append((0, 0))
@@ -123,20 +92,11 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1, flip_kernels=Fals
     result = np.zeros((x.shape[0], *out_sizes, w.shape[-1]))
     for offset in np.ndindex(*kernel_size):
         window = tuple(
-            slice(o * d, o * d + (n - 1) * s + 1, s)
-            for o, d, n, s in zip(offset, dilation, out_sizes, strides)
+            slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, n, s in zip(offset, dilation, out_sizes, strides)
         )
-        patch = x[(slice(None), *window, slice(None))]
+        patch = x[(slice(None),) + window + (slice(None),)]
         result += np.tensordot(patch, w[offset], axes=([-1], [0]))
     return result
-
-
-def _resolve(activation, hard_sigmoid="keras3"):
-    if callable(activation):
-        return activation
-    if activation == "hard_sigmoid":
-        return HARD_SIGMOID[hard_sigmoid]
-    return ACTIVATIONS[activation]
 
 
 def _split_gates(array, axis=-1):
@@ -161,7 +121,7 @@ def conv_lstm(
     recurrent_activation_o=None,
     go_backwards=False,
     flip_kernels=False,
-    hard_sigmoid="keras3"
+    hard_sigmoid="keras3",
 ):
     """Run a ConvLSTM over x of shape (batch, time, *spatial, channels).
 
@@ -172,8 +132,6 @@ def conv_lstm(
     flip_kernels: the backend convolves (Theano) instead of cross-correlating.
     hard_sigmoid: "keras2" (clip(0.2 x + 0.5, 0, 1)) or "keras3" (relu6(x + 3) / 6).
     """
-    if hard_sigmoid not in HARD_SIGMOID:
-        raise ValueError(f"hard_sigmoid must be 'keras2' or 'keras3', not {hard_sigmoid!r}")
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1] == 0:
         raise ValueError("conv_lstm needs at least one time step")
@@ -184,10 +142,10 @@ def conv_lstm(
     else:
         biases = _split_gates(np.asarray(bias, dtype=np.float64))
 
-    act_i = _resolve(activation if activation_i is None else activation_i, hard_sigmoid)
-    act_o = _resolve(activation if activation_o is None else activation_o, hard_sigmoid)
+    act_i = per_gate(activation_i, activation, hard_sigmoid)
+    act_o = per_gate(activation_o, activation, hard_sigmoid)
     gate = {
-        name: _resolve(recurrent_activation if chosen is None else chosen, hard_sigmoid)
+        name: per_gate(chosen, recurrent_activation, hard_sigmoid)
         for name, chosen in (
             ("i", recurrent_activation_i),
             ("f", recurrent_activation_f),
@@ -200,8 +158,7 @@ def conv_lstm(
     outputs = []
     for t in steps:
         z = {
-            name: conv_nd(x[:, t], kernels[name], strides, padding, dilation_rate, flip_kernels)
-            + biases[name]
+            name: conv_nd(x[:, t], kernels[name], strides, padding, dilation_rate, flip_kernels) + biases[name]
             for name in _GATES
         }
         if h is None:

@@ -1,8 +1,9 @@
 """Pure-NumPy reference of the LSTM and GRU forward passes, one activation per gate.
 
 The ground truth the patched ``LSTM`` / ``GRU`` layers are checked against:
-independent of Keras (NumPy and the standard library only), valid Python 3.6
-with NumPy 1.13, like reference.py (tests/test_probe_compat.py).
+independent of Keras (NumPy, the standard library and activations.py, the
+activation table it shares with reference.py), valid Python 3.6 with NumPy
+1.13, like reference.py (tests/test_probe_compat.py).
 
 Conventions follow Keras (3 and 2.x/tf_keras alike): inputs ``(batch, time,
 features)``; LSTM kernels ``(features, 4 * units)`` and ``(units, 4 * units)``
@@ -39,35 +40,7 @@ What the layers do around those equations, as Keras documents it:
 
 import numpy as np
 
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-ACTIVATIONS = {
-    "tanh": np.tanh,
-    "sigmoid": _sigmoid,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "linear": lambda x: x,
-    "softsign": lambda x: x / (1.0 + np.abs(x)),
-    # Keras 3; Keras 2 / tf_keras use clip(0.2 x + 0.5, 0, 1)
-    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
-}
-HARD_SIGMOID_KERAS2 = lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)
-
-
-def resolve(activation, hard_sigmoid="keras3"):
-    if callable(activation):
-        return activation
-    if activation is None:
-        return ACTIVATIONS["linear"]
-    if activation == "hard_sigmoid" and hard_sigmoid == "keras2":
-        return HARD_SIGMOID_KERAS2
-    return ACTIVATIONS[activation]
-
-
-def _pick(given, fallback, hard_sigmoid):
-    return resolve(given if given is not None else fallback, hard_sigmoid)
+from .activations import per_gate, resolve
 
 
 def _steps(x, mask, go_backwards):
@@ -110,11 +83,11 @@ def lstm(
     recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
     units = recurrent_kernel.shape[0]
     bias = np.zeros(4 * units) if bias is None else np.asarray(bias, dtype="float64")
-    act_c = _pick(activation_i, activation, hard_sigmoid)
-    act_h = _pick(activation_o, activation, hard_sigmoid)
-    gate_i = _pick(recurrent_activation_i, recurrent_activation, hard_sigmoid)
-    gate_f = _pick(recurrent_activation_f, recurrent_activation, hard_sigmoid)
-    gate_o = _pick(recurrent_activation_o, recurrent_activation, hard_sigmoid)
+    act_c = per_gate(activation_i, activation, hard_sigmoid)
+    act_h = per_gate(activation_o, activation, hard_sigmoid)
+    gate_i = per_gate(recurrent_activation_i, recurrent_activation, hard_sigmoid)
+    gate_f = per_gate(recurrent_activation_f, recurrent_activation, hard_sigmoid)
+    gate_o = per_gate(recurrent_activation_o, recurrent_activation, hard_sigmoid)
     h = np.zeros((x.shape[0], units))
     c = np.zeros((x.shape[0], units))
     output = np.zeros((x.shape[0], units))
@@ -160,8 +133,8 @@ def gru(
     else:
         input_bias, recurrent_bias = np.asarray(bias, dtype="float64"), np.zeros(3 * units)
     candidate = resolve(activation, hard_sigmoid)
-    gate_z = _pick(recurrent_activation_z, recurrent_activation, hard_sigmoid)
-    gate_r = _pick(recurrent_activation_r, recurrent_activation, hard_sigmoid)
+    gate_z = per_gate(recurrent_activation_z, recurrent_activation, hard_sigmoid)
+    gate_r = per_gate(recurrent_activation_r, recurrent_activation, hard_sigmoid)
     w_z, w_r, w_h = (kernel[:, k * units : (k + 1) * units] for k in range(3))
     u_z, u_r, u_h = (recurrent_kernel[:, k * units : (k + 1) * units] for k in range(3))
     b_z, b_r, b_h = (input_bias[k * units : (k + 1) * units] for k in range(3))

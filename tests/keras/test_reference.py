@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from patcher.probe import reference
+from patcher.probe import activations, reference
 
 TOLERANCE = 1e-4
 LAYERS = {1: keras.layers.ConvLSTM1D, 2: keras.layers.ConvLSTM2D, 3: keras.layers.ConvLSTM3D}
@@ -125,7 +125,7 @@ def test_separate_activations_default_to_shared_ones():
         recurrent,
         bias,
         activation_i="relu",
-        activation_o=reference.ACTIVATIONS["relu"],
+        activation_o=activations.ACTIVATIONS["relu"],
         recurrent_activation_i="softsign",
         recurrent_activation_f="softsign",
         recurrent_activation_o="softsign",
@@ -226,13 +226,13 @@ def test_conv_nd_3d_shape_and_sum():
     ],
 )
 def test_activation_values(name, x, expected):
-    assert reference.ACTIVATIONS[name](np.float64(x)) == pytest.approx(expected)
+    assert activations.ACTIVATIONS[name](np.float64(x)) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
-    "name", sorted(reference.ACTIVATIONS)
+    "name", sorted(activations.ACTIVATIONS)
 )
 def test_activations_match_keras(name):
     x = np.linspace(-4.0, 4.0, 33)
     got = np.asarray(keras.activations.get(name)(x.astype("float32")))
-    np.testing.assert_allclose(reference.ACTIVATIONS[name](x), got, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(activations.ACTIVATIONS[name](x), got, atol=1e-5, rtol=1e-5)

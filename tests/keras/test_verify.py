@@ -60,6 +60,7 @@ def test_verify_names_the_failing_check(patched, breaks, failing_check):
     assert document["passed"] is False
     failed = [check["name"] for check in document["reports"][0]["checks"] if not check["passed"]]
     assert failed[0] == failing_check, document
+    assert {check["layer_set"] for check in document["reports"][0]["checks"]} == {"convlstm"}, document
 
 
 def test_verify_reports_a_hang_as_a_failure(patched):

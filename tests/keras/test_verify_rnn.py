@@ -75,6 +75,15 @@ def test_all_sets_verify_with_a_gpu_made_to_look_present(verified):
         assert "reset_after True/False" in numerics["gru numerics"]["detail"]
 
 
+def test_each_check_carries_its_layer_set(verified):
+    """`apply --json`'s verification: every check says which layer set it checked, as the field
+    "layer_set" (scripts/matrix.py reads it, never the name)."""
+    expected = ["convlstm"] * len(CONVLSTM_CHECKS) + [s for s in ("lstm", "gru") for _ in RNN_CHECKS]
+    for report in verified.document["verification"]:
+        assert [check["layer_set"] for check in report["checks"]] == expected, report["checks"]
+        assert all(check["name"].startswith(check["layer_set"]) for check in report["checks"][len(CONVLSTM_CHECKS) :])
+
+
 def require(backend: str) -> None:
     if backend != "tensorflow" and importlib.util.find_spec(backend) is None:
         message = f"the {backend} backend is not installed (.ci/run installs torch==2.13.0 and jax==0.10.2)"
