@@ -623,7 +623,9 @@ def print_layer_table(results: dict[str, dict], plan: Plan) -> None:
                 )
             else:
                 cells = f"{'-':>5}"
-            line = f"  {name:<15} {entry['label']:<{label_width}} {entry['steps']:>5} {entry['median_ms']:>9.1f}  {cells}"
+            line = (
+                f"  {name:<15} {entry['label']:<{label_width}} {entry['steps']:>5} {entry['median_ms']:>9.1f}  {cells}"
+            )
             print(line.rstrip())
             name = ""
     print("  What each ratio measures (variant step / pristine step):")
@@ -721,7 +723,11 @@ def parse_layer_sets(text: str) -> list[str]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions: about 1.5 minutes instead of 4.5 (longer on a busy machine)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repetitions: about 1.5 minutes instead of 4.5 (longer on a busy machine)",
+    )
     parser.add_argument(
         "--part",
         choices=("A", "B"),

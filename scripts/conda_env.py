@@ -188,7 +188,9 @@ def _sdist(version: str) -> Path:
                    "--no-binary", ":all:", "-d", str(cache), f"keras=={version}"]  # fmt: skip
         completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if completed.returncode != 0 or not archive.exists():
-            raise CondaEnvError(f"pip download keras=={version} (sdist): {(completed.stderr or completed.stdout)[-500:]}")
+            raise CondaEnvError(
+                f"pip download keras=={version} (sdist): {(completed.stderr or completed.stdout)[-500:]}"
+            )
     return archive
 
 
@@ -236,8 +238,12 @@ def _write_package(subdir: Path, name: str, version: str, build: str, files: dic
         index.update(noarch="python", arch=None, platform=None)
     paths = {
         "paths": [
-            {"_path": relative, "path_type": "hardlink", "sha256": hashlib.sha256(data).hexdigest(),
-             "size_in_bytes": len(data)}  # fmt: skip
+            {
+                "_path": relative,
+                "path_type": "hardlink",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size_in_bytes": len(data),
+            }  # fmt: skip
             for relative, data in files.items()
         ],
         "paths_version": 1,

@@ -81,7 +81,9 @@ def compute(archive: Path) -> Computed:
     fitting, warnings = [], []
     for layer_set in flavour.supported_sets:
         try:
-            _, said = patch_sources(flavour, [(t, originals[t.relative], (layer_set,)) for t in flavour.files_of((layer_set,))])
+            _, said = patch_sources(
+                flavour, [(t, originals[t.relative], (layer_set,)) for t in flavour.files_of((layer_set,))]
+            )
         except TransformFailed:
             if layer_set == BASE:
                 raise

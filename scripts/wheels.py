@@ -45,9 +45,10 @@ def _pip(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """A command's output as a one-line reason: its last non-blank line (at most 400 characters)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+    return lines[-1][:400] if lines else "no output"
 
 
 def listed_versions(distribution: str) -> list[str]:
@@ -58,7 +59,7 @@ def listed_versions(distribution: str) -> list[str]:
         raise RuntimeError(f"pip index versions {PIP_NAMES[distribution]}: {error}") from None
     match = re.search(r"^Available versions:(.*)$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or not match:
-        reason = _last_line(completed.stderr or completed.stdout)
+        reason = last_line(completed.stderr or completed.stdout)
         raise RuntimeError(f"pip index versions {PIP_NAMES[distribution]} failed: {reason}")
     versions = {item.strip() for item in match.group(1).split(",")}
     finals = [v for v in versions if FINAL.fullmatch(v) and version_key(v) >= FLOORS[distribution]]
@@ -95,7 +96,7 @@ def download_one(distribution: str, version: str, dest: Path) -> str | None:
     except (OSError, subprocess.SubprocessError) as error:
         return f"pip download {spec}: {error}"
     if completed.returncode != 0:
-        return f"pip download {spec} failed: {_last_line(completed.stderr or completed.stdout)}"
+        return f"pip download {spec} failed: {last_line(completed.stderr or completed.stdout)}"
     return None
 
 
