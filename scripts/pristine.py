@@ -26,12 +26,12 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import wheels  # noqa: E402
+import wheels
 
-from patcher.environment import Flavour, find_flavours  # noqa: E402
-from patcher import bytecode  # noqa: E402
-from patcher.hashing import sha256_hex  # noqa: E402
-from patcher.store import backup_copy, read_manifest  # noqa: E402
+from patcher import bytecode
+from patcher.environment import Flavour, find_flavours
+from patcher.hashing import sha256_hex
+from patcher.store import backup_copy, read_manifest
 
 
 class NoPristineSource(RuntimeError):
@@ -79,7 +79,7 @@ def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) 
 
 def _copy_tree(flavour: Flavour, dest: Path) -> None:
     dist = next(metadata.distributions(name=flavour.project, path=[str(flavour.site)]))
-    info = Path(str(dist._path))  # the dist-info folder  # noqa: SLF001 (no public accessor)
+    info = Path(str(dist._path))  # the dist-info folder
     shutil.copytree(flavour.site / flavour.package, dest / flavour.package, symlinks=False)
     shutil.copytree(info, dest / info.name, symlinks=False)
 
@@ -87,7 +87,7 @@ def _copy_tree(flavour: Flavour, dest: Path) -> None:
 def _from_backup(flavour: Flavour, relative: str, expected: str) -> tuple[bytes | None, str]:
     try:
         manifest = read_manifest(flavour)
-    except Exception:  # an invalid manifest is simply not a source (the wheel is)
+    except Exception:  # noqa: BLE001 - an invalid manifest is simply not a source (the wheel is)
         return None, ""
     if manifest is None or manifest.file(relative) is None:
         return None, ""

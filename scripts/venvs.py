@@ -30,8 +30,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PTH_NAME = "_convlstm_patch_running_site.pth"
 BUILT_MARKER = ".complete"  # written last: a venv without it is half-built and is rebuilt
@@ -103,7 +103,7 @@ def interpreter(version: str) -> Path | None:
         return None
     try:
         answer = subprocess.run(
-            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=60
+            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=60, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -137,7 +137,7 @@ def purelib(python: Path) -> Path:
 
 def _run(command: list[str], what: str, timeout: float) -> subprocess.CompletedProcess:
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise VenvError(f"{what}: {error}") from None
     if completed.returncode != 0:

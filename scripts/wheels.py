@@ -42,7 +42,7 @@ def cache_dir() -> Path:
 
 def _pip(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def last_line(text: str) -> str:
@@ -181,7 +181,7 @@ def layer_sources_containing(archive: Path, text: str) -> list[str]:
         return found
     with tarfile.open(archive, "r:gz") as sdist:
         for member in sdist.getmembers():
-            if member.isfile() and "/layers/" in member.name and member.name.endswith(".py"):
-                if needle in sdist.extractfile(member).read():
-                    found.append(member.name.split("/", 1)[1])
+            is_layer_source = member.isfile() and "/layers/" in member.name and member.name.endswith(".py")
+            if is_layer_source and needle in sdist.extractfile(member).read():
+                found.append(member.name.split("/", 1)[1])
     return found
