@@ -256,9 +256,9 @@ class _Module:
                 break
         return FUSED_SETS
 
-    def _scopes(self, node: ast.AST) -> list[ast.AST]:
+    def _scopes(self, node: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]:
         """The functions and classes around ``node``, innermost first."""
-        scopes = []
+        scopes: list[ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef] = []
         parent = self.parents.get(node)
         while parent is not None:
             if isinstance(parent, _SCOPES):
@@ -320,7 +320,7 @@ class _Module:
             child, parent = parent, self.parents.get(parent)
         return Coverage.UNCOVERED, "not under a guarded branch", ()
 
-    def _function_coverage(self, function: ast.FunctionDef) -> _Verdict:
+    def _function_coverage(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> _Verdict:
         """Covered when every use of the function in this module is (recursively)."""
         if function in self._function_memo:
             return self._function_memo[function]

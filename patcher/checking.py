@@ -105,7 +105,8 @@ def _compare(
         originals = {file.target.relative: snapshot.original(file.target) for file in files}
     except errors.PatchError as error:
         return [error.message], []
-    problems, checked = [], []
+    problems: list[str] = []
+    checked: list[str] = []
     if pins is not None:
         for relative, data in originals.items():
             expected = pins.files[relative].pristine
@@ -123,10 +124,10 @@ def _compare(
     checked.append(f"the patch of {names} fits this source (transformed and compiled)")
     if pins is not None:
         for relative, data in patched.items():
-            expected = pins.files[relative].patched_for(file_sets(snapshot, relative, applied))
-            if expected is None or sha256_hex(data) != expected:
+            reviewed = pins.files[relative].patched_for(file_sets(snapshot, relative, applied))
+            if reviewed is None or sha256_hex(data) != reviewed:
                 problems.append(
-                    f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(expected or '?')[:16]}…"
+                    f"{relative}: patched sha256 {sha256_hex(data)[:16]}… expected {(reviewed or '?')[:16]}…"
                 )
         if not problems:
             checked.append("its output is the pinned one")

@@ -161,17 +161,20 @@ class Group(click.Group):
         try:
             with interrupts.like_ctrl_c():  # SIGTERM and SIGHUP too: rolled back, every child killed
                 return self._invoke(ctx)
-        except click.ClickException as error:
+        except (errors.PatchError, click.ClickException) as error:
             # With --json, an error before any environment ran (a bad
             # command line, a bug) is a document too; stderr has the line.
             if as_json:
                 click.echo(json.dumps({"error": output.error_json(error)}, indent=2))
-            raise
+            if isinstance(error, click.ClickException):
+                raise
+            click.echo(f"Error: {error.message}", err=True)
+            raise click.exceptions.Exit(error.exit_code) from None
 
     def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (errors.PatchError, click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
             # Ctrl-C, SIGTERM or SIGHUP outside a transaction (its own rolls

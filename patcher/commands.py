@@ -20,32 +20,36 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from patcher import __version__, checking, errors, pauses, planning, snapshot, verification
+from patcher.command_io import (
+    Applied,
+    ApplyOptions,
+    Checked,
+    CleanOptions,
+    Diffed,
+    Environment,
+    EnvironmentResult,
+    ReadOptions,
+    Reverted,
+    RevertOptions,
+    Status,
+    Verified,
+    VerifyCommandOptions,
+    Versions,
+)
 from patcher.environment import Flavour, SearchPath, find_flavours, search_path
-from patcher.envlock import DEFAULT_LOCK_TIMEOUT, EnvironmentLock
-from patcher.layersets import LayerSet
+from patcher.envlock import EnvironmentLock
 from patcher.pins import pins_for
 from patcher.planning import Action, Outcome
+from patcher.recovery import delete_unneeded_backup, recover_all
 from patcher.snapshot import FlavourSnapshot, Snapshot
-from patcher.store import journal_path, orphaned_backups
-from patcher.transaction import Transaction, delete_unneeded_backup, recover_all, separate_sites_message
+from patcher.store import backup_folder, journal_path, orphaned_backups
+from patcher.transaction import Transaction, separate_sites_message
 from patcher.verification import Report, VerifyOptions
-
-
-@dataclass(frozen=True)
-class Environment:
-    """One environment an invocation names: a --python, a --keras-root, or this Python."""
-
-    python: str | None = None
-    keras_root: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.keras_root or self.python or sys.executable
 
 
 @dataclass(frozen=True)
@@ -56,117 +60,6 @@ class Target:
     search: SearchPath
     flavours: tuple[Flavour, ...]
     only: str | None = None
-
-
-# -- each command's options: one frozen object, from the CLI to the core ----------
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """status, diff, check."""
-
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    strict: bool = False  # check: a version with no lock fails
-    on_progress: Callable[[str], None] | None = None
-
-
-@dataclass(frozen=True)
-class ApplyOptions:
-    layers: frozenset[LayerSet] | None = None  # exactly these sets (ConvLSTM always; None: those chosen before)
-    force: bool = False
-    dry_run: bool = False
-    verify: VerifyOptions | None = field(default_factory=VerifyOptions)  # None: --no-verify
-    strict: bool = False
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-
-
-@dataclass(frozen=True)
-class RevertOptions:
-    force: bool = False
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-
-
-@dataclass(frozen=True)
-class VerifyCommandOptions:
-    probe: VerifyOptions = field(default_factory=VerifyOptions)
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-
-
-@dataclass(frozen=True)
-class CleanOptions:
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-
-
-# -- what each command returns ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvironmentResult:
-    """What one command did in one environment: its value, the error it ended with, or both
-    (verify and check report first, then fail)."""
-
-    environment: Environment
-    value: Any = None
-    error: errors.PatchError | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return self.error.exit_code if self.error else 0
-
-
-@dataclass(frozen=True)
-class Status:
-    recovered: list[str]  # what settling an interrupted run did
-    flavours: list[tuple[FlavourSnapshot, list[str]]]  # snapshot, notes
-    orphaned: list[Path] = field(default_factory=list)  # backups of distributions no longer installed (`clean`)
-
-
-@dataclass(frozen=True)
-class Applied:
-    outcomes: list[Outcome]
-    reports: list[Report]
-    restart: list[str] = field(default_factory=list)  # why running processes must restart
-    recovered: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Reverted:
-    outcomes: list[Outcome]
-    restart: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Verified:
-    recovered: list[str]
-    reports: list[Report]
-    snapshot: Snapshot
-
-    def verdict(self) -> None:
-        verification.verdict(self.reports, self.snapshot)
-
-
-@dataclass(frozen=True)
-class Checked:
-    recovered: list[str]
-    results: list[checking.PinsCheck]
-    strict: bool = False
-
-    def verdict(self) -> None:
-        checking.verdict(self.results, self.strict)
-
-
-@dataclass(frozen=True)
-class Diffed:
-    recovered: list[str]
-    outcomes: list[Outcome]
-
-
-@dataclass(frozen=True)
-class Versions:
-    tool: str
-    python: str
-    flavours: list[Flavour]  # found on this Python's path, read from dist-info (no import)
 
 
 # -- the environments an invocation names --------------------------------------------
@@ -412,8 +305,9 @@ def _verify_patched(changes, options: VerifyOptions) -> list[Report]:
         raise errors.VerificationFailed(verification.timed_out(failed, "apply", restored=True), reports)
     if failed is not None:
         probe_check = failed.first_failure
+        where = f"check '{probe_check.name}': {probe_check.detail}" if probe_check else "its run"
         raise errors.VerificationFailed(
-            f"verification of {failed.flavour.key} failed at check '{probe_check.name}': {probe_check.detail}; "
+            f"verification of {failed.flavour.key} failed at {where}; "
             "the original files were restored. Please report this with `convlstm-patch verify --json` output",
             reports,
         )
@@ -459,7 +353,6 @@ def _orphaned(target: Target) -> list[Path]:
 
 
 def _removable(target: Target, snap: Snapshot) -> list[Path]:
-    from patcher.store import backup_folder
 
     found = [folder for flavour in snap.flavours for folder in flavour.stale]
     found += [backup_folder(flavour.flavour) for flavour in snap.flavours if flavour.unneeded_damaged_backup]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -22,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from patcher import errors, processes
+from patcher.conda import CondaPackage, conda_package
 from patcher.enums import TextEnum
 from patcher.hashing import record_hash_to_hex
 from patcher.layersets import REGISTRY, LayerSet, ordered
@@ -59,23 +58,6 @@ class TargetFile:
     @property
     def from_pins(self) -> bool:
         return self.hash_source == HashSource.PINS
-
-
-@dataclass(frozen=True)
-class CondaPackage:
-    """The conda package a flavour was installed from: conda, not pip, puts its files back."""
-
-    name: str  # conda's name for it (keras, tf-keras), from its record
-    version: str
-    build: str
-    prefix: Path | None  # the environment: the folder holding conda-meta/
-    record: Path | None  # conda-meta/<name>-<version>-<build>.json; None: INSTALLER says conda, no record lists it
-
-    @property
-    def reinstall_command(self) -> str:
-        # -p: the environment this flavour is in, which need not be the active one (--python).
-        where = f" -p {_quoted(self.prefix)}" if self.prefix is not None else ""
-        return f"conda install --force-reinstall{where} {self.name}={self.version}"
 
 
 @dataclass(frozen=True)
@@ -193,7 +175,7 @@ def installed_distributions(site: Path) -> set[str]:
 
 
 def _site(dist: metadata.Distribution) -> Path:
-    return Path(dist.locate_file("")).resolve()
+    return Path(str(dist.locate_file(""))).resolve()
 
 
 def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
@@ -201,7 +183,7 @@ def _flavour(dist: metadata.Distribution, package: str) -> Flavour:
     site = _site(dist)
     record = record_entries(dist)
     candidates = [layout for layout in layouts() if package in layout.packages]
-    conda, conda_hashes = _conda_package(dist, site)
+    conda, conda_hashes = conda_package(dist, dist_info_name(dist), site)
     found = functools.partial(
         Flavour, distribution=name, project=dist.metadata["Name"], package=package, version=dist.version,
         site=site, dist_info=dist_info_name(dist), conda=conda,
@@ -375,94 +357,6 @@ def _reinstall_command(project: str, version: str, conda: CondaPackage | None) -
     if conda is not None:
         return conda.reinstall_command
     return f"pip install --force-reinstall --no-deps {project}=={version}"
-
-
-def _quoted(path: Path) -> str:
-    """A path as a shell word (POSIX quoting; Windows paths with spaces get double quotes)."""
-    text = str(path)
-    if os.name == "nt":
-        return f'"{text}"' if " " in text else text
-    return shlex.quote(text)
-
-
-# -- conda ---------------------------------------------------------------------
-#
-# conda records every package it links in <prefix>/conda-meta/<name>-<version>-<build>.json:
-# `files` (prefix-relative paths) and `paths_data.paths[]` with each file's sha256 (and, in
-# current conda, `sha256_in_prefix`: the hash after prefix replacement, which is what is on
-# disk). docs/conda.md says which conda source each detail comes from.
-
-CONDA_META = "conda-meta"
-# How far above site-packages the prefix can be: <prefix>/lib/pythonX.Y/site-packages
-# (POSIX), <prefix>/Lib/site-packages (Windows).
-_PREFIX_DEPTH = 3
-
-
-def _conda_package(dist: metadata.Distribution, site: Path) -> tuple[CondaPackage | None, dict[str, str]]:
-    """The conda package that installed ``dist`` and the sha256 its record gives each file
-    (site-relative paths); (None, {}) for a distribution conda did not install.
-
-    A record owns the distribution when its `files` list the distribution's metadata folder:
-    a pip-installed keras in a conda environment (`pip install keras` there) is pip's. The
-    records named like the distribution are read first; all of them only when INSTALLER says
-    conda and none of those matched (`status` stays instant).
-    """
-    installer = (_read_text(dist, "INSTALLER") or "").strip()
-    # The metadata folder's name (PathDistribution._path: importlib.metadata has no public name for it).
-    info = Path(str(getattr(dist, "_path", ""))).name or f"{_canonical(dist.metadata['Name'])}-{dist.version}.dist-info"
-    prefix = next((folder for folder in list(site.parents)[:_PREFIX_DEPTH] if (folder / CONDA_META).is_dir()), None)
-    if prefix is not None:
-        site_prefix = site.relative_to(prefix).as_posix()
-        owned = f'"{site_prefix}/{info}/'
-        records = sorted((prefix / CONDA_META).glob("*.json"))
-        names = _conda_names(dist.metadata["Name"])
-        likely = [path for path in records if path.name.startswith(tuple(f"{name}-" for name in names))]
-        rest = [path for path in records if path not in likely] if installer == "conda" else []
-        for path in likely + rest:
-            text = _read(path)
-            if owned not in text:
-                continue
-            try:
-                data = json.loads(text)
-            except ValueError:
-                continue
-            if not isinstance(data, dict):
-                continue
-            package = CondaPackage(
-                str(data.get("name", names[0])), str(data.get("version", dist.version)), str(data.get("build", "")),
-                prefix, path,
-            )  # fmt: skip
-            return package, _conda_hashes(data, site_prefix)
-    if installer == "conda":  # a conda-packed or copied environment: no record, still conda's files
-        return CondaPackage(_conda_names(dist.metadata["Name"])[-1], dist.version, "", prefix, None), {}
-    return None, {}
-
-
-def _conda_names(project: str) -> tuple[str, ...]:
-    """The names conda packages of a PyPI project go by: the PyPI name lower-cased, with `_` or `-`."""
-    lower = project.lower()
-    return tuple(dict.fromkeys((lower, lower.replace("-", "_"), lower.replace("_", "-"))))
-
-
-def _conda_hashes(data: dict, site_prefix: str) -> dict[str, str]:
-    """site-relative path -> the sha256 conda recorded for it: the one in the prefix when it has one."""
-    paths = data.get("paths_data", {}).get("paths", []) if isinstance(data.get("paths_data"), dict) else []
-    hashes = {}
-    start = f"{site_prefix}/"
-    for entry in paths if isinstance(paths, list) else []:
-        if not isinstance(entry, dict) or not str(entry.get("_path", "")).startswith(start):
-            continue
-        sha256 = entry.get("sha256_in_prefix") or entry.get("sha256")
-        if isinstance(sha256, str):
-            hashes[entry["_path"][len(start) :]] = sha256
-    return hashes
-
-
-def _read_text(dist: metadata.Distribution, name: str) -> str | None:
-    try:
-        return dist.read_text(name)
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _site_of_root(root: Path) -> Path:

@@ -34,7 +34,7 @@ class EnvironmentLock:
         self.sites = sorted({flavour.site for flavour in self.flavours} | set(sites))
         self.timeout = timeout
         self._stack = contextlib.ExitStack()
-        self._held: list[tuple[Path, int]] = []  # each lock file and its inode, once taken
+        self._held: list[tuple[Path, int | None]] = []  # each lock file and its inode, once taken
 
     def __enter__(self) -> EnvironmentLock:
         import filelock

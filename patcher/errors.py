@@ -1,20 +1,26 @@
 """Errors for humans: one line saying what happened and what to do.
 
-Each kind has its own exit code (documented in README.md, "Exit codes").
-Raising one of these guarantees no file was changed by the failing step.
+Each kind has its own exit code (documented in README.md, "Exit codes"), whose
+meaning holds: 7 (WriteFailed) means nothing was changed. The core raises these;
+the CLI prints them (patcher/cli.py), so the core needs no command-line library.
 """
 
 from __future__ import annotations
 
 import signal
 
-import click
-
 from patcher import interrupts
 
 
-class PatchError(click.ClickException):
+class PatchError(Exception):
     exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message  # what the CLI prints after "Error: "; callers may add to it
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class KerasNotFound(PatchError):
@@ -44,6 +50,10 @@ class WriteFailed(PatchError):
 
 class BackupProblem(PatchError):
     exit_code = 8
+
+    def __init__(self, message: str, damage: str | None = None) -> None:
+        super().__init__(message)
+        self.damage = damage or message  # what is wrong, without the advice: what `status` shows
 
 
 class Busy(PatchError):
@@ -82,7 +92,7 @@ class Interrupted(PatchError):
         signum = interrupts.stopped_by()
         if signum is not None:
             message = message.replace("(Ctrl-C)", f"({signal.Signals(signum).name})")
-            self.exit_code = 128 + signum  # type: ignore[misc]  # click's ClassVar: here the signal decides
+            self.exit_code = 128 + signum  # here the signal decides
         super().__init__(message)
 
 

@@ -17,8 +17,9 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
-from patcher import errors
+from patcher import errors, inherit
 
 
 class Changed(Exception):
@@ -100,12 +101,12 @@ def stage(path: Path, data: bytes | None = None, link_from: Path | None = None) 
             # The very file ``link_from`` is (its inode): it keeps its own mode, owner and
             # attributes; changing them here would change the original's too.
             return temp
-        mode = like.stat().st_mode & 0o7777 if like is not None else new_file_mode(path.parent)
+        mode = like.stat().st_mode & 0o7777 if like is not None else inherit.new_file_mode(path.parent)
         if temp.stat().st_mode & 0o7777 != mode:
             os.chmod(temp, mode)
-        take_owner(temp, like or path.parent)
+        inherit.take_owner(temp, like or path.parent)
         if like is not None:
-            _copy_extended_attributes(like, temp)
+            inherit.copy_extended_attributes(like, temp)
     except OSError as error:
         _remove_quietly(temp)
         raise write_error(path, error) from None
@@ -205,7 +206,7 @@ def _same(path: Path, other: Path) -> bool:
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_renameat2 = None
+_renameat2: Any = None  # renameat2 from libc once looked up; False where there is none
 
 
 def _exchange(first: Path, second: Path) -> bool:
@@ -226,41 +227,6 @@ def _exchange(first: Path, second: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
         return False  # this file system cannot swap: the caller checks, then renames
     raise OSError(code, os.strerror(code), str(second))
-
-
-_UMASK: int | None = None
-
-
-def new_file_mode(folder: Path) -> int:
-    """The permission bits of a new file in ``folder``: what the umask allows, and group-
-    writable where the folder is (an environment a team shares, as pip would leave it)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    mode = 0o666 & ~_UMASK
-    try:
-        if folder.stat().st_mode & stat.S_IWGRP:
-            mode |= stat.S_IRGRP | stat.S_IWGRP
-    except OSError:
-        pass
-    return mode
-
-
-def _copy_extended_attributes(source: Path, destination: Path) -> None:
-    """ACLs and other extended attributes, as the replaced file had them (Linux; best effort)."""
-    listxattr = getattr(os, "listxattr", None)
-    if listxattr is None:
-        return
-    try:
-        names = listxattr(source)
-    except OSError:
-        return
-    for name in names:
-        try:
-            os.setxattr(destination, name, os.getxattr(source, name))
-        except OSError:
-            pass
 
 
 def link_copy(source: Path, destination: Path) -> None:
@@ -350,8 +316,8 @@ def ensure_folder(folder: Path) -> None:
     for made in reversed(missing):
         temp = made.parent / f".{made.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
-            os.mkdir(temp, new_file_mode(made.parent) | 0o111)
-            take_owner(temp, made.parent)
+            os.mkdir(temp, inherit.new_file_mode(made.parent) | 0o111)
+            inherit.take_owner(temp, made.parent)
             os.rename(temp, made)
         except OSError as error:
             _remove_quietly(temp)
@@ -375,8 +341,8 @@ def create_owned(path: Path) -> None:
     try:
         descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
-        os.chmod(temp, new_file_mode(path.parent))
-        take_owner(temp, path.parent)
+        os.chmod(temp, inherit.new_file_mode(path.parent))
+        inherit.take_owner(temp, path.parent)
         try:
             os.link(temp, path)
         except FileExistsError:
@@ -401,22 +367,6 @@ def _remove_quietly(path: Path) -> None:
         os.rmdir(path) if path.is_dir() else os.unlink(path)
     except OSError:
         pass
-
-
-def take_owner(path: Path, like: Path) -> None:
-    """Run as root (`sudo convlstm-patch apply` on a user's venv), give ``path`` the owner of ``like``.
-
-    A file replaced keeps its owner; a new file or folder takes the owner of
-    the folder it is made in. So the user can still revert, and pip still
-    upgrade, what root patched. A no-op for everyone else (who cannot chown).
-    """
-    geteuid = getattr(os, "geteuid", None)  # POSIX only: elsewhere (Windows) files have no uid to keep
-    if geteuid is None or geteuid() != 0:
-        return
-    owner = like.stat()
-    current = path.stat()
-    if (current.st_uid, current.st_gid) != (owner.st_uid, owner.st_gid):
-        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _fsync_folder(folder: Path) -> None:

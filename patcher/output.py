@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import click
 
+from patcher import errors
 from patcher.planning import Action
 
 COLOURS = {
@@ -230,7 +231,7 @@ def show_each(out: Printer, results, show) -> None:
             documents.append(show(out, result.value))
         if result.error is not None:
             prefix = f"{result.environment.label}: " if len(results) > 1 else ""
-            out.error(prefix + result.error.format_message())
+            out.error(prefix + result.error.message)
     document = _joined(documents)
     document["environments"] = [environment_json(result) for result in results]
     worst = max((result for result in results if result.error), key=lambda result: result.exit_code, default=None)
@@ -349,12 +350,14 @@ def environment_json(result) -> dict:
         "python": environment.python,
         "keras_root": environment.keras_root,
         "exit_code": result.exit_code,
-        "error": result.error.format_message() if result.error else None,
+        "error": result.error.message if result.error else None,
     }
 
 
-def error_json(error) -> dict:
-    return {"message": error.format_message(), "exit_code": error.exit_code}
+def error_json(error: errors.PatchError | click.ClickException) -> dict:
+    """An error as a document: ours, or click's (a bad command line)."""
+    message = error.message if isinstance(error, errors.PatchError) else error.format_message()
+    return {"message": message, "exit_code": error.exit_code}
 
 
 def check_json(result) -> dict:

@@ -21,7 +21,7 @@ from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.layersets import BASE, FUSED_SETS, LayerSet, names, ordered
 from patcher.snapshot import FlavourSnapshot, State
-from patcher.store import BackedUpFile, Manifest, Operation
+from patcher.store import BackedUpFile, Manifest, Operation, backup_folder
 from patcher.transaction import FileChange, FlavourChange
 
 
@@ -195,6 +195,7 @@ def _manifest(
     if manifest is not None and manifest.files == entries and manifest.layer_sets == layer_sets:
         return manifest
     record = {target.relative: target.record_sha256 for target in flavour.files}
+    assert flavour.layout is not None  # only a supported flavour is planned (_require_supported)
     return Manifest(
         distribution=flavour.distribution,
         version=flavour.version,
@@ -236,7 +237,6 @@ def _warnings(snapshot: FlavourSnapshot, files, layer_sets, after: dict[str, byt
 
 
 def snapshot_backup(snapshot: FlavourSnapshot) -> str:
-    from patcher.store import backup_folder
 
     return str(backup_folder(snapshot.flavour))
 

@@ -19,9 +19,11 @@ from pathlib import Path
 from patcher import errors, fsops
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
+from patcher.envlock import EnvironmentLock
 from patcher.hashing import sha256_hex
 from patcher.layersets import BASE, LayerSet, names, ordered
 from patcher.marker import MARKER_PREFIX
+from patcher.recovery import recover_all, sweep_temp_files, temp_files_of
 from patcher.store import (
     Journal,
     Manifest,
@@ -159,9 +161,6 @@ def settled(
     is said at once. A failure of the recovery itself is its own error, never
     a wait.
     """
-    from patcher.envlock import EnvironmentLock
-    from patcher.transaction import recover_all
-
     flavours = list(flavours)
     deadline = time.monotonic() + lock_timeout
     while True:
@@ -209,9 +208,6 @@ def _sweep_if_free(flavours: list[Flavour]) -> None:
     user who cannot write here, a run under way that may be writing them) leaves them to the
     next run that writes. (Every other temp file comes with a journal, and recovery sweeps it:
     only these are looked for here, on every read.)"""
-    from patcher.envlock import EnvironmentLock
-    from patcher.transaction import sweep_temp_files, temp_files_of
-
     sites = _sites(flavours)
     if not any(temp_files_of(state_folder(site)) for site in sites) and not any(
         next(state_folder(site).glob(".*.tmp"), None) for site in sites
@@ -278,15 +274,13 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
         manifest, originals, problem = None, {}, error
     if problem is not None:
         as_in_record = bool(flavour.files) and all(
-            target.record_sha256 is not None
-            and isinstance(live[target.relative], bytes)
-            and sha256_hex(live[target.relative]) == target.record_sha256
+            target.record_sha256 is not None and _sha_of(live[target.relative]) == target.record_sha256
             for target in flavour.files
         )
         if not as_in_record:
             raise problem  # the backup is needed (the files are patched or edited): never guess
     files = tuple(_file_state(target, live[target.relative], manifest) for target in flavour.files)
-    damaged = problem.message.split(";")[0] if problem is not None else None
+    damaged = problem.damage if problem is not None else None
     return FlavourSnapshot(flavour, files, manifest, originals, chosen, None, stale, damaged)
 
 
@@ -296,6 +290,11 @@ def _read(path: Path) -> bytes | str | None:
         return fsops.read_file(path)
     except fsops.Unreadable as problem:
         return problem.reason
+
+
+def _sha_of(data: bytes | str | None) -> str | None:
+    """The sha256 of what ``_read`` found: None for a missing file or an odd object (a note)."""
+    return sha256_hex(data) if isinstance(data, bytes) else None
 
 
 def _file_state(target: TargetFile, data: bytes | str | None, manifest: Manifest | None) -> FileState:

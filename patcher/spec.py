@@ -18,7 +18,7 @@ from patcher.layersets import BASE, LayerSet, ordered
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python < 3.11
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found]  # installed only below 3.11
 
 
 def data_dir() -> Path:

@@ -197,9 +197,10 @@ def read_manifest(flavour: Flavour) -> Manifest | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
+        damage = f"backup manifest {path} is not valid ({_reason(error)})"
         raise errors.BackupProblem(
-            f"backup manifest {path} is not valid ({_reason(error)}); nothing was changed. Restore Keras with "
-            f"`{flavour.reinstall_command}` and delete {path.parent}"
+            f"{damage}; nothing was changed. Restore Keras with `{flavour.reinstall_command}` and delete {path.parent}",
+            damage,
         ) from None
 
 
@@ -219,9 +220,9 @@ def read_originals(flavour: Flavour, manifest: Manifest) -> dict[str, bytes]:
         else:
             originals[entry.path] = data
             continue
+        damage = f"the backup of {entry.path} in {backup_folder(flavour)} {problem}"
         raise errors.BackupProblem(
-            f"the backup of {entry.path} in {backup_folder(flavour)} {problem}; nothing was changed. "
-            f"Restore Keras with `{flavour.reinstall_command}`"
+            f"{damage}; nothing was changed. Restore Keras with `{flavour.reinstall_command}`", damage
         )
     return originals
 

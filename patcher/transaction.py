@@ -1,4 +1,4 @@
-"""All or nothing: the Transaction that carries out a command's decision, and recovery.
+"""All or nothing: the Transaction that carries out a command's decision.
 
 A :class:`Transaction` carries out the changes a command decided (patcher/
 planning.py) for every flavour of one environment at once, the way pip's
@@ -20,39 +20,31 @@ Beside each file it changes, a run keeps the file it replaces or deletes
 (``.NAME.convlstm-patch-kept.tmp``, a hard link: no new space) and a hard link
 to the file it writes (``.NAME.convlstm-patch-ours.tmp``). Each write is a
 compare-and-swap (fsops.swap_in): it replaces only the very file that was
-kept. The one undo (:func:`undo`) puts a kept file back only where the live
-file is still the very one the run wrote, and never into a distribution pip
-has replaced since; so a file pip, conda or a user put there, even with the
-same bytes, is left as found. A backup copy the run made goes only once the
-file it covers is its original again. Undo only renames and deletes: it needs
-no new space, and runs at once when a write fails, the verification fails or
-on Ctrl-C, and from the journal in the next command when the run died. Before
-the commit point the run checks that nothing changed under it: every file is
-still the one it wrote and every distribution the one it found.
+kept. Before the commit point the run checks that nothing changed under it:
+every file is still the one it wrote and every distribution the one it found.
+A failure rolls back with the one undo (patcher/recovery.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import final
+from typing import Literal, final
 
 from patcher import bytecode, errors, fsops, interrupts, pauses
 from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
+from patcher.recovery import binding, finish, interference, quietly, replaced_since, sha_of, undo
 from patcher.store import (
-    Binding,
     Entry,
     Journal,
     Manifest,
     Operation,
     Phase,
     backup_copy,
-    backups_root,
     chosen_json,
     chosen_path,
     commit_path,
@@ -60,7 +52,6 @@ from patcher.store import (
     kept_path,
     manifest_path,
     ours_path,
-    read_journal,
     state_folder,
 )
 
@@ -135,7 +126,7 @@ class Transaction:
             try:
                 with interrupts.deferred():
                     for path in (commit_path(site), journal_path(site)):
-                        _quietly(fsops.delete, path)
+                        quietly(fsops.delete, path)
             except KeyboardInterrupt as signal:
                 error = signal
             if journal_path(site).exists() and isinstance(error, errors.PatchError):
@@ -145,6 +136,8 @@ class Transaction:
 
     def write(self) -> None:
         """Change every file. Bytecode first: bytecode we cannot delete changes nothing."""
+        if self.site is None:
+            return  # nothing to change
         for write in self.writes:
             if write.entry.package:
                 bytecode.remove(self.site / write.entry.path, self.pycache_prefix)
@@ -152,16 +145,16 @@ class Transaction:
             _carry_out(self.site, write, self.pycache_prefix)
         pauses.pause(pauses.WRITTEN)
 
-    def __exit__(self, kind, error, traceback) -> bool:
+    def __exit__(self, kind, error, traceback) -> Literal[False]:
         if self.site is None or self.journal is None:
             return False
         site, journal = self.site, self.journal
         if error is not None:
             self._roll_back(error)
         try:
-            interference = _interference(site, journal)
-            if interference is not None:
-                raise errors.ModifiedFiles(interference)
+            changed_under = interference(site, journal)
+            if changed_under is not None:
+                raise errors.ModifiedFiles(changed_under)
             _require_originals(site, journal)
             if self.lock is not None and not self.lock.held():
                 raise errors.Busy(
@@ -204,8 +197,9 @@ class Transaction:
     def _roll_back(self, error: BaseException) -> None:
         """Undo every flavour (Ctrl-C waits for it: a few renames), then raise ``error`` (Ctrl-C as
         one Error line, exit 130); an interference found meanwhile is said instead of ``error``."""
+        assert self.site is not None and self.journal is not None  # rolled back only once begun
         site, journal = self.site, self.journal
-        replaced = _replaced(site, journal) if not isinstance(error, errors.ModifiedFiles) else None
+        replaced = replaced_since(site, journal) if not isinstance(error, errors.ModifiedFiles) else None
         if replaced is not None and not isinstance(error, KeyboardInterrupt):
             error = errors.ModifiedFiles(replaced)  # what made the run fail (a verification of files pip replaced)
         left: dict[str, list[str]] = {}
@@ -244,211 +238,6 @@ def _as_interrupted(error: BaseException, what: str) -> BaseException:
     return error
 
 
-def binding(flavour: Flavour) -> Binding:
-    """What is installed now: the distribution's dist-info and the sha256 of its RECORD."""
-    return Binding(
-        flavour.distribution, flavour.version, flavour.dist_info, record_identity(flavour.site, flavour.dist_info)
-    )
-
-
-def record_identity(site: Path, dist_info: str) -> str:
-    """The sha256 of the RECORD pip wrote (its METADATA where it has none); empty when neither
-    is there. (Content, not inode: an environment copied with its interrupted run is still
-    the same install; a reinstall is told apart file by file, by what recovery finds.)"""
-    if not dist_info:
-        return ""
-    for name in ("RECORD", "METADATA"):
-        try:
-            return hashlib.sha256((site / dist_info / name).read_bytes()).hexdigest()
-        except OSError:
-            continue
-    return ""
-
-
-def _still_installed(site: Path, bound: Binding) -> bool:
-    return bool(bound.record) and record_identity(site, bound.dist_info) == bound.record
-
-
-def _replaced(site: Path, journal: Journal) -> str | None:
-    """A distribution pip replaced, reinstalled or removed under this run, said (None: none)."""
-    for bound in journal.bindings:
-        if not _still_installed(site, bound):
-            return (
-                f"pip (or another program) replaced, reinstalled or removed {bound.distribution} {bound.version} "
-                "while convlstm-patch was working on it; this run was rolled back and left what it installed as it is. "
-                "Run the command again once it has finished"
-            )
-    return None
-
-
-def _interference(site: Path, journal: Journal) -> str | None:
-    """What another program changed under this run, once it has written every file (None:
-    nothing): a distribution pip replaced, or a file that is not the one the run left there."""
-    replaced = _replaced(site, journal)
-    if replaced is not None:
-        return replaced
-    for entry in journal.entries:
-        path = site / entry.path
-        if entry.after is None:
-            intact = not path.exists()
-        elif entry.package:
-            intact = fsops.same_file(path, ours_path(site, entry.path)) and _sha_of(path) == entry.after
-        else:
-            intact = _sha_of(path) == entry.after
-        if not intact:
-            return (
-                f"{entry.path} was changed by another program while convlstm-patch was working on it; this run was "
-                "rolled back and left that file as the other program left it. Run the command again once it has finished"
-            )
-    return None
-
-
-# -- recovery -----------------------------------------------------------------------------------
-
-
-def recover_all(
-    flavours: Iterable[Flavour], pycache_prefix: Path | None = None, sites: Iterable[Path] = ()
-) -> list[str]:
-    """Under the lock: settle the interrupted run of each site folder (the flavours', and
-    ``sites``), and delete what killed writes left; what was done, one line per flavour the run changed."""
-    flavours = list(flavours)
-    notes = []
-    for site in sorted({flavour.site for flavour in flavours} | set(sites)):
-        journal = read_journal(site)
-        if journal is not None:
-            try:
-                notes += recover(site, journal, pycache_prefix)
-            except errors.PatchError as failure:
-                failure.message = (
-                    f"cannot settle the convlstm-patch run interrupted in {site} ({failure.message}); nothing else was "
-                    "changed, and the next convlstm-patch command tries again"
-                )
-                raise
-    sweep_temp_files(flavours)
-    return notes
-
-
-def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:
-    """Settle a run that was cut short: undo it, or finish it after its commit point. Says which."""
-    prefix = f"recovered an interrupted {journal.description}"
-    if journal.phase == Phase.COMMITTED:
-        with interrupts.deferred():
-            finish(site, journal)
-        return [f"{_key(bound)}: {prefix}: it had completed; finished its cleanup" for bound in journal.bindings]
-    with interrupts.deferred():
-        left = undo(site, journal, pycache_prefix)
-    notes = []
-    for bound in journal.bindings:
-        if not _still_installed(site, bound):
-            notes.append(
-                f"{_key(bound)}: {prefix}: pip has replaced, reinstalled or removed {bound.distribution} "
-                f"{bound.version} since, so its files were left as pip installed them (a backup of it is "
-                "removed by `convlstm-patch clean`)"
-            )
-        elif left.get(bound.distribution):
-            notes.append(
-                f"{_key(bound)}: {prefix}: rolled back, except {', '.join(left[bound.distribution])}, replaced since "
-                "(by pip, a copy of the environment or by hand) and left as found, with its backup"
-            )
-        else:
-            notes.append(f"{_key(bound)}: {prefix}: rolled back, every file is as it was before it")
-    return notes
-
-
-def undo(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> dict[str, list[str]]:
-    """The one undo: put every file back as it was before the run, by renames alone.
-
-    A file is put back only where the live file is still the very one the run wrote, and
-    never into a distribution pip has replaced since. A backup copy the run made stays (with
-    the manifest and chosen sets it goes with) while the file it covers is not its original:
-    an original is never lost. The journal goes last, so an undo that is itself cut short is
-    done again by the next command. Returns, per distribution, the files left as found.
-    """
-    current = {bound.distribution: _still_installed(site, bound) for bound in journal.bindings}
-    left: dict[str, list[str]] = {}
-    for entry in reversed(journal.entries):
-        if entry.package and current.get(entry.distribution, False):
-            _put_back(site, entry, left, pycache_prefix)
-    # A copy this run made covers a file that is still not its original: keep the backup as it is.
-    keep = {
-        entry.distribution
-        for entry in journal.entries
-        if entry.covers is not None and entry.before is None and _sha_of(site / entry.covers) != entry.after
-    }
-    for entry in reversed(journal.entries):
-        dropped_copy = entry.covers is not None and entry.after is None
-        if not entry.package and (entry.distribution not in keep or dropped_copy):
-            _put_back(site, entry, left, pycache_prefix)
-    _clean_up(site, journal)
-    for entry in journal.entries:
-        if not entry.package:  # a backup this run began: no empty folders left of it
-            fsops.delete_empty_folders((site / entry.path).parent, backups_root(site))
-    fsops.delete(commit_path(site))
-    fsops.delete(journal_path(site))
-    return left
-
-
-def _put_back(site: Path, entry: Entry, left: dict[str, list[str]], pycache_prefix: Path | None) -> None:
-    """One file back as it was before the run, if the run's change is still there."""
-    path, kept, ours = site / entry.path, kept_path(site, entry.path), ours_path(site, entry.path)
-    live = _sha_of(path)
-    if entry.after is None:  # the run deleted it (kept it): back, unless something is there now
-        if live == entry.before or path.exists():
-            if live != entry.before:
-                left.setdefault(entry.distribution, []).append(entry.path)
-            return
-        if _sha_of(kept) == entry.before:
-            try:
-                fsops.put_back(kept, path)
-            except fsops.Changed:
-                left.setdefault(entry.distribution, []).append(entry.path)
-        return
-    written = live == entry.after and (not entry.package or fsops.same_file(path, ours))
-    if not written:
-        if live != entry.before:
-            left.setdefault(entry.distribution, []).append(entry.path)
-        return
-    try:
-        if entry.before is None:
-            fsops.take_away(path, ours)  # the run made it
-        elif _sha_of(kept) == entry.before:
-            fsops.swap_in(kept, path, ours)
-        else:
-            left.setdefault(entry.distribution, []).append(entry.path)
-            return
-    except fsops.Changed:
-        left.setdefault(entry.distribution, []).append(entry.path)
-        return
-    if entry.package:
-        bytecode.remove(path, pycache_prefix, best_effort=True)
-
-
-def finish(site: Path, journal: Journal) -> None:
-    """After the commit point: delete what the run kept (the files it replaced, the backup copies
-    it dropped) and its links to what it wrote, the folders left empty, then the journal."""
-    dropped = [entry for entry in journal.entries if entry.covers is not None and entry.after is None]
-    if dropped:
-        pauses.pause(pauses.BEFORE_BACKUP_DELETE)
-    _clean_up(site, journal)
-    for entry in dropped:
-        fsops.delete_empty_folders((site / entry.path).parent, backups_root(site))
-    fsops.delete(commit_path(site))
-    fsops.delete(journal_path(site))
-
-
-def _clean_up(site: Path, journal: Journal) -> None:
-    for entry in journal.entries:
-        fsops.delete(kept_path(site, entry.path))
-        fsops.delete(ours_path(site, entry.path))
-
-
-def delete_unneeded_backup(folder: Path) -> None:
-    """`clean`: a backup never restored (another version's, or damaged and not needed).
-    Manifest first: a backup without its manifest is never trusted or restored."""
-    fsops.delete(folder / "manifest.json")
-    fsops.delete_tree(folder)
-
-
 # -- carrying a change out -------------------------------------------------------------------------
 
 
@@ -461,7 +250,7 @@ def _writes(change: FlavourChange) -> list[Write]:
     writes: list[Write] = []
 
     def ours(path: Path, data: bytes | None, covers: str | None = None, link_from: Path | None = None) -> None:
-        before, after = _sha_of(path), (sha256_hex(data) if data is not None else None)
+        before, after = sha_of(path), (sha256_hex(data) if data is not None else None)
         if before != after:
             relative = str(path.relative_to(flavour.site))
             writes.append(Write(Entry(relative, before, after, flavour.distribution, False, covers), data, link_from))
@@ -469,13 +258,11 @@ def _writes(change: FlavourChange) -> list[Write]:
     for relative in sorted(copies_after - copies_before):
         original = change.originals[relative]
         live = flavour.site / relative
-        ours(
-            backup_copy(flavour, relative), original, relative, live if _sha_of(live) == sha256_hex(original) else None
-        )
+        ours(backup_copy(flavour, relative), original, relative, live if sha_of(live) == sha256_hex(original) else None)
     for file in change.files:
-        original = change.originals.get(file.target.relative)
+        kept_original = change.originals.get(file.target.relative)
         copy = backup_copy(flavour, file.target.relative)
-        restoring = original == file.after and _sha_of(copy) == sha256_hex(file.after)
+        restoring = kept_original == file.after and sha_of(copy) == sha256_hex(file.after)
         entry = Entry(file.target.relative, _sha(file.before), sha256_hex(file.after), flavour.distribution, True)
         writes.append(Write(entry, file.after, copy if restoring else None))
     for relative in sorted(copies_before - copies_after):
@@ -495,11 +282,11 @@ def _carry_out(site: Path, write: Write, pycache_prefix: Path | None) -> None:
     entry = write.entry
     path, kept, ours = site / entry.path, kept_path(site, entry.path), ours_path(site, entry.path)
     try:
-        if _sha_of(path) != entry.before:
+        if sha_of(path) != entry.before:
             raise fsops.Changed(path)
         if entry.before is not None:
             fsops.keep(path, kept)
-            if _sha_of(kept) != entry.before:
+            if sha_of(kept) != entry.before:
                 raise fsops.Changed(path)
             if entry.after is None:
                 fsops.take_away(path, kept)  # a deletion: put back by renaming the kept file
@@ -523,35 +310,12 @@ def _carry_out(site: Path, write: Write, pycache_prefix: Path | None) -> None:
 def _require_originals(site: Path, journal: Journal) -> None:
     """A backup copy goes only when the file it covers is its original again, byte for byte."""
     for entry in journal.entries:
-        if entry.covers is not None and entry.after is None and _sha_of(site / entry.covers) != entry.before:
+        if entry.covers is not None and entry.after is None and sha_of(site / entry.covers) != entry.before:
             distribution = entry.distribution
             raise errors.BackupProblem(
                 f"{entry.covers} of {distribution} is not its original after the revert, so its backup is kept; "
                 f"run `convlstm-patch revert` again, or reinstall {distribution}"
             )
-
-
-# -- leftovers of killed writes --------------------------------------------------------------------
-
-
-def temp_files_of(path: Path) -> list[Path]:
-    """The temp files a killed write of ``path`` left (fsops names them .NAME.*.tmp)."""
-    return list(path.parent.glob(f".{path.name}.*.tmp"))
-
-
-def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
-    """Delete what killed writes left: temp files and folders, never a real one (under the
-    lock: a running write's temp file is not a leftover)."""
-    for flavour in flavours:
-        leftovers = [path for target in flavour.files for path in temp_files_of(target.path)]
-        folder = state_folder(flavour.site)
-        if folder.is_dir():
-            leftovers += folder.rglob(".*.tmp")
-        leftovers += flavour.site.glob(f".{folder.name}.*.tmp")  # the state folder, made under a temp name
-        for leftover in sorted(leftovers, key=lambda path: len(path.parts), reverse=True):
-            _quietly(fsops.delete_tree if leftover.is_dir() else fsops.delete, leftover)
-            # A folder of a backup the undo could not delete while the leftover was in it.
-            fsops.delete_empty_folders(leftover.parent, backups_root(flavour.site))
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -569,20 +333,7 @@ def _paths(manifest: Manifest | None) -> set[str]:
     return {entry.path for entry in manifest.files} if manifest else set()
 
 
-def _key(bound: Binding) -> str:
-    return f"{bound.distribution}-{bound.version}"
-
-
 def _sha(data: bytes | None) -> str | None:
-    return sha256_hex(data) if data is not None else None
-
-
-def _sha_of(path: Path) -> str | None:
-    """The sha256 of the regular file at ``path``; None when there is none (or something else)."""
-    try:
-        data = fsops.read_file(path)
-    except fsops.Unreadable:
-        return None
     return sha256_hex(data) if data is not None else None
 
 
@@ -593,10 +344,3 @@ def _json_bytes(data: dict) -> bytes:
 def _write_json(path: Path, data: dict) -> None:
     fsops.ensure_folder(path.parent)
     fsops.atomic_write(path, _json_bytes(data))
-
-
-def _quietly(function, path: Path) -> None:
-    try:
-        function(path)
-    except errors.PatchError:
-        pass

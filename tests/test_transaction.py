@@ -20,7 +20,8 @@ from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
 from patcher.snapshot import State
 from patcher.store import BackedUpFile, Manifest, Operation, Phase, manifest_path, read_journal, chosen_path
-from patcher.transaction import FileChange, FlavourChange, Transaction, recover_all
+from patcher.recovery import recover_all
+from patcher.transaction import FileChange, FlavourChange, Transaction
 
 CONVLSTM, LSTM, GRU = LayerSet.CONVLSTM, LayerSet.LSTM, LayerSet.GRU
 

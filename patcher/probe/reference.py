@@ -75,7 +75,7 @@ def _as_tuple(value, rank):
         return (value,) * rank
     value = tuple(value)
     if len(value) != rank:
-        raise ValueError("Expected {} values, got {!r}".format(rank, value))
+        raise ValueError(f"Expected {rank} values, got {value!r}")
     return value
 
 
@@ -100,7 +100,7 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1, flip_kernels=Fals
     if flip_kernels:
         w = w[(slice(None, None, -1),) * rank]
     if w.ndim != rank + 2:
-        raise ValueError("Kernel rank {} does not fit input rank {}".format(w.ndim, x.ndim))
+        raise ValueError(f"Kernel rank {w.ndim} does not fit input rank {x.ndim}")
     kernel_size = w.shape[:rank]
     strides = _as_tuple(strides, rank)
     dilation = _as_tuple(dilation_rate, rank)
@@ -114,7 +114,7 @@ def conv_nd(x, w, strides=1, padding="valid", dilation_rate=1, flip_kernels=Fals
             before, after = 0, 0
             out = max((size - (k - 1) * d - 1) // s + 1, 0)
         else:
-            raise ValueError("Unknown padding {!r}".format(padding))
+            raise ValueError(f"Unknown padding {padding!r}")
         pads.append((before, after))
         out_sizes.append(out)
     pads.append((0, 0))
@@ -173,7 +173,7 @@ def conv_lstm(
     hard_sigmoid: "keras2" (clip(0.2 x + 0.5, 0, 1)) or "keras3" (relu6(x + 3) / 6).
     """
     if hard_sigmoid not in HARD_SIGMOID:
-        raise ValueError("hard_sigmoid must be 'keras2' or 'keras3', not {!r}".format(hard_sigmoid))
+        raise ValueError(f"hard_sigmoid must be 'keras2' or 'keras3', not {hard_sigmoid!r}")
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1] == 0:
         raise ValueError("conv_lstm needs at least one time step")

@@ -53,7 +53,7 @@ ACTIVATIONS = {
     # Keras 3; Keras 2 / tf_keras use clip(0.2 x + 0.5, 0, 1)
     "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
 }
-HARD_SIGMOID_KERAS2 = lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)  # noqa: E731
+HARD_SIGMOID_KERAS2 = lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)
 
 
 def resolve(activation, hard_sigmoid="keras3"):

@@ -99,7 +99,7 @@ CHECKS = ("api", "numerics", "inheritance", "serialization", "fused", "defaults"
 BATCH, STEPS, FEATURES, UNITS = 2, 5, 4, 3
 
 
-class Case(object):
+class Case:
     """One way users build the layer: alone, as a cell in RNN, in Bidirectional, stacked, masked.
 
     wrapper: None (the layer), "cell" (RNN(cell)), "bidirectional" or "stack" (the layer
@@ -151,7 +151,7 @@ CASES = (
 reference = _load_file("_convlstm_patch_rnn_reference", os.path.join(HERE, "rnn_reference.py"))
 
 
-class Built(object):
+class Built:
     """A case built with one variant's per-gate activations: the object called, its LSTM/GRU
     layers as Parts in the order data flows, and the outputs the reference computes for it."""
 
@@ -162,7 +162,7 @@ class Built(object):
         self.expected = None
 
 
-class Part(object):
+class Part:
     """One LSTM/GRU layer of a built case: its set, its per-gate activations, its role."""
 
     def __init__(self, layer, kind, gates, role):
@@ -172,7 +172,7 @@ class Part(object):
         self.role = role
 
 
-class Chain(object):
+class Chain:
     """Layers called one after the other on eager tensors, the mask of Masking travelling with
     them, as a Sequential or functional model called eagerly runs them (without the graph a
     tf_keras model builds first, which costs seconds)."""
@@ -195,7 +195,7 @@ class Chain(object):
             weights = weights[count:]
 
 
-class FusedWatch(object):
+class FusedWatch:
     """While entered: a GPU made to look present, and every fused function the layers can reach
     replaced by a recorder. run() calls a function and lists the fused functions it entered,
     each with the kernels it was given (to tell which layer went there).
@@ -289,7 +289,7 @@ def _stand_in(standard):
     return gpu
 
 
-class RnnProbe(object):
+class RnnProbe:
     def __init__(self, keras, layer_set, module, pristine, peers=None):
         self.keras = keras
         self.layer_set = layer_set
@@ -483,7 +483,7 @@ class RnnProbe(object):
         return tf.convert_to_tensor(value)
 
     def describe(self, gates):
-        return ", ".join("{}={}".format(name, value) for name, value in sorted(gates.items())) or "no per-gate activation"
+        return ", ".join(f"{name}={value}" for name, value in sorted(gates.items())) or "no per-gate activation"
 
     def device(self):
         """The GPU Keras computes on by default here, or None (the CPU). With one, TF32 is turned
@@ -524,8 +524,8 @@ class RnnProbe(object):
             params = inspect.signature(cls.__init__).parameters
             for name in self.names:
                 if name not in params or params[name].default is not None:
-                    return False, "{}.__init__ lacks {}=None".format(cls.__name__, name), None
-            missing_doc = [name for name in self.names if "{}:".format(name) not in (cls.__doc__ or "")]
+                    return False, f"{cls.__name__}.__init__ lacks {name}=None", None
+            missing_doc = [name for name in self.names if f"{name}:" not in (cls.__doc__ or "")]
             if missing_doc:
                 return False, "{} docstring does not describe {}".format(cls.__name__, ", ".join(missing_doc)), None
             ours = [name for name in params if name != "kwargs"]
@@ -554,13 +554,13 @@ class RnnProbe(object):
                     # Not what stock Keras (all gates sigmoid) computes: the new activation is used.
                     stock = self.expected(x, weights, **variant)
                     if self.error(got, stock) < 1e-3:
-                        return False, "{} gives the stock output: the activation is ignored".format(given), None
+                        return False, f"{given} gives the stock output: the activation is ignored", None
         wrong, runs = [], 0
         for index, case in enumerate(CASES):
             different = self.case(index, "different")
             if self.error(different.expected, self.reference_outputs(different, stock=True)) < 1e-3:
                 # a case that could not tell the per-gate activations from stock
-                return False, "{}: the reference gives the stock output".format(self.label(case)), None
+                return False, f"{self.label(case)}: the reference gives the stock output", None
             for variant in case.variants:
                 if variant == "plain":  # stock Keras: the fused check looks at its path
                     continue
@@ -574,7 +574,7 @@ class RnnProbe(object):
                 error = self.error(got, built.expected)
                 worst, runs = max(worst, error), runs + 1
                 if not error < TOLERANCE:
-                    wrong.append("{} with {} ({:.1e})".format(self.label(case), self.given(index, variant), error))
+                    wrong.append(f"{self.label(case)} with {self.given(index, variant)} ({error:.1e})")
         what = "reset_after True/False, " if self.layer_set == "gru" else ""
         detail = (
             "{} {} layers ({}distinct gates; only {}) and {} built around them in {} cases (Bidirectional in every "
@@ -586,7 +586,7 @@ class RnnProbe(object):
         )
         if wrong:
             return False, detail + "off by more than {:.0e}: {}".format(TOLERANCE, "; ".join(wrong)), worst
-        return worst < TOLERANCE, detail + "max abs error {:.2e}{}".format(worst, self.skipped()), worst
+        return worst < TOLERANCE, detail + f"max abs error {worst:.2e}{self.skipped()}", worst
 
     def stock_fails(self, index):
         """Whether the case fails without per-gate activations too (outside any FusedWatch): a
@@ -604,7 +604,7 @@ class RnnProbe(object):
         if not failing:
             return ""
         return "; skipped, as this Keras fails them without per-gate activations too: " + "; ".join(
-            "{} ({})".format(self.label(CASES[index]), error[:120]) for index, error in failing
+            f"{self.label(CASES[index])} ({error[:120]})" for index, error in failing
         )
 
     def check_inheritance(self):
@@ -619,7 +619,7 @@ class RnnProbe(object):
                 stock = "activation" if name.startswith("activation") else "recurrent_activation"
                 inherited &= getattr(layer.cell, name) is getattr(layer.cell, stock)
         passed = worst < TOLERANCE and inherited
-        return passed, "unset activations follow activation/recurrent_activation, max abs error {:.2e}".format(worst), worst
+        return passed, f"unset activations follow activation/recurrent_activation, max abs error {worst:.2e}", worst
 
     def check_serialization(self):
         layer, x, _ = self.build(**DISTINCT[self.layer_set])
@@ -689,7 +689,7 @@ class RnnProbe(object):
                 continue
             plain, same = entries[index, "plain"], entries[index, "same"]
             if not plain:
-                slower.append("{} without per-gate activations entered no fused function".format(label))
+                slower.append(f"{label} without per-gate activations entered no fused function")
             elif same != plain:
                 parts = self.case(index, "same").parts
                 slower.append("{} with {} (as inherited): {}; stock: {}".format(
@@ -705,13 +705,13 @@ class RnnProbe(object):
             found += ["off the per-gate loop: " + "; ".join(off_loop)] if off_loop else []
             return False, "{}: {}".format(where, " | ".join(found)), None
         if worst >= TOLERANCE:
-            return False, "{}: off the fused path, max abs error {:.2e}".format(where, worst), worst
+            return False, f"{where}: off the fused path, max abs error {worst:.2e}", worst
         refused = ""
         if "use_cudnn" in inspect.signature(self.layer_class.__init__).parameters:  # Keras 3.1+
             given = ONE[self.layer_set]
             try:
                 self.run(self.build(use_cudnn=True, **given)[0], self.x)
-                return False, "use_cudnn=True with {} did not raise".format(given), None
+                return False, f"use_cudnn=True with {given} did not raise", None
             except ValueError as error:
                 if "use_cudnn=True" not in str(error):
                     raise
@@ -751,11 +751,11 @@ class RnnProbe(object):
         if not any(self.has_loop(kind) for kind in self.modules):
             return ""
         if self.backend != "torch":
-            return "; their per-gate loop (PyTorch only) declines under {}: the cell loop computes them".format(self.backend)
+            return f"; their per-gate loop (PyTorch only) declines under {self.backend}: the cell loop computes them"
         return (
-            "; the per-gate loop (PyTorch's plain loop with the cell's functions) computed {} of them in {} cases, "
+            f"; the per-gate loop (PyTorch's plain loop with the cell's functions) computed {looped} of them in {cases} cases, "
             "every one without a mask outside RNN(cell)"
-        ).format(looped, cases)
+        )
 
     @staticmethod
     def say_parts(indices, parts):
@@ -817,16 +817,16 @@ class RnnProbe(object):
             layer_class = getattr(module, CLASSES[kind][1])
             name = PER_GATE_LOOP.format(kind)
             if name in vars(layer_class):
-                label = "{}.{}".format(layer_class.__name__, name)
+                label = f"{layer_class.__name__}.{name}"
                 replacements.append((layer_class, name, watch.loop_recorder(label, vars(layer_class)[name])))
         try:
-            backend_rnn = importlib.import_module("{}.{}.rnn".format(backend.__name__, self.backend))
+            backend_rnn = importlib.import_module(f"{backend.__name__}.{self.backend}.rnn")
         except ImportError:
             backend_rnn = None
         for name in GPU_TESTS:
             if backend_rnn is not None and hasattr(backend_rnn, name):
                 replacements.append((backend_rnn, name, _gpu_present))
-                watch.faked.append("{}.{}".format(backend_rnn.__name__, name))
+                watch.faked.append(f"{backend_rnn.__name__}.{name}")
         return replacements
 
     def tf_watch(self, watch):
@@ -846,7 +846,7 @@ class RnnProbe(object):
         for config in configs:
             if not any(config is owner for owner, _, _ in replacements):
                 replacements.append((config, "list_logical_devices", devices))
-                watch.faked.append("{}.list_logical_devices".format(config.__name__))
+                watch.faked.append(f"{config.__name__}.list_logical_devices")
         for kind, module in sorted(self.modules.items()):
             gpu, standard = FUSED[kind][:2]
             for name in FUSED[kind]:
@@ -895,7 +895,7 @@ def main(argv=None):
     result = {"package": args.package, "checks": []}
     modules, pristine = _pairs(args.layer_set), _pairs(args.pristine)
     try:
-        print("importing {}".format(args.package), file=sys.stderr, flush=True)
+        print(f"importing {args.package}", file=sys.stderr, flush=True)
         keras = importlib.import_module(args.package)
         peers = dict((name, importlib.import_module(module)) for name, module in modules.items())
         probes = [RnnProbe(keras, name, module, pristine.get(name), peers) for name, module in modules.items()]
@@ -907,7 +907,7 @@ def main(argv=None):
         return 0
     for probe in probes:
         for name in args.checks.split(","):
-            convlstm_runner.run_check(probe, name, "{} {}".format(probe.layer_set, name), result)
+            convlstm_runner.run_check(probe, name, f"{probe.layer_set} {name}", result)
     convlstm_runner.answer.emit(result)
     return 0
 

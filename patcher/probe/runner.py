@@ -70,7 +70,7 @@ def _version_tuple(text):
     return tuple(int(part) for part in re.findall(r"\d+", str(text))[:3])
 
 
-class Probe(object):
+class Probe:
     def __init__(self, package, cell_module, pristine):
         self.keras = importlib.import_module(package)
         self.cell_module = importlib.import_module(cell_module)
@@ -139,7 +139,7 @@ class Probe(object):
     @staticmethod
     def error(got, expected):
         if len(got) != len(expected):
-            raise ValueError("the layer returned {} tensors, the reference {}".format(len(got), len(expected)))
+            raise ValueError(f"the layer returned {len(got)} tensors, the reference {len(expected)}")
         return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
 
     # -- checks ------------------------------------------------------------------
@@ -151,8 +151,8 @@ class Probe(object):
             params = inspect.signature(cls.__init__).parameters
             for name in FIVE:
                 if name not in params or params[name].default is not None:
-                    return False, "{}.__init__ lacks {}=None".format(cls.__name__, name), None
-            missing_doc = [name for name in FIVE if "{}:".format(name) not in (cls.__doc__ or "")]
+                    return False, f"{cls.__name__}.__init__ lacks {name}=None", None
+            missing_doc = [name for name in FIVE if f"{name}:" not in (cls.__doc__ or "")]
             if missing_doc:
                 return False, "{} docstring does not describe {}".format(cls.__name__, ", ".join(missing_doc)), None
             stock_class = getattr(pristine, cls.__name__, None) if pristine else None
@@ -160,9 +160,9 @@ class Probe(object):
                 stock = [name for name in inspect.signature(stock_class.__init__).parameters if name != "kwargs"]
                 ours = [name for name in params if name != "kwargs"]
                 if ours != stock + list(FIVE):
-                    return False, "{}.__init__ parameter order changed".format(cls.__name__), None
+                    return False, f"{cls.__name__}.__init__ parameter order changed", None
         names = ", ".join(cls.__name__ for cls in classes)
-        return True, "{} take the five, default None, existing order kept".format(names), None
+        return True, f"{names} take the five, default None, existing order kept", None
 
     def check_numerics(self):
         worst = 0.0
@@ -204,7 +204,7 @@ class Probe(object):
         worst = self.error(self.run(layer, x), expected)
         inherited = layer.activation_o is layer.activation and layer.recurrent_activation_i is layer.recurrent_activation
         passed = worst < TOLERANCE and inherited
-        return passed, "unset activations follow activation/recurrent_activation, max abs error {:.2e}".format(worst), worst
+        return passed, f"unset activations follow activation/recurrent_activation, max abs error {worst:.2e}", worst
 
     def check_defaults(self):
         pristine = self.pristine
@@ -263,7 +263,7 @@ class Probe(object):
                 _remove_tree(folder)
             how = suffix + " save/load"
         same = all(np.array_equal(a, b) for a, b in zip(self.run_model(model, x), self.run_model(loaded, x)))
-        return same, "config round trip and {} keep all five".format(how) if same else "{} changes outputs".format(how), None
+        return same, f"config round trip and {how} keep all five" if same else f"{how} changes outputs", None
 
 
 def _remove_tree(folder):
@@ -288,7 +288,7 @@ def main(argv=None):
         sys.path.insert(1, args.site)  # where PYTHONPATH would put it, after this script's folder
     result = {"package": args.package, "checks": []}
     try:
-        print("importing {}".format(args.package), file=sys.stderr, flush=True)
+        print(f"importing {args.package}", file=sys.stderr, flush=True)
         probe = Probe(args.package, args.cell_module, args.pristine)
         result["version"] = getattr(probe.keras, "__version__", "?")
         result["backend"] = probe.backend
@@ -304,9 +304,9 @@ def main(argv=None):
 
 def run_check(probe, name, label, result):
     """Run probe.check_<name> and add it to result as label; a check that raises has failed."""
-    print("check {}".format(label), file=sys.stderr, flush=True)
+    print(f"check {label}", file=sys.stderr, flush=True)
     try:
-        passed, detail, value = getattr(probe, "check_{}".format(name))()
+        passed, detail, value = getattr(probe, f"check_{name}")()
     except Exception as error:
         passed, detail, value = False, _describe(error), None
     result["checks"].append({"name": label, "passed": bool(passed), "detail": detail, "value": value})
@@ -314,8 +314,8 @@ def run_check(probe, name, label, result):
 
 def _describe(error):
     last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
-    where = " at {}:{}".format(os.path.basename(last[0].filename), last[0].lineno) if last else ""
-    return "{}: {}{}".format(type(error).__name__, error, where).splitlines()[0][:300]
+    where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
+    return f"{type(error).__name__}: {error}{where}".splitlines()[0][:300]
 
 
 if __name__ == "__main__":

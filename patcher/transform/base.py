@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Generic, TypeVar
 
 import libcst as cst
 
@@ -53,7 +54,10 @@ class ClassScopedTransformer(cst.CSTTransformer):
         return [param.name for param in self.params]
 
     def record(self, kind: str, count: int = 1) -> None:
-        self.edits[(self.target_class, kind)] += count
+        name = self.target_class
+        # Every caller edits only inside a target class (it checks role, method or target_class first).
+        assert name is not None, f"edit {kind!r} recorded outside a target class"
+        self.edits[(name, kind)] += count
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         self._scopes.append(("class", node.name.value))
@@ -74,9 +78,14 @@ class ClassScopedTransformer(cst.CSTTransformer):
         return updated_node
 
 
-class MethodDefTransformer(ClassScopedTransformer):
+# The part of a FunctionDef a MethodDefTransformer edits: Parameters (``params``) or BaseSuite (``body``).
+Part = TypeVar("Part", cst.Parameters, cst.BaseSuite)
+
+
+class MethodDefTransformer(ClassScopedTransformer, Generic[Part]):
     """Edits one part of one method's def (its ``params`` or ``body`` list) as
     a whole, in leave_FunctionDef: no need to walk the body (``methods`` stays empty).
+    A subclass names the part's type: ``MethodDefTransformer[cst.Parameters]`` edits ``params``.
     """
 
     edited_method: str = ""
@@ -87,9 +96,10 @@ class MethodDefTransformer(ClassScopedTransformer):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef | cst.RemovalSentinel:
         if self.method == self.edited_method and self.edited_role in (None, self.role):
-            part = self._extend(getattr(updated_node, self.edited_part))
+            part: Part = getattr(updated_node, self.edited_part)
+            part = self._extend(part)
             updated_node = updated_node.with_changes(**{self.edited_part: part})
         return super().leave_FunctionDef(original_node, updated_node)
 
-    def _extend(self, part: cst.CSTNode) -> cst.CSTNode:
+    def _extend(self, part: Part) -> Part:
         raise NotImplementedError

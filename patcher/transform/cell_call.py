@@ -36,6 +36,8 @@ class GateActivationsTransformer(ClassScopedTransformer):
         if param is None:
             return updated_node
         value = updated_node.value.visit(RenameSelfAttribute(param.inherits, param.name))
+        # visit() may in general remove or flatten a node; RenameSelfAttribute only renames attributes.
+        assert isinstance(value, cst.BaseExpression)
         if contains_self_attribute(value, param.name):
             self.record(f"gate {gate}")
         return updated_node.with_changes(value=value)

@@ -12,7 +12,7 @@ from patcher.transform.shapes import assigns_self_attribute, is_name, single_ass
 EXPLICIT_ATTRIBUTE = "_explicit_activations"
 
 
-class ResolveActivationsTransformer(MethodDefTransformer):
+class ResolveActivationsTransformer(MethodDefTransformer[cst.BaseSuite]):
     """After ``self.recurrent_activation = activations.get(...)`` the cell sets
     ``self.activation_i = self.activation if activation_i is None else
     activations.get(activation_i)`` (and the other four), plus
@@ -35,7 +35,9 @@ class ResolveActivationsTransformer(MethodDefTransformer):
         super().__init__(targets, params)
         self.overriding = overriding
 
-    def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
+    def _extend(self, body: cst.BaseSuite) -> cst.BaseSuite:
+        if not isinstance(body, cst.IndentedBlock):
+            return body  # `def __init__(...): ...` on one line: no `self.recurrent_activation = ...` statement
         statements = list(body.body)
         explicit = next(
             (
@@ -51,13 +53,18 @@ class ResolveActivationsTransformer(MethodDefTransformer):
                 statements.insert(explicit + 1, cst.parse_statement(self._overriding()))
                 return body.with_changes(body=statements)
             return body
-        anchor = next(
-            (index for index, statement in enumerate(statements) if _resolves_recurrent_activation(statement)),
+        found = next(
+            (
+                (index, call)
+                for index, call in enumerate(map(_recurrent_activation_call, statements))
+                if call is not None
+            ),
             None,
         )
-        if anchor is None:
+        if found is None:
             return body
-        getter = cst.Module([]).code_for_node(statements[anchor].body[0].value.func)
+        anchor, call = found
+        getter = cst.Module([]).code_for_node(call.func)
         added = [cst.parse_statement(self._resolve(param.name, param.inherits, getter)) for param in self.params]
         added.append(cst.parse_statement(self._explicit()))
         if self.overriding:
@@ -96,13 +103,16 @@ class ResolveActivationsTransformer(MethodDefTransformer):
         )
 
 
-def _resolves_recurrent_activation(statement: cst.BaseStatement) -> bool:
-    """``self.recurrent_activation = activations.get(recurrent_activation)``"""
+def _recurrent_activation_call(statement: cst.BaseStatement) -> cst.Call | None:
+    """The call ``activations.get(recurrent_activation)`` of
+    ``self.recurrent_activation = activations.get(recurrent_activation)``, else None."""
     assign = single_assign(statement)
-    return (
+    if (
         assign is not None
         and assigns_self_attribute(statement, "recurrent_activation")
         and isinstance(assign.value, cst.Call)
         and len(assign.value.args) == 1
         and is_name(assign.value.args[0].value, "recurrent_activation")
-    )
+    ):
+        return assign.value
+    return None

@@ -9,7 +9,7 @@ from patcher.transform.cell_init import EXPLICIT_ATTRIBUTE
 from patcher.transform.shapes import is_name, single_assign
 
 
-class ConfigTransformer(MethodDefTransformer):
+class ConfigTransformer(MethodDefTransformer[cst.BaseSuite]):
     """After the ``config = {...}`` literal of a target ``get_config``::
 
         for name in self._explicit_activations:        # self.cell. in layers
@@ -20,7 +20,9 @@ class ConfigTransformer(MethodDefTransformer):
 
     edited_method = "get_config"
 
-    def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
+    def _extend(self, body: cst.BaseSuite) -> cst.BaseSuite:
+        if not isinstance(body, cst.IndentedBlock):
+            return body  # `def get_config(self): return {...}` on one line: no `config = {...}` statement
         owner = "self" if self.role == "cell" else "self.cell"
         statements = list(body.body)
         if any(_is_our_loop(statement) for statement in statements):

@@ -24,23 +24,24 @@ class DocstringTransformer(ClassScopedTransformer):
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
         if self.target_class:
             body = list(updated_node.body.body)
-            string = docstring(body[0]) if body else None
-            if string is not None:
+            first = body[0] if body else None
+            if isinstance(first, cst.SimpleStatementLine) and (string := docstring(first)) is not None:
                 documented = self._document(string.value)
                 if documented is not None:
                     self.record("docstring")
-                    expr = body[0].body[0].with_changes(value=string.with_changes(value=documented))
-                    body[0] = body[0].with_changes(body=[expr])
+                    expr = first.body[0].with_changes(value=string.with_changes(value=documented))
+                    body[0] = first.with_changes(body=[expr])
                     updated_node = updated_node.with_changes(body=updated_node.body.with_changes(body=body))
         return super().leave_ClassDef(original_node, updated_node)
 
     def _document(self, literal: str) -> str | None:
         """The docstring literal with our entries, or None if it has no anchor."""
         lines = literal.splitlines(keepends=True)
-        anchor = next((index for index, line in enumerate(lines) if _ARG_LINE.match(line)), None)
-        if anchor is None:
+        found = next(((index, match) for index, match in enumerate(map(_ARG_LINE.match, lines)) if match), None)
+        if found is None:
             return None
-        indent = _ARG_LINE.match(lines[anchor]).group("indent")
+        anchor, match = found
+        indent = match.group("indent")
         if any(line.startswith(f"{indent}{self.names[0]}:") for line in lines):
             return literal
         end = anchor + 1

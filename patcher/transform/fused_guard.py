@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -159,7 +160,9 @@ def _branches(nodes: list[ast.AST], names: Names, targets: dict[str, str], layer
     found: _Branches = {}
     loop_names = binds_loop_names(names)
     for node in nodes:
-        role = targets.get(node.name) if isinstance(node, ast.ClassDef) else None
+        if not isinstance(node, ast.ClassDef):
+            continue
+        role = targets.get(node.name)
         if role not in ("layer", "wrapper"):
             continue
         methods = [item for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -200,11 +203,13 @@ class _Reach:
     """The entry points a class's code reaches, directly or through ``self.<method>``, and the
     layers whose ``.cell`` it reads (``X`` of ``self.X.cell``)."""
 
-    def __init__(self, methods: dict[str, ast.AST], names: Names, role: str, layer_set: LayerSet) -> None:
+    def __init__(
+        self, methods: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], names: Names, role: str, layer_set: LayerSet
+    ) -> None:
         self.methods, self.names, self.role, self.layer_set = methods, names, role, layer_set
         self._memo: dict[str, tuple[set[str], list[str]]] = {}
 
-    def of(self, nodes: list[ast.AST]) -> tuple[set[str], list[str]]:
+    def of(self, nodes: Sequence[ast.AST]) -> tuple[set[str], list[str]]:
         entries: set[str] = set()
         cell_owners: list[str] = []
         for root in nodes:
@@ -224,7 +229,7 @@ class _Reach:
                     cell_owners.append(node.value.attr)
         return entries, list(dict.fromkeys(cell_owners))
 
-    def only_per_gate_calls(self, nodes: list[ast.AST]) -> bool:
+    def only_per_gate_calls(self, nodes: Sequence[ast.AST]) -> bool:
         """Is every entry point ``nodes`` reach a call, written there, of a kernel with a
         per-gate loop for this layer set (or such a call already given the per-gate callee)?
         Any other use, or one in a method they call, needs the branch guard."""
@@ -320,7 +325,7 @@ def _is_and(node: cst.BaseExpression) -> bool:
 
 
 def _and_operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
-    if _is_and(node):
+    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.And):
         return [*_and_operands(node.left), *_and_operands(node.right)]
     return [node]
 

@@ -23,6 +23,7 @@ def insert_after(nodes: Sequence[Node], index: int, added: list[Node], trailing_
     """
     anchor = nodes[index]
     comma = _template_comma(nodes, index)
+    ending: dict[str, object]  # field -> value, for with_changes
     if isinstance(anchor.comma, cst.Comma):
         ending = {"comma": comma, trailing_field: _NO_SPACE}
     else:
@@ -30,7 +31,9 @@ def insert_after(nodes: Sequence[Node], index: int, added: list[Node], trailing_
         anchor = anchor.with_changes(comma=comma, **{trailing_field: _NO_SPACE})
     laid_out = [node.with_changes(comma=comma, **{trailing_field: _NO_SPACE}) for node in added]
     laid_out[-1] = laid_out[-1].with_changes(**ending)
-    return [*nodes[:index], anchor, *laid_out, *nodes[index + 1 :]]
+    # Concatenated, not [*nodes[:index], anchor, ...]: mypy rejects a starred Sequence of a
+    # constrained TypeVar in a list display (python/mypy#17698).
+    return list(nodes[:index]) + [anchor] + laid_out + list(nodes[index + 1 :])
 
 
 def _template_comma(nodes: Sequence[Node], index: int) -> cst.Comma:

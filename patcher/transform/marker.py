@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from patcher.marker import MARKER_PREFIX, as_sets, described_sets, marker_text
+from patcher.layersets import LayerSet
+from patcher.marker import MARKER_PREFIX, described_sets, marker_text
 
 # PEP 263: an encoding declaration must stay on line 1 or 2.
 _KEEP_FIRST = re.compile(r"^#!|^#.*coding[:=]")
@@ -17,9 +18,9 @@ class MarkerTransformer(cst.CSTTransformer):
     """Adds the marker; a marker already there (also one an older convlstm-patch wrote)
     stays, unless it lacks one of ``layer_sets``: then it names them all."""
 
-    def __init__(self, layer_sets: Iterable[str] = ("convlstm",)) -> None:
+    def __init__(self, layer_sets: Iterable[LayerSet] = (LayerSet.CONVLSTM,)) -> None:
         super().__init__()
-        self.layer_sets = as_sets(layer_sets)
+        self.layer_sets = set(layer_sets)
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         header = list(updated_node.header)

@@ -12,6 +12,7 @@ import libcst as cst
 
 from patcher.layersets import FUSED_SETS, LayerSet, ordered
 from patcher.spec import Parameter, parameters
+from patcher.transform.base import ClassScopedTransformer
 from patcher.transform.cell_call import GateActivationsTransformer
 from patcher.transform.cell_init import ResolveActivationsTransformer
 from patcher.transform.config import ConfigTransformer
@@ -90,6 +91,7 @@ def _transform(source: str, target_items: tuple[tuple[str, str], ...], sets: tup
     edits: Counter[tuple[str, str]] = Counter()
     if takes_parameters:
         for transformer_class in TRANSFORMERS:
+            transformer: ClassScopedTransformer
             if transformer_class is ResolveActivationsTransformer:
                 transformer = transformer_class(takes_parameters, params, overriding=sets[0] in FUSED_SETS)
             else:

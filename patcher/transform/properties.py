@@ -14,14 +14,17 @@ class PropertiesTransformer(ClassScopedTransformer):
     """
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
-        if self.role == "layer":
+        # A one-line class body (`class X(Layer): pass`) has no properties to stand beside.
+        if self.role == "layer" and isinstance(updated_node.body, cst.IndentedBlock):
             updated_node = updated_node.with_changes(body=self._extend(updated_node.body))
         return super().leave_ClassDef(original_node, updated_node)
 
     def _extend(self, body: cst.IndentedBlock) -> cst.IndentedBlock:
         statements = list(body.body)
         properties = {
-            statement.name.value: index for index, statement in enumerate(statements) if is_property(statement)
+            statement.name.value: index
+            for index, statement in enumerate(statements)
+            if isinstance(statement, cst.FunctionDef) and is_property(statement)
         }
         if "recurrent_activation" not in properties:
             return body

@@ -42,13 +42,9 @@ def docstring(statement: cst.CSTNode) -> cst.SimpleString | None:
     return None
 
 
-def is_property(statement: cst.CSTNode) -> bool:
+def is_property(function: cst.FunctionDef) -> bool:
     """``@property def ...`` (exactly that one decorator)."""
-    return (
-        isinstance(statement, cst.FunctionDef)
-        and len(statement.decorators) == 1
-        and is_name(statement.decorators[0].decorator, "property")
-    )
+    return len(function.decorators) == 1 and is_name(function.decorators[0].decorator, "property")
 
 
 class RenameSelfAttribute(cst.CSTTransformer):

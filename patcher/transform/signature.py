@@ -8,7 +8,7 @@ from patcher.transform.base import MethodDefTransformer
 from patcher.transform.layout import insert_after
 
 
-class AddParametersTransformer(MethodDefTransformer):
+class AddParametersTransformer(MethodDefTransformer[cst.Parameters]):
     """``def __init__(self, ..., stateful=False, **kwargs)`` gains
     ``activation_i=None, ..., recurrent_activation_o=None`` before ``**kwargs``.
 

@@ -6,6 +6,7 @@ before and after (each after is also checked to be a fixed point).
 
 import pytest
 
+from patcher.layersets import LayerSet
 from patcher.marker import marker_text
 from patcher.transform.marker import MarkerTransformer
 from transform_helpers import MARKER, visit
@@ -68,17 +69,16 @@ def test_marker_keeps_coding_declaration_within_two_lines():
     assert "# -*- coding: latin-1 -*-" in lines[:2]
 
 
-BOTH = marker_text(["lstm", "gru"])
+LSTM, GRU = LayerSet.LSTM, LayerSet.GRU
+BOTH = marker_text([LSTM, GRU])
 
 
 @pytest.mark.parametrize(
     ("before", "layer_sets", "after"),
     [
-        pytest.param("import os\n", ["gru", "lstm"], f"{BOTH}\nimport os\n", id="several-sets-in-order"),
-        pytest.param(
-            marker_text(["lstm"]) + "\nimport os\n", ["gru"], f"{BOTH}\nimport os\n", id="a-set-added"
-        ),
-        pytest.param(f"{BOTH}\nimport os\n", ["gru"], f"{BOTH}\nimport os\n", id="set-already-named"),
+        pytest.param("import os\n", [GRU, LSTM], f"{BOTH}\nimport os\n", id="several-sets-in-order"),
+        pytest.param(marker_text([LSTM]) + "\nimport os\n", [GRU], f"{BOTH}\nimport os\n", id="a-set-added"),
+        pytest.param(f"{BOTH}\nimport os\n", [GRU], f"{BOTH}\nimport os\n", id="set-already-named"),
     ],
 )
 def test_layer_sets(before, layer_sets, after):
