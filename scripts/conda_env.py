@@ -277,7 +277,6 @@ def source_tree_build(version: str, site: Path) -> Path:
     tree is made from the wheel by moving them up and renaming the imports back, and
     given the dist-info pip writes (RECORD with every file's sha256).
     """
-    import base64
     import re
     import zipfile
 
@@ -299,8 +298,7 @@ def source_tree_build(version: str, site: Path) -> Path:
             path = site / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            rows.append(f"{relative},sha256={digest},{len(data)}")
+            rows.append(f"{relative},sha256={wheels.record_digest(data)},{len(data)}")
     info = site / f"keras-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: keras\nVersion: {version}\n")

@@ -157,7 +157,7 @@ def extract(archive: Path, dest: Path, wanted: set[str]) -> None:
         raise ValueError(f"{archive.name}: sdist without PKG-INFO")
     name, version = canonical(metadata["Name"]), metadata["Version"]
     info = f"{name}-{version}.dist-info"
-    record = [f"{rel},sha256={_record_digest(data)},{len(data)}" for rel, data in sorted(files.items())]
+    record = [f"{rel},sha256={record_digest(data)},{len(data)}" for rel, data in sorted(files.items())]
     record += [f"{info}/METADATA,,", f"{info}/RECORD,,"]
     for rel, data in files.items():
         _write(dest, PurePosixPath(rel), data)
@@ -165,7 +165,8 @@ def extract(archive: Path, dest: Path, wanted: set[str]) -> None:
     _write(dest, PurePosixPath(info, "RECORD"), ("\n".join(record) + "\n").encode())
 
 
-def _record_digest(data: bytes) -> str:
+def record_digest(data: bytes) -> str:
+    """sha256 as RECORD spells it (urlsafe base64 without padding; patcher.hashing reads it back)."""
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
 
 
