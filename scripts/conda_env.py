@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import venvs  # noqa: E402  (scripts/venvs.py)
-import wheels  # noqa: E402  (scripts/wheels.py: the archive cache)
+import venvs
+import wheels
 
 BUILD = "pyh0_0"  # a noarch python build string has this shape (conda-forge's: pyhd8ed1ab_0)
 PYTHON_BUILD = "stub_0"
@@ -140,7 +140,7 @@ def _link_as_conda(prefix: Path, record: Path) -> None:
     listing.write_text("".join(f"{prefix / source}\n" for source in sources))
     try:
         command = [str(python), "-Wi", "-m", "compileall", "-q", "-l", "-i", str(listing), "-j", "0"]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     finally:
         listing.unlink()
     if completed.returncode != 0:
@@ -186,9 +186,11 @@ def _sdist(version: str) -> Path:
     if not archive.exists():
         command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "download", "--no-deps",
                    "--no-binary", ":all:", "-d", str(cache), f"keras=={version}"]  # fmt: skip
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if completed.returncode != 0 or not archive.exists():
-            raise CondaEnvError(f"pip download keras=={version} (sdist): {(completed.stderr or completed.stdout)[-500:]}")
+            raise CondaEnvError(
+                f"pip download keras=={version} (sdist): {(completed.stderr or completed.stdout)[-500:]}"
+            )
     return archive
 
 
@@ -209,7 +211,7 @@ def _keras_files(sdist: Path, work: Path) -> dict[str, bytes]:
     # version through the remapped package folders); pip brings one the same way.
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "install", ".", "--no-deps",
                "--no-compile", "--target", str(target)]  # fmt: skip
-    completed = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=900, check=False)
     if completed.returncode != 0:
         raise CondaEnvError(f"pip install . (keras sdist) failed: {(completed.stderr or completed.stdout)[-500:]}")
     files = {}
@@ -236,8 +238,12 @@ def _write_package(subdir: Path, name: str, version: str, build: str, files: dic
         index.update(noarch="python", arch=None, platform=None)
     paths = {
         "paths": [
-            {"_path": relative, "path_type": "hardlink", "sha256": hashlib.sha256(data).hexdigest(),
-             "size_in_bytes": len(data)}  # fmt: skip
+            {
+                "_path": relative,
+                "path_type": "hardlink",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size_in_bytes": len(data),
+            }
             for relative, data in files.items()
         ],
         "paths_version": 1,
@@ -271,7 +277,6 @@ def source_tree_build(version: str, site: Path) -> Path:
     tree is made from the wheel by moving them up and renaming the imports back, and
     given the dist-info pip writes (RECORD with every file's sha256).
     """
-    import base64
     import re
     import zipfile
 
@@ -293,8 +298,7 @@ def source_tree_build(version: str, site: Path) -> Path:
             path = site / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            rows.append(f"{relative},sha256={digest},{len(data)}")
+            rows.append(f"{relative},sha256={wheels.record_digest(data)},{len(data)}")
     info = site / f"keras-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: keras\nVersion: {version}\n")

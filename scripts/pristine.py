@@ -26,12 +26,12 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import wheels  # noqa: E402
+import wheels
 
-from patcher.environment import Flavour, find_flavours  # noqa: E402
-from patcher import bytecode  # noqa: E402
-from patcher.hashing import sha256_hex  # noqa: E402
-from patcher.store import backup_copy, read_manifest  # noqa: E402
+from patcher import bytecode
+from patcher.environment import Flavour, find_flavours
+from patcher.hashing import sha256_hex
+from patcher.store import backup_copy, read_manifest
 
 
 class NoPristineSource(RuntimeError):
@@ -59,13 +59,18 @@ def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) 
     for target in flavour.files:
         copy = dest / target.relative
         if target.record_sha256 is None:
-            raise NoPristineSource(f"{flavour.key} has no RECORD hash for {target.relative}: cannot tell pristine bytes")
+            raise NoPristineSource(
+                f"{flavour.key} has no RECORD hash for {target.relative}: cannot tell pristine bytes"
+            )
         if sha256_hex(copy.read_bytes()) == target.record_sha256:
             sources[target.relative] = "installed"
             continue
         data, source = _from_backup(flavour, target.relative, target.record_sha256)
         if data is None:
-            data, source = _from_wheel(flavour.distribution, flavour.version, target.relative, target.record_sha256), "wheel"
+            data, source = (
+                _from_wheel(flavour.distribution, flavour.version, target.relative, target.record_sha256),
+                "wheel",
+            )
         copy.write_bytes(data)
         bytecode.remove(copy)
         sources[target.relative] = source
@@ -74,7 +79,7 @@ def copy_pristine(distribution: str, dest: Path, path: list[str] | None = None) 
 
 def _copy_tree(flavour: Flavour, dest: Path) -> None:
     dist = next(metadata.distributions(name=flavour.project, path=[str(flavour.site)]))
-    info = Path(str(dist._path))  # the dist-info folder  # noqa: SLF001 (no public accessor)
+    info = Path(str(dist._path))  # the dist-info folder
     shutil.copytree(flavour.site / flavour.package, dest / flavour.package, symlinks=False)
     shutil.copytree(info, dest / info.name, symlinks=False)
 
@@ -82,7 +87,7 @@ def _copy_tree(flavour: Flavour, dest: Path) -> None:
 def _from_backup(flavour: Flavour, relative: str, expected: str) -> tuple[bytes | None, str]:
     try:
         manifest = read_manifest(flavour)
-    except Exception:  # an invalid manifest is simply not a source (the wheel is)
+    except Exception:  # noqa: BLE001 - an invalid manifest is simply not a source (the wheel is)
         return None, ""
     if manifest is None or manifest.file(relative) is None:
         return None, ""
@@ -113,7 +118,7 @@ def _from_wheel(distribution: str, version: str, relative: str, expected: str) -
 
 def _unpack_uninstalled(distribution: str, dest: Path) -> PristineCopy:
     if distribution != "tf_keras":
-        raise NoPristineSource(f"{distribution} is not installed; install it (`pip install \".[test]\"`)")
+        raise NoPristineSource(f'{distribution} is not installed; install it (`pip install ".[test]"`)')
     try:
         tensorflow = metadata.version("tensorflow")
     except metadata.PackageNotFoundError:
@@ -124,7 +129,9 @@ def _unpack_uninstalled(distribution: str, dest: Path) -> PristineCopy:
     line = ".".join(tensorflow.split(".")[:2])
     versions = [v for v in wheels.listed_versions("tf_keras") if v.startswith(line + ".")]
     if not versions:
-        raise NoPristineSource(f"tf_keras is not installed and PyPI has no tf_keras {line}.x for TensorFlow {tensorflow}")
+        raise NoPristineSource(
+            f"tf_keras is not installed and PyPI has no tf_keras {line}.x for TensorFlow {tensorflow}"
+        )
     version = versions[-1]
     with zipfile.ZipFile(_wheel("tf_keras", version)) as archive:
         for name in archive.namelist():

@@ -34,14 +34,15 @@ for folder in (ROOT, ROOT / "scripts"):  # the checkout's patcher, and wheels.py
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-import wheels  # noqa: E402
-from patcher.environment import PACKAGES, find_flavours  # noqa: E402
-from patcher.hashing import sha256_hex  # noqa: E402
-from patcher.layersets import BASE, ordered  # noqa: E402
-from patcher.pins import Pins, PinnedFile, dump_pins, pins_path, sets_key  # noqa: E402
-from patcher.spec import layouts  # noqa: E402
+import wheels
 
-LOCKS = ROOT / "patches" / "pins"
+from patcher.environment import PACKAGES, find_flavours
+from patcher.hashing import sha256_hex
+from patcher.layersets import BASE, ordered
+from patcher.pins import PinnedFile, Pins, dump_pins, pins_dir, pins_path, sets_key
+from patcher.spec import layouts
+
+LOCKS = pins_dir()  # the checkout's patches/pins (ROOT is first on the path)
 # Every file any layout patches, for either package and any layer set: what we unpack.
 CANDIDATES = {file.relative for layout in layouts() for package in PACKAGES for file in layout.files(package)}
 
@@ -81,7 +82,9 @@ def compute(archive: Path) -> Computed:
     fitting, warnings = [], []
     for layer_set in flavour.supported_sets:
         try:
-            _, said = patch_sources(flavour, [(t, originals[t.relative], (layer_set,)) for t in flavour.files_of((layer_set,))])
+            _, said = patch_sources(
+                flavour, [(t, originals[t.relative], (layer_set,)) for t in flavour.files_of((layer_set,))]
+            )
         except TransformFailed:
             if layer_set == BASE:
                 raise
@@ -96,7 +99,7 @@ def compute(archive: Path) -> Computed:
             sets_key(combo): patch_sources(flavour, [(target, originals[target.relative], combo)])[0][target.relative]
             for combo in combinations
         }
-        for key, data in outputs.items():
+        for data in outputs.values():
             compile(data, target.relative, "exec", dont_inherit=True)
         patched[target.relative] = outputs
         files[target.relative] = PinnedFile(

@@ -30,8 +30,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PTH_NAME = "_convlstm_patch_running_site.pth"
 BUILT_MARKER = ".complete"  # written last: a venv without it is half-built and is rebuilt
@@ -52,7 +52,9 @@ def running_site_packages() -> list[str]:
     Folders that are not site folders (the tests' pristine copy of Keras, the
     scripts folder, the checkout) are left out.
     """
-    return [entry for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages") and Path(entry).is_dir()]
+    return [
+        entry for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages") and Path(entry).is_dir()
+    ]
 
 
 def folder(name: str, shared: Sequence[str] = ()) -> Path:
@@ -87,8 +89,11 @@ def interpreter(version: str) -> Path | None:
     """An interpreter of Python ``version`` ("3.9"): pyenv's newest 3.9.x, else python3.9 on PATH
     (the real executable behind it: a pyenv shim for a version not selected only fails); None if neither."""
     installed = sorted(
-        (path for path in (pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}")
-         if path.parent.parent.name.removeprefix(f"{version}.").isdigit()),  # not 3.9-dev, 3.13.0t
+        (
+            path
+            for path in (pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}")
+            if path.parent.parent.name.removeprefix(f"{version}.").isdigit()
+        ),  # not 3.9-dev, 3.13.0t
         key=lambda path: int(path.parent.parent.name.rsplit(".", 1)[1]),
     )
     if installed:
@@ -97,8 +102,9 @@ def interpreter(version: str) -> Path | None:
     if not found:
         return None
     try:
-        answer = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
-                                timeout=60)
+        answer = subprocess.run(
+            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=60, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return Path(answer.stdout.strip()) if answer.returncode == 0 and answer.stdout.strip() else None
@@ -114,7 +120,9 @@ def create(venv: Path, shared: Sequence[str] = (), timeout: float = 300, base: P
     if shared:
         site = purelib(python)
         if venv.resolve() not in site.resolve().parents:
-            raise VenvError(f"the venv's site-packages resolved to {site}, outside {venv}: not writing {PTH_NAME} there")
+            raise VenvError(
+                f"the venv's site-packages resolved to {site}, outside {venv}: not writing {PTH_NAME} there"
+            )
         (site / PTH_NAME).write_text("\n".join(shared) + "\n")
     return python
 
@@ -129,7 +137,7 @@ def purelib(python: Path) -> Path:
 
 def _run(command: list[str], what: str, timeout: float) -> subprocess.CompletedProcess:
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise VenvError(f"{what}: {error}") from None
     if completed.returncode != 0:

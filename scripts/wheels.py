@@ -42,12 +42,13 @@ def cache_dir() -> Path:
 
 def _pip(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """A command's output as a one-line reason: its last non-blank line (at most 400 characters)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+    return lines[-1][:400] if lines else "no output"
 
 
 def listed_versions(distribution: str) -> list[str]:
@@ -58,7 +59,7 @@ def listed_versions(distribution: str) -> list[str]:
         raise RuntimeError(f"pip index versions {PIP_NAMES[distribution]}: {error}") from None
     match = re.search(r"^Available versions:(.*)$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or not match:
-        reason = _last_line(completed.stderr or completed.stdout)
+        reason = last_line(completed.stderr or completed.stdout)
         raise RuntimeError(f"pip index versions {PIP_NAMES[distribution]} failed: {reason}")
     versions = {item.strip() for item in match.group(1).split(",")}
     finals = [v for v in versions if FINAL.fullmatch(v) and version_key(v) >= FLOORS[distribution]]
@@ -95,7 +96,7 @@ def download_one(distribution: str, version: str, dest: Path) -> str | None:
     except (OSError, subprocess.SubprocessError) as error:
         return f"pip download {spec}: {error}"
     if completed.returncode != 0:
-        return f"pip download {spec} failed: {_last_line(completed.stderr or completed.stdout)}"
+        return f"pip download {spec} failed: {last_line(completed.stderr or completed.stdout)}"
     return None
 
 
@@ -156,7 +157,7 @@ def extract(archive: Path, dest: Path, wanted: set[str]) -> None:
         raise ValueError(f"{archive.name}: sdist without PKG-INFO")
     name, version = canonical(metadata["Name"]), metadata["Version"]
     info = f"{name}-{version}.dist-info"
-    record = [f"{rel},sha256={_record_digest(data)},{len(data)}" for rel, data in sorted(files.items())]
+    record = [f"{rel},sha256={record_digest(data)},{len(data)}" for rel, data in sorted(files.items())]
     record += [f"{info}/METADATA,,", f"{info}/RECORD,,"]
     for rel, data in files.items():
         _write(dest, PurePosixPath(rel), data)
@@ -164,7 +165,8 @@ def extract(archive: Path, dest: Path, wanted: set[str]) -> None:
     _write(dest, PurePosixPath(info, "RECORD"), ("\n".join(record) + "\n").encode())
 
 
-def _record_digest(data: bytes) -> str:
+def record_digest(data: bytes) -> str:
+    """sha256 as RECORD spells it (urlsafe base64 without padding; patcher.hashing reads it back)."""
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
 
 
@@ -180,7 +182,7 @@ def layer_sources_containing(archive: Path, text: str) -> list[str]:
         return found
     with tarfile.open(archive, "r:gz") as sdist:
         for member in sdist.getmembers():
-            if member.isfile() and "/layers/" in member.name and member.name.endswith(".py"):
-                if needle in sdist.extractfile(member).read():
-                    found.append(member.name.split("/", 1)[1])
+            is_layer_source = member.isfile() and "/layers/" in member.name and member.name.endswith(".py")
+            if is_layer_source and needle in sdist.extractfile(member).read():
+                found.append(member.name.split("/", 1)[1])
     return found

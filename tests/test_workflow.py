@@ -17,11 +17,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-import yaml
-
 import venvs  # scripts/venvs.py
+import yaml
 from helpers import ROOT
-from matrix import BACKEND_PACKAGES  # scripts/matrix.py: the JAX release CI installs (pip's cache has it)
+from matrix_cells import BACKEND_PACKAGES  # scripts/matrix_cells.py: the JAX release CI installs (pip has it)
 
 WORKFLOW = ROOT / "scripts" / "github-actions-check.yml"
 
