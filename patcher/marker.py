@@ -16,17 +16,10 @@ MARKER_PREFIX = "# Patched by convlstm-patch"
 
 def marker_text(layer_sets: Iterable[LayerSet] = (LayerSet.CONVLSTM,)) -> str:
     """The marker of a file patched for ``layer_sets`` (a file such as Bidirectional's serves several)."""
-    what = "; ".join(REGISTRY[layer_set].gains for layer_set in ordered(as_sets(layer_sets)))
+    what = "; ".join(REGISTRY[layer_set].gains for layer_set in ordered(layer_sets))
     return f"{MARKER_PREFIX}: {what}. Undo: convlstm-patch revert"
 
 
 def described_sets(comment: str) -> set[LayerSet]:
     """The layer sets a marker comment names."""
     return {layer_set for layer_set, info in REGISTRY.items() if info.gains in comment}
-
-
-def as_sets(layer_sets: Iterable[LayerSet] | str) -> set[LayerSet]:
-    """Layer sets from sets or their names; one name alone (a str) is one set, not letters."""
-    if isinstance(layer_sets, str):
-        return {LayerSet(layer_sets)}
-    return {LayerSet(layer_set) for layer_set in layer_sets}

@@ -18,7 +18,6 @@ LOCKED = "locked"  # the environment's lock is held; nothing is read yet
 WRITTEN = "written"  # the files are written, the journal is still there (verification comes next)
 BEFORE_BACKUP_DELETE = "before-backup-delete"  # committed; a backup (or some of its copies) is about to go
 
-POINTS = (DISCOVERED, LOCKED, WRITTEN, BEFORE_BACKUP_DELETE)
 WAIT = 300.0  # seconds
 
 

@@ -52,7 +52,6 @@ class VerifyOptions:
     backends: tuple[str, ...] = ()  # Keras 3 is also verified under these
     timeout: float = DEFAULT_TIMEOUT  # seconds, for each probe process on its own
     on_progress: Callable[[str], None] | None = None
-    parallel: int | None = None  # probe processes at once (None: one per usable core, at most MAX_PARALLEL)
 
     def labelled(self, label: str) -> Callable[[str], None] | None:
         """on_progress with every line prefixed by ``label``."""
@@ -112,7 +111,7 @@ def verify_all(items: list[Verifiable], options: VerifyOptions) -> list[Report]:
     """Every flavour under each distinct backend (Keras 3 only is multi-backend), one report each.
 
     Each probe is its own fresh process with its own timeout; up to
-    options.parallel of them run side by side (the flavours, their backends,
+    one per usable core (at most MAX_PARALLEL) run side by side (the flavours, their backends,
     and a flavour's ConvLSTM and LSTM/GRU probes alike). The reports come in
     the order of the items, each report's checks in the order of its probes,
     whatever order the probes end in.
@@ -320,7 +319,7 @@ class _ProbeRun:
 
 
 def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
-    """Run every probe, up to options.parallel at once (in list order), each until it ends or its
+    """Run every probe, one per usable core (at most MAX_PARALLEL) at once (in list order), each until it ends or its
     own timeout kills it; whatever ends the wait early (Ctrl-C) first kills every probe started.
 
     A thread per pipe reads it (portable: select() on pipes is POSIX-only; and no pipe can
@@ -328,7 +327,7 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
     lines reach on_progress whole and in order.
     """
     waiting, running = list(runs), list[_ProbeRun]()
-    limit = max(1, options.parallel or min(_usable_cores(), MAX_PARALLEL))
+    limit = max(1, min(_usable_cores(), MAX_PARALLEL))
     events: queue.Queue = queue.Queue()
     try:
         while waiting or running:

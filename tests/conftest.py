@@ -83,6 +83,7 @@ def stand_ins():
     """The simulation's stand-ins for what needs Keras (tests/simulation.py), in this process and
     the processes it forks; put back afterwards."""
     import simulation
+
     from patcher import checking, planning, verification
 
     saved = (planning.patch_sources, checking.patch_sources, planning.require_guarded, verification.verify_all)

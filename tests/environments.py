@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import venvs  # scripts/venvs.py (conftest puts scripts/ on sys.path)
 
 # name -> (see the running interpreter's packages (TensorFlow 2.21)?, what to install)
@@ -54,7 +53,10 @@ def tool_environment(tmp_path: Path) -> Path:
     folder = tmp_path / "tool-venv"
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     completed = subprocess.run(
-        [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True, text=True, timeout=900
+        [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if completed.returncode != 0:
         pytest.fail(f"could not install convlstm-patch into a venv: {completed.stderr[-1500:]}")

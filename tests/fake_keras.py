@@ -35,7 +35,9 @@ TF_KERAS_FILES = {
 
 def source(relative: str, text: str = "stock") -> bytes:
     classes = "".join(f"class {name}(object):\n    pass\n\n" for name in {**FILES, **TF_KERAS_FILES}[relative])
-    reaches = "# backend.bidirectional_lstm, backend.bidirectional_gru\n" if relative.endswith("bidirectional.py") else ""
+    reaches = (
+        "# backend.bidirectional_lstm, backend.bidirectional_gru\n" if relative.endswith("bidirectional.py") else ""
+    )
     return f"# {text}\n{reaches}{classes}".encode()
 
 

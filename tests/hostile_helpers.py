@@ -14,12 +14,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
-from helpers import SCRIPTS, ROOT
+from helpers import ROOT, SCRIPTS
 
 NOBODY = 65534
 LAUNCHER = str(SCRIPTS / "hostile_launcher.py")

@@ -31,7 +31,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-
 from helpers import ROOT
 
 REQUIRE = "CONVLSTM_PATCH_REQUIRE_PODMAN"  # set by CI: podman missing is a failure, not a skip
@@ -91,7 +90,9 @@ def podman_or_skip() -> None:
     if os.geteuid() != 0:
         reason = "needs root (rootful podman, debootstrap)"
     elif missing:
-        reason = f"{', '.join(missing)} not installed: scripts/podman_setup.sh installs {', '.join(TOOLS)} (as root, Debian)"
+        reason = (
+            f"{', '.join(missing)} not installed: scripts/podman_setup.sh installs {', '.join(TOOLS)} (as root, Debian)"
+        )
     if reason and required:
         pytest.fail(f"{REQUIRE} is set but the Docker test cannot run: {reason}")
     if reason:

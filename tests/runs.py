@@ -48,8 +48,10 @@ class Run:
         while not reached.exists():
             if self.process.poll() is not None:
                 self.finish()
-                raise AssertionError(f"{' '.join(self.args)} ended (exit {self.process.returncode}) before "
-                                     f"{self.point}: {self.stderr[-800:]}")
+                raise AssertionError(
+                    f"{' '.join(self.args)} ended (exit {self.process.returncode}) before "
+                    f"{self.point}: {self.stderr[-800:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{' '.join(self.args)} never reached {self.point}")
             time.sleep(0.02)

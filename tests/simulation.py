@@ -224,7 +224,7 @@ def start(args: list[str], fault: Fault | None, at: int, scratch: Path) -> Run:
                 code = 0
             except SystemExit as exit:
                 code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-        except BaseException as error:  # a crash of the harness, not of the tool: exit 70 says so
+        except BaseException as error:  # noqa: BLE001  (a crash of the harness, not of the tool: exit 70 says so)
             try:
                 os.write(2, f"\nsimulation harness: {type(error).__name__}: {error}\n".encode())
             except OSError:
@@ -453,7 +453,11 @@ def empty_backup_folders(site: Path) -> list[str]:
     root = site / STATE / "backups"
     # (A killed run's temp folder is a temp file: the temp-file promise and the next writer's sweep cover it.)
     return (
-        [str(p.relative_to(site)) for p in root.rglob("*") if p.is_dir() and not any(p.iterdir()) and p.suffix != ".tmp"]
+        [
+            str(p.relative_to(site))
+            for p in root.rglob("*")
+            if p.is_dir() and not any(p.iterdir()) and p.suffix != ".tmp"
+        ]
         if root.is_dir()
         else []
     )
@@ -462,7 +466,15 @@ def empty_backup_folders(site: Path) -> list[str]:
 def journals(site: Path) -> list[str]:
     """This version's journal files (an older version's are its leftovers: refused, not ours to remove)."""
     folder = site / STATE
-    return [str(p.relative_to(site)) for p in folder.glob("journal*.json") if p.name in ("journal.json", "journal-committed.json")] if folder.is_dir() else []
+    return (
+        [
+            str(p.relative_to(site))
+            for p in folder.glob("journal*.json")
+            if p.name in ("journal.json", "journal-committed.json")
+        ]
+        if folder.is_dir()
+        else []
+    )
 
 
 def owned_by_others(site: Path, owner: int) -> list[str]:

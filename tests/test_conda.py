@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import fake_keras
+import pytest
 from helpers import cli_at
+
 from patcher.environment import HashSource, find_flavours
 
 VERSION = "3.99.0"
@@ -122,7 +122,10 @@ def test_status_says_it_is_a_conda_environment(tmp_path):
     prefix = tmp_path / "envs" / "ml"
     text = cli_at(site, "status")
     assert text.exit_code == 0, text.output
-    assert f"  conda environment {prefix}: package keras-{VERSION}-pyh0_0 (conda-meta/keras-{VERSION}-pyh0_0.json)\n" in text.output
+    assert (
+        f"  conda environment {prefix}: package keras-{VERSION}-pyh0_0 (conda-meta/keras-{VERSION}-pyh0_0.json)\n"
+        in text.output
+    )
     document = json.loads(cli_at(site, "status", "--json").stdout)
     assert document["flavours"][0]["conda"] == {
         "name": "keras",

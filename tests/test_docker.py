@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT
 from podman_helpers import BASE, Podman, build_options, import_base, podman_or_skip
 
@@ -58,7 +57,7 @@ class Recipe:
 
 
 def readme_recipe() -> Recipe:
-    blocks = re.findall(r"^```(\w*)\n(.*?)^```", README.read_text(), re.S | re.M)
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", README.read_text(), re.DOTALL | re.MULTILINE)
     kinds = [kind for kind, _ in blocks]
     assert kinds.count("dockerfile") == 1, "README should hold one ```dockerfile block"
     position = kinds.index("dockerfile")

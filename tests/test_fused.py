@@ -16,8 +16,8 @@ from patcher.fused import (
     per_gate_loop_method,
     wrapped_layer_guard,
 )
-from patcher.spec import EntryKind, fused_kernels
 from patcher.layersets import LayerSet
+from patcher.spec import EntryKind, fused_kernels
 
 
 def expression(code):
@@ -105,10 +105,16 @@ def test_not_entry_point(dotted):
         pytest.param("from keras.src import backend\nK = backend\nK.lstm(x)", ["K.lstm"], id="assigned-alias"),
         pytest.param("from keras.src.backend import *\nlstm(x)", ["lstm"], id="star-import"),
         pytest.param("from .. import backend\nbackend.lstm(x)", ["backend.lstm"], id="relative-import"),
-        pytest.param('from keras.src import backend\ngetattr(backend, "gru")(x)', ["getattr(backend, 'gru')"], id="getattr"),
+        pytest.param(
+            'from keras.src import backend\ngetattr(backend, "gru")(x)', ["getattr(backend, 'gru')"], id="getattr"
+        ),
         pytest.param("from keras.src import backend\nbackend.rnn(step, x)", [], id="generic-loop"),
         pytest.param("from tf_keras.src.layers.rnn import lstm\nlstm.LSTM(4)", [], id="module-named-lstm"),
-        pytest.param("self._could_use_gpu_kernel = True\nif self._could_use_gpu_kernel: pass", ["self._could_use_gpu_kernel"], id="flag-assigned-not-read"),
+        pytest.param(
+            "self._could_use_gpu_kernel = True\nif self._could_use_gpu_kernel: pass",
+            ["self._could_use_gpu_kernel"],
+            id="flag-assigned-not-read",
+        ),
     ],
 )
 def test_entry_uses(module, expected):

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 import simulation as sim
 from simulation import Fault
 
@@ -129,7 +128,11 @@ def test_a_run_over_both_flavours_killed_anywhere_is_settled_the_same_way_for_bo
         assert status.exit_code == 0, (k, status.stderr)
         now = files(site)
         settled = [
-            "before" if of(name, now) == of(name, before) else "after" if of(name, now) == of(name, after) else "neither"
+            "before"
+            if of(name, now) == of(name, before)
+            else "after"
+            if of(name, now) == of(name, after)
+            else "neither"
             for name in sim.FILES
         ]
         assert settled in (["before", "before"], ["after", "after"]), (k, settled, status.stderr)
@@ -181,7 +184,10 @@ def test_the_leftover_dist_info_of_an_interrupted_upgrade_never_wins(world):
     sim.pip_leftover(site, "tf_keras", "2.98.0")
     status = world.tool(site, "status", "--json")
     assert status.exit_code == 0, status.stderr
-    reported = {flavour["distribution"]: (flavour["version"], flavour["state"]) for flavour in sim.status_json(status)["flavours"]}
+    reported = {
+        flavour["distribution"]: (flavour["version"], flavour["state"])
+        for flavour in sim.status_json(status)["flavours"]
+    }
     assert reported == {"keras": ("3.99.0", "pristine"), "tf_keras": ("2.99.0", "pristine")}
     assert world.tool(site, "apply").exit_code == 0
     assert world.tool(site, "revert").exit_code == 0

@@ -16,15 +16,17 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import fake_keras
+import pytest
 import venvs  # scripts/venvs.py (conftest puts scripts/ on sys.path)
 from helpers import ROOT
+
 from patcher import __version__
 
 # What never goes into a build's source copy: build output, caches, VCS.
-NOT_SOURCE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".venv*", ".cache", ".pytest_cache")
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv*", ".cache", ".pytest_cache"
+)
 # The user-facing text that may name an install command.
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "scripts" / "github-actions-check.yml"]
 MESSAGES = sorted((ROOT / "patcher").rglob("*.py"))
@@ -45,7 +47,18 @@ def expected_files() -> set[str]:
 
 def test_wheel_contains_every_module_and_data_file(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -79,7 +92,11 @@ def test_no_document_installs_the_unpublished_name():
         for match in INSTALL_BY_NAME.finditer(text):
             # The sentence around it (a paragraph's lines joined), up to the full stops either side.
             start = max(text.rfind(". ", 0, match.start()), text.rfind("\n\n", 0, match.start()), 0)
-            end = min(position for position in (text.find(". ", match.end()), text.find("\n\n", match.end()), len(text)) if position >= 0)
+            end = min(
+                position
+                for position in (text.find(". ", match.end()), text.find("\n\n", match.end()), len(text))
+                if position >= 0
+            )
             sentence = " ".join(text[start:end].split())
             if "published" not in sentence:
                 found.append(f"{path.relative_to(ROOT)}: {sentence}")
@@ -96,7 +113,9 @@ def distributions(tmp_path_factory) -> dict[str, Path]:
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
     completed = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(folder / "dist"), str(source)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     (sdist,) = (folder / "dist").glob("convlstm_patch-*.tar.gz")
@@ -122,7 +141,9 @@ def test_sdist_and_wheel_hold_what_the_tool_needs(distributions):
 def test_twine_check_passes_on_both(distributions):
     completed = subprocess.run(
         [sys.executable, "-m", "twine", "check", "--strict", str(distributions["sdist"]), str(distributions["wheel"])],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert completed.stdout.count("PASSED") == 2, completed.stdout
@@ -151,8 +172,13 @@ def test_each_distribution_installs_into_a_fresh_venv_and_runs(distributions, ki
         # From a folder that holds no checkout, so the installed copy is what runs.
         return subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
-    where = subprocess.run([str(python), "-c", "import patcher; print(patcher.__file__)"], capture_output=True,
-                           text=True, cwd=tmp_path, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import patcher; print(patcher.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.strip()
     assert Path(where).resolve().is_relative_to((tmp_path / "venv").resolve()), where
 
     version = run("--version")
@@ -176,4 +202,4 @@ def test_each_distribution_installs_into_a_fresh_venv_and_runs(distributions, ki
     checked = run("check", "--keras-root", str(site))
     assert checked.returncode == 1 and "drift" in checked.stdout, checked  # a fake Keras: not the locked bytes
     expected = lock["files"]["keras/src/layers/rnn/conv_lstm.py"]["pristine"]
-    assert f"conv_lstm.py: pristine sha256 " in checked.stdout and f"expected {expected[:16]}" in checked.stdout, checked
+    assert "conv_lstm.py: pristine sha256 " in checked.stdout and f"expected {expected[:16]}" in checked.stdout, checked

@@ -19,20 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(ROOT / "scripts"))
 
-import update_pins  # noqa: E402
-import wheels  # noqa: E402
-from patcher.hashing import sha256_hex  # noqa: E402
-from patcher.layersets import LayerSet  # noqa: E402
-from patcher.pins import dump_pins, known_versions, load_pins, pins_path  # noqa: E402
-from patcher.spec import layouts, parameters  # noqa: E402
+import update_pins
+import wheels
+
+from patcher.hashing import sha256_hex
+from patcher.layersets import LayerSet
+from patcher.pins import dump_pins, known_versions, load_pins, pins_path
+from patcher.spec import layouts, parameters
 
 LOCKS = update_pins.LOCKS
 COMMITTED = [(name, version) for name in wheels.FLOORS for version in known_versions(name, LOCKS)]
 
+
 def names(layer_set) -> tuple[bytes, ...]:
     """The parameters a layer set adds: every patched file of the set has them all."""
     return tuple(parameter.name.encode() for parameter in parameters(layer_set))
-
 
 
 def unavailable(reason: str) -> None:
@@ -88,8 +89,13 @@ def test_lock_matches_release(results, pair):
     lock = load_pins(*pair, root=LOCKS)
     assert (lock.distribution, lock.version) == pair
     # (update_pins.compute refuses an archive whose files differ from its RECORD.)
-    wrappers = {file.relative for layout in layouts() for package in ("keras", "tf_keras") for file in layout.files(package)
-                if set(file.classes.values()) == {"wrapper"}}  # guard fused kernels only: they take no parameters
+    wrappers = {
+        file.relative
+        for layout in layouts()
+        for package in ("keras", "tf_keras")
+        for file in layout.files(package)
+        if set(file.classes.values()) == {"wrapper"}
+    }  # guard fused kernels only: they take no parameters
     for relative, outputs in outcome.patched.items():
         for key, data in outputs.items():
             compile(data, relative, "exec", dont_inherit=True)
@@ -159,7 +165,7 @@ def doctored(wheel: Path, folder: Path, member: str, old: str, new: str, record:
         data = source.read(member)
         changed = data.replace(old.encode(), new.encode())
         assert changed != data, f"{old!r} not in {member}"
-        digest = lambda blob: base64.urlsafe_b64encode(hashlib.sha256(blob).digest()).rstrip(b"=")  # noqa: E731
+        digest = lambda blob: base64.urlsafe_b64encode(hashlib.sha256(blob).digest()).rstrip(b"=")
         for name in source.namelist():
             blob = source.read(name)
             if name == member:
@@ -179,20 +185,40 @@ RNN = "keras/src/layers/rnn"
     ("member", "old", "new", "record", "status", "detail"),
     [
         pytest.param(
-            f"{RNN}/conv_lstm.py", "o = self.recurrent_activation(x_o + h_o)", "o = x_o + h_o", True,
-            "FAILED", f"TransformFailed: cannot patch {RNN}/conv_lstm.py", id="transform-fails",
+            f"{RNN}/conv_lstm.py",
+            "o = self.recurrent_activation(x_o + h_o)",
+            "o = x_o + h_o",
+            True,
+            "FAILED",
+            f"TransformFailed: cannot patch {RNN}/conv_lstm.py",
+            id="transform-fails",
         ),
         pytest.param(
-            f"{RNN}/conv_lstm1d.py", "recurrent_activation: Activation", "recurrent_activation - Activation", True,
-            "written (keras3, 7 files, layer sets convlstm/lstm/gru); WARNING", f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring", id="warns",
+            f"{RNN}/conv_lstm1d.py",
+            "recurrent_activation: Activation",
+            "recurrent_activation - Activation",
+            True,
+            "written (keras3, 7 files, layer sets convlstm/lstm/gru); WARNING",
+            f"{RNN}/conv_lstm1d.py: class ConvLSTM1D: docstring",
+            id="warns",
         ),
         pytest.param(
-            f"{RNN}/conv_lstm2d.py", "Args:", "Arguments:", False,
-            "FAILED", f"LockError: {RNN}/conv_lstm2d.py: sha256 differs from the archive's RECORD", id="not-the-record",
+            f"{RNN}/conv_lstm2d.py",
+            "Args:",
+            "Arguments:",
+            False,
+            "FAILED",
+            f"LockError: {RNN}/conv_lstm2d.py: sha256 differs from the archive's RECORD",
+            id="not-the-record",
         ),
         pytest.param(
-            f"{RNN}/conv_lstm2d.py", "class ConvLSTM2D(", "class ConvLSTM2D (", True,
-            "FAILED", "defines ConvLSTM but matches no layout of patches/layouts.toml", id="no-layout",
+            f"{RNN}/conv_lstm2d.py",
+            "class ConvLSTM2D(",
+            "class ConvLSTM2D (",
+            True,
+            "FAILED",
+            "defines ConvLSTM but matches no layout of patches/layouts.toml",
+            id="no-layout",
         ),
     ],
 )

@@ -33,7 +33,14 @@ NEWER_ATTRIBUTES = {
     "capture_output": "Python 3.7",
     "is_relative_to": "Python 3.9",
 }
-NEWER_MODULES = {"dataclasses": "3.7", "contextvars": "3.7", "importlib.metadata": "3.8", "importlib.resources": "3.7", "graphlib": "3.9", "zoneinfo": "3.9"}
+NEWER_MODULES = {
+    "dataclasses": "3.7",
+    "contextvars": "3.7",
+    "importlib.metadata": "3.8",
+    "importlib.resources": "3.7",
+    "graphlib": "3.9",
+    "zoneinfo": "3.9",
+}
 
 
 def test_probe_files_found():
@@ -56,15 +63,22 @@ def newer_than_36(source: str, filename: str = "<probe>") -> list[str]:
         if isinstance(node, ast.ImportFrom) and node.module in NEWER_MODULES:
             problems.append(f"import from {node.module} (Python {NEWER_MODULES[node.module]})")
         if isinstance(node, ast.Import):
-            problems += [f"import {a.name} (Python {NEWER_MODULES[a.name]})" for a in node.names if a.name in NEWER_MODULES]
+            problems += [
+                f"import {a.name} (Python {NEWER_MODULES[a.name]})" for a in node.names if a.name in NEWER_MODULES
+            ]
         if isinstance(node, ast.Attribute) and node.attr in NEWER_ATTRIBUTES:
             problems.append(f".{node.attr} ({NEWER_ATTRIBUTES[node.attr]})")
         if isinstance(node, ast.keyword) and node.arg in NEWER_ATTRIBUTES:
             problems.append(f"{node.arg}= ({NEWER_ATTRIBUTES[node.arg]})")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "pad":
-            # np.pad's mode has a default only from NumPy 1.17.
-            if not any(keyword.arg == "mode" for keyword in node.keywords) and len(node.args) < 3:
-                problems.append(f"np.pad without mode at line {node.lineno} (NumPy < 1.17 requires it)")
+        # np.pad's mode has a default only from NumPy 1.17.
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "pad"
+            and not any(keyword.arg == "mode" for keyword in node.keywords)
+            and len(node.args) < 3
+        ):
+            problems.append(f"np.pad without mode at line {node.lineno} (NumPy < 1.17 requires it)")
         if isinstance(node, (ast.AnnAssign,)) and node.value is None and not isinstance(node.target, ast.Name):
             problems.append(f"bare annotation at line {node.lineno}")
     return problems
@@ -94,6 +108,7 @@ def test_newer_syntax_is_found(source):
 
 
 # -- independent NumPy: true convolution (Theano) and one ConvLSTM step ------------
+
 
 def true_convolution_2d(x, w, padding):
     """out[b, i, j, o] = sum x[b, i + di, j + dj, c] * w[kh - 1 - di, kw - 1 - dj, c, o], stride 1.
@@ -156,16 +171,24 @@ def test_hard_sigmoid_variants():
     np.testing.assert_allclose(activations.HARD_SIGMOID["keras2"](x), [0, 0, 0, 0.3, 0.5, 0.7, 1, 1, 1])
     np.testing.assert_allclose(activations.HARD_SIGMOID["keras3"](x), [0, 0, 1 / 12, 1 / 3, 0.5, 2 / 3, 11 / 12, 1, 1])
     with pytest.raises(ValueError):
-        reference.conv_lstm(np.zeros((1, 1, 3, 3, 1)), np.zeros((3, 3, 1, 4)), np.zeros((3, 3, 1, 4)), None, hard_sigmoid="keras4")
+        reference.conv_lstm(
+            np.zeros((1, 1, 3, 3, 1)), np.zeros((3, 3, 1, 4)), np.zeros((3, 3, 1, 4)), None, hard_sigmoid="keras4"
+        )
 
 
 def one_step_theano_keras2(x, kernel, bias, five):
     """A ConvLSTM's first step (h = c = 0, so the recurrent kernel drops out), Theano + Keras 2."""
-    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-    named = {"tanh": np.tanh, "sigmoid": sigmoid, "hard_sigmoid": hard_sigmoid_keras2, "relu": lambda v: np.maximum(v, 0)}
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+    named = {
+        "tanh": np.tanh,
+        "sigmoid": sigmoid,
+        "hard_sigmoid": hard_sigmoid_keras2,
+        "relu": lambda v: np.maximum(v, 0),
+    }
     filters = kernel.shape[-1] // 4
     z = {
-        gate: true_convolution_2d(x[:, 0], kernel[..., k * filters:(k + 1) * filters], "same") + bias[k * filters:(k + 1) * filters]
+        gate: true_convolution_2d(x[:, 0], kernel[..., k * filters : (k + 1) * filters], "same")
+        + bias[k * filters : (k + 1) * filters]
         for k, gate in enumerate("ifco")
     }
     i = named[five["recurrent_activation_i"]](z["i"])
@@ -179,8 +202,13 @@ def test_conv_lstm_theano_keras2_first_step(rng):
     kernel = rng.normal(scale=0.7, size=(3, 3, 2, 12))
     recurrent = rng.normal(size=(3, 3, 3, 12))
     bias = rng.normal(size=12)
-    five = dict(activation_i="relu", activation_o="tanh", recurrent_activation_f="sigmoid",
-                recurrent_activation_i="hard_sigmoid", recurrent_activation_o="hard_sigmoid")
+    five = {
+        "activation_i": "relu",
+        "activation_o": "tanh",
+        "recurrent_activation_f": "sigmoid",
+        "recurrent_activation_i": "hard_sigmoid",
+        "recurrent_activation_o": "hard_sigmoid",
+    }
     outputs, h, c = reference.conv_lstm(
         x, kernel, recurrent, bias, padding="same", flip_kernels=True, hard_sigmoid="keras2", **five
     )
@@ -207,7 +235,9 @@ def test_defaults_unchanged_for_keras3_and_tensorflow(rng):
     kernel = rng.normal(size=(3, 3, 1, 8))
     recurrent = rng.normal(size=(3, 3, 2, 8))
     a = reference.conv_lstm(x, kernel, recurrent, None, recurrent_activation="hard_sigmoid")
-    b = reference.conv_lstm(x, kernel, recurrent, None, recurrent_activation="hard_sigmoid", flip_kernels=False, hard_sigmoid="keras3")
+    b = reference.conv_lstm(
+        x, kernel, recurrent, None, recurrent_activation="hard_sigmoid", flip_kernels=False, hard_sigmoid="keras3"
+    )
     for left, right in zip(a, b):
         np.testing.assert_array_equal(left, right)
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, cli
 from hostile_helpers import tool_env
 from process_helpers import gone_soon, read_events, sleeps, wait_for_file, wait_for_lines
@@ -127,7 +126,9 @@ def test_no_process_started_in_the_target_writes_bytecode(fake_site, tmp_path, e
     starts writes bytecode (run as root on a user's venv, it would be root's, and left there)."""
     imported = tmp_path / "imported-by"
     env = tmp_path / "env"
-    python = python_with_sitecustomize(env, f"import os\nopen({str(imported)!r}, 'a').write('%d\\n' % os.getpid())\n", site=fake_site)
+    python = python_with_sitecustomize(
+        env, f"import os\nopen({str(imported)!r}, 'a').write('%d\\n' % os.getpid())\n", site=fake_site
+    )
     prefix = tmp_path / "pycache-prefix"
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as users have it (a CI image may set it)
     monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(prefix))
@@ -153,8 +154,10 @@ def test_verify_that_times_out_says_so_and_how_long_to_give_it(fake_site, events
     assert result.exit_code == 9, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
-        "Error: keras-3.99.0: verification did not finish within 2 s (timed out; its processes were killed); "
-        "give it longer: `convlstm-patch verify --timeout 4`"
+        (
+            "Error: keras-3.99.0: verification did not finish within 2 s (timed out; its processes were killed); "
+            "give it longer: `convlstm-patch verify --timeout 4`"
+        )
     ], result.stderr
     ((pid, run),) = read_events(events).items()
     assert run["end"] is None and gone_soon([pid]) == []

@@ -23,19 +23,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import venvs  # scripts/venvs.py
 from helpers import ROOT
 
 SETUP = configparser.ConfigParser()
 SETUP.read(ROOT / "setup.cfg")
 CLAIMED = sorted(
-    (match.group(1) for match in re.finditer(r"Programming Language :: Python :: (3\.\d+)$", SETUP["metadata"]["classifiers"], re.M)),
+    (
+        match.group(1)
+        for match in re.finditer(
+            r"Programming Language :: Python :: (3\.\d+)$", SETUP["metadata"]["classifiers"], re.MULTILINE
+        )
+    ),
     key=lambda version: int(version.split(".")[1]),
 )
 RUNNING = ".".join(platform.python_version_tuple()[:2])
 FULL = {CLAIMED[0], CLAIMED[-1]}  # README's test command, TensorFlow included
-NOT_SOURCE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".venv*", ".cache", ".pytest_cache")
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv*", ".cache", ".pytest_cache"
+)
 
 
 def test_python_requires_and_classifiers_agree():
@@ -58,7 +64,9 @@ def interpreter(version: str) -> Path:
 def extra_without_tensorflow() -> list[str]:
     """The test extra less what needs TensorFlow for that Python."""
     requirements = [line.strip() for line in SETUP["options.extras_require"]["test"].splitlines()]
-    return [line for line in requirements if line and not line.startswith("#") and line not in ("tensorflow", "tf-keras")]
+    return [
+        line for line in requirements if line and not line.startswith("#") and line not in ("tensorflow", "tf-keras")
+    ]
 
 
 def clone(folder: Path) -> Path:
@@ -72,8 +80,11 @@ def clone(folder: Path) -> Path:
 def shell(command: str, cwd: Path, venv: Path, timeout: float) -> subprocess.CompletedProcess:
     """``command`` run by bash as a user would type it, with the venv's bin first on PATH."""
     # As a newcomer's shell: none of CI's CONVLSTM_PATCH_* switches, no other venv or pytest settings.
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST", "CONVLSTM_PATCH_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST", "CONVLSTM_PATCH_"))
+    }
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(venv))
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -10,12 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-
 import simulation as sim
 from helpers import SCRIPTS
 
@@ -23,7 +21,9 @@ TOOL = str(SCRIPTS / "simulated_tool.py")
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def tool(*args: str, user: tuple[int, int] | None = None, umask: int | None = None, **kwargs) -> subprocess.CompletedProcess:
+def tool(
+    *args: str, user: tuple[int, int] | None = None, umask: int | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     prefix = []
     if user is not None:
         # Reading everything (the interpreter lives under /root), writing only what the user may.
@@ -44,7 +44,9 @@ def site(tmp_path: Path) -> Path:
     return site
 
 
-@pytest.mark.skipif(not ROOT_USER or not shutil.which("setpriv"), reason="needs root and setpriv to be two users of one group")
+@pytest.mark.skipif(
+    not ROOT_USER or not shutil.which("setpriv"), reason="needs root and setpriv to be two users of one group"
+)
 def test_a_team_shared_environment_lets_each_member_apply_and_revert(site, tmp_path):
     """umask 002 and a group-writable, setgid environment (a team's shared venv): what one member's
     run makes (the state folder, the lock, the backup), another member can write, as pip's files."""

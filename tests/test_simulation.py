@@ -39,13 +39,13 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+import simulation as sim
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-
-import simulation as sim
 from simulation import Fault
 
 # A memory file system where there is one: fsync costs nothing there, and the simulation is
@@ -62,7 +62,16 @@ faults = st.one_of(
     st.none(),
     st.tuples(
         st.sampled_from(
-            [Fault.KILL, Fault.KILL, Fault.ENOSPC, Fault.EIO, Fault.EACCES, Fault.EROFS, Fault.INTERRUPT, Fault.NO_LINKS]
+            [
+                Fault.KILL,
+                Fault.KILL,
+                Fault.ENOSPC,
+                Fault.EIO,
+                Fault.EACCES,
+                Fault.EROFS,
+                Fault.INTERRUPT,
+                Fault.NO_LINKS,
+            ]
         ),
         st.integers(1, 70),
     ),
@@ -72,7 +81,7 @@ names = st.sampled_from(NAMES)
 
 class Simulation(RuleBasedStateMachine):
     # What a run covered, across its sequences (printed by the tests: `pytest -s`).
-    sequences: set[int] = set()
+    sequences: ClassVar[set[int]] = set()
     steps = 0
 
     def __init__(self) -> None:
@@ -198,7 +207,12 @@ class Simulation(RuleBasedStateMachine):
         return True
 
     def _check_run(
-        self, run: sim.Run, before: dict, journal_before: list, beside_a_writer: bool = False, fault=None,
+        self,
+        run: sim.Run,
+        before: dict,
+        journal_before: list,
+        beside_a_writer: bool = False,
+        fault=None,
         concurrent: bool = False,
     ) -> None:
         said = f"`convlstm-patch {' '.join(run.args)}` -> {run.exit_code}\nstdout: {run.stdout}\nstderr: {run.stderr}"
@@ -252,7 +266,9 @@ class Simulation(RuleBasedStateMachine):
                         continue
                     patched = sim.base_of(data) != data
                     should = bool(self._sets_of(name, relative) & wanted)
-                    assert patched == should, f"apply --layers {layers} exit 0, but {relative} is {'' if patched else 'not '}patched\n{run.stdout}"
+                    assert patched == should, (
+                        f"apply --layers {layers} exit 0, but {relative} is {'' if patched else 'not '}patched\n{run.stdout}"
+                    )
 
     @rule(only=only_flavour, force=st.booleans(), fault=faults)
     def revert(self, only, force, fault) -> None:
@@ -262,7 +278,9 @@ class Simulation(RuleBasedStateMachine):
                 for relative in sim.FILES[name]:
                     data = sim.read(self.site / relative)
                     if data is not None:
-                        assert sim.base_of(data) == data, f"revert exit 0, but {relative} is still patched\n{run.stdout}"
+                        assert sim.base_of(data) == data, (
+                            f"revert exit 0, but {relative} is still patched\n{run.stdout}"
+                        )
 
     @rule(only=only_flavour, layers=layer_sets)
     def apply_dry_run(self, only, layers) -> None:
@@ -302,13 +320,25 @@ class Simulation(RuleBasedStateMachine):
         sim.Probe.fails = False
         before_bytes, before, journal_before = self._bytes(), sim.tree(self.site), sim.journals(self.site)
         held = sim.wait(
-            sim.start(self._args(writer, None, layers if writer == "apply" else None), Fault.STOP, at, self.root / "runs" / f"{self.step}w"),
+            sim.start(
+                self._args(writer, None, layers if writer == "apply" else None),
+                Fault.STOP,
+                at,
+                self.root / "runs" / f"{self.step}w",
+            ),
             stopped_ok=True,
         )
         if held.exit_code is not None or not _stopped(held.pid):
             self._check_run(held, before, journal_before)  # it finished before reaching that operation
             return
-        args = [reader, "--keras-root", str(self.site), "--lock-timeout", "0.3", *(["--json"] if reader == "status" else [])]
+        args = [
+            reader,
+            "--keras-root",
+            str(self.site),
+            "--lock-timeout",
+            "0.3",
+            *(["--json"] if reader == "status" else []),
+        ]
         read = sim.wait(sim.start(args, None, 0, self.root / "runs" / f"{self.step}r"))
         ended = sim.kill(held) if then_kill else sim.resume(held)
         if ended.killed and self.before_kill is None:
@@ -361,7 +391,9 @@ class Simulation(RuleBasedStateMachine):
             self._advice_works(ended)
         elif not self._files_allowed():
             # Only a run that says so may leave another version's file, naming the reinstall.
-            assert ended.exit_code not in (0, None), f"pip changed keras under a writer that then claimed success: {ended}"
+            assert ended.exit_code not in (0, None), (
+                f"pip changed keras under a writer that then claimed success: {ended}"
+            )
             self._advice_works(ended, code=ended.exit_code)
             assert self._files_allowed(), f"following the advice left other versions' files: {ended}"
 
@@ -385,7 +417,11 @@ class Simulation(RuleBasedStateMachine):
     @rule(which=st.integers(0, 20))
     def a_set_aside_file_is_deleted_by_hand(self, which) -> None:
         self._step("a_set_aside_file_is_deleted_by_hand", which)
-        kept = sorted(p for p in (self.site / sim.STATE / "set-aside").rglob("*") if p.is_file()) if (self.site / sim.STATE / "set-aside").is_dir() else []
+        kept = (
+            sorted(p for p in (self.site / sim.STATE / "set-aside").rglob("*") if p.is_file())
+            if (self.site / sim.STATE / "set-aside").is_dir()
+            else []
+        )
         kept += sorted(self.site.rglob("*.convlstm-patch-kept.tmp"))
         if kept:
             kept[which % len(kept)].unlink()
@@ -395,7 +431,11 @@ class Simulation(RuleBasedStateMachine):
     @rule(name=names)
     def an_older_convlstm_patch_was_killed_here(self, name) -> None:
         self._step("an_older_convlstm_patch_was_killed_here", name)
-        if sim.installed_version(self.site, name) is not None and not sim.journals(self.site) and not (self.site / sim.STATE).is_file():
+        if (
+            sim.installed_version(self.site, name) is not None
+            and not sim.journals(self.site)
+            and not (self.site / sim.STATE).is_file()
+        ):
             sim.old_journal(self.site, name)
             self.before_kill = None
             self._own()
@@ -430,7 +470,12 @@ class Simulation(RuleBasedStateMachine):
         files = sim.FILES[name]
         relative = files[index % len(files)]
         path = self.site / relative
-        if sim.read(path) is None or relative in self.odd or sim.installed_version(self.site, name) is None or sim.journals(self.site):
+        if (
+            sim.read(path) is None
+            or relative in self.odd
+            or sim.installed_version(self.site, name) is None
+            or sim.journals(self.site)
+        ):
             return
         path.unlink()
         if kind == "folder":
@@ -487,7 +532,11 @@ class Simulation(RuleBasedStateMachine):
         self.before_kill = None
         files = sim.FILES[name]
         path = self.site / files[index % len(files)]
-        if sim.read(path) is None or files[index % len(files)] in self.odd or sim.installed_version(self.site, name) is None:
+        if (
+            sim.read(path) is None
+            or files[index % len(files)] in self.odd
+            or sim.installed_version(self.site, name) is None
+        ):
             return
         data = path.read_bytes() + (b"# caf\xe9\n" if latin1 else b"# edited by hand\n")
         self.edits.setdefault(str(path.relative_to(self.site)), set()).add(data)
@@ -500,7 +549,11 @@ class Simulation(RuleBasedStateMachine):
         self.before_kill = None
         files = sim.FILES[name]
         relative = files[index % len(files)]
-        if sim.read(self.site / relative) is not None and relative not in self.odd and sim.installed_version(self.site, name):
+        if (
+            sim.read(self.site / relative) is not None
+            and relative not in self.odd
+            and sim.installed_version(self.site, name)
+        ):
             (self.site / relative).unlink()
             sim.forget_mode(self.site / relative)
             self.deleted.add(relative)
@@ -571,7 +624,9 @@ class Simulation(RuleBasedStateMachine):
                     continue
                 mode, expected = path.stat().st_mode & 0o7777, sim.expected_mode(path)
                 # A mode given by hand, or pip's: a revert puts back the file pip installed, its mode too.
-                assert expected is None or mode in (expected, sim.MODE), f"{relative} has mode {mode:o}, not the {expected:o} it was given"
+                assert expected is None or mode in (expected, sim.MODE), (
+                    f"{relative} has mode {mode:o}, not the {expected:o} it was given"
+                )
 
     @invariant()
     def owners_are_kept(self) -> None:

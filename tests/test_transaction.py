@@ -11,16 +11,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import fake_keras
 import pytest
 
-import fake_keras
 from patcher import errors, planning, snapshot
 from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
-from patcher.snapshot import State
-from patcher.store import BackedUpFile, Manifest, Operation, Phase, manifest_path, read_journal, chosen_path
 from patcher.recovery import recover_all
+from patcher.snapshot import State
+from patcher.store import BackedUpFile, Manifest, Operation, Phase, chosen_path, manifest_path, read_journal
 from patcher.transaction import FileChange, FlavourChange, Transaction
 
 CONVLSTM, LSTM, GRU = LayerSet.CONVLSTM, LayerSet.LSTM, LayerSet.GRU
@@ -45,7 +45,9 @@ def patch_change(flavour, layer_sets=(CONVLSTM,), before=None) -> FlavourChange:
         tuple(BackedUpFile(r, sha256_hex(originals[r]), sha256_hex(after[r])) for r in originals),
         tuple(layer_sets),
     )  # fmt: skip
-    changes = tuple(FileChange(f.target, f.live, after[f.target.relative]) for f in files if f.live != after[f.target.relative])
+    changes = tuple(
+        FileChange(f.target, f.live, after[f.target.relative]) for f in files if f.live != after[f.target.relative]
+    )
     return FlavourChange(
         flavour, Operation.APPLY, tuple(layer_sets), changes, read.manifest, manifest, originals,
         read.chosen, tuple(layer_sets) if tuple(layer_sets) != (CONVLSTM,) else (),
@@ -92,7 +94,9 @@ def test_two_distributions_of_one_package_are_refused(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: keras-nightly\nVersion: 3.99.1.dev1\n")
     (info / "RECORD").write_text("")
-    with pytest.raises(errors.Unsupported, match="keras 3.99.0 and keras-nightly 3.99.1.dev1 are both installed") as error:
+    with pytest.raises(
+        errors.Unsupported, match="keras 3.99.0 and keras-nightly 3.99.1.dev1 are both installed"
+    ) as error:
         find_flavours([str(site)])
     assert "`pip uninstall -y keras keras-nightly` then `pip install` the one you want" in error.value.message
 
@@ -126,7 +130,11 @@ def test_snapshot_states_and_focus(fake):
         pytest.param(lambda d: d.update(layer_sets=[]), "non-empty list", id="empty"),
         pytest.param(lambda d: d.pop("layer_sets"), "no 'layer_sets'", id="missing"),
         pytest.param(lambda d: d["layer_sets"].append("convlstm"), "twice", id="a-set-twice"),
-        pytest.param(lambda d: d.update(layer_sets=["convlstm", "lstm"]), "do not match its layer sets", id="files-of-a-set-missing"),
+        pytest.param(
+            lambda d: d.update(layer_sets=["convlstm", "lstm"]),
+            "do not match its layer sets",
+            id="files-of-a-set-missing",
+        ),
         pytest.param(lambda d: d["files"].pop(), "do not match its layer sets", id="a-file-missing"),
         pytest.param(lambda d: d.update(files=[]), "lists no files", id="no-files"),
         pytest.param(lambda d: d["files"][0].update(before="x"), "two sha256", id="bad-hash"),
@@ -165,10 +173,12 @@ def test_a_failure_inside_puts_everything_back_as_it_was(fake, sets_before):
         with Transaction([patch_change(fake, sets_before)]) as transaction:
             transaction.write()
     before = tree(fake.site)
-    with pytest.raises(errors.VerificationFailed):
-        with Transaction([patch_change(fake, (CONVLSTM, LSTM))]) as transaction:
-            transaction.write()
-            raise errors.VerificationFailed("simulated")
+    with (
+        pytest.raises(errors.VerificationFailed),
+        Transaction([patch_change(fake, (CONVLSTM, LSTM))]) as transaction,
+    ):
+        transaction.write()
+        raise errors.VerificationFailed("simulated")
     assert tree(fake.site) == before  # files, manifest, backup copies, chosen sets
 
 
@@ -218,13 +228,17 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
         transaction.write()
     read = snapshot.read_flavour(fake)
     revert = planning.plan_revert(read, force=False)
-    with pytest.raises(errors.ModifiedFiles, match="was changed by another program .* left that file as the other program left it"):
-        with Transaction([revert]) as transaction:
-            transaction.write()
-            target = revert.files[0].target
-            edited = target.path.with_name("edited.tmp")
-            edited.write_bytes(b"edited while reverting\n")
-            edited.replace(target.path)  # another program replaced it: not its original
+    with (
+        pytest.raises(
+            errors.ModifiedFiles, match="was changed by another program .* left that file as the other program left it"
+        ),
+        Transaction([revert]) as transaction,
+    ):
+        transaction.write()
+        target = revert.files[0].target
+        edited = target.path.with_name("edited.tmp")
+        edited.write_bytes(b"edited while reverting\n")
+        edited.replace(target.path)  # another program replaced it: not its original
     assert manifest_path(fake).exists()
     read = snapshot.read_flavour(fake)  # rolled back, backup kept; the other program's file left as it put it
     assert [file.target.relative for file in read.of(State.MODIFIED)] == [target.relative]

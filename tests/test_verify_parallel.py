@@ -21,13 +21,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from helpers import cli
+from process_helpers import alive, gone_soon, read_events, sleeps
 
 import patcher.verification
-from helpers import cli
 from patcher.environment import find_flavours
 from patcher.layersets import LayerSet
 from patcher.verification import MAX_PARALLEL, Verifiable, VerifyOptions, default_backend, verify_all
-from process_helpers import alive, gone_soon, read_events, sleeps
 
 CONVLSTM, WITH_LSTM = (LayerSet.CONVLSTM,), (LayerSet.CONVLSTM, LayerSet.LSTM)
 
@@ -36,6 +36,12 @@ CONVLSTM, WITH_LSTM = (LayerSet.CONVLSTM,), (LayerSet.CONVLSTM, LayerSet.LSTM)
 def site(fake_site: Path) -> Path:
     """A fake keras 3.99.0 and tf_keras 2.99.0 (tests/conftest.py)."""
     return fake_site
+
+
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch):
+    """Two probes at a time, as on a 2-core machine (a test that needs more says so)."""
+    monkeypatch.setattr(patcher.verification, "_usable_cores", lambda: 2)
 
 
 def items(site: Path, layer_sets=CONVLSTM, only: str | None = None) -> list[Verifiable]:
@@ -57,7 +63,7 @@ def test_flavours_are_probed_side_by_side_and_reported_in_their_order(site, even
     flavours = items(site)
     assert [item.flavour.distribution for item in flavours] == ["keras", "tf_keras"]
     progress = []
-    reports = verify_all(flavours, VerifyOptions(parallel=2, on_progress=progress.append))
+    reports = verify_all(flavours, VerifyOptions(on_progress=progress.append))
     assert [report.flavour.distribution for report in reports] == ["keras", "tf_keras"]
     assert all(report.passed for report in reports)
     assert [report.backend for report in reports] == ["tensorflow", "tensorflow"]  # as each probe reported it
@@ -67,14 +73,18 @@ def test_flavours_are_probed_side_by_side_and_reported_in_their_order(site, even
     assert tf_keras["end"] < keras["end"]
     # Each line labelled with its flavour, whichever probe printed it when.
     keys = [item.flavour.key for item in flavours]
-    expected = [f"{key}: {line}" for key, package in zip(keys, ("keras", "tf_keras")) for line in (f"importing {package}", "check fake")]
+    expected = [
+        f"{key}: {line}"
+        for key, package in zip(keys, ("keras", "tf_keras"))
+        for line in (f"importing {package}", "check fake")
+    ]
     assert sorted(progress) == sorted(expected), progress
     assert [line for line in progress if line.startswith(keys[1])] == expected[2:]  # a flavour's lines in order
 
 
 def test_one_flavours_convlstm_and_rnn_probes_run_side_by_side_checks_in_probe_order(site, events, monkeypatch):
     sleeps(monkeypatch, **{"keras convlstm": 3, "keras rnn": 1})  # the LSTM/GRU probe ends first
-    (report,) = verify_all(items(site, WITH_LSTM, only="keras"), VerifyOptions(parallel=2))
+    (report,) = verify_all(items(site, WITH_LSTM, only="keras"), VerifyOptions())
     assert [check.name for check in report.checks] == ["fake", "fake rnn"]
     runs = {run["kind"]: run for run in read_events(events).values()}
     convlstm, rnn = runs["convlstm"], runs["rnn"]
@@ -86,7 +96,7 @@ def test_a_hung_rnn_probe_fails_each_of_its_layer_sets(site, events, monkeypatch
     its set (what scripts/matrix.py reads); the checks of the probe that answered are kept."""
     sleeps(monkeypatch, **{"keras rnn": 120})
     layer_sets = (LayerSet.CONVLSTM, LayerSet.LSTM, LayerSet.GRU)
-    (report,) = verify_all(items(site, layer_sets, only="keras"), VerifyOptions(timeout=4, parallel=2))
+    (report,) = verify_all(items(site, layer_sets, only="keras"), VerifyOptions(timeout=4))
     assert [(check.name, check.layer_set, check.passed) for check in report.checks] == [
         ("fake", None, True),  # the fake probe's answer says no layer set
         ("lstm run", LayerSet.LSTM, False),
@@ -96,7 +106,7 @@ def test_a_hung_rnn_probe_fails_each_of_its_layer_sets(site, events, monkeypatch
 
 def test_no_more_probes_at_once_than_allowed(site, events, monkeypatch):
     sleeps(monkeypatch, keras=1, tf_keras=1)
-    reports = verify_all(items(site, WITH_LSTM), VerifyOptions(backends=("jax",), parallel=2))
+    reports = verify_all(items(site, WITH_LSTM), VerifyOptions(backends=("jax",)))
     assert [(report.flavour.distribution, report.backend) for report in reports] == [
         ("keras", "tensorflow"),
         ("keras", "jax"),
@@ -127,7 +137,7 @@ def test_a_hung_probe_is_killed_at_its_own_timeout_and_fails_only_its_report(sit
     # runs when keras is killed (8 s), and ends (10 s) before its own timeout (12 s).
     sleeps(monkeypatch, keras=120, **{"keras/jax": 4, "tf_keras": 6})
     started = time.monotonic()
-    reports = verify_all(items(site), VerifyOptions(backends=("jax",), timeout=8, parallel=2))
+    reports = verify_all(items(site), VerifyOptions(backends=("jax",), timeout=8))
     assert time.monotonic() - started < 60
     keras, keras_jax, tf_keras = reports
     assert not keras.passed
@@ -174,7 +184,7 @@ def test_ctrl_c_kills_every_probe_and_what_they_started(site, events, monkeypatc
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
-            verify_all(items(site), VerifyOptions(timeout=50, parallel=2))
+            verify_all(items(site), VerifyOptions(timeout=50))
     finally:
         interrupter.join()
         signal.signal(signal.SIGINT, previous)
@@ -188,7 +198,9 @@ def test_ctrl_c_kills_every_probe_and_what_they_started(site, events, monkeypatc
 
 
 def test_a_probe_that_cannot_start_fails_its_report_and_the_others_run(site, events, monkeypatch):
-    (report_keras, report_tf_keras) = verify_all(items(site), VerifyOptions(python=str(Path(sys.executable).parent / "no-such-python")))
+    (report_keras, report_tf_keras) = verify_all(
+        items(site), VerifyOptions(python=str(Path(sys.executable).parent / "no-such-python"))
+    )
     assert report_keras.checks[0].name == "run" and "could not start" in report_keras.checks[0].detail
     assert not report_tf_keras.passed
     assert read_events(events) == {}
@@ -277,7 +289,9 @@ def keras_config_file() -> Path:
         pytest.param({"KERAS_HOME": None}, None, None, "tensorflow", id="no-keras-json"),
     ],
 )
-def test_default_backend_is_the_one_keras_picks(tmp_path, monkeypatch, environment, home_config, keras_home_config, expected):
+def test_default_backend_is_the_one_keras_picks(
+    tmp_path, monkeypatch, environment, home_config, keras_home_config, expected
+):
     config = keras_config_file()
     home = tmp_path / "user"
     home.mkdir()

@@ -37,8 +37,10 @@ def test_the_install_step_takes_convlstm_patch_from_where_the_job_says():
     installs = [step["run"] for step in job["steps"] if "install" in step.get("run", "")]
     assert installs == ["pip install -r requirements.txt", 'pip install "$CONVLSTM_PATCH"']
     runs = [step["run"] for step in job["steps"] if "run" in step]
-    assert runs.index('pip install "$CONVLSTM_PATCH"') < runs.index("convlstm-patch check --strict") < runs.index(
-        "convlstm-patch apply"
+    assert (
+        runs.index('pip install "$CONVLSTM_PATCH"')
+        < runs.index("convlstm-patch check --strict")
+        < runs.index("convlstm-patch apply")
     )
 
 
@@ -48,9 +50,15 @@ def test_every_run_step_passes_against_the_checkout(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     # The project's dependencies: the Keras this machine has (so check --strict finds a lock), on JAX.
-    (project / "requirements.txt").write_text("\n".join([f"keras=={metadata.version('keras')}", *BACKEND_PACKAGES["jax"]]) + "\n")
+    (project / "requirements.txt").write_text(
+        "\n".join([f"keras=={metadata.version('keras')}", *BACKEND_PACKAGES["jax"]]) + "\n"
+    )
     python = venvs.create(tmp_path / "venv")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "CONVLSTM_PATCH"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTHON", "VIRTUAL_ENV", "CONVLSTM_PATCH"))
+    }
     env.update(
         {key: str(value) for key, value in job.get("env", {}).items()},
         CONVLSTM_PATCH=str(ROOT),  # the user's pinned URL or wheel; here the checkout
@@ -65,8 +73,11 @@ def test_every_run_step_passes_against_the_checkout(tmp_path):
             continue
         completed = subprocess.run(
             ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", step["run"]],
-            cwd=project, env={**env, **{key: str(value) for key, value in step.get("env", {}).items()}},
-            capture_output=True, text=True, timeout=1800,
+            cwd=project,
+            env={**env, **{key: str(value) for key, value in step.get("env", {}).items()}},
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
         assert completed.returncode == 0, f"{step['run']}: exit {completed.returncode}\n{completed.stderr[-3000:]}"
         ran.append((step["run"], completed))
@@ -75,6 +86,12 @@ def test_every_run_step_passes_against_the_checkout(tmp_path):
     assert f"keras-{metadata.version('keras')}: patched" in applied.stdout, applied.stdout
     assert "[jax]: verified (5 checks passed)" in applied.stdout + applied.stderr, (applied.stdout, applied.stderr)
     # What the steps installed and patched is the venv's, never the running interpreter's.
-    tool = subprocess.run([str(python), "-c", "import patcher, keras; print(patcher.__file__); print(keras.__file__)"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout.split()
+    tool = subprocess.run(
+        [str(python), "-c", "import patcher, keras; print(patcher.__file__); print(keras.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    ).stdout.split()
     assert all(Path(path).resolve().is_relative_to((tmp_path / "venv").resolve()) for path in tool), tool

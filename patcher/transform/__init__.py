@@ -1,4 +1,4 @@
-"""libcst transforms that give ConvLSTM five activations.
+"""libcst transforms that give ConvLSTM five activations, and LSTM and GRU per-gate ones (--layers).
 
 Each transformer makes one kind of edit and lives in its own module; they
 match Keras's structure (class names, parameter names, the shape of the

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helpers import FLAVOURS, ROOT, Session, copy_distribution, link_distribution, record_mismatches
 
 
@@ -49,7 +48,9 @@ def pristine_copy_stays_pristine():
     yield
     changed = [path for name in FLAVOURS for path in record_mismatches(name, Session.pristine_site)]
     if changed:
-        pytest.fail(f"a test wrote through a link into the session's pristine Keras: {', '.join(map(str, changed[:5]))}")
+        pytest.fail(
+            f"a test wrote through a link into the session's pristine Keras: {', '.join(map(str, changed[:5]))}"
+        )
 
 
 def pytest_unconfigure(config) -> None:

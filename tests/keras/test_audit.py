@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import Session
+
 from patcher.audit import Coverage, audit, uncovered
 from patcher.layersets import LayerSet
 from patcher.transform import transform_source
@@ -35,7 +35,7 @@ def package_dir(package: str) -> Path:
 def patched_texts(folder: Path, package: str, sets=RNN) -> dict[str, str]:
     """The patched text of the package's LSTM/GRU files, by site-relative path."""
     texts = {}
-    for relative, (targets, layer_sets) in RNN_FILES.items():
+    for relative, (_targets, layer_sets) in RNN_FILES.items():
         source = (folder / relative).read_text(encoding="utf-8")
         if relative.endswith("bidirectional.py") and "_can_attempt_fused_" not in source:
             continue  # before Keras 3.15 Bidirectional has no fused path
@@ -45,7 +45,7 @@ def patched_texts(folder: Path, package: str, sets=RNN) -> dict[str, str]:
     return texts
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _transformed(source: str, relative: str, layer_sets: tuple[LayerSet, ...]) -> str:
     """The transform of one file (once per session: the copies share the pristine sources)."""
     return transform_source(source, RNN_FILES[relative][0], layer_sets=layer_sets).code
@@ -355,7 +355,9 @@ def test_a_private_kernel_caller_used_from_another_module_is_named(keras_copy):
     """Bidirectional's _call_fused_lstm is covered by its one guarded caller, unless another module calls it."""
     if "_call_fused_lstm" not in (keras_copy.folder / "src/layers/rnn/bidirectional.py").read_text():
         pytest.skip("this Keras has no private fused-kernel caller in Bidirectional (keras 3.15+ has)")
-    where = keras_copy.add("src/layers/rnn/fast_rnn.py", "def run(layer, x):\n    return layer._call_fused_lstm(x, None)  # here\n")
+    where = keras_copy.add(
+        "src/layers/rnn/fast_rnn.py", "def run(layer, x):\n    return layer._call_fused_lstm(x, None)  # here\n"
+    )
     bad = uncovered(audit(keras_copy.folder, "keras", patched_texts(keras_copy.folder, "keras")), RNN)
     assert [site.path for site in bad] == ["keras/src/layers/rnn/bidirectional.py"]
     assert f"also used at {where[0]}:{where[1]}" in bad[0].why

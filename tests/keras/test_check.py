@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from helpers import cli_at
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"

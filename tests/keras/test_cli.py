@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import cli, cli_at, target_files, tree_hashes
+
 from patcher import __version__
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"

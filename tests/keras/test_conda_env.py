@@ -14,9 +14,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 import conda_env  # scripts/conda_env.py (conftest puts scripts/ on sys.path)
+import pytest
 from environments import environment
 from helpers import cli
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import SCRIPTS, Session, cli_at, hashes, run_in_site, target_files
+
 from patcher.probe import reference
 
 SCRIPT = str(SCRIPTS / "run_conv_lstm.py")
@@ -36,7 +36,10 @@ def run_layers(site: Path, package: str, tmp_path: Path, *runs: dict) -> list[di
     with np.load(out) as data:
         assert str(data["source"]).startswith(str(site)), "the subprocess must import the copy, not the installed Keras"
         return [
-            {rank: {key.split("/")[2]: data[key] for key in data.files if key.startswith(f"{index}/{rank}/")} for rank in (1, 2, 3)}
+            {
+                rank: {key.split("/")[2]: data[key] for key in data.files if key.startswith(f"{index}/{rank}/")}
+                for rank in (1, 2, 3)
+            }
             for index in range(len(runs) or 1)
         ]
 
@@ -62,7 +65,9 @@ def test_a_verified_patch_computes_five_activations_and_defaults_bit_for_bit(ver
     five, defaults = run_layers(verified.site, package, tmp_path, FIVE, {})
     for rank in (1, 2, 3):
         got = five[rank]
-        expected = reference.conv_lstm(got["x"], got["kernel"], got["recurrent_kernel"], got["bias"], padding="same", **FIVE)
+        expected = reference.conv_lstm(
+            got["x"], got["kernel"], got["recurrent_kernel"], got["bias"], padding="same", **FIVE
+        )
         for name, want in zip(("outputs", "h", "c"), expected):
             assert np.max(np.abs(got[name] - want)) < 1e-4, (rank, name)
         for name in ("outputs", "h", "c"):

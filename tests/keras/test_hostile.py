@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, Session, cli, cli_at, copy_distribution, hashes, target_files, tree_hashes
 from hostile_helpers import (
     NOBODY,
@@ -158,7 +157,6 @@ def test_second_flavour_read_only_rolls_the_first_back(site):
     assert "recovered" not in cli_at(site, "status").output
 
 
-
 @needs_root
 def test_disk_full_after_the_first_file_puts_it_back_in_the_same_run():
     """A real full disk (a small tmpfs) right after the first Keras file is replaced."""
@@ -246,8 +244,10 @@ def test_apply_whose_verification_times_out_restores_and_says_how_long_to_give_i
     assert result.exit_code == 9, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
-        f"Error: keras-{keras_version(site)}: verification did not finish within 2 s (timed out; its processes "
-        "were killed), so the original files were restored; give it longer: `convlstm-patch apply --timeout 4`"
+        (
+            f"Error: keras-{keras_version(site)}: verification did not finish within 2 s (timed out; its processes "
+            "were killed), so the original files were restored; give it longer: `convlstm-patch apply --timeout 4`"
+        )
     ], result.stderr
     assert tree_hashes(site) == before
 
@@ -395,7 +395,9 @@ def test_a_file_deleted_from_a_pristine_keras_names_the_reinstall(site):
     """Without a backup, the missing file's fix is the reinstall command (exit 5 for apply)."""
     (site / "keras/src/layers/rnn/conv_lstm3d.py").unlink()
     status = cli_at(site, "status", "--only", "keras")
-    assert "conv_lstm3d.py is missing; reinstall it with `pip install --force-reinstall --no-deps keras==" in status.output
+    assert (
+        "conv_lstm3d.py is missing; reinstall it with `pip install --force-reinstall --no-deps keras==" in status.output
+    )
     applied = cli_at(site, "apply", "--only", "keras", "--no-verify")
     assert applied.exit_code == 5 and "pip install --force-reinstall --no-deps keras==" in applied.stderr
 
@@ -495,7 +497,10 @@ def test_status_reports_the_backup_an_uninstalled_flavour_left_beside_another(si
     (folder,) = (site / STATE / "backups").glob("keras-*")
     status = cli_at(site, "status")
     assert status.exit_code == 0, status.output
-    assert f"note: backup of keras {folder.name[len('keras-'):]}, which is no longer installed here: {folder}" in status.stdout
+    assert (
+        f"note: backup of keras {folder.name[len('keras-') :]}, which is no longer installed here: {folder}"
+        in status.stdout
+    )
     assert "remove it with `convlstm-patch clean`" in status.stdout
     assert json.loads(cli_at(site, "status", "--json").stdout)["orphaned_backups"] == [str(folder)]
     assert cli_at(site, "clean").exit_code == 0 and not folder.exists()
@@ -509,7 +514,10 @@ def test_status_reports_the_backup_an_uninstalled_flavour_left_beside_another(si
 
 def test_json_is_a_document_even_on_errors(site, tmp_path):
     """Errors before any environment ran, and apply's failed verification (exit 9) with its report."""
-    for args in (("status", "--keras-root", str(site), "--python", "a", "--python", "b"), ("apply", "--timeout", "nan")):
+    for args in (
+        ("status", "--keras-root", str(site), "--python", "a", "--python", "b"),
+        ("apply", "--timeout", "nan"),
+    ):
         completed = run_tool(*args, "--json")
         assert completed.returncode == 2
         assert json.loads(completed.stdout)["error"]["exit_code"] == 2, completed.stdout

@@ -10,14 +10,15 @@ from __future__ import annotations
 import ast
 import json
 import sys
+from pathlib import Path
 
 import pytest
-
 from helpers import cli_at, hashes, removed_lines, tree_hashes
+
 from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
-from patcher.pins import load_pins
 from patcher.layersets import LayerSet
+from patcher.pins import load_pins
 from patcher.spec import parameters
 from patcher.transform import transform_source
 
@@ -63,8 +64,10 @@ def test_plain_apply_output_and_bytes_are_unchanged(site):
     assert result.stdout.splitlines() == [
         f"{before['keras'].key}: patched 4 files; undo with `convlstm-patch revert`",
         f"{before['tf_keras'].key}: patched 4 files; undo with `convlstm-patch revert`",
-        "note: Python processes that imported Keras before this keep the old code until they restart "
-        "(Jupyter: restart the kernel)",
+        (
+            "note: Python processes that imported Keras before this keep the old code until they restart "
+            "(Jupyter: restart the kernel)"
+        ),
     ]
     for flavour in before.values():
         lock = load_pins(flavour.distribution, flavour.version)

@@ -18,13 +18,13 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from helpers import cli_at, tree_hashes
+from runs import Run, run
+
 from patcher import pauses
 from patcher.environment import find_flavours
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
-from runs import Run, run
 
 ALL = "convlstm,lstm,gru"
 STATE = Path(".convlstm-patch")
@@ -103,11 +103,14 @@ def _loops(site: Path, rounds: int) -> None:
             tool(site, "apply", "--no-verify", "--layers", "lstm"),
             tool(site, "apply", "--no-verify", "--layers", "convlstm,gru"),
             tool(site, "revert"),
-        ] * rounds,
+        ]
+        * rounds,
         [tool(site, command) for command in ("status", "check", "diff")] * rounds,
     ]
     finished: list[Run] = []
-    threads = [threading.Thread(target=lambda lane=lane: finished.extend(run(*args) for args in lane)) for lane in lanes]
+    threads = [
+        threading.Thread(target=lambda lane=lane: finished.extend(run(*args) for args in lane)) for lane in lanes
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -171,6 +174,7 @@ def test_apply_layers_convlstm_leaves_convlstm_alone_patched(site):
     (flavour,) = json.loads(cli_at(site, "status", "--only", "keras", "--json").stdout)["flavours"]
     assert flavour["state"] == "patched" and flavour["layer_sets"]["patched"] == ["convlstm"]
 
+
 # -- 5: a lock file replaced by a symlink --------------------------------------------------------
 
 
@@ -193,7 +197,11 @@ def test_bytecode_under_a_pycache_prefix_is_replaced_too(site, tmp_path):
     """Unchecked-hash bytecode of the stock files under the prefix would hide the patch forever."""
     prefix = tmp_path / "pycache"
     cell = keras(site).files_of({LayerSet.CONVLSTM})[0].path
-    compiled = prefix / cell.parent.relative_to(cell.parent.anchor) / f"{cell.stem}.cpython-{sys.version_info[0]}{sys.version_info[1]}.pyc"
+    compiled = (
+        prefix
+        / cell.parent.relative_to(cell.parent.anchor)
+        / f"{cell.stem}.cpython-{sys.version_info[0]}{sys.version_info[1]}.pyc"
+    )
     compiled.parent.mkdir(parents=True)
     py_compile.compile(str(cell), cfile=str(compiled), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     applied = run(*tool(site, "apply", "--no-verify"), PYTHONPYCACHEPREFIX=str(prefix))
@@ -230,6 +238,7 @@ def test_status_of_a_set_put_back_says_it_is_not_patched(site):
     assert patched_files(site) == file_names(site, LayerSet.CONVLSTM, LayerSet.LSTM)
     assert "gru.py" not in patched_files(site) and {"conv_lstm.py", "lstm.py"} <= set(patched_files(site))
 
+
 # -- 8: what the next command says after a killed run ---------------------------------------------
 
 
@@ -239,7 +248,10 @@ def test_a_killed_apply_that_adds_a_set_goes_back_to_the_previous_sets(site):
     Run(*tool(site, "apply", "--no-verify", "--layers", "lstm"), pause_at=pauses.WRITTEN).held().kill()
     status = cli_at(site, "status", "--only", "keras")
     ok(status)
-    assert f"warning: {keras(site).key}: recovered an interrupted apply --layers convlstm,lstm: rolled back" in status.stderr
+    assert (
+        f"warning: {keras(site).key}: recovered an interrupted apply --layers convlstm,lstm: rolled back"
+        in status.stderr
+    )
     assert "reinstalled" not in status.output and ": patched" in status.stdout.splitlines()[0]
     assert patched_files(site) == before  # ConvLSTM still patched, LSTM not
 

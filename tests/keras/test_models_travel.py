@@ -12,14 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, SCRIPTS, Session, run_in_site
+
 from patcher.probe import reference
 
 SCRIPT = str(SCRIPTS / "model_travel.py")
 # (package, file suffix, what stock Keras says about a keyword it does not know)
 FORMATS = [
-    pytest.param("keras", ".keras", "Unrecognized keyword arguments passed to ConvLSTM2D: {'activation_i'", id="keras3"),
+    pytest.param(
+        "keras", ".keras", "Unrecognized keyword arguments passed to ConvLSTM2D: {'activation_i'", id="keras3"
+    ),
     pytest.param("tf_keras", ".h5", "Keyword argument not understood", id="tf_keras"),
 ]
 
@@ -66,7 +68,13 @@ def test_readme_hard_sigmoid_recipe_keeps_keras2s_function(verified, tmp_path):
 
     def expected(hard_sigmoid):
         return reference.conv_lstm(
-            x, kernel, recurrent_kernel, bias, padding="same", recurrent_activation_o="hard_sigmoid", hard_sigmoid=hard_sigmoid
+            x,
+            kernel,
+            recurrent_kernel,
+            bias,
+            padding="same",
+            recurrent_activation_o="hard_sigmoid",
+            hard_sigmoid=hard_sigmoid,
         )[0]
 
     np.testing.assert_allclose(saved["output"], expected("keras2"), atol=1e-5)

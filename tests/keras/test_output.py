@@ -7,8 +7,8 @@ from importlib import metadata
 
 import click
 import pytest
-
 from helpers import cli_at
+
 from patcher.output import Printer
 
 

@@ -13,8 +13,8 @@ import sys
 import types
 
 import pytest
-
 from helpers import cli, cli_at, hashes, target_files
+
 from patcher import environment, interrupts, processes
 
 POSIX_ONLY = ["geteuid", "getuid", "chown", "killpg"]

@@ -10,14 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 import pytest
+from helpers import ROOT, cli_at, hashes, tree_hashes
 
-from helpers import cli_at, hashes, ROOT, tree_hashes
 from patcher.environment import find_flavours
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from pristine import copy_pristine  # noqa: E402
+from pristine import copy_pristine
 
 ALL_SETS = "convlstm,lstm,gru"  # the pristine copy restores every layer set's files
 

@@ -20,17 +20,17 @@ def _keras_and_reference(rank, seed=0, **layer_kwargs):
     rng = np.random.default_rng(seed)
     spatial = {1: (7,), 2: (6, 5), 3: (5, 4, 5)}[rank]
     x = rng.normal(size=(2, 3, *spatial, 2)).astype("float32")
-    kwargs = dict(
-        filters=3,
-        kernel_size=2 if rank == 3 else 3,
-        return_sequences=True,
-        return_state=True,
+    kwargs = {
+        "filters": 3,
+        "kernel_size": 2 if rank == 3 else 3,
+        "return_sequences": True,
+        "return_state": True,
         # Larger-than-default random weights (and a non-zero bias) so every
         # gate, the bias and the recurrent path visibly affect the outputs.
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=seed),
-        recurrent_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=seed + 1),
-        bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=seed + 2),
-    )
+        "kernel_initializer": keras.initializers.RandomNormal(stddev=0.5, seed=seed),
+        "recurrent_initializer": keras.initializers.RandomNormal(stddev=0.5, seed=seed + 1),
+        "bias_initializer": keras.initializers.RandomNormal(stddev=0.5, seed=seed + 2),
+    }
     kwargs.update(layer_kwargs)
     if not kwargs.get("use_bias", True):
         del kwargs["bias_initializer"]
@@ -67,26 +67,20 @@ def _layer_cases():
             for activation, recurrent in activations:
                 yield pytest.param(
                     rank,
-                    dict(padding=padding, activation=activation, recurrent_activation=recurrent),
+                    {"padding": padding, "activation": activation, "recurrent_activation": recurrent},
                     id=f"{rank}d-{padding}-{activation}-{recurrent}",
                 )
-        yield pytest.param(
-            rank, dict(padding="same", strides=2), id=f"{rank}d-same-stride2"
-        )
-        yield pytest.param(
-            rank, dict(padding="valid", strides=2), id=f"{rank}d-valid-stride2"
-        )
-        yield pytest.param(
-            rank, dict(padding="same", dilation_rate=2), id=f"{rank}d-same-dilation2"
-        )
+        yield pytest.param(rank, {"padding": "same", "strides": 2}, id=f"{rank}d-same-stride2")
+        yield pytest.param(rank, {"padding": "valid", "strides": 2}, id=f"{rank}d-valid-stride2")
+        yield pytest.param(rank, {"padding": "same", "dilation_rate": 2}, id=f"{rank}d-same-dilation2")
         yield pytest.param(
             rank,
-            dict(padding="valid", dilation_rate=2, activation="relu"),
+            {"padding": "valid", "dilation_rate": 2, "activation": "relu"},
             id=f"{rank}d-valid-dilation2-relu",
         )
         yield pytest.param(
             rank,
-            dict(padding="same", use_bias=False, recurrent_activation="softsign"),
+            {"padding": "same", "use_bias": False, "recurrent_activation": "softsign"},
             id=f"{rank}d-same-nobias",
         )
 
@@ -116,9 +110,7 @@ def test_separate_activations_default_to_shared_ones():
     x = rng.normal(size=(2, 3, 6, 2))
     kernel, recurrent = rng.normal(size=(3, 2, 12)), rng.normal(size=(3, 3, 12))
     bias = rng.normal(size=12)
-    shared = reference.conv_lstm(
-        x, kernel, recurrent, bias, activation="relu", recurrent_activation="softsign"
-    )
+    shared = reference.conv_lstm(x, kernel, recurrent, bias, activation="relu", recurrent_activation="softsign")
     explicit = reference.conv_lstm(
         x,
         kernel,
@@ -229,9 +221,7 @@ def test_activation_values(name, x, expected):
     assert activations.ACTIVATIONS[name](np.float64(x)) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    "name", sorted(activations.ACTIVATIONS)
-)
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
 def test_activations_match_keras(name):
     x = np.linspace(-4.0, 4.0, 33)
     got = np.asarray(keras.activations.get(name)(x.astype("float32")))

@@ -37,8 +37,8 @@ def stock_and_reference(layer_class, function, seed=0, **kwargs):
     "kwargs",
     [
         pytest.param({}, id="defaults"),
-        pytest.param(dict(activation="relu", recurrent_activation="hard_sigmoid"), id="relu-hard-sigmoid"),
-        pytest.param(dict(use_bias=False), id="no-bias"),
+        pytest.param({"activation": "relu", "recurrent_activation": "hard_sigmoid"}, id="relu-hard-sigmoid"),
+        pytest.param({"use_bias": False}, id="no-bias"),
     ],
 )
 def test_lstm_matches_stock(kwargs):
@@ -51,7 +51,10 @@ def test_lstm_matches_stock(kwargs):
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize(
     "kwargs",
-    [pytest.param({}, id="defaults"), pytest.param(dict(activation="softsign", recurrent_activation="relu"), id="softsign-relu")],
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"activation": "softsign", "recurrent_activation": "relu"}, id="softsign-relu"),
+    ],
 )
 def test_gru_matches_stock(reset_after, kwargs):
     got, expected = stock_and_reference(keras.layers.GRU, rnn_reference.gru, reset_after=reset_after, **kwargs)
@@ -65,10 +68,13 @@ def test_lstm_per_gate_activations_by_hand():
     x = np.array([[[1.0]]])
     kernel = np.array([[0.5, -1.0, 2.0, -0.25]])  # i, f, c, o
     recurrent = np.zeros((1, 4))
-    options = dict(
-        activation_i="relu", activation_o="linear", recurrent_activation_f="relu", recurrent_activation_i="linear",
-        recurrent_activation_o="softsign",
-    )
+    options = {
+        "activation_i": "relu",
+        "activation_o": "linear",
+        "recurrent_activation_f": "relu",
+        "recurrent_activation_i": "linear",
+        "recurrent_activation_o": "softsign",
+    }
     _, h, c = rnn_reference.lstm(x, kernel, recurrent, **options)
     i, f, candidate, o = 0.5, 0.0, 2.0, -0.25 / 1.25  # linear, relu, relu, softsign
     assert np.allclose(c, f * 0.0 + i * candidate)
@@ -81,7 +87,12 @@ def test_gru_per_gate_activations_by_hand(reset_after):
     kernel = np.array([[-0.5, 2.0, 1.0]])  # z, r, h
     recurrent = np.zeros((1, 3))
     _, h = rnn_reference.gru(
-        x, kernel, recurrent, activation="linear", recurrent_activation_z="relu", recurrent_activation_r="linear",
+        x,
+        kernel,
+        recurrent,
+        activation="linear",
+        recurrent_activation_z="relu",
+        recurrent_activation_r="linear",
         reset_after=reset_after,
     )
     z, hh = 0.0, 1.0  # relu(-0.5); the candidate does not see r when h_tm1 is 0
@@ -109,8 +120,14 @@ def reference_of(function, layer, x, **kwargs):
     if function is rnn_reference.gru:
         kwargs["reset_after"] = layer.cell.reset_after
     return function(
-        x, weights[0], weights[1], bias, go_backwards=layer.go_backwards, zero_output_for_mask=layer.zero_output_for_mask,
-        activation="relu" if layer.cell.activation is keras.activations.relu else "tanh", **kwargs
+        x,
+        weights[0],
+        weights[1],
+        bias,
+        go_backwards=layer.go_backwards,
+        zero_output_for_mask=layer.zero_output_for_mask,
+        activation="relu" if layer.cell.activation is keras.activations.relu else "tanh",
+        **kwargs,
     )
 
 
@@ -129,9 +146,16 @@ def test_layer_paths_match_stock(kind, go_backwards, masked, zero_output_for_mas
     layer_class, function = LAYERS[kind]
     x = np.random.default_rng(1).normal(size=(2, 6, 4)).astype("float32")
     layer = random_layer(
-        layer_class(3, return_sequences=True, return_state=True, go_backwards=go_backwards,
-                    zero_output_for_mask=zero_output_for_mask, activation="relu"),
-        x, seed=2,
+        layer_class(
+            3,
+            return_sequences=True,
+            return_state=True,
+            go_backwards=go_backwards,
+            zero_output_for_mask=zero_output_for_mask,
+            activation="relu",
+        ),
+        x,
+        seed=2,
     )
     mask = MASK if masked else None
     got = [np.asarray(t) for t in layer(x, mask=mask)]
@@ -153,7 +177,9 @@ def test_mask_carries_state_and_output():
     kept, kept_h, kept_c = rnn_reference.lstm(x[:, [0, 2, 3]], kernel, recurrent, bias)
     assert np.allclose(h, kept_h) and np.allclose(c, kept_c)
     assert np.allclose(outputs[:, 1], outputs[:, 0]) and np.allclose(outputs[:, [0, 2, 3]], kept)
-    zeroed, _, _ = rnn_reference.lstm(x, kernel, recurrent, bias, mask=np.array([[True, False, True, True]]), zero_output_for_mask=True)
+    zeroed, _, _ = rnn_reference.lstm(
+        x, kernel, recurrent, bias, mask=np.array([[True, False, True, True]]), zero_output_for_mask=True
+    )
     assert np.all(zeroed[:, 1] == 0) and np.allclose(zeroed[:, [0, 2, 3]], kept)
 
 

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from helpers import SCRIPTS, ROOT, cli_at, hashes, run_in_site, target_files, tree_hashes
+from helpers import ROOT, SCRIPTS, cli_at, hashes, run_in_site, target_files, tree_hashes
 
 LAUNCHER = str(SCRIPTS / "fault_launcher.py")
 CELL = "keras/src/layers/rnn/conv_lstm.py"
@@ -61,7 +60,10 @@ KILL_SCENARIOS = {
     "apply": ([], ["apply", "--no-verify"]),
     "revert": ([["apply", "--no-verify"]], ["revert"]),
     "apply-adding-sets": ([["apply", "--no-verify"]], ["apply", "--no-verify", "--layers", ALL]),
-    "apply-dropping-a-set": ([["apply", "--no-verify", "--layers", ALL]], ["apply", "--no-verify", "--layers", "convlstm,lstm"]),
+    "apply-dropping-a-set": (
+        [["apply", "--no-verify", "--layers", ALL]],
+        ["apply", "--no-verify", "--layers", "convlstm,lstm"],
+    ),
 }
 SAMPLED_KILLS = 4  # per scenario in README's test command; `slow` kills at every operation
 

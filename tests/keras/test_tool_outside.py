@@ -11,9 +11,8 @@ import os
 import subprocess
 
 import pytest
-
-from helpers import copy_distribution, hashes, target_files
 from environments import environment, site_packages, tool_environment
+from helpers import copy_distribution, hashes, target_files
 
 TOOL_PACKAGES = ("click", "libcst", "patcher")
 

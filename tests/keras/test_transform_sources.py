@@ -13,11 +13,11 @@ from importlib import metadata
 from pathlib import PurePosixPath
 
 import pytest
-
 from helpers import removed_lines
+
 from patcher.environment import find_flavours
-from patcher.marker import MARKER_PREFIX
 from patcher.layersets import LayerSet
+from patcher.marker import MARKER_PREFIX
 from patcher.snapshot import State, read_flavour
 from patcher.spec import parameters
 from patcher.transform import transform_source
@@ -48,7 +48,7 @@ CLASS_PARAMS = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def check_pristine(distribution):
     state = read_flavour(FLAVOURS[distribution]).overall()
     if state != State.PRISTINE:
@@ -58,14 +58,14 @@ def check_pristine(distribution):
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pristine_source(distribution, relative):
     check_pristine(distribution)
     path = metadata.distribution(distribution).locate_file(relative)
     return path.read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def patched(distribution, relative):
     classes = next(target.classes for target in FLAVOURS[distribution].files if target.relative == relative)
     return transform_source(pristine_source(distribution, relative), classes)

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import cli, cli_at, edit, tree_hashes
 
 CELL = "keras/src/layers/rnn/conv_lstm.py"
@@ -32,7 +31,9 @@ def swap_two_gates(site: Path) -> None:
 
 
 def drop_config_key(site: Path) -> None:
-    edit(site / CELL, "for name in self.cell._explicit_activations:", "for name in self.cell._explicit_activations[1:]:")
+    edit(
+        site / CELL, "for name in self.cell._explicit_activations:", "for name in self.cell._explicit_activations[1:]:"
+    )
 
 
 def change_default(site: Path) -> None:
@@ -40,7 +41,11 @@ def change_default(site: Path) -> None:
 
 
 def crash_on_import(site: Path) -> None:
-    edit(site / CELL, "from keras.src import activations", "raise RuntimeError('boom')\nfrom keras.src import activations")
+    edit(
+        site / CELL,
+        "from keras.src import activations",
+        "raise RuntimeError('boom')\nfrom keras.src import activations",
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,7 +69,11 @@ def test_verify_names_the_failing_check(patched, breaks, failing_check):
 
 
 def test_verify_reports_a_hang_as_a_failure(patched):
-    edit(patched / CELL, "from keras.src import activations", "import time; time.sleep(60)\nfrom keras.src import activations")
+    edit(
+        patched / CELL,
+        "from keras.src import activations",
+        "import time; time.sleep(60)\nfrom keras.src import activations",
+    )
     result = cli("verify", "--keras-root", str(patched), "--only", "keras", "--timeout", "3")
     assert result.exit_code == 9
     assert "did not finish within 3 s" in result.output
@@ -84,7 +93,13 @@ def test_verify_passes_under_tensorflow_and_another_backend(patched, backend):
     reports = json.loads(result.stdout)["reports"]
     assert [report["backend"] for report in reports] == ["tensorflow", backend]
     for report in reports:
-        assert [check["name"] for check in report["checks"]] == ["api", "numerics", "inheritance", "defaults", "serialization"]
+        assert [check["name"] for check in report["checks"]] == [
+            "api",
+            "numerics",
+            "inheritance",
+            "defaults",
+            "serialization",
+        ]
         assert all(check["passed"] for check in report["checks"])
         numerics = next(check for check in report["checks"] if check["name"] == "numerics")
         assert numerics["value"] < 1e-4

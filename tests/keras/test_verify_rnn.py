@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from helpers import FLAVOURS, cli, cli_at, edit, record_mismatches, tree_hashes
 
 ALL = "convlstm,lstm,gru"
@@ -52,7 +51,9 @@ def assert_all_checks_pass(reports: list[dict]) -> None:
     layers without (or with ones equal to what they inherit) enter what stock enters."""
     for report in reports:
         assert [check["name"] for check in report["checks"]] == EXPECTED_CHECKS
-    failed = [f"{r['distribution']} {c['name']}: {c['detail']}" for r in reports for c in r["checks"] if not c["passed"]]
+    failed = [
+        f"{r['distribution']} {c['name']}: {c['detail']}" for r in reports for c in r["checks"] if not c["passed"]
+    ]
     assert failed == []
 
 
@@ -114,7 +115,11 @@ def test_all_sets_verify_under_another_backend(site, backend):
 
 def drop_lstm_guard(site: Path) -> None:
     # Keras 3 guards the call of the fused kernel: without it, a per-gate layer calls backend.lstm.
-    edit(site / LSTM, "(backend.lstm if not self.cell._overriding_activations else self._per_gate_lstm)(", "backend.lstm(")
+    edit(
+        site / LSTM,
+        "(backend.lstm if not self.cell._overriding_activations else self._per_gate_lstm)(",
+        "backend.lstm(",
+    )
 
 
 def lstm_forget_gate_stock(site: Path) -> None:
@@ -124,7 +129,11 @@ def lstm_forget_gate_stock(site: Path) -> None:
 def gru_reset_gate_stock(site: Path) -> None:
     # Both implementations (split and fused kernels) compute r; break the one layers use by default.
     text = (site / GRU).read_text()
-    (site / GRU).write_text(text.replace("r = self.recurrent_activation_r(x_r + recurrent_r)", "r = self.recurrent_activation(x_r + recurrent_r)"))
+    (site / GRU).write_text(
+        text.replace(
+            "r = self.recurrent_activation_r(x_r + recurrent_r)", "r = self.recurrent_activation(x_r + recurrent_r)"
+        )
+    )
 
 
 def gru_config_drops(site: Path) -> None:
@@ -135,7 +144,9 @@ def gru_config_drops(site: Path) -> None:
     "breaks, failing_check, says",
     [
         pytest.param(
-            drop_lstm_guard, "lstm fused", "LSTM with recurrent_activation_f=relu: the layer entered backend.lstm",
+            drop_lstm_guard,
+            "lstm fused",
+            "LSTM with recurrent_activation_f=relu: the layer entered backend.lstm",
             id="lstm-guard-missing",
         ),
         pytest.param(lstm_forget_gate_stock, "lstm numerics", "gives the stock output", id="lstm-forget-gate-ignored"),
@@ -176,11 +187,15 @@ def lstm_loop_declines(site: Path) -> None:
         # LSTM(recurrent_activation_f="relu") alone, then every case: the loop computes stock's gate.
         pytest.param(lstm_loop_forget_gate_stock, "lstm numerics", "gives the stock output", id="lstm-loop-gate"),
         pytest.param(
-            gru_loop_update_gate_stock, "gru numerics", "GRU with recurrent_activation_z=hard_sigmoid", id="gru-loop-gate"
+            gru_loop_update_gate_stock,
+            "gru numerics",
+            "GRU with recurrent_activation_z=hard_sigmoid",
+            id="gru-loop-gate",
         ),
         # Right numbers from the cell loop, but not the path stock takes under PyTorch.
         pytest.param(
-            lstm_loop_declines, "lstm fused",
+            lstm_loop_declines,
+            "lstm fused",
             "off the per-gate loop: LSTM with recurrent_activation_f=relu: the per-gate loop computed none where it "
             "should compute the layer",
             id="lstm-loop-not-taken",
@@ -193,7 +208,16 @@ def test_broken_per_gate_loop_fails_under_torch(patched_rnn, breaks, failing_che
     breaks(patched_rnn)
     layer_set = failing_check.split()[0]
     result = cli(
-        "verify", "--keras-root", str(patched_rnn), "--only", "keras", "--layers", layer_set, "--backend", "torch", "--json"
+        "verify",
+        "--keras-root",
+        str(patched_rnn),
+        "--only",
+        "keras",
+        "--layers",
+        layer_set,
+        "--backend",
+        "torch",
+        "--json",
     )
     assert result.exit_code == 9
     reports = json.loads(result.stdout)["reports"]

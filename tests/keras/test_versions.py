@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from helpers import copy_distribution, hashes, runner
 from environments import ENVIRONMENTS, environment, site_packages
+from helpers import copy_distribution, hashes, runner
+
 from patcher.cli import main
 
 

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from helpers import cli, cli_at, copy_distribution, hashes, ROOT, target_files, tree_hashes
+from helpers import ROOT, cli, cli_at, copy_distribution, hashes, target_files, tree_hashes
 from hostile_helpers import as_nobody
+
 from patcher import __version__
 
 RESTART = "note: Python processes that imported Keras before this keep the old code until they restart"
@@ -62,7 +62,9 @@ def test_a_process_that_imported_keras_is_told_it_keeps_the_old_code(site):
         "main(['apply', '--keras-root', sys.argv[1], '--only', 'keras', '--no-verify'], standalone_mode=False)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    completed = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env, timeout=600)
+    completed = subprocess.run(
+        [sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "note: this Python process has already imported keras: it keeps the old code; restart it" in completed.stdout
     # a separate process (the usual `!convlstm-patch apply`) is not told so
@@ -86,7 +88,9 @@ def immutable():
         subprocess.run(["chattr", "-i", str(folder)], check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("chattr"), reason="needs root and chattr for a real read-only folder")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("chattr"), reason="needs root and chattr for a real read-only folder"
+)
 def test_two_environments_second_read_only(tmp_path, immutable):
     first, second = keras_site(tmp_path / "one"), keras_site(tmp_path / "two")
     first_files = target_files(first, "keras")
@@ -144,9 +148,10 @@ def test_python_m_patcher_prints_the_same_as_the_command(site):
         assert module.returncode == command.returncode == 0, module.stderr
         assert module.stdout == command.stdout
     assert module.stdout.startswith("keras 3")
-    assert "Usage: convlstm-patch" in subprocess.run(
-        [sys.executable, "-m", "patcher", "--help"], capture_output=True, text=True, env=env
-    ).stdout
+    assert (
+        "Usage: convlstm-patch"
+        in subprocess.run([sys.executable, "-m", "patcher", "--help"], capture_output=True, text=True, env=env).stdout
+    )
 
 
 def test_version_names_the_tool_python_and_keras_found():
@@ -164,7 +169,9 @@ def test_version_names_the_tool_python_and_keras_found():
 # Dockerfile for real with podman (marked slow).
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as another user")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as another user"
+)
 def test_docker_build_as_root_then_runtime_user(tmp_path):
     site = keras_site(tmp_path / "image" / "site-packages")
     tmp_path.chmod(0o755)

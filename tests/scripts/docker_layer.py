@@ -12,9 +12,9 @@ import json
 import os
 import sys
 
+import keras
 import numpy as np
 
-import keras
 from patcher.probe.reference import conv_lstm
 
 rng = np.random.default_rng(3)

@@ -33,20 +33,37 @@ kind = "rnn" if "--layer-set" in sys.argv else "convlstm"
 
 def log(event: str, pid: int | None = None) -> None:
     line = json.dumps(
-        dict(event=event, pid=pid or os.getpid(), probe=os.getpid(), time=time.time(), package=package, site=site, backend=backend, kind=kind)
+        {
+            "event": event,
+            "pid": pid or os.getpid(),
+            "probe": os.getpid(),
+            "time": time.time(),
+            "package": package,
+            "site": site,
+            "backend": backend,
+            "kind": kind,
+        }
     )
     with open(os.environ["FAKE_PROBE_LOG"], "a") as handle:
         handle.write(line + "\n")
 
 
 if os.environ.get("FAKE_PROBE_CHILD"):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     log("child", child.pid)
 log("start")
 print(f"importing {package}", file=sys.stderr, flush=True)
 seconds = json.loads(os.environ.get("FAKE_PROBE_SLEEP", "{}"))
-keys = ["{}/{}".format(package, backend), "{} {}".format(package, kind), package]
+keys = [f"{package}/{backend}", f"{package} {kind}", package]
 time.sleep(next((seconds[key] for key in keys if key in seconds), 0))
 print("check fake", file=sys.stderr, flush=True)
 log("end")
-answer.emit(dict(package=package, backend=backend, checks=[dict(name="fake rnn" if kind == "rnn" else "fake", passed=True, detail="slept")]))
+answer.emit(
+    {
+        "package": package,
+        "backend": backend,
+        "checks": [{"name": "fake rnn" if kind == "rnn" else "fake", "passed": True, "detail": "slept"}],
+    }
+)

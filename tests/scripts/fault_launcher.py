@@ -36,11 +36,11 @@ class Counted:
 for name in ("replace", "rename", "link", "unlink", "rmdir", "mkdir", "fsync", "chmod"):
     setattr(os, name, Counted(getattr(os, name)))
 
-import patcher.fsops  # noqa: E402  (after the patching above, on purpose)
+import patcher.fsops
 
 patcher.fsops._exchange = Counted(patcher.fsops._exchange)
 atexit.register(lambda: print(f"operations: {count}", file=sys.stderr))
 
-from patcher.cli import main  # noqa: E402  (after the patching above, on purpose)
+from patcher.cli import main
 
 main()

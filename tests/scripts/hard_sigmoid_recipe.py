@@ -15,17 +15,18 @@ import json
 import re
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 
 readme, step, path = sys.argv[1:]
-blocks = re.findall(r"```python\n(.*?)```", open(readme, encoding="utf-8").read(), re.S)
+blocks = re.findall(r"```python\n(.*?)```", Path(readme).read_text(encoding="utf-8"), re.DOTALL)
 (code,) = [block for block in blocks if "register_keras_serializable" in block]
 recipe = types.ModuleType("recipe")
 sys.modules["recipe"] = recipe
 exec(compile(code, "README.md", "exec"), recipe.__dict__)
 
-import keras  # noqa: E402  (after the recipe, which imports it the same way)
+import keras
 
 # Inputs of a few units: the gates see values beyond +/-2.5, where the two hard_sigmoids differ.
 x = (3.0 * np.random.default_rng(5).normal(size=(1, 4, 5, 5, 2))).astype("float32")

@@ -48,11 +48,11 @@ def exchange(first, second):
 
 
 os.replace = replace
-import patcher.fsops  # noqa: E402  (after the patching above, on purpose)
+import patcher.fsops
 
 real_exchange = patcher.fsops._exchange
 patcher.fsops._exchange = exchange
 
-from patcher.cli import main  # noqa: E402  (after the patching above, on purpose)
+from patcher.cli import main
 
 main()

@@ -11,9 +11,9 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
-import simulation  # noqa: E402  (after the path above, on purpose)
+import simulation
 
 simulation.install_stand_ins()
-from patcher.cli import main  # noqa: E402
+from patcher.cli import main
 
 main()

@@ -7,10 +7,9 @@ before and after (each after is also checked to be a fixed point).
 import textwrap
 
 import pytest
-
-from patcher.transform.cell_call import GateActivationsTransformer
 from transform_helpers import TARGETS, apply, assert_transforms, assert_unchanged, dedent
 
+from patcher.transform.cell_call import GateActivationsTransformer
 
 GATES_BEFORE = """
     i = self.recurrent_activation(x_i + h_i)
@@ -34,9 +33,7 @@ def cell_with(method, gates):
     return (
         "class Cell:\n"
         f"    def {method}(self, inputs, states):\n"
-        "        h_tm1, c_tm1 = states\n"
-        + textwrap.indent(dedent(gates), " " * 8)
-        + "        return h, [h, c]\n"
+        "        h_tm1, c_tm1 = states\n" + textwrap.indent(dedent(gates), " " * 8) + "        return h, [h, c]\n"
         "\n"
         "    def activate(self, c):\n"
         "        h = o * self.activation(c)\n"
@@ -63,7 +60,9 @@ def test_noop(code, targets):
         pytest.param(cell_with("step", GATES_BEFORE), cell_with("step", GATES_AFTER), TARGETS, id="step"),
         pytest.param(
             cell_with("call", GATES_BEFORE.replace("i = self.recurrent", "i = self.hard_recurrent")),
-            cell_with("call", GATES_AFTER.replace("i = self.recurrent_activation_i", "i = self.hard_recurrent_activation")),
+            cell_with(
+                "call", GATES_AFTER.replace("i = self.recurrent_activation_i", "i = self.hard_recurrent_activation")
+            ),
             TARGETS,
             id="gate-with-another-activation",
         ),
@@ -73,7 +72,9 @@ def test_fix(before, after, targets):
     assert_transforms(GateActivationsTransformer, before, after, targets)
 
 
-@pytest.mark.parametrize("code", [cell_with("call", GATES_BEFORE), cell_with("call", GATES_AFTER)], ids=["pristine", "patched"])
+@pytest.mark.parametrize(
+    "code", [cell_with("call", GATES_BEFORE), cell_with("call", GATES_AFTER)], ids=["pristine", "patched"]
+)
 def test_cell_call_counts_each_gate(code):
     _, edits = apply(GateActivationsTransformer, code)
     assert edits == {("Cell", f"gate {gate}"): 1 for gate in "ifcoh"}

@@ -7,10 +7,9 @@ before and after (each after is also checked to be a fixed point).
 from functools import partial
 
 import pytest
-
-from patcher.transform.cell_init import ResolveActivationsTransformer
 from transform_helpers import TARGETS, apply, assert_transforms, assert_unchanged
 
+from patcher.transform.cell_init import ResolveActivationsTransformer
 
 CELL_INIT_BEFORE = """
     class Cell:
@@ -83,7 +82,9 @@ OVERRIDING = """
                 if function is not inherited
             )
 """
-CELL_INIT_FUSED_AFTER = CELL_INIT_AFTER.replace("            self.use_bias = use_bias\n", OVERRIDING.lstrip("\n") + "            self.use_bias = use_bias\n")
+CELL_INIT_FUSED_AFTER = CELL_INIT_AFTER.replace(
+    "            self.use_bias = use_bias\n", OVERRIDING.lstrip("\n") + "            self.use_bias = use_bias\n"
+)
 FUSED = partial(ResolveActivationsTransformer, overriding=True)
 
 

@@ -5,9 +5,9 @@ before and after (each after is also checked to be a fixed point).
 """
 
 import pytest
+from transform_helpers import assert_transforms, assert_unchanged
 
 from patcher.transform.config import ConfigTransformer
-from transform_helpers import assert_transforms, assert_unchanged
 
 
 def get_config(owner, serializer="activations.serialize", loop=True):
@@ -21,9 +21,7 @@ def get_config(owner, serializer="activations.serialize", loop=True):
         '            "filters": self.filters,\n'
         f'            "activation": {serializer}(self.activation),\n'
         f'            "recurrent_activation": {serializer}(self.recurrent_activation),\n'
-        "        }\n"
-        + (added if loop else "")
-        + "        base_config = super().get_config()\n"
+        "        }\n" + (added if loop else "") + "        base_config = super().get_config()\n"
         "        return {**base_config, **config}\n"
     )
 

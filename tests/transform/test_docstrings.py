@@ -5,10 +5,17 @@ before and after (each after is also checked to be a fixed point).
 """
 
 import pytest
+from transform_helpers import (
+    apply,
+    assert_documented_after_anchor,
+    assert_transforms,
+    assert_unchanged,
+    class_docstring,
+    dedent,
+)
 
 from patcher.spec import Parameter
 from patcher.transform.docstrings import DocstringTransformer
-from transform_helpers import apply, assert_documented_after_anchor, assert_transforms, assert_unchanged, class_docstring, dedent
 
 
 def inserted_lines(before, after):

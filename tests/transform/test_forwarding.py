@@ -5,9 +5,9 @@ before and after (each after is also checked to be a fixed point).
 """
 
 import pytest
+from transform_helpers import apply, assert_transforms, assert_unchanged
 
 from patcher.transform.forwarding import ForwardArgumentsTransformer
-from transform_helpers import apply, assert_transforms, assert_unchanged
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ before and after (each after is also checked to be a fixed point).
 from functools import partial
 
 import pytest
+from transform_helpers import apply, assert_transforms, assert_unchanged, dedent
 
 from patcher.layersets import LayerSet
 from patcher.spec import parameters
 from patcher.transform.fused_guard import FusedGuardTransformer
-from transform_helpers import apply, assert_transforms, assert_unchanged, dedent
 
 LSTM_GUARD = partial(FusedGuardTransformer, layer_set=LayerSet.LSTM)
 GRU_GUARD = partial(FusedGuardTransformer, layer_set=LayerSet.GRU)
@@ -91,7 +91,8 @@ class Layer:
 """
 
 CUDNN_OK_AFTER = CUDNN_OK_BEFORE.replace(
-    '            and use_cudnn in (True, "auto")\n', f'            and use_cudnn in (True, "auto")\n            and {OWN}\n'
+    '            and use_cudnn in (True, "auto")\n',
+    f'            and use_cudnn in (True, "auto")\n            and {OWN}\n',
 )
 
 # Keras 3.0-3.2: the same test, unparenthesised.
@@ -225,7 +226,8 @@ def wrapper_after(*kinds):
     for kind in kinds:
         test = f"self._can_attempt_fused_{kind}(mask, initial_state)"
         code = code.replace(
-            f"if {test}:", f"if (\n            {test}\n            and {FORWARD}\n            and {BACKWARD}\n        ):"
+            f"if {test}:",
+            f"if (\n            {test}\n            and {FORWARD}\n            and {BACKWARD}\n        ):",
         )
     return code
 
@@ -236,7 +238,10 @@ def wrapper_after(*kinds):
         pytest.param(KERAS3_BEFORE, {"Other": "layer"}, LSTM_GUARD, id="non-target"),
         pytest.param(KERAS3_BEFORE, {"Layer": "cell"}, LSTM_GUARD, id="cell-role"),
         pytest.param(
-            KERAS3_BEFORE.replace("backend.lstm(sequences)", "self.fast(sequences)"), LAYER, LSTM_GUARD, id="no-fused-call"
+            KERAS3_BEFORE.replace("backend.lstm(sequences)", "self.fast(sequences)"),
+            LAYER,
+            LSTM_GUARD,
+            id="no-fused-call",
         ),
         pytest.param(
             KERAS3_BEFORE.replace("backend.lstm(sequences)", "backend.rnn(self.step, sequences)"),
@@ -251,10 +256,12 @@ def wrapper_after(*kinds):
             id="lstm-not-from-backend",
         ),
         pytest.param(
-            TF_KERAS_BEFORE.replace("self._could_use_gpu_kernel", "self._use_gpu").replace(
+            TF_KERAS_BEFORE.replace("self._could_use_gpu_kernel", "self._use_gpu")
+            .replace(
                 "if gru_lstm_utils.use_new_gru_lstm_impl():\n            return self._defun_wrapper.defun_layer(inputs)\n        ",
                 "",
-            ).replace("return gpu_gru(inputs)", "return inputs"),
+            )
+            .replace("return gpu_gru(inputs)", "return inputs"),
             LAYER,
             LSTM_GUARD,
             id="other-flag",
@@ -290,9 +297,7 @@ def test_noop(code, targets, transformer):
         pytest.param(CUDNN_OK_BEFORE, CUDNN_OK_AFTER, LAYER, LSTM_GUARD, id="keras3-init-cudnn-ok"),
         pytest.param(CUDNN_OK_30_BEFORE, CUDNN_OK_30_AFTER, LAYER, LSTM_GUARD, id="keras-3.0-init-cudnn-ok"),
         pytest.param(NIGHTLY_BEFORE, NIGHTLY_AFTER, LAYER, LSTM_GUARD, id="nightly-backend-rnn-names"),
-        pytest.param(
-            *aliased("from keras.src import backend as K", "K.lstm"), LAYER, LSTM_GUARD, id="alias-module"
-        ),
+        pytest.param(*aliased("from keras.src import backend as K", "K.lstm"), LAYER, LSTM_GUARD, id="alias-module"),
         pytest.param(
             *aliased("import keras.src.backend as kb", "kb.rnn.lstm"), LAYER, LSTM_GUARD, id="alias-import-as"
         ),
@@ -300,11 +305,16 @@ def test_noop(code, targets, transformer):
             *aliased("from keras.src.backend import lstm as fused", "fused"), LAYER, LSTM_GUARD, id="alias-function"
         ),
         pytest.param(
-            *aliased("from keras.src.backend.tensorflow.rnn import lstm", "lstm"), LAYER, LSTM_GUARD, id="backend-module"
+            *aliased("from keras.src.backend.tensorflow.rnn import lstm", "lstm"),
+            LAYER,
+            LSTM_GUARD,
+            id="backend-module",
         ),
         pytest.param(
             KERAS3_BEFORE.replace('if self.use_cudnn in ("auto", True):', "if self.use_cudnn or self.fast:"),
-            KERAS3_BEFORE.replace('if self.use_cudnn in ("auto", True):', f"if (self.use_cudnn or self.fast) and {OWN}:"),
+            KERAS3_BEFORE.replace(
+                'if self.use_cudnn in ("auto", True):', f"if (self.use_cudnn or self.fast) and {OWN}:"
+            ),
             LAYER,
             LSTM_GUARD,
             id="or-test-parenthesised",
@@ -332,7 +342,9 @@ def test_noop(code, targets, transformer):
         pytest.param(
             KERAS3_LOOP_BEFORE.replace("if not self.recurrent_dropout:", "if backend.cudnn_ok(self.cell.activation):"),
             branch_guarded(
-                KERAS3_LOOP_BEFORE.replace("if not self.recurrent_dropout:", "if backend.cudnn_ok(self.cell.activation):")
+                KERAS3_LOOP_BEFORE.replace(
+                    "if not self.recurrent_dropout:", "if backend.cudnn_ok(self.cell.activation):"
+                )
             ),
             LAYER,
             LSTM_GUARD,
@@ -341,7 +353,9 @@ def test_noop(code, targets, transformer):
         pytest.param(
             KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", "fused = backend.lstm\n                    out = fused("),
             branch_guarded(
-                KERAS3_LOOP_BEFORE.replace("out = backend.lstm(", "fused = backend.lstm\n                    out = fused(")
+                KERAS3_LOOP_BEFORE.replace(
+                    "out = backend.lstm(", "fused = backend.lstm\n                    out = fused("
+                )
             ),
             LAYER,
             LSTM_GUARD,

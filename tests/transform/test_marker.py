@@ -5,11 +5,11 @@ before and after (each after is also checked to be a fixed point).
 """
 
 import pytest
+from transform_helpers import MARKER, visit
 
 from patcher.layersets import LayerSet
 from patcher.marker import marker_text
 from patcher.transform.marker import MarkerTransformer
-from transform_helpers import MARKER, visit
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,3 @@ BOTH = marker_text([LSTM, GRU])
 def test_layer_sets(before, layer_sets, after):
     assert visit(MarkerTransformer(layer_sets), before) == after
     assert visit(MarkerTransformer(layer_sets), after) == after
-
-
-def test_one_set_given_as_a_string_is_one_set():
-    assert marker_text("lstm") == marker_text(["lstm"])

@@ -10,11 +10,11 @@ the NumPy reference by the LSTM/GRU probe under PyTorch (tests/keras/test_verify
 import ast
 
 import pytest
+from transform_helpers import apply, assert_transforms, assert_unchanged, dedent
 
 from patcher.layersets import LayerSet
 from patcher.spec import fused_kernels, parameters
 from patcher.transform.per_gate_loop import LOOPS, PerGateLoopTransformer
-from transform_helpers import apply, assert_transforms, assert_unchanged, dedent
 
 LSTM_PARAMS = parameters(LayerSet.LSTM)
 GRU_PARAMS = parameters(LayerSet.GRU)
@@ -41,10 +41,14 @@ LSTM_BEFORE = CALLER.format(kernel="lstm")
 GRU_BEFORE = CALLER.format(kernel="gru")
 # The gates' parameters as parameters.toml names them, written out: the loop's text is the
 # transformer's own, where each gate's function comes from is what these cases pin down.
-LSTM_GATES = dict(
-    i="recurrent_activation_i", f="recurrent_activation_f", c="activation_i", o="recurrent_activation_o", h="activation_o"
-)
-GRU_GATES = dict(z="recurrent_activation_z", r="recurrent_activation_r")
+LSTM_GATES = {
+    "i": "recurrent_activation_i",
+    "f": "recurrent_activation_f",
+    "c": "activation_i",
+    "o": "recurrent_activation_o",
+    "h": "activation_o",
+}
+GRU_GATES = {"z": "recurrent_activation_z", "r": "recurrent_activation_r"}
 
 
 def with_loop(before, kernel, gates):

@@ -2,12 +2,11 @@
 raises, a missing docstring anchor warns."""
 
 import pytest
-
-from patcher.marker import marker_text
-from patcher.layersets import LayerSet
-from patcher.transform.pipeline import TransformError, transform_source
 from transform_helpers import MARKER, TARGETS, assert_documented_after_anchor, class_docstring
 
+from patcher.layersets import LayerSet
+from patcher.marker import marker_text
+from patcher.transform.pipeline import TransformError, transform_source
 
 MODULE = '''
 from keras import activations
@@ -161,7 +160,8 @@ def test_lstm_set_requires_the_fused_guard():
     anchor = "    @property\n    def recurrent_activation(self):\n        return self.cell.recurrent_activation\n"
     guarded = MODULE.replace(
         anchor,
-        anchor + '\n    def inner_loop(self, sequences):\n        if self.use_cudnn in ("auto", True):\n            return backend.lstm(sequences)\n',
+        anchor
+        + '\n    def inner_loop(self, sequences):\n        if self.use_cudnn in ("auto", True):\n            return backend.lstm(sequences)\n',
     )
     assert guarded != MODULE
     code = transform_source(guarded, TARGETS, layer_sets=[LayerSet.LSTM]).code
@@ -183,7 +183,9 @@ def keras3_lstm_module():
         "        return super().inner_loop(sequences, initial_state, mask=mask, training=training)\n"
     )
     module = without(MODULE, anchor, anchor + inner_loop)
-    return without(module, "from keras import activations\n", "from keras import activations\nfrom keras.src import backend, ops\n")
+    return without(
+        module, "from keras import activations\n", "from keras import activations\nfrom keras.src import backend, ops\n"
+    )
 
 
 def test_lstm_layer_calls_its_per_gate_loop():

@@ -5,9 +5,9 @@ before and after (each after is also checked to be a fixed point).
 """
 
 import pytest
+from transform_helpers import NAMES, TARGETS, assert_transforms, assert_unchanged
 
 from patcher.transform.properties import PropertiesTransformer
-from transform_helpers import NAMES, TARGETS, assert_transforms, assert_unchanged
 
 
 def layer_properties(*names, comment=""):
@@ -84,9 +84,8 @@ def test_noop(code, targets):
         ),
         pytest.param(
             layer_properties("activation", "recurrent_activation", comment="    # Activations.\n"),
-            layer_properties("activation", "recurrent_activation", comment="    # Activations.\n") + "".join(
-                f"\n    @property\n    def {name}(self):\n        return self.cell.{name}\n" for name in NAMES
-            ),
+            layer_properties("activation", "recurrent_activation", comment="    # Activations.\n")
+            + "".join(f"\n    @property\n    def {name}(self):\n        return self.cell.{name}\n" for name in NAMES),
             TARGETS,
             id="comment-above-anchor-not-copied",
         ),

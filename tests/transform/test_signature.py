@@ -5,9 +5,9 @@ before and after (each after is also checked to be a fixed point).
 """
 
 import pytest
+from transform_helpers import NAMES, apply, assert_transforms, assert_unchanged
 
 from patcher.transform.signature import AddParametersTransformer
-from transform_helpers import NAMES, apply, assert_transforms, assert_unchanged
 
 
 @pytest.mark.parametrize(
@@ -243,10 +243,11 @@ def test_fix(before, after):
 @pytest.mark.parametrize(
     "before",
     [
-        pytest.param('class Layer:\n    def __init__(self, a=1, **kwargs):\n        pass\n', id="missing"),
+        pytest.param("class Layer:\n    def __init__(self, a=1, **kwargs):\n        pass\n", id="missing"),
         pytest.param(
-            "class Layer:\n    def __init__(self, a=1, %s, **kwargs):\n        pass\n"
-            % ", ".join(f"{name}=None" for name in NAMES),
+            "class Layer:\n    def __init__(self, a=1, {}, **kwargs):\n        pass\n".format(
+                ", ".join(f"{name}=None" for name in NAMES)
+            ),
             id="present",
         ),
     ],

@@ -54,5 +54,7 @@ def class_docstring(code, class_name):
 
 
 def assert_documented_after_anchor(docstring):
-    positions = [re.search(rf"^\s*{name}:", docstring, re.M).start() for name in ("recurrent_activation", *NAMES)]
+    positions = [
+        re.search(rf"^\s*{name}:", docstring, re.MULTILINE).start() for name in ("recurrent_activation", *NAMES)
+    ]
     assert positions == sorted(positions), docstring
