@@ -230,28 +230,35 @@ def main():
     """
 
 
-@main.command()
-@json_option
-@target_options
-@gone_layers_option
-@lock_timeout_option
+def command(*options, as_json: bool = True, layers=gone_layers_option):
+    """A subcommand with the options every command has, in the order --help lists them: --json,
+    where to act, --layers (apply's, or the one that says it is gone), its own, --lock-timeout."""
+
+    def decorate(function):
+        shared = [json_option] if as_json else []
+        for option in reversed([*shared, target_options, layers, *options, lock_timeout_option]):
+            function = option(function)
+        return main.command()(function)
+
+    return decorate
+
+
+@command()
 def status(where, out, lock_timeout):
     """Show each Keras found, its files and whether they are patched."""
     options = commands.ReadOptions(lock_timeout)
     finish(out, where.run(commands.status, options), output.show_status)
 
 
-@main.command()
-@json_option
-@target_options
-@layers_option
-@click.option("--force", is_flag=True, help="Patch even files that differ from the distribution's RECORD.")
-@click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing.")
-@click.option("--no-verify", is_flag=True, help="Skip the verification run after patching.")
-@click.option("--strict", is_flag=True, help="Refuse a Keras version this tool has no hash pins for.")
-@backend_option
-@timeout_option
-@lock_timeout_option
+@command(
+    click.option("--force", is_flag=True, help="Patch even files that differ from the distribution's RECORD."),
+    click.option("--dry-run", is_flag=True, help="Print the diff that would be applied; write nothing."),
+    click.option("--no-verify", is_flag=True, help="Skip the verification run after patching."),
+    click.option("--strict", is_flag=True, help="Refuse a Keras version this tool has no hash pins for."),
+    backend_option,
+    timeout_option,
+    layers=layers_option,
+)
 def apply(where, out, layers, force, dry_run, no_verify, strict, backends, timeout, lock_timeout):
     """Back up the original sources, patch them, verify, roll back on failure."""
     probe = VerifyOptions(backends=tuple(backends), timeout=timeout, on_progress=out.progress)
@@ -259,13 +266,7 @@ def apply(where, out, layers, force, dry_run, no_verify, strict, backends, timeo
     finish(out, where.run(commands.apply, options), output.show_apply)
 
 
-@main.command()
-@json_option
-@target_options
-@gone_layers_option
-@backend_option
-@timeout_option
-@lock_timeout_option
+@command(backend_option, timeout_option)
 def verify(where, out, backends, timeout, lock_timeout):
     """Check, in fresh processes, that the patched layers compute what the five (per-gate) activations say."""
     probe = VerifyOptions(backends=tuple(backends), timeout=timeout, on_progress=out.progress)
@@ -273,43 +274,27 @@ def verify(where, out, backends, timeout, lock_timeout):
     finish(out, where.run(commands.verify, options), output.show_verify)
 
 
-@main.command()
-@json_option
-@target_options
-@gone_layers_option
-@click.option("--strict", is_flag=True, help="A version with no hash pins is a failure (exit 1), not exit 10.")
-@lock_timeout_option
+@command(click.option("--strict", is_flag=True, help="A version with no hash pins is a failure (exit 1), not exit 10."))
 def check(where, out, strict, lock_timeout):
     """In CI: does the patch match the installed Keras version's hash pins?"""
     options = commands.ReadOptions(lock_timeout, strict, out.progress)
     finish(out, where.run(commands.check, options), output.show_check)
 
 
-@main.command()
-@json_option
-@target_options
-@gone_layers_option
-@click.option("--force", is_flag=True, help="Restore even files edited by hand after patching.")
-@lock_timeout_option
+@command(click.option("--force", is_flag=True, help="Restore even files edited by hand after patching."))
 def revert(where, out, force, lock_timeout):
     """Restore every patched file from the backup, byte for byte."""
     options = commands.RevertOptions(force, lock_timeout)
     finish(out, where.run(commands.revert, options), output.show_revert)
 
 
-@main.command()
-@target_options
-@gone_layers_option
-@lock_timeout_option
+@command(as_json=False)
 def clean(where, out, lock_timeout):
     """Delete backups never restored: of versions no longer installed, or damaged and not needed."""
     finish(out, where.run(commands.clean, commands.CleanOptions(lock_timeout), needs_keras=False), output.show_clean)
 
 
-@main.command()
-@target_options
-@gone_layers_option
-@lock_timeout_option
+@command(as_json=False)
 def diff(where, out, lock_timeout):
     """Print the unified diff the patch made (or would make)."""
     options = commands.ReadOptions(lock_timeout, on_progress=out.progress)

@@ -22,7 +22,7 @@ import platform
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from patcher import __version__, checking, errors, pauses, planning, snapshot, verification
 from patcher.command_io import (
@@ -50,6 +50,8 @@ from patcher.snapshot import FlavourSnapshot, Snapshot
 from patcher.store import backup_folder, journal_path, orphaned_backups
 from patcher.transaction import Transaction, separate_sites_message
 from patcher.verification import Report, VerifyOptions
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -229,22 +231,13 @@ def _require_something_patched(snap: Snapshot) -> None:
 def check(target: Target, options: ReadOptions) -> Checked:
     """The lock comparisons; checking.verdict(results, strict) gives the exit status."""
     recovered, snap = _settled(target, options.lock_timeout)
-    results = []
-    for flavour in snap.flavours:
-        if options.on_progress:
-            options.on_progress(f"{flavour.flavour.key}: comparing with its hash pins")
-        results.append(checking.check_pins(flavour))
+    results = _each_flavour(snap, options, "comparing with its hash pins", checking.check_pins)
     return Checked(recovered, results, options.strict)
 
 
 def diff(target: Target, options: ReadOptions) -> Diffed:
     recovered, snap = _settled(target, options.lock_timeout)
-    outcomes = []
-    for flavour in snap.flavours:
-        if options.on_progress:
-            options.on_progress(f"{flavour.flavour.key}: computing the diff")
-        outcomes.append(planning.diff(flavour))
-    return Diffed(recovered, outcomes)
+    return Diffed(recovered, _each_flavour(snap, options, "computing the diff", planning.diff))
 
 
 def clean(target: Target, options: CleanOptions) -> list[Path]:
@@ -266,6 +259,18 @@ def clean(target: Target, options: CleanOptions) -> list[Path]:
 
 
 # -- helpers of the commands -------------------------------------------------------------
+
+
+def _each_flavour(
+    snap: Snapshot, options: ReadOptions, doing: str, function: Callable[[FlavourSnapshot], T]
+) -> list[T]:
+    """``function`` of each flavour, in order, saying what it is doing as it goes."""
+    results = []
+    for flavour in snap.flavours:
+        if options.on_progress:
+            options.on_progress(f"{flavour.flavour.key}: {doing}")
+        results.append(function(flavour))
+    return results
 
 
 def _require_one_site(target: Target) -> None:

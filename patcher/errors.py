@@ -24,31 +24,45 @@ class PatchError(Exception):
 
 
 class KerasNotFound(PatchError):
+    """No Keras where the command looked (--python, --keras-root or this Python)."""
+
     exit_code = 3
 
 
 class NotAPython(PatchError):
+    """--python names something that does not run as a Python interpreter."""
+
     exit_code = 3
 
 
 class Unsupported(PatchError):
+    """This Keras cannot be patched: an unknown layout, an editable install, two versions in one folder."""
+
     exit_code = 4
 
 
 class ModifiedFiles(PatchError):
+    """A target file is not what the command expects (edited, missing, odd), or changed under the run."""
+
     exit_code = 5
 
 
 class TransformFailed(PatchError):
+    """A target file does not parse, or lacks the structure the patch needs."""
+
     exit_code = 6
 
 
 class WriteFailed(PatchError):
+    """A file could not be written; nothing was changed."""
+
     exit_code = 7
     read_only = False  # the file system is read-only (EROFS): no run can be writing there
 
 
 class BackupProblem(PatchError):
+    """The backup (or a journal) is missing, damaged or not ours to trust; nothing was restored."""
+
     exit_code = 8
 
     def __init__(self, message: str, damage: str | None = None) -> None:
@@ -57,10 +71,14 @@ class BackupProblem(PatchError):
 
 
 class Busy(PatchError):
+    """Another convlstm-patch held the environment for longer than --lock-timeout."""
+
     exit_code = 11
 
 
 class VerificationFailed(PatchError):
+    """The patched layers did not compute what the activations say (or did not finish in time)."""
+
     exit_code = 9
 
     def __init__(self, message: str, reports: list | None = None) -> None:
@@ -69,14 +87,20 @@ class VerificationFailed(PatchError):
 
 
 class CheckFailed(PatchError):
+    """`check` found drift from the hash pins."""
+
     exit_code = 1
 
 
 class NoPins(PatchError):
+    """`check`: this Keras version has no hash pins in this convlstm-patch."""
+
     exit_code = 10
 
 
 class UnsafePath(PatchError):
+    """A symlink where a real file or folder must be, or a file where our folder goes."""
+
     exit_code = 12
 
 

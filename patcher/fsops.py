@@ -285,24 +285,21 @@ def move(source: Path, destination: Path) -> None:
 
 def delete(path: Path) -> None:
     """Delete a file (gone already is fine)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise write_error(path, error) from None
+    _gone(os.unlink, path)
 
 
 def delete_tree(folder: Path) -> None:
     """Delete a folder of ours and everything in it (gone already is fine)."""
-    if not folder.exists():
-        return
+    _gone(shutil.rmtree, folder)
+
+
+def _gone(remove, path: Path) -> None:
     try:
-        shutil.rmtree(folder)
+        remove(path)
     except FileNotFoundError:
         return
     except OSError as error:
-        raise write_error(folder, error) from None
+        raise write_error(path, error) from None
 
 
 def delete_empty_folders(folder: Path, stop: Path) -> None:

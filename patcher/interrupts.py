@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 # SIGHUP is POSIX-only: looked up by name, never assumed (Windows has SIGTERM alone).
 NAMES = ("SIGTERM", "SIGHUP")
@@ -45,20 +45,8 @@ def like_ctrl_c() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise Stopped; as before, after it."""
     global _stopped_by
     _stopped_by = None
-    previous = {}
-    for name in NAMES:
-        signum = getattr(signal, name, None)
-        if signum is None or signal.getsignal(signum) is not signal.SIG_DFL:
-            continue
-        try:
-            previous[signum] = signal.signal(signum, _raise)
-        except ValueError:  # not the main thread (the CLI called from a worker thread): left as it is
-            break
-    try:
+    with _handling(NAMES, _raise, only_default=True):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -67,26 +55,36 @@ def deferred() -> Iterator[None]:
     renames), then act on the first that came, as it would have acted. A second Ctrl-C during
     a rollback so waits for the rollback to finish, instead of leaving it half-done."""
     received: list[int] = []
-    previous = {}
-    for name in ("SIGINT", *NAMES):
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        try:
-            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
-        except ValueError:  # not the main thread: nothing to hold
-            break
     try:
-        yield
+        with _handling(("SIGINT", *NAMES), lambda number, frame: received.append(number)) as previous:
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:
+        if received:  # the handlers are back: act on the first signal as it would have acted
             handler = previous[received[0]]
             if callable(handler):
                 handler(received[0], None)
             elif handler == signal.SIG_DFL:
                 os.kill(os.getpid(), received[0])
+
+
+@contextlib.contextmanager
+def _handling(names: Iterable[str], handler, only_default: bool = False) -> Iterator[dict]:
+    """``handler`` for these signals while the block runs (only where the default is in place, if
+    ``only_default``); the handlers before it back after. Yields them, by signal number."""
+    previous: dict = {}
+    for name in names:
+        signum = getattr(signal, name, None)
+        if signum is None or (only_default and signal.getsignal(signum) is not signal.SIG_DFL):
+            continue
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread (the CLI called from a worker thread): left as it is
+            break
+    try:
+        yield previous
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _raise(signum: int, frame) -> None:

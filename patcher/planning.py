@@ -47,37 +47,41 @@ class Outcome:
 # -- apply and revert: the sets an environment ends with --------------------------
 
 
-def apply_sets(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
-    """The layer sets `apply` leaves patched, exactly: those named (--layers, ConvLSTM always),
-    else those chosen before (ConvLSTM when none), of those this version has; a named set it
-    lacks is refused."""
+def apply_target(
+    snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None
+) -> tuple[tuple[LayerSet, ...], tuple[LayerSet, ...]]:
+    """What `apply` leaves: the layer sets patched, exactly (those named, --layers, ConvLSTM always;
+    else those chosen before, ConvLSTM when none; of those this version has: a named set it lacks
+    is refused), and the sets the environment remembers (those named, else those chosen before; a
+    set this version lacks stays chosen, for a later version may have it; nothing for ConvLSTM
+    alone, the default)."""
     _require_supported(snapshot.flavour)
     supported = set(snapshot.flavour.supported_sets)
-    missing = [layer_set for layer_set in ordered(layers or ()) if layer_set not in supported]
+    named = ordered({BASE, *layers}) if layers is not None else None
+    missing = [layer_set for layer_set in named or () if layer_set not in supported]
     if missing:
         raise errors.Unsupported(
             f"{snapshot.flavour.key} has no {missing[0]} source convlstm-patch can patch (it supports --layers "
             f"{','.join(map(str, snapshot.flavour.supported_sets))}); see README, 'Supported Keras versions'"
         )
-    return ordered({BASE, *(layers if layers is not None else snapshot.chosen)} & supported)
+    chosen = named if named is not None else snapshot.chosen
+    patched = tuple(layer_set for layer_set in ordered({BASE, *chosen}) if layer_set in supported)
+    return patched, (() if chosen in ((), (BASE,)) else chosen)
 
 
-def chosen_after_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
-    """The sets the environment remembers after apply: those named, else those chosen before
-    (a set this version lacks stays chosen: a later version may have it); nothing for ConvLSTM
-    alone, the default."""
-    chosen = ordered({BASE, *layers}) if layers is not None else snapshot.chosen
-    return () if chosen in ((), (BASE,)) else chosen
+def apply_sets(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
+    """The layer sets `apply` leaves patched (see apply_target)."""
+    return apply_target(snapshot, layers)[0]
 
 
 def already_patched(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> bool:
     """Decided from hashes alone (no transform): exactly the sets apply would leave patched are,
     every file as it should be, and the chosen sets as apply would leave them."""
-    layer_sets = apply_sets(snapshot, layers)
+    layer_sets, chosen = apply_target(snapshot, layers)
     return (
         snapshot.patched_sets == layer_sets
         and all(file.state == snapshot.expected(file) for file in snapshot.files)
-        and snapshot.chosen == chosen_after_apply(snapshot, layers)
+        and snapshot.chosen == chosen
     )
 
 
@@ -90,8 +94,8 @@ def nothing_to_revert(snapshot: FlavourSnapshot) -> bool:
 def plan_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, force: bool) -> FlavourChange:
     """Leave exactly ``apply_sets`` patched: their files transformed from the originals, the
     files of any other set patched before put back as they were."""
-    layer_sets = apply_sets(snapshot, layers)
-    change = _plan(snapshot, Operation.APPLY, layer_sets, chosen_after_apply(snapshot, layers), force=force)
+    layer_sets, chosen = apply_target(snapshot, layers)
+    change = _plan(snapshot, Operation.APPLY, layer_sets, chosen, force=force)
     again = [s for s in layer_sets if layers is None and s != BASE and s not in snapshot.patched_sets]
     if again:
         return replace(
