@@ -114,3 +114,35 @@ def test_an_interrupted_run_on_a_read_only_file_system_is_said_at_once(tmp_path,
         assert "read-only" in status.stderr and status.stderr.count("Error:") == 1, status.stderr
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.parametrize("umask", [pytest.param(0o077, id="umask-077"), pytest.param(0o027, id="umask-027")])
+def test_an_image_patched_under_a_strict_umask_keeps_our_state_as_readable_as_site_packages(site, tmp_path, umask):
+    """A Docker image patched as root under a hardened umask, run by an unprivileged user: every
+    folder and file of our state is as readable as site-packages (world-readable here), so that
+    user's `status` and `check` can read them."""
+    for path in [site, *site.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    assert tool("apply", "--keras-root", str(site), umask=umask).returncode == 0
+    state = site / sim.STATE
+    unreadable = [
+        str(path.relative_to(site))
+        for path in [state, *state.rglob("*")]
+        if not path.stat().st_mode & 0o004 or (path.is_dir() and not path.stat().st_mode & 0o001)
+    ]
+    assert not unreadable, f"not readable by other users: {unreadable}"
+
+
+@pytest.mark.parametrize("command", ["apply", "status"])
+def test_a_closed_stdout_is_no_error(site, command):
+    """Started with stdout closed (`>&-`: cron, some daemons and CI runners): the work is done and
+    the exit code says so, instead of a bug report after the change went through."""
+    done = subprocess.run(
+        f"{sys.executable} {TOOL} {command} --keras-root {site} >&-",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Error" not in done.stderr
+    if command == "apply":
+        data = (site / "keras/src/layers/rnn/conv_lstm.py").read_bytes()
+        assert sim.base_of(data) != data  # patched
