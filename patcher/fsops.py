@@ -40,6 +40,10 @@ class Unreadable(Exception):
         self.reason = reason
 
 
+# What a file system says when it cannot make a hard link (or, EPERM, may not: protected_hardlinks).
+_NO_LINKS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS)
+
+
 def read_file(path: Path) -> bytes | None:
     """A regular file's bytes; None when nothing is there. A folder, a FIFO (never opened: it
     would block) or a file that cannot be read raises Unreadable, saying which."""
@@ -89,7 +93,7 @@ def stage(path: Path, data: bytes | None = None, link_from: Path | None = None, 
                 os.link(link_from, temp)
                 linked = True
             except OSError as error:
-                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+                if error.errno not in _NO_LINKS:
                     raise
                 data = link_from.read_bytes() if data is None else data
         if not linked and data is not None:
@@ -133,7 +137,7 @@ def swap_in(temp: Path, path: Path, expected: Path | None, sha: str | None = Non
             except FileExistsError:
                 raise Changed(path) from None
             except OSError as error:
-                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+                if error.errno not in _NO_LINKS:
                     raise
                 if os.path.lexists(path):
                     raise Changed(path) from None
@@ -185,7 +189,7 @@ def keep(path: Path, kept: Path) -> None:
     try:
         os.link(path, kept)
     except OSError as error:
-        if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+        if error.errno not in _NO_LINKS:
             raise write_error(kept, error) from None
         atomic_write(kept, path.read_bytes(), like=path)
 
@@ -199,18 +203,29 @@ def put_back(kept: Path, path: Path) -> None:
 
 
 def is_kept(path: Path, kept: Path, sha: str | None) -> bool:
-    """Is the file at ``path`` the very one ``kept`` keeps: the same file (inode) where ``kept``
-    is a hard link of it; where hard links cannot be made (vfat, exFAT, a VirtualBox share, or
-    fs.protected_hardlinks refusing a link to a file another user owns) ``kept`` is a copy,
-    and the same bytes (``sha``) are all that can tell."""
+    """Is the file at ``path`` the very one ``kept`` keeps: the same file (inode), where hard
+    links can be made in its folder (so ``kept`` is one: a file put there since, even with the
+    same bytes, is another file). Only where they cannot (vfat, exFAT, a VirtualBox share),
+    ``kept`` is a copy, and the same bytes (``sha``) are all that can tell."""
     if _same(path, kept):
         return True
-    if sha is None:
+    if sha is None or _links_work(kept):
         return False
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest() == sha
     except OSError:
         return False
+
+
+def _links_work(kept: Path) -> bool:
+    """Can ``kept`` (a file of ours) get a second name beside it? Tried, then undone."""
+    probe = kept.parent / f".{kept.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        os.link(kept, probe)
+    except OSError as error:
+        return error.errno not in _NO_LINKS
+    _remove_quietly(probe)
+    return True
 
 
 def _same(path: Path, other: Path) -> bool:
@@ -259,7 +274,7 @@ def link_copy(source: Path, destination: Path) -> None:
     try:
         os.link(source, temp)
     except OSError as error:
-        if error.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+        if error.errno in _NO_LINKS:
             atomic_write(destination, source.read_bytes())
             return
         raise write_error(destination, error) from None
@@ -329,9 +344,11 @@ def ensure_folder(folder: Path) -> None:
     for made in reversed(missing):
         temp = made.parent / f".{made.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
-            mode = inherit.new_file_mode(made.parent) | 0o111
+            mode = inherit.new_folder_mode(made.parent)
             os.mkdir(temp, mode)
-            os.chmod(temp, mode)  # as given, not as the umask cuts it (mkdir applies it)
+            # As given, not as the umask cuts it (mkdir applies it); the setgid bit the kernel gave
+            # it in a setgid folder (a team's shared environment) stays.
+            os.chmod(temp, mode | (os.stat(temp).st_mode & stat.S_ISGID))
             inherit.take_owner(temp, made.parent)
             os.rename(temp, made)
         except OSError as error:
@@ -366,7 +383,7 @@ def create_owned(path: Path) -> None:
         except FileExistsError:
             pass  # another run made it meanwhile
         except OSError as error:
-            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS):
+            if error.errno not in _NO_LINKS:
                 raise
             os.replace(temp, path)  # no hard links here: a rename (another run's file, if any, is as good)
     except OSError as error:

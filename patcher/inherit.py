@@ -31,6 +31,12 @@ def new_file_mode(folder: Path) -> int:
     return mode
 
 
+def new_folder_mode(folder: Path) -> int:
+    """A new folder's bits: a new file's, searchable by whoever may read it (and no one else)."""
+    mode = new_file_mode(folder)
+    return mode | ((mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)) >> 2)
+
+
 def copy_extended_attributes(source: Path, destination: Path) -> None:
     """ACLs and other extended attributes, as the replaced file had them (Linux; best effort)."""
     listxattr = getattr(os, "listxattr", None)

@@ -33,6 +33,7 @@ from patcher.store import (
     kept_path,
     ours_path,
     read_journal,
+    read_manifest,
     state_folder,
 )
 
@@ -254,16 +255,33 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
     """Delete what killed writes left: temp files and folders, never a real one (under the
     lock: a running write's temp file is not a leftover).
 
-    A kept file holding the very original pip installed (RECORD's sha256) beside a file that is
-    not goes back first: its journal is gone (deleted by hand, taken for a stale lock), and it
-    may be the only original left. Any other kept file is a version's bytes no one needs."""
+    A kept file holding the very original pip installed (RECORD's sha256) goes back first where
+    the file beside it is still what a run wrote, untouched: that run's journal is gone (deleted
+    by hand, taken for a stale lock), and the kept file may be the only original left. A file
+    edited since, or put there by pip, stays as it is."""
     for flavour in flavours:
         for target in flavour.files:
             kept = kept_path(flavour.site, target.relative)
-            if target.record_sha256 and sha_of(kept) == target.record_sha256 != sha_of(target.path):
+            if (
+                target.record_sha256
+                and not kept.is_symlink()
+                and sha_of(kept) == target.record_sha256 != sha_of(target.path)
+                and _our_output_untouched(flavour, target.relative)
+            ):
                 quietly(lambda original, path=target.path: fsops.move(original, path), kept)
                 bytecode.remove(target.path, best_effort=True)
-        leftovers = [path for target in flavour.files for path in temp_files_of(target.path)]
+        # An original that could not go back stays beside its file until pip puts that file back
+        # (then it is a leftover): apply and revert refuse our output with no backup (exit 8).
+        leftovers = [
+            path
+            for target in flavour.files
+            for path in temp_files_of(target.path)
+            if not (
+                path == kept_path(flavour.site, target.relative)
+                and target.record_sha256
+                and sha_of(path) == target.record_sha256 != sha_of(target.path)
+            )
+        ]
         folder = state_folder(flavour.site)
         if folder.is_dir():
             leftovers += folder.rglob(".*.tmp")
@@ -275,6 +293,19 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
 
 
 # -- small helpers ---------------------------------------------------------------------------------
+
+
+def _our_output_untouched(flavour: Flavour, relative: str) -> bool:
+    """Is the file what a run wrote, unedited? Its backup's manifest says what our output is. With
+    no manifest (a first apply killed before writing it) nothing can tell: an edit made in place
+    keeps the very file the run wrote."""
+    path = flavour.site / relative
+    try:
+        manifest = read_manifest(flavour)
+    except errors.BackupProblem:
+        return False
+    entry = manifest.file(relative) if manifest is not None else None
+    return entry is not None and sha_of(path) == entry.after
 
 
 def _key(bound: Binding) -> str:

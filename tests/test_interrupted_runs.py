@@ -237,3 +237,41 @@ def test_a_disk_full_at_any_operation_is_exit_7_with_nothing_changed_or_done(wor
             assert sim.tree(site) == before, (k, run.stderr)
             assert "no space left" in run.stderr, (k, run.stderr)
         assert not sim.journals(site), (k, run.stderr)
+
+
+@pytest.mark.parametrize("points", POINTS)
+def test_a_killed_revert_then_pip_reinstalling_the_same_version_is_left_as_pip_left_it(world, points):
+    """A revert killed after writing pristine bytes, then `pip install --force-reinstall` of the
+    same version (new files, the very bytes the revert wrote): the next command leaves pip's files
+    as pip left them, never putting the run's patched files back over them."""
+    setup, args = COMMANDS["revert"]
+    template = world.site(*setup)
+    for k, site in world.killed(points, template, *args):
+        sim.pip_install(site, "keras", "3.99.0")
+        sim.pip_install(site, "tf_keras", "2.99.0")
+        status = world.tool(site, "status")
+        assert status.exit_code == 0, (k, status.stderr)
+        assert files(site) == {**pristine("keras", "3.99.0"), **pristine("tf_keras", "2.99.0")}, (k, status.stderr)
+
+
+def test_an_edit_made_after_a_killed_runs_journal_was_deleted_by_hand_is_never_lost(world):
+    """apply killed after writing, its journal deleted by hand (taken for a stale lock), a file
+    edited in place: the kept original goes back only over our untouched output, never over the
+    edit (the next apply refuses it without --force)."""
+    setup, args = COMMANDS["apply"]
+    template = world.site(*setup)
+    edited = 0
+    for k, site in world.killed(sampled, template, *args):
+        target = site / sim.FILES["keras"][0]
+        data = target.read_bytes()
+        if sim.base_of(data) == data:
+            continue  # not written yet when killed
+        for journal in (site / sim.STATE).glob("journal*.json"):
+            journal.unlink()
+        with open(target, "ab") as handle:  # in place: the same file, whatever links it has
+            handle.write(b"# my local edit\n")
+        mine = target.read_bytes()
+        run = world.tool(site, "apply", "--layers", "convlstm,lstm,gru")
+        assert target.read_bytes() == mine, (k, run.exit_code, run.stderr)
+        edited += 1
+    assert edited, "no kill point left a written file"

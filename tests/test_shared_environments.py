@@ -22,13 +22,13 @@ ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def tool(
-    *args: str, user: tuple[int, int] | None = None, umask: int | None = None, **kwargs
+    *args: str, user: tuple[int, ...] | None = None, umask: int | None = None, **kwargs
 ) -> subprocess.CompletedProcess:
     prefix = []
     if user is not None:
         # Reading everything (the interpreter lives under /root), writing only what the user may.
         prefix = [
-            "setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", f"--groups={user[1]}",
+            "setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", f"--groups={','.join(map(str, user[1:]))}",
             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
         ]  # fmt: skip
     command = [*prefix, sys.executable, TOOL, *args]
@@ -55,7 +55,9 @@ def test_a_team_shared_environment_lets_each_member_apply_and_revert(site, tmp_p
     for path in [site, *site.rglob("*")]:
         os.chown(path, 1001, group)
         path.chmod(0o2775 if path.is_dir() else 0o664)
-    alice, bob = (1001, group), (1002, group)
+    # Each member's own primary group, the team's a supplementary one: what the setgid folder
+    # gives a new folder (its group, and the setgid bit) is all that makes it the team's.
+    alice, bob = (1001, 1001, group), (1002, 1002, group)
     first = tool("apply", "--keras-root", str(site), user=alice, umask=0o002)
     assert first.returncode == 0, first.stderr
     second = tool("revert", "--keras-root", str(site), user=bob, umask=0o002)

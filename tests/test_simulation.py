@@ -96,6 +96,7 @@ class Simulation(RuleBasedStateMachine):
         self.damaged: set[str] = set()  # distributions whose backup the user damaged by hand
         self.temp_before: set[str] = set()  # temp files there before the command (a killed run's)
         self.empty_before: set[str] = set()  # empty backup folders there before it (a killed run's)
+        self.pip_left: dict[str, bytes | None] = {}  # files pip wrote since a kill, as it left them
         self.odd: set[str] = set()  # target paths the user made a folder, a FIFO or unreadable
         self.lost_originals = False  # the user deleted a set-aside file: an original may be lost
         # The files before a writer that was killed, until the next command settles it (None:
@@ -156,8 +157,13 @@ class Simulation(RuleBasedStateMachine):
             now = self._bytes()
             changed = sorted(r for r in set(now) | set(self.before_kill) if now.get(r) != self.before_kill.get(r))
             assert not changed, f"the tool says {notes}, but {changed} are not as before it"
+        if notes and run.args[0] in READERS and self.pip_left:
+            now = self._bytes()
+            moved = sorted(r for r, data in self.pip_left.items() if r in now and now[r] != data)
+            assert not moved, f"the tool says {notes}, but moved {moved}, which pip wrote since the kill"
         if notes or not sim.journals(self.site):
             self.before_kill = None
+            self.pip_left = {}
 
     def _advice_works(self, run: sim.Run, code: int = 8) -> None:
         """An error names a way out (a reinstall, deleting a file): taking it, for each flavour
@@ -361,12 +367,14 @@ class Simulation(RuleBasedStateMachine):
         action=st.sampled_from(["install", "force-reinstall", "uninstall", "conda-relink"]),
         name=names,
         version_index=st.integers(0, 1),
+        then_kill=st.booleans(),
     )
-    def pip_while_a_writer_is_held(self, writer, layers, at, action, name, version_index) -> None:
+    def pip_while_a_writer_is_held(self, writer, layers, at, action, name, version_index, then_kill) -> None:
         """A writer stopped mid-change (Ctrl-Z, a slow disk), pip or conda acting on Keras, the
         writer going on: it must not claim a change pip undid, and any file of another version
-        it left must be named with the reinstall that repairs it."""
-        self._step("pip_while_a_writer_is_held", writer, layers, at, action, name, version_index)
+        it left must be named with the reinstall that repairs it. Or the writer is killed and a
+        reader settles its run: pip's files, even with the bytes the run wrote, stay as pip left them."""
+        self._step("pip_while_a_writer_is_held", writer, layers, at, action, name, version_index, then_kill)
         self.step += 1
         self.temp_before = set(sim.temp_files(self.site))
         self.empty_before = set(sim.empty_backup_folders(self.site))
@@ -385,6 +393,10 @@ class Simulation(RuleBasedStateMachine):
         }[action]()
         self._reinstalled(name)
         self.before_kill = None
+        if then_kill:
+            sim.kill(held)
+            self._run(self._args("status", None, None))
+            return
         ended = sim.resume(held)
         self._check_run(ended, before, journal_before, concurrent=True)
         if ended.exit_code == 8:
@@ -469,6 +481,7 @@ class Simulation(RuleBasedStateMachine):
         self._step("a_target_becomes_an_odd_object", name, index, kind)
         files = sim.FILES[name]
         relative = files[index % len(files)]
+        self.pip_left.pop(relative, None)  # edited by hand since pip wrote it
         path = self.site / relative
         if (
             sim.read(path) is None
@@ -531,6 +544,7 @@ class Simulation(RuleBasedStateMachine):
         self._step("edit_a_file_by_hand", name, index, latin1)
         self.before_kill = None
         files = sim.FILES[name]
+        self.pip_left.pop(files[index % len(files)], None)  # edited by hand since pip wrote it
         path = self.site / files[index % len(files)]
         if (
             sim.read(path) is None
@@ -549,6 +563,7 @@ class Simulation(RuleBasedStateMachine):
         self.before_kill = None
         files = sim.FILES[name]
         relative = files[index % len(files)]
+        self.pip_left.pop(relative, None)  # edited by hand since pip wrote it
         if (
             sim.read(self.site / relative) is not None
             and relative not in self.odd
@@ -676,6 +691,12 @@ class Simulation(RuleBasedStateMachine):
                     assert data != sim.pristine(name, version, entry["path"]), said + ", but it is pip's"
 
     def _reinstalled(self, name: str) -> None:
+        if sim.journals(self.site):
+            # pip (or conda) wrote these while a killed run's journal waits: the next reader that
+            # settles it must leave them as pip left them, even where they have the bytes the run
+            # wrote (a file put there since is another file).
+            for relative in sim.FILES[name]:
+                self.pip_left[relative] = sim.read(self.site / relative)
         for relative in sim.FILES[name]:
             self.edits.pop(relative, None)
             self.deleted.discard(relative)
