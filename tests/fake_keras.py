@@ -90,7 +90,7 @@ def install_conda(root: Path, version: str = "3.99.0", installer: str = "conda",
         if source.is_file():
             relative = f"lib/python3.11/site-packages/{source.relative_to(extracted / 'site-packages').as_posix()}"
             (prefix / relative).parent.mkdir(parents=True, exist_ok=True)
-            (prefix / relative).hardlink_to(source)
+            os.link(source, prefix / relative)  # (Path.hardlink_to: Python 3.10 and newer)
             sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
             paths.append({"_path": relative, "path_type": "hardlink", "sha256": sha256, "sha256_in_prefix": sha256,
                           "size_in_bytes": source.stat().st_size})  # fmt: skip

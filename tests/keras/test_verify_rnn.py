@@ -213,8 +213,6 @@ def test_broken_per_gate_loop_fails_under_torch(patched_rnn, breaks, failing_che
         str(patched_rnn),
         "--only",
         "keras",
-        "--layers",
-        layer_set,
         "--backend",
         "torch",
         "--json",
