@@ -82,8 +82,10 @@ def stage(path: Path, data: bytes | None = None, link_from: Path | None = None, 
     """The new file for ``path``, complete, beside it under a temp name: ``data`` written and
     fsynced, with the permission bits, owner and extended attributes (ACLs) of the file at
     ``path``, or, for a new file, what its folder gives new files; or a hard link of
-    ``link_from`` (no new space), which is that very file, its mode and owner included (a
-    copy, given the above, where there are no hard links)."""
+    ``link_from`` (no new space), which is that very file, its mode and owner included (where
+    there are no hard links, a copy with its mode, owner and attributes)."""
+    if like is None and link_from is not None:
+        like = link_from  # a copy of it stands for that very file
     like = like or (path if path.exists() else None)  # whose mode, owner and attributes it takes
     temp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:

@@ -603,7 +603,9 @@ class Simulation(RuleBasedStateMachine):
                     continue
                 data = sim.read(path) or b""
                 base = sim.base_of(data)
-                allowed = {sim.pristine(name, version, relative), *self.edits.get(relative, ())}
+                header = f"# {name} {version}\n".encode()
+                edits = {edit for edit in self.edits.get(relative, ()) if header in edit}
+                allowed = {sim.pristine(name, version, relative), *edits}
                 assert base in allowed, (
                     f"{relative} holds bytes of neither {name} {version} nor a hand edit: "
                     f"{data[:80]!r}; journals: {sim.journals(self.site)}"
@@ -691,6 +693,9 @@ class Simulation(RuleBasedStateMachine):
                     assert data != sim.pristine(name, version, entry["path"]), said + ", but it is pip's"
 
     def _reinstalled(self, name: str) -> None:
+        # (Hand edits stay allowed bytes: a revert may put back an edit made before patching, which
+        # the backup keeps, over a same-version reinstall; the invariant takes only those of the
+        # version installed, so another version's edit is still caught.)
         if sim.journals(self.site):
             # pip (or conda) wrote these while a killed run's journal waits: the next reader that
             # settles it must leave them as pip left them, even where they have the bytes the run
@@ -698,7 +703,6 @@ class Simulation(RuleBasedStateMachine):
             for relative in sim.FILES[name]:
                 self.pip_left[relative] = sim.read(self.site / relative)
         for relative in sim.FILES[name]:
-            self.edits.pop(relative, None)
             self.deleted.discard(relative)
             self.odd.discard(relative)
         self.damaged.discard(name)
