@@ -58,6 +58,7 @@ class WriteFailed(PatchError):
 
     exit_code = 7
     read_only = False  # the file system is read-only (EROFS): no run can be writing there
+    not_allowed = False  # permission denied (EACCES, EPERM): this user may not write there
 
 
 class BackupProblem(PatchError):

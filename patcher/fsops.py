@@ -429,10 +429,12 @@ def write_error(path: Path, error: OSError, making_folder: bool = False) -> erro
         failure.read_only = True
         return failure
     if error.errno in (errno.EACCES, errno.EPERM):
-        return errors.WriteFailed(
+        failure = errors.WriteFailed(
             f"cannot write {where}: {error.strerror}. Run as the user that owns this environment, "
             "or use a virtual environment you own"
         )
+        failure.not_allowed = True
+        return failure
     what = f"making the folder {path}" if making_folder else f"writing {path}"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return errors.WriteFailed(f"no space left while {what}; free some disk space and run again")

@@ -192,6 +192,11 @@ def settled(
                         f"a convlstm-patch run was interrupted in {flavours[0].site}, which is read-only now, so it "
                         "cannot be settled: run any convlstm-patch command where the environment can be written"
                     ) from None
+                if not failure.not_allowed:  # a full disk, an I/O error: waiting would not help
+                    raise errors.WriteFailed(
+                        f"{failure.message}; a convlstm-patch run interrupted in {flavours[0].site} waits to be "
+                        "settled: nothing was changed, and the next convlstm-patch command settles it"
+                    ) from None
                 # cannot create or open the lock (a user who cannot write here): wait for the journal to go
             else:
                 try:

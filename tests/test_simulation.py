@@ -98,7 +98,6 @@ class Simulation(RuleBasedStateMachine):
         self.empty_before: set[str] = set()  # empty backup folders there before it (a killed run's)
         self.pip_left: dict[str, bytes | None] = {}  # files pip wrote since a kill, as it left them
         self.odd: set[str] = set()  # target paths the user made a folder, a FIFO or unreadable
-        self.lost_originals = False  # the user deleted a set-aside file: an original may be lost
         # The files before a writer that was killed, until the next command settles it (None:
         # no such writer, or pip or the user changed files since, so "as before" means nothing).
         self.before_kill: dict[str, bytes | None] | None = None
@@ -436,9 +435,12 @@ class Simulation(RuleBasedStateMachine):
         )
         kept += sorted(self.site.rglob("*.convlstm-patch-kept.tmp"))
         if kept:
-            kept[which % len(kept)].unlink()
+            gone = kept[which % len(kept)]
+            gone.unlink()
             self.before_kill = None
-            self.lost_originals = True
+            # The user deleted what may be the only original of a file: "kept somewhere" no longer
+            # holds for its distribution (until pip reinstalls it).
+            self.damaged.update(self._versions())
 
     @rule(name=names)
     def an_older_convlstm_patch_was_killed_here(self, name) -> None:
