@@ -128,6 +128,8 @@ class Simulation(RuleBasedStateMachine):
         return args
 
     def _run(self, args: list[str], fault=None) -> sim.Run:
+        if not sim.journals(self.site):
+            self.pip_left = {}  # no run waits to be settled: what pip wrote is simply installed
         self._step(*args[:1], *args[5:], fault, sim.Probe.fails)
         self.step += 1
         before, journal_before, files_before = sim.tree(self.site), sim.journals(self.site), self._bytes()
@@ -397,6 +399,8 @@ class Simulation(RuleBasedStateMachine):
             self._run(self._args("status", None, None))
             return
         ended = sim.resume(held)
+        if not sim.journals(self.site):
+            self.pip_left = {}  # the writer settled its own run: nothing waits to be settled
         self._check_run(ended, before, journal_before, concurrent=True)
         if ended.exit_code == 8:
             self._advice_works(ended)
