@@ -54,7 +54,10 @@ class EnvironmentLock:
                 # Made with its folder's owner from its first moment: a run as root killed
                 # here must not leave a lock file its user cannot open.
                 fsops.create_owned(lock_file(site))
-                lock = filelock.FileLock(str(lock_file(site)), timeout=self.timeout)
+                # Its mode as made (a team's group-writable lock stays so): filelock before 4 sets
+                # 0o644 on the file it opens unless told a mode.
+                mode = lock_file(site).stat().st_mode & 0o777
+                lock = filelock.FileLock(str(lock_file(site)), timeout=self.timeout, mode=mode)
                 try:
                     self._stack.enter_context(lock)
                 except filelock.Timeout:
