@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from patcher import errors, inherit
+from patcher.hashing import sha256_hex
 
 
 class Changed(Exception):
@@ -214,7 +214,7 @@ def is_kept(path: Path, kept: Path, sha: str | None) -> bool:
     if sha is None or _links_work(kept):
         return False
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() == sha
+        return sha256_hex(path.read_bytes()) == sha
     except OSError:
         return False
 
