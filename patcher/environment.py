@@ -396,7 +396,7 @@ def _interpreter_path(python: str) -> tuple[list[str], str | None]:
             stdout, _ = process.communicate(timeout=INTERPRETER_TIMEOUT)
         except subprocess.TimeoutExpired:
             processes.kill_group(process)
-            raise errors.NotAPython(
+            raise errors.KerasNotFound(
                 f"--python {python} did not answer within {INTERPRETER_TIMEOUT} s (timed out; it was killed); "
                 "give the path of the environment's python"
             ) from None
@@ -405,7 +405,7 @@ def _interpreter_path(python: str) -> tuple[list[str], str | None]:
             raise
         found = answer.find(stdout.decode(errors="replace"))
     if not isinstance(found, dict) or not isinstance(found.get("path"), list):
-        raise errors.NotAPython(
+        raise errors.KerasNotFound(
             f"--python {python} did not run as a Python interpreter; give the path of the environment's python"
         )
     prefix = found.get("pycache_prefix")

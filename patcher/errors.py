@@ -7,13 +7,34 @@ the CLI prints them (patcher/cli.py), so the core needs no command-line library.
 
 from __future__ import annotations
 
+import enum
 import signal
 
 from patcher import interrupts
 
 
+class ExitCode(enum.IntEnum):
+    """What each kind of error exits with: README.md's "Exit codes", whose meanings hold."""
+
+    ERROR = 1  # anything else; `check` found drift (CheckFailed)
+    BAD_OPTIONS = 2  # options that parse but do not fit together (like click's usage errors)
+    KERAS_NOT_FOUND = 3  # no Keras where the command looked, or --python is not a Python
+    UNSUPPORTED = 4  # an unknown layout, an editable install, two versions in one folder
+    MODIFIED_FILES = 5  # a target file is not what the command expects, or changed under the run
+    TRANSFORM_FAILED = 6  # a target file does not parse, or lacks the structure the patch needs
+    WRITE_FAILED = 7  # a file could not be written; nothing was changed
+    BACKUP_PROBLEM = 8  # the backup (or a journal) is missing, damaged or not ours to trust
+    VERIFICATION_FAILED = 9  # the patched layers did not compute what the activations say
+    NO_PINS = 10  # `check`: this Keras version has no hash pins in this convlstm-patch
+    BUSY = 11  # another convlstm-patch held the environment for longer than --lock-timeout
+    UNSAFE_PATH = 12  # a symlink where a real file or folder must be, or a file where our folder goes
+    INTERRUPTED = 130  # 128 + SIGINT; SIGTERM and SIGHUP give 128 + their number
+
+
 class PatchError(Exception):
-    exit_code = 1
+    """What the core raises for a human: a one-line message and the exit code of its kind."""
+
+    exit_code: int = ExitCode.ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,40 +44,29 @@ class PatchError(Exception):
         return self.message
 
 
-class KerasNotFound(PatchError):
-    """No Keras where the command looked (--python, --keras-root or this Python)."""
-
-    exit_code = 3
-
-
-class NotAPython(PatchError):
-    """--python names something that does not run as a Python interpreter."""
-
-    exit_code = 3
+def _kind(name: str, exit_code: ExitCode) -> type[PatchError]:
+    """A kind of error that carries only its message (what it means: its ExitCode's comment)."""
+    return type(name, (PatchError,), {"exit_code": exit_code, "__module__": __name__})
 
 
-class Unsupported(PatchError):
-    """This Keras cannot be patched: an unknown layout, an editable install, two versions in one folder."""
+BadOptions = _kind("BadOptions", ExitCode.BAD_OPTIONS)
+KerasNotFound = _kind("KerasNotFound", ExitCode.KERAS_NOT_FOUND)
+Unsupported = _kind("Unsupported", ExitCode.UNSUPPORTED)
+ModifiedFiles = _kind("ModifiedFiles", ExitCode.MODIFIED_FILES)
+TransformFailed = _kind("TransformFailed", ExitCode.TRANSFORM_FAILED)
+NoPins = _kind("NoPins", ExitCode.NO_PINS)
+Busy = _kind("Busy", ExitCode.BUSY)
+UnsafePath = _kind("UnsafePath", ExitCode.UNSAFE_PATH)
+CheckFailed = _kind("CheckFailed", ExitCode.ERROR)
 
-    exit_code = 4
 
-
-class ModifiedFiles(PatchError):
-    """A target file is not what the command expects (edited, missing, odd), or changed under the run."""
-
-    exit_code = 5
-
-
-class TransformFailed(PatchError):
-    """A target file does not parse, or lacks the structure the patch needs."""
-
-    exit_code = 6
+# The kinds that carry more than their message.
 
 
 class WriteFailed(PatchError):
     """A file could not be written; nothing was changed."""
 
-    exit_code = 7
+    exit_code = ExitCode.WRITE_FAILED
     read_only = False  # the file system is read-only (EROFS): no run can be writing there
     not_allowed = False  # permission denied (EACCES, EPERM): this user may not write there
 
@@ -64,45 +74,21 @@ class WriteFailed(PatchError):
 class BackupProblem(PatchError):
     """The backup (or a journal) is missing, damaged or not ours to trust; nothing was restored."""
 
-    exit_code = 8
+    exit_code = ExitCode.BACKUP_PROBLEM
 
     def __init__(self, message: str, damage: str | None = None) -> None:
         super().__init__(message)
         self.damage = damage or message  # what is wrong, without the advice: what `status` shows
 
 
-class Busy(PatchError):
-    """Another convlstm-patch held the environment for longer than --lock-timeout."""
-
-    exit_code = 11
-
-
 class VerificationFailed(PatchError):
     """The patched layers did not compute what the activations say (or did not finish in time)."""
 
-    exit_code = 9
+    exit_code = ExitCode.VERIFICATION_FAILED
 
     def __init__(self, message: str, reports: list | None = None) -> None:
         super().__init__(message)
         self.reports = reports or []  # the verification's reports, for `--json`
-
-
-class CheckFailed(PatchError):
-    """`check` found drift from the hash pins."""
-
-    exit_code = 1
-
-
-class NoPins(PatchError):
-    """`check`: this Keras version has no hash pins in this convlstm-patch."""
-
-    exit_code = 10
-
-
-class UnsafePath(PatchError):
-    """A symlink where a real file or folder must be, or a file where our folder goes."""
-
-    exit_code = 12
 
 
 class Interrupted(PatchError):
@@ -111,7 +97,7 @@ class Interrupted(PatchError):
     click's `Aborted!`. Messages are written for Ctrl-C, which is named in them as "(Ctrl-C)"; when
     another signal stopped the command, that signal is named there instead."""
 
-    exit_code = 130  # 128 + SIGINT
+    exit_code: int = ExitCode.INTERRUPTED
 
     def __init__(self, message: str) -> None:
         signum = interrupts.stopped_by()
@@ -119,9 +105,3 @@ class Interrupted(PatchError):
             message = message.replace("(Ctrl-C)", f"({signal.Signals(signum).name})")
             self.exit_code = 128 + signum  # here the signal decides
         super().__init__(message)
-
-
-class BadOptions(PatchError):
-    """Options that parse but do not fit together (like click's usage errors)."""
-
-    exit_code = 2

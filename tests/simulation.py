@@ -41,6 +41,7 @@ from pathlib import Path
 
 import fake_keras
 
+from patcher import errors
 from patcher.marker import MARKER_PREFIX
 
 VERSIONS = {"keras": ("3.98.0", "3.99.0"), "tf_keras": ("2.98.0", "2.99.0")}
@@ -48,7 +49,7 @@ FILES = {"keras": tuple(fake_keras.FILES), "tf_keras": tuple(fake_keras.TF_KERAS
 PATCH_LINE = b"# simulated patch: "
 STATE = ".convlstm-patch"
 # Documented in README's exit-code table.
-EXIT_CODES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130}
+EXIT_CODES = {0, *errors.ExitCode}
 OWNER = 1000  # as root, the site belongs to this user: the tool must keep every owner
 COMMAND_TIMEOUT = 60.0  # seconds: a command that takes longer has hung
 

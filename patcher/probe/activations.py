@@ -1,7 +1,9 @@
 """The activations the NumPy references know, by their Keras names: one table for both.
 
 reference.py (ConvLSTM) and rnn_reference.py (LSTM, GRU) look every activation
-up here, so the two cannot disagree on what a name, or None, means:
+up here, so the two cannot disagree on what a name, or None, means; an LSTM's
+five functions (lstm_functions) and its step (lstm_step) are here too, so the
+ConvLSTM and the LSTM reference compute the one set of equations:
 
 * a name is the function of that name in ACTIVATIONS, except hard_sigmoid,
   whose definition depends on the Keras generation (HARD_SIGMOID): Keras 2
@@ -83,3 +85,33 @@ def resolve(activation, hard_sigmoid="keras3"):
 def per_gate(given, inherited, hard_sigmoid="keras3"):
     """The function for a per-gate activation: ``given``, or when it is None the one it inherits."""
     return resolve(inherited if given is None else given, hard_sigmoid)
+
+
+def lstm_functions(
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    activation_i=None,
+    activation_o=None,
+    recurrent_activation_f=None,
+    recurrent_activation_i=None,
+    recurrent_activation_o=None,
+    hard_sigmoid="keras3",
+):
+    """An LSTM's five functions by what they compute: the gates i, f and o, the candidate c
+    and the cell state's output h; a per-gate activation left None inherits."""
+    return {
+        "i": per_gate(recurrent_activation_i, recurrent_activation, hard_sigmoid),
+        "f": per_gate(recurrent_activation_f, recurrent_activation, hard_sigmoid),
+        "o": per_gate(recurrent_activation_o, recurrent_activation, hard_sigmoid),
+        "c": per_gate(activation_i, activation, hard_sigmoid),
+        "h": per_gate(activation_o, activation, hard_sigmoid),
+    }
+
+
+def lstm_step(functions, z_i, z_f, z_c, z_o, c):
+    """(h, c) after one step, from the gates' pre-activations and the cell state before it::
+
+    c = f(z_f) * c + i(z_i) * c~(z_c);  h = o(z_o) * h~(c)
+    """
+    c = functions["f"](z_f) * c + functions["i"](z_i) * functions["c"](z_c)
+    return functions["o"](z_o) * functions["h"](c), c

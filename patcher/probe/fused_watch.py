@@ -170,22 +170,14 @@ class FusedPaths:
                 if any(different[i].gates for i in owners)
             ]
             if wrong:
-                reached.append(
-                    "{} with {}: {}".format(
-                        label, probe.cases.given(index, "different"), self.say_entered(wrong, different)
-                    )
-                )
+                reached.append(self.said(index, "different", self.say_entered(wrong, different)))
             ran = {i for _, owners, did in self.loops[index, "different"] if did for i in owners}
             expected = {i for i, part in enumerate(different) if self.loop_runs(case, part)}
             if ran != expected:
-                off_loop.append(
-                    "{} with {}: the per-gate loop computed {} where it should compute {}".format(
-                        label,
-                        probe.cases.given(index, "different"),
-                        self.say_parts(ran, different),
-                        self.say_parts(expected, different),
-                    )
+                computed = "the per-gate loop computed {} where it should compute {}".format(
+                    self.say_parts(ran, different), self.say_parts(expected, different)
                 )
+                off_loop.append(self.said(index, "different", computed))
             looped, loop_cases = looped + len(ran), loop_cases + bool(ran)
             if not case.stock_path:
                 continue
@@ -194,14 +186,8 @@ class FusedPaths:
                 slower.append("{} without per-gate activations entered no fused function".format(label))
             elif same != plain:
                 parts = probe.cases.case(index, "same").parts
-                slower.append(
-                    "{} with {} (as inherited): {}; stock: {}".format(
-                        label,
-                        probe.cases.given(index, "same"),
-                        self.say_entered(same, parts),
-                        self.say_entered(plain, parts),
-                    )
-                )
+                entered = "{}; stock: {}".format(self.say_entered(same, parts), self.say_entered(plain, parts))
+                slower.append(self.said(index, "same", entered, " (as inherited)"))
         watch = FusedWatch(self)
         where = "GPU made to look present ({}), fused functions recorded ({})".format(
             ", ".join(watch.faked) or "nothing consulted", ", ".join(watch.spied)
@@ -312,6 +298,11 @@ class FusedPaths:
             if any(kernel is not None and np.array_equal(kernel, part.layer.get_weights()[0]) for kernel in kernels)
         ]
         return tuple(found or range(len(built.parts)))
+
+    def said(self, index, variant, what, how=""):
+        """'<case> with <the variant's activations><how>: <what>', a finding's words."""
+        cases = self.probe.cases
+        return "{} with {}{}: {}".format(cases.label(CASES[index]), cases.given(index, variant), how, what)
 
     @staticmethod
     def say_entered(entries, parts):

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from .activations import per_gate
+from .activations import lstm_functions, lstm_step
 
 _GATES = ("i", "f", "c", "o")
 
@@ -108,20 +108,12 @@ def conv_lstm(
     kernel,
     recurrent_kernel,
     bias,
-    *,
     strides=1,
     padding="valid",
     dilation_rate=1,
-    activation="tanh",
-    recurrent_activation="sigmoid",
-    activation_i=None,
-    activation_o=None,
-    recurrent_activation_f=None,
-    recurrent_activation_i=None,
-    recurrent_activation_o=None,
     go_backwards=False,
     flip_kernels=False,
-    hard_sigmoid="keras3",
+    **activations,
 ):
     """Run a ConvLSTM over x of shape (batch, time, *spatial, channels).
 
@@ -130,7 +122,9 @@ def conv_lstm(
     go_backwards the time axis is processed last-to-first and, as in Keras,
     sequence_outputs is in processing order (i.e. reversed).
     flip_kernels: the backend convolves (Theano) instead of cross-correlating.
-    hard_sigmoid: "keras2" (clip(0.2 x + 0.5, 0, 1)) or "keras3" (relu6(x + 3) / 6).
+    activations: activation, recurrent_activation, the five per-gate ones and
+    hard_sigmoid, "keras2" (clip(0.2 x + 0.5, 0, 1)) or "keras3" (relu6(x + 3) / 6),
+    as activations.lstm_functions takes them.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1] == 0:
@@ -142,16 +136,7 @@ def conv_lstm(
     else:
         biases = _split_gates(np.asarray(bias, dtype=np.float64))
 
-    act_i = per_gate(activation_i, activation, hard_sigmoid)
-    act_o = per_gate(activation_o, activation, hard_sigmoid)
-    gate = {
-        name: per_gate(chosen, recurrent_activation, hard_sigmoid)
-        for name, chosen in (
-            ("i", recurrent_activation_i),
-            ("f", recurrent_activation_f),
-            ("o", recurrent_activation_o),
-        )
-    }
+    functions = lstm_functions(**activations)
 
     steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
     h = c = None
@@ -166,10 +151,6 @@ def conv_lstm(
             c = np.zeros_like(z["i"])
         for name in _GATES:
             z[name] = z[name] + conv_nd(h, recurrent_kernels[name], 1, "same", 1, flip_kernels)
-        i = gate["i"](z["i"])
-        f = gate["f"](z["f"])
-        c = f * c + i * act_i(z["c"])
-        o = gate["o"](z["o"])
-        h = o * act_o(c)
+        h, c = lstm_step(functions, z["i"], z["f"], z["c"], z["o"], c)
         outputs.append(h)
     return np.stack(outputs, axis=1), h, c

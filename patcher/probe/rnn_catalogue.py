@@ -113,24 +113,19 @@ CASES = (
     ),
     Case(BIDIRECTIONAL + ", merge_mode='mul')", "bidirectional", 3, "mul", return_sequences=False),
     Case(BIDIRECTIONAL + ", merge_mode=None, backward_layer=...)", "bidirectional", 1, None, backward_layer=True),
-    Case(
-        BIDIRECTIONAL + "), backward layer only",
-        "bidirectional",
-        0,
-        gated=("backward",),
-        backward_layer=True,
-        return_state=False,
-        stock_path=True,
-    ),
-    Case(
-        BIDIRECTIONAL + "), forward layer only",
-        "bidirectional",
-        1,
-        gated=("forward",),
-        backward_layer=True,
-        return_sequences=False,
-        return_state=False,
-        stock_path=True,
+    # Per-gate activations on one side only: the other must stay on the stock path.
+    *(
+        Case(
+            BIDIRECTIONAL + "), {} layer only".format(side),
+            "bidirectional",
+            different,
+            gated=(side,),
+            backward_layer=True,
+            return_sequences=return_sequences,
+            return_state=False,
+            stock_path=True,
+        )
+        for side, different, return_sequences in (("backward", 0, True), ("forward", 1, False))
     ),
     Case("{layer}, Bidirectional({other})", "stack"),
 )

@@ -40,7 +40,7 @@ What the layers do around those equations, as Keras documents it:
 
 import numpy as np
 
-from .activations import per_gate, resolve
+from .activations import lstm_functions, lstm_step, per_gate, resolve
 
 
 def _steps(x, mask, go_backwards):
@@ -60,46 +60,30 @@ def _emit(new, old, keep, previous_output, zero_output_for_mask):
     return state, output
 
 
-def lstm(
-    x,
-    kernel,
-    recurrent_kernel,
-    bias=None,
-    activation="tanh",
-    recurrent_activation="sigmoid",
-    activation_i=None,
-    activation_o=None,
-    recurrent_activation_f=None,
-    recurrent_activation_i=None,
-    recurrent_activation_o=None,
-    hard_sigmoid="keras3",
-    mask=None,
-    go_backwards=False,
-    zero_output_for_mask=False,
-):
-    """(outputs in the order the steps are taken, last h, last c), all float64."""
-    x = np.asarray(x, dtype="float64")
+def _start(x, kernel, recurrent_kernel, mask, go_backwards):
+    """The weights as float64, the units, a zero state and the steps (_steps)."""
     kernel = np.asarray(kernel, dtype="float64")
     recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
     units = recurrent_kernel.shape[0]
+    zeros = np.zeros((np.shape(x)[0], units))
+    return kernel, recurrent_kernel, units, zeros, _steps(x, mask, go_backwards)
+
+
+def lstm(
+    x, kernel, recurrent_kernel, bias=None, mask=None, go_backwards=False, zero_output_for_mask=False, **activations
+):
+    """(outputs in the order the steps are taken, last h, last c), all float64; activations:
+    activation, recurrent_activation, the five per-gate ones and hard_sigmoid, as
+    activations.lstm_functions takes them."""
+    kernel, recurrent_kernel, units, h, steps = _start(x, kernel, recurrent_kernel, mask, go_backwards)
     bias = np.zeros(4 * units) if bias is None else np.asarray(bias, dtype="float64")
-    act_c = per_gate(activation_i, activation, hard_sigmoid)
-    act_h = per_gate(activation_o, activation, hard_sigmoid)
-    gate_i = per_gate(recurrent_activation_i, recurrent_activation, hard_sigmoid)
-    gate_f = per_gate(recurrent_activation_f, recurrent_activation, hard_sigmoid)
-    gate_o = per_gate(recurrent_activation_o, recurrent_activation, hard_sigmoid)
-    h = np.zeros((x.shape[0], units))
-    c = np.zeros((x.shape[0], units))
-    output = np.zeros((x.shape[0], units))
+    functions = lstm_functions(**activations)
+    c = output = h
     outputs = []
-    for xt, keep in _steps(x, mask, go_backwards):
+    for xt, keep in steps:
         z = xt.dot(kernel) + h.dot(recurrent_kernel) + bias
         z_i, z_f, z_c, z_o = (z[:, k * units : (k + 1) * units] for k in range(4))
-        i = gate_i(z_i)
-        f = gate_f(z_f)
-        new_c = f * c + i * act_c(z_c)
-        o = gate_o(z_o)
-        new_h = o * act_h(new_c)
+        new_h, new_c = lstm_step(functions, z_i, z_f, z_c, z_o, c)
         c = np.where(keep, new_c, c)
         h, output = _emit(new_h, h, keep, output, zero_output_for_mask)
         outputs.append(output)
@@ -122,10 +106,7 @@ def gru(
     zero_output_for_mask=False,
 ):
     """(outputs in the order the steps are taken, last h), all float64."""
-    x = np.asarray(x, dtype="float64")
-    kernel = np.asarray(kernel, dtype="float64")
-    recurrent_kernel = np.asarray(recurrent_kernel, dtype="float64")
-    units = recurrent_kernel.shape[0]
+    kernel, recurrent_kernel, units, h, steps = _start(x, kernel, recurrent_kernel, mask, go_backwards)
     if bias is None:
         input_bias, recurrent_bias = np.zeros(3 * units), np.zeros(3 * units)
     elif reset_after:
@@ -139,10 +120,9 @@ def gru(
     u_z, u_r, u_h = (recurrent_kernel[:, k * units : (k + 1) * units] for k in range(3))
     b_z, b_r, b_h = (input_bias[k * units : (k + 1) * units] for k in range(3))
     rb_z, rb_r, rb_h = (recurrent_bias[k * units : (k + 1) * units] for k in range(3))
-    h = np.zeros((x.shape[0], units))
-    output = np.zeros((x.shape[0], units))
+    output = h
     outputs = []
-    for xt, keep in _steps(x, mask, go_backwards):
+    for xt, keep in steps:
         z = gate_z(xt.dot(w_z) + b_z + h.dot(u_z) + rb_z)
         r = gate_r(xt.dot(w_r) + b_r + h.dot(u_r) + rb_r)
         if reset_after:

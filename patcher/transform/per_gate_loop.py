@@ -21,13 +21,15 @@ LOOP_NAMES = {"backend": "backend", "ops": "ops"}
 # inputs of every step projected in one matmul, then one recurrent matmul per
 # step. The steps use torch.Tensor methods (unbind, addmm, chunk), so no module
 # has to import torch: they run only after the backend check.
-LOOPS = {
-    "lstm": '''
-    def {method}(
+#
+# FRAME is what the two share: backend.lstm's and backend.gru's signature, the
+# guard, the projection, the outputs; each kernel's PARTS fill it (a part's
+# lines after the first carry their indentation).
+FRAME = '''
+    def {{method}}(
         self,
         inputs,
-        initial_state_h,
-        initial_state_c,
+        {state}
         mask,
         kernel,
         recurrent_kernel,
@@ -36,20 +38,14 @@ LOOPS = {
         recurrent_activation=None,
         return_sequences=False,
         go_backwards=False,
-        unroll=False,
+        unroll=False,{options}
         **others,
     ):
-        """backend.lstm for a cell whose per-gate activations override what
-        they inherit (added by convlstm-patch): under PyTorch, on any device,
-        the loop of the backend's own CPU path with each gate computed by the
-        cell's function for it, never cuDNN. Under another backend, with a
-        mask, with use_cudnn=True or with an argument it does not know it
-        raises NotImplementedError, as a backend does where it cannot run,
-        and the layer runs its cell loop.
+        """{doc}
         """
         if (
             backend.backend() != "torch"
-            or mask is not None
+            or mask is not None{guard}
             or getattr(self, "use_cudnn", "auto") is True
             or others
         ):
@@ -59,75 +55,60 @@ LOOPS = {
         recurrent_kernel = ops.convert_to_tensor(recurrent_kernel)
         x = ops.convert_to_tensor(inputs).to(kernel.dtype).matmul(kernel)
         if bias is not None:
-            x = x + ops.convert_to_tensor(bias)
+            {bias}
         if go_backwards:
             x = x.flip(1)
-        h = ops.convert_to_tensor(initial_state_h).to(kernel.dtype)
-        c = ops.convert_to_tensor(initial_state_c).to(kernel.dtype)
+        {start}
         outputs = []
         # torch.Tensor's own methods (to, matmul, unbind, addmm, chunk): PyTorch only.
         for x_t in x.unbind(1):
-            z_i, z_f, z_c, z_o = x_t.addmm(h, recurrent_kernel).chunk(4, 1)
-            i = cell.{i}(z_i)
-            f = cell.{f}(z_f)
-            c = f * c + i * cell.{c}(z_c)
-            h = cell.{o}(z_o) * cell.{h}(c)
+            {step}
             if return_sequences:
                 outputs.append(h)
         if return_sequences:
             outputs = ops.stack(outputs, axis=1)
         else:
             outputs = ops.expand_dims(h, 1)
-        return h, outputs, [h, c]
-''',
-    "gru": '''
-    def {method}(
-        self,
-        inputs,
-        initial_state,
-        mask,
-        kernel,
-        recurrent_kernel,
-        bias,
-        activation=None,
-        recurrent_activation=None,
-        return_sequences=False,
-        go_backwards=False,
-        unroll=False,
-        reset_after=True,
-        **others,
-    ):
-        """backend.gru for a cell whose per-gate activations override what
+        return h, outputs, {states}
+'''
+PARTS = {
+    "lstm": {
+        "state": "initial_state_h,\n        initial_state_c,",
+        "options": "",
+        "doc": """backend.lstm for a cell whose per-gate activations override what
+        they inherit (added by convlstm-patch): under PyTorch, on any device,
+        the loop of the backend's own CPU path with each gate computed by the
+        cell's function for it, never cuDNN. Under another backend, with a
+        mask, with use_cudnn=True or with an argument it does not know it
+        raises NotImplementedError, as a backend does where it cannot run,
+        and the layer runs its cell loop.""",
+        "guard": "",
+        "bias": "x = x + ops.convert_to_tensor(bias)",
+        "start": """h = ops.convert_to_tensor(initial_state_h).to(kernel.dtype)
+        c = ops.convert_to_tensor(initial_state_c).to(kernel.dtype)""",
+        "step": """z_i, z_f, z_c, z_o = x_t.addmm(h, recurrent_kernel).chunk(4, 1)
+            i = cell.{i}(z_i)
+            f = cell.{f}(z_f)
+            c = f * c + i * cell.{c}(z_c)
+            h = cell.{o}(z_o) * cell.{h}(c)""",
+        "states": "[h, c]",
+    },
+    "gru": {
+        "state": "initial_state,",
+        "options": "\n        reset_after=True,",
+        "doc": """backend.gru for a cell whose per-gate activations override what
         they inherit (added by convlstm-patch): under PyTorch, on any device,
         the loop of the backend's own CPU path with the update and reset
         gates computed by the cell's functions for them, never cuDNN. Under
         another backend, with reset_after=False or a mask (as PyTorch's own
         path), with use_cudnn=True or with an argument it does not know it
         raises NotImplementedError, as a backend does where it cannot run,
-        and the layer runs its cell loop.
-        """
-        if (
-            backend.backend() != "torch"
-            or mask is not None
-            or not reset_after
-            or getattr(self, "use_cudnn", "auto") is True
-            or others
-        ):
-            raise NotImplementedError
-        cell = self.cell
-        kernel = ops.convert_to_tensor(kernel)
-        recurrent_kernel = ops.convert_to_tensor(recurrent_kernel)
-        x = ops.convert_to_tensor(inputs).to(kernel.dtype).matmul(kernel)
-        if bias is not None:
-            bias = ops.convert_to_tensor(bias)
-            x = x + bias[0]
-        if go_backwards:
-            x = x.flip(1)
-        h = ops.convert_to_tensor(initial_state).to(kernel.dtype)
-        outputs = []
-        # torch.Tensor's own methods (to, matmul, unbind, addmm, chunk): PyTorch only.
-        for x_t in x.unbind(1):
-            if bias is None:
+        and the layer runs its cell loop.""",
+        "guard": "\n            or not reset_after",
+        "bias": """bias = ops.convert_to_tensor(bias)
+            x = x + bias[0]""",
+        "start": "h = ops.convert_to_tensor(initial_state).to(kernel.dtype)",
+        "step": """if bias is None:
                 h_proj = h.matmul(recurrent_kernel)
             else:
                 h_proj = bias[1].addmm(h, recurrent_kernel)
@@ -136,16 +117,11 @@ LOOPS = {
             z = cell.{z}(x_z + h_z)
             r = cell.{r}(x_r + h_r)
             hh = cell.activation(x_h + r * h_h)
-            h = z * h + (1.0 - z) * hh
-            if return_sequences:
-                outputs.append(h)
-        if return_sequences:
-            outputs = ops.stack(outputs, axis=1)
-        else:
-            outputs = ops.expand_dims(h, 1)
-        return h, outputs, [h]
-''',
+            h = z * h + (1.0 - z) * hh""",
+        "states": "[h]",
+    },
 }
+LOOPS = {kernel: FRAME.format(**parts) for kernel, parts in PARTS.items()}
 
 
 def binds_loop_names(names: Names) -> bool:
