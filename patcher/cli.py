@@ -177,7 +177,7 @@ class Group(click.Group):
                 click.echo(json.dumps({"error": output.error_json(error)}, indent=2))
             if isinstance(error, click.ClickException):
                 raise
-            click.echo(f"Error: {error.message}", err=True)
+            click.echo(f"Error: {output.one_line(error.message)}", err=True)
             raise click.exceptions.Exit(error.exit_code) from None
 
     def _invoke(self, ctx):

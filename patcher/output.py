@@ -34,6 +34,16 @@ COLOURS = {
 }
 
 
+# A line break in a message (a folder named with one) would split the line a human, or a
+# script reading stderr, takes as one error: it is shown escaped, as Python shows it.
+_LINE_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r"})
+
+
+def one_line(text: str) -> str:
+    """The message as one line: a newline or carriage return in it (in a path) shown as \\n, \\r."""
+    return text.translate(_LINE_BREAKS)
+
+
 @dataclass
 class Printer:
     verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
@@ -70,7 +80,7 @@ class Printer:
 
     def warning(self, text: str) -> None:
         if self.verbosity >= 0 or self.as_json:
-            click.echo(f"warning: {text}", err=True)
+            click.echo(f"warning: {one_line(text)}", err=True)
 
     def warnings(self, texts: list[str]) -> None:
         for text in texts:
@@ -79,12 +89,12 @@ class Printer:
     def recovered(self, texts: list[str]) -> None:
         """What finishing an interrupted run changed: a change, so said even with --quiet."""
         for text in texts:
-            click.echo(f"warning: {text}", err=True)
+            click.echo(f"warning: {one_line(text)}", err=True)
 
     def error(self, text: str) -> None:
         """An error line, as click prints one (the JSON document carries it under --json)."""
         if not self.as_json:
-            click.echo(f"Error: {text}", err=True)
+            click.echo(f"Error: {one_line(text)}", err=True)
 
     def notes(self, texts: list[str]) -> None:
         """Advice after a change (not with --quiet; in --json as a field)."""

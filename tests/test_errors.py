@@ -1,6 +1,8 @@
 """Every exit code the core can give is a row of README's exit-code table, and every row is one it gives."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from patcher import errors
@@ -29,3 +31,17 @@ def test_each_kind_of_error_exits_with_its_code_and_prints_only_its_message():
         error = kind("what happened; what to do")
         assert isinstance(error, errors.PatchError)
         assert (error.exit_code, str(error)) == (code, "what happened; what to do")
+
+
+def test_a_line_break_in_a_path_does_not_split_the_error_line(tmp_path):
+    folder = tmp_path / "a\nb\rc"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "patcher", "status", "--keras-root", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == errors.ExitCode.KERAS_NOT_FOUND, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: "), done.stderr
+    assert "a\\nb\\rc" in done.stderr
