@@ -118,8 +118,7 @@ def recover_all(
                     "changed, and the next convlstm-patch command tries again"
                 )
                 raise
-    sweep_temp_files(flavours)
-    return notes
+    return notes + sweep_temp_files(flavours)
 
 
 def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:
@@ -251,14 +250,15 @@ def temp_files_of(path: Path) -> list[Path]:
     return list(path.parent.glob(f".{path.name}.*.tmp"))
 
 
-def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
+def sweep_temp_files(flavours: Iterable[Flavour]) -> list[str]:
     """Delete what killed writes left: temp files and folders, never a real one (under the
-    lock: a running write's temp file is not a leftover).
+    lock: a running write's temp file is not a leftover); the originals it put back, a line each.
 
     A kept file holding the very original pip installed (RECORD's sha256) goes back first where
     the file beside it is still what a run wrote, untouched: that run's journal is gone (deleted
     by hand, taken for a stale lock), and the kept file may be the only original left. A file
     edited since, or put there by pip, stays as it is."""
+    notes = []
     for flavour in flavours:
         for target in flavour.files:
             kept = kept_path(flavour.site, target.relative)
@@ -270,6 +270,11 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
             ):
                 quietly(lambda original, path=target.path: fsops.move(original, path), kept)
                 bytecode.remove(target.path, best_effort=True)
+                if sha_of(target.path) == target.record_sha256:
+                    notes.append(
+                        f"{flavour.key}: {target.relative}: put back the original an interrupted convlstm-patch run "
+                        "had kept beside it (the run's journal was gone)"
+                    )
         # An original that could not go back stays beside its file until pip puts that file back
         # (then it is a leftover): apply and revert refuse our output with no backup (exit 8).
         leftovers = [
@@ -290,6 +295,7 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> None:
             quietly(fsops.delete_tree if leftover.is_dir() else fsops.delete, leftover)
             # A folder of a backup the undo could not delete while the leftover was in it.
             fsops.delete_empty_folders(leftover.parent, backups_root(flavour.site))
+    return notes
 
 
 # -- small helpers ---------------------------------------------------------------------------------

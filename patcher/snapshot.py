@@ -168,14 +168,17 @@ def settled(
     """
     flavours = list(flavours)
     deadline = time.monotonic() + lock_timeout
+    swept: list[str] = []
     while True:
         first = _read_quietly(flavours)
         if first is not None and not first.interrupted:
             second = _read_quietly(flavours)
             if second is not None and second.fingerprint == first.fingerprint:
-                if settle:
-                    _sweep_if_free(flavours)
-                return [], second
+                put_back = _sweep_if_free(flavours) if settle else []
+                if not put_back:
+                    return swept, second
+                swept += put_back  # files changed: read them again
+                continue
         elif _journals(flavours):
             if not settle:
                 raise errors.PatchError(
@@ -200,7 +203,7 @@ def settled(
                 # cannot create or open the lock (a user who cannot write here): wait for the journal to go
             else:
                 try:
-                    return recover_all(flavours, pycache_prefix), read(flavours)
+                    return swept + recover_all(flavours, pycache_prefix), read(flavours)
                 finally:
                     lock.__exit__(None, None, None)
         if time.monotonic() >= deadline:
@@ -211,23 +214,23 @@ def settled(
         time.sleep(0.05)
 
 
-def _sweep_if_free(flavours: list[Flavour]) -> None:
+def _sweep_if_free(flavours: list[Flavour]) -> list[str]:
     """A run killed before its journal was in place leaves only temp files (of the state folder,
     the lock file, the journal): it had changed nothing, so there is nothing to recover, but
     they should go. A reader that can take the lock at once deletes them; one that cannot (a
     user who cannot write here, a run under way that may be writing them) leaves them to the
     next run that writes. (Every other temp file comes with a journal, and recovery sweeps it:
-    only these are looked for here, on every read.)"""
+    only these are looked for here, on every read.) What it put back, a line each."""
     sites = _sites(flavours)
     if not any(temp_files_of(state_folder(site)) for site in sites) and not any(
         next(state_folder(site).glob(".*.tmp"), None) for site in sites
     ):
-        return
+        return []
     try:
         with EnvironmentLock(flavours, 0):
-            sweep_temp_files(flavours)
+            return sweep_temp_files(flavours)
     except (errors.Busy, errors.WriteFailed, errors.UnsafePath):
-        pass
+        return []
 
 
 def unchanged(flavours: Iterable[Flavour], before: Snapshot) -> bool:

@@ -275,3 +275,28 @@ def test_an_edit_made_after_a_killed_runs_journal_was_deleted_by_hand_is_never_l
         assert target.read_bytes() == mine, (k, run.exit_code, run.stderr)
         edited += 1
     assert edited, "no kill point left a written file"
+
+
+def test_a_kept_original_put_back_after_its_journal_was_deleted_by_hand_is_said(world):
+    """apply killed after writing, its journal deleted by hand: the next revert puts the kept
+    original back over our untouched output and says so, not just "nothing to revert"."""
+    setup, args = COMMANDS["apply"]
+    template = world.site(*setup)
+    said = 0
+    for k, site in world.killed(sampled, template, *args):
+        target = site / sim.FILES["keras"][0]
+        if sim.base_of(target.read_bytes()) == target.read_bytes():
+            continue  # not written yet when killed
+        if not list(site.glob(f"{sim.FILES['keras'][0].rsplit('/', 1)[0]}/.*kept*.tmp")):
+            continue  # killed before the original was kept beside it
+        for journal in (site / sim.STATE).glob("journal*.json"):
+            journal.unlink()
+        run = world.tool(site, "revert")
+        if run.exit_code == 8:  # killed before the backup's manifest named our output: documented refusal
+            assert "its backup is gone" in run.stderr and "--force-reinstall" in run.stderr, (k, run.stderr)
+            continue
+        assert run.exit_code == 0, (k, run.stderr)
+        assert files(site) == {**pristine("keras", "3.99.0"), **pristine("tf_keras", "2.99.0")}, (k, run.stderr)
+        assert "put back the original an interrupted convlstm-patch run had kept" in run.stderr, (k, run.stderr)
+        said += 1
+    assert said, "no kill point left a written file with its original kept"
