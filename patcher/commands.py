@@ -48,7 +48,7 @@ from patcher.planning import Action, Outcome
 from patcher.recovery import delete_unneeded_backup, recover_all
 from patcher.snapshot import FlavourSnapshot, Snapshot
 from patcher.store import backup_folder, journal_path, orphaned_backups
-from patcher.transaction import Transaction, separate_sites_message
+from patcher.transaction import Transaction
 from patcher.verification import Report, VerifyOptions
 
 T = TypeVar("T")
@@ -278,7 +278,11 @@ def _require_one_site(target: Target) -> None:
     site beside the system's keras) are changed one at a time, as --only names them."""
     sites = sorted({flavour.site for flavour in target.flavours})
     if len(sites) > 1:
-        raise errors.Unsupported(separate_sites_message(sites))
+        raise errors.Unsupported(
+            f"keras and tf_keras are installed in different folders ({' and '.join(map(str, sites))}), which "
+            "convlstm-patch does not change in one step; change them one at a time: `--only keras`, then "
+            "`--only tf_keras`"
+        )
 
 
 def _settled(target: Target, lock_timeout: float, settle: bool = True) -> tuple[list[str], Snapshot]:

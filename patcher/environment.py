@@ -55,10 +55,6 @@ class TargetFile:
     record_sha256: str | None  # hex, the pristine file's; None when no HashSource knows the file
     hash_source: HashSource | None = HashSource.RECORD
 
-    @property
-    def from_pins(self) -> bool:
-        return self.hash_source == HashSource.PINS
-
 
 @dataclass(frozen=True)
 class Flavour:

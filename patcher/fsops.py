@@ -73,7 +73,7 @@ def atomic_write(path: Path, data: bytes, like: Path | None = None) -> None:
     try:
         os.replace(temp, path)
     except OSError as error:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise write_error(path, error) from None
     _fsync_folder(path.parent)
 
@@ -115,10 +115,10 @@ def stage(path: Path, data: bytes | None = None, link_from: Path | None = None, 
         if like is not None:
             inherit.copy_extended_attributes(like, temp)
     except OSError as error:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise write_error(path, error) from None
     except BaseException:
-        _remove_quietly(temp)  # Ctrl-C (or a bug): no temp file left behind
+        remove_quietly(temp)  # Ctrl-C (or a bug): no temp file left behind
         raise
     return temp
 
@@ -144,7 +144,7 @@ def swap_in(temp: Path, path: Path, expected: Path | None, sha: str | None = Non
                 if os.path.lexists(path):
                     raise Changed(path) from None
                 os.replace(temp, path)
-            _remove_quietly(temp)
+            remove_quietly(temp)
         elif _exchange(temp, path):
             if not is_kept(temp, expected, sha):
                 _exchange(temp, path)  # put back what another program put there
@@ -155,10 +155,10 @@ def swap_in(temp: Path, path: Path, expected: Path | None, sha: str | None = Non
                 raise Changed(path)
             os.replace(temp, path)
     except Changed:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise
     except OSError as error:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise write_error(path, error) from None
     _fsync_folder(path.parent)
 
@@ -179,7 +179,7 @@ def take_away(path: Path, expected: Path, sha: str | None = None) -> None:
         except OSError as error:
             raise write_error(path, error) from None
         raise Changed(path)
-    _remove_quietly(temp)
+    remove_quietly(temp)
     _fsync_folder(path.parent)
 
 
@@ -187,7 +187,7 @@ def keep(path: Path, kept: Path) -> None:
     """Keep the file at ``path`` as it is, under the name ``kept``: a hard link (no new space;
     where there are no hard links, a copy with its mode, owner and attributes, for it may be
     put back in its place)."""
-    _remove_quietly(kept)
+    remove_quietly(kept)
     try:
         os.link(path, kept)
     except OSError as error:
@@ -226,7 +226,7 @@ def _links_work(kept: Path) -> bool:
         os.link(kept, probe)
     except OSError as error:
         return error.errno not in _NO_LINKS
-    _remove_quietly(probe)
+    remove_quietly(probe)
     return True
 
 
@@ -260,35 +260,6 @@ def _exchange(first: Path, second: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
         return False  # this file system cannot swap: the caller checks, then renames
     raise OSError(code, os.strerror(code), str(second))
-
-
-def link_copy(source: Path, destination: Path) -> None:
-    """Make ``destination`` the file ``source`` is, needing no new disk space.
-
-    A hard link (a temp name beside ``destination``, then os.replace), so
-    keeping an original, or putting one back, works on a full disk; a copy
-    only where the file system has no hard links. Keeps the permission bits
-    of the file it replaces. Nothing ever writes into a linked file: every
-    write replaces the path with a new file (atomic_write).
-    """
-    mode = destination.stat().st_mode & 0o7777 if destination.exists() else None
-    temp = destination.parent / f".{destination.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        os.link(source, temp)
-    except OSError as error:
-        if error.errno in _NO_LINKS:
-            atomic_write(destination, source.read_bytes())
-            return
-        raise write_error(destination, error) from None
-    try:
-        if mode is not None and temp.stat().st_mode & 0o7777 != mode:
-            os.chmod(temp, mode)
-        os.replace(temp, destination)
-    except OSError as error:
-        _remove_quietly(temp)
-        raise write_error(destination, error) from None
-    _remove_quietly(temp)  # still there only if both already were the same file
-    _fsync_folder(destination.parent)
 
 
 def move(source: Path, destination: Path) -> None:
@@ -354,7 +325,7 @@ def ensure_folder(folder: Path) -> None:
             inherit.take_owner(temp, made.parent)
             os.rename(temp, made)
         except OSError as error:
-            _remove_quietly(temp)
+            remove_quietly(temp)
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY) and made.is_dir():
                 continue  # another run made it meanwhile
             if made.exists() and not made.is_dir():
@@ -364,7 +335,7 @@ def ensure_folder(folder: Path) -> None:
                 ) from None
             raise write_error(made, error, making_folder=True) from None
         except BaseException:
-            _remove_quietly(temp)  # Ctrl-C (or a bug): no temp folder left behind
+            remove_quietly(temp)  # Ctrl-C (or a bug): no temp folder left behind
             raise
         _fsync_folder(made.parent)
 
@@ -391,15 +362,10 @@ def create_owned(path: Path) -> None:
     except OSError as error:
         raise write_error(path, error) from None
     finally:
-        _remove_quietly(temp)
+        remove_quietly(temp)
 
 
-def discard(path: Path) -> None:
-    """Delete a temp file of ours if it is there, whatever goes wrong (the next run sweeps it)."""
-    _remove_quietly(path)
-
-
-def _remove_quietly(path: Path) -> None:
+def remove_quietly(path: Path) -> None:
     try:
         os.rmdir(path) if path.is_dir() else os.unlink(path)
     except OSError:

@@ -215,7 +215,7 @@ def show_clean(out: Printer, removed) -> dict:
         out.result(f"removed stale backup {folder}")
     if not removed:
         out.line("no stale backups")
-    return {"removed": [str(folder) for folder in removed]}
+    return {}  # clean has no --json
 
 
 def show_diff(out: Printer, diffed) -> dict:

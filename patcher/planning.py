@@ -21,7 +21,7 @@ from patcher.environment import Flavour, TargetFile
 from patcher.hashing import sha256_hex
 from patcher.layersets import BASE, FUSED_SETS, LayerSet, names, ordered
 from patcher.snapshot import FlavourSnapshot, State
-from patcher.store import STATE_FOLDER, BackedUpFile, Manifest, Operation, backup_folder
+from patcher.store import STATE_FOLDER, BackedUpFile, Manifest, Operation
 from patcher.transaction import FileChange, FlavourChange
 
 
@@ -69,11 +69,6 @@ def apply_target(
     return patched, (() if chosen in ((), (BASE,)) else chosen)
 
 
-def apply_sets(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> tuple[LayerSet, ...]:
-    """The layer sets `apply` leaves patched (see apply_target)."""
-    return apply_target(snapshot, layers)[0]
-
-
 def already_patched(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None) -> bool:
     """Decided from hashes alone (no transform): exactly the sets apply would leave patched are,
     every file as it should be, and the chosen sets as apply would leave them."""
@@ -92,7 +87,7 @@ def nothing_to_revert(snapshot: FlavourSnapshot) -> bool:
 
 
 def plan_apply(snapshot: FlavourSnapshot, layers: Iterable[LayerSet] | None, *, force: bool) -> FlavourChange:
-    """Leave exactly ``apply_sets`` patched: their files transformed from the originals, the
+    """Leave exactly apply_target's sets patched: their files transformed from the originals, the
     files of any other set patched before put back as they were."""
     layer_sets, chosen = apply_target(snapshot, layers)
     change = _plan(snapshot, Operation.APPLY, layer_sets, chosen, force=force)
@@ -259,11 +254,6 @@ def _warnings(snapshot: FlavourSnapshot, files, layer_sets, after: dict[str, byt
     return warnings
 
 
-def snapshot_backup(snapshot: FlavourSnapshot) -> str:
-
-    return str(backup_folder(snapshot.flavour))
-
-
 # -- diff -----------------------------------------------------------------------
 
 
@@ -275,11 +265,9 @@ def diff(snapshot: FlavourSnapshot) -> Outcome:
     files = snapshot.files_of(layer_sets)
     patched = [file for file in files if snapshot.manifest is not None and snapshot.manifest.file(file.target.relative)]
     pending = [file for file in files if file not in patched]
+    sets = apply_target(snapshot, layer_sets)[0]
     would, _ = (
-        patch_sources(
-            flavour,
-            [(file.target, snapshot.original(file.target), apply_sets(snapshot, layer_sets)) for file in pending],
-        )
+        patch_sources(flavour, [(file.target, snapshot.original(file.target), sets) for file in pending])
         if pending
         else ({}, [])
     )

@@ -15,7 +15,6 @@ verification fails or on Ctrl-C, and from the journal in the next command when t
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def record_identity(site: Path, dist_info: str) -> str:
         return ""
     for name in ("RECORD", "METADATA"):
         try:
-            return hashlib.sha256((site / dist_info / name).read_bytes()).hexdigest()
+            return sha256_hex((site / dist_info / name).read_bytes())
         except OSError:
             continue
     return ""
@@ -118,7 +117,7 @@ def recover_all(
                     "changed, and the next convlstm-patch command tries again"
                 )
                 raise
-    return notes + sweep_temp_files(flavours)
+    return notes + sweep_temp_files(flavours, pycache_prefix)
 
 
 def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:
@@ -250,7 +249,7 @@ def temp_files_of(path: Path) -> list[Path]:
     return list(path.parent.glob(f".{path.name}.*.tmp"))
 
 
-def sweep_temp_files(flavours: Iterable[Flavour]) -> list[str]:
+def sweep_temp_files(flavours: Iterable[Flavour], pycache_prefix: Path | None) -> list[str]:
     """Delete what killed writes left: temp files and folders, never a real one (under the
     lock: a running write's temp file is not a leftover); the originals it put back, a line each.
 
@@ -269,7 +268,7 @@ def sweep_temp_files(flavours: Iterable[Flavour]) -> list[str]:
                 and _our_output_untouched(flavour, target.relative)
             ):
                 quietly(lambda original, path=target.path: fsops.move(original, path), kept)
-                bytecode.remove(target.path, best_effort=True)
+                bytecode.remove(target.path, pycache_prefix, best_effort=True)
                 if sha_of(target.path) == target.record_sha256:
                     notes.append(
                         f"{flavour.key}: {target.relative}: put back the original an interrupted convlstm-patch run "

@@ -20,7 +20,7 @@ from patcher import errors, fsops
 from patcher.enums import TextEnum
 from patcher.environment import Flavour, TargetFile
 from patcher.envlock import EnvironmentLock
-from patcher.hashing import sha256_hex
+from patcher.hashing import sha256_hex, sha256_of
 from patcher.layersets import BASE, LayerSet, names, ordered
 from patcher.marker import MARKER_PREFIX
 from patcher.recovery import recover_all, sweep_temp_files, temp_files_of
@@ -174,7 +174,7 @@ def settled(
         if first is not None and not first.interrupted:
             second = _read_quietly(flavours)
             if second is not None and second.fingerprint == first.fingerprint:
-                put_back = _sweep_if_free(flavours) if settle else []
+                put_back = _sweep_if_free(flavours, pycache_prefix) if settle else []
                 if not put_back:
                     return swept, second
                 swept += put_back  # files changed: read them again
@@ -214,7 +214,7 @@ def settled(
         time.sleep(0.05)
 
 
-def _sweep_if_free(flavours: list[Flavour]) -> list[str]:
+def _sweep_if_free(flavours: list[Flavour], pycache_prefix: Path | None) -> list[str]:
     """A run killed before its journal was in place leaves only temp files (of the state folder,
     the lock file, the journal): it had changed nothing, so there is nothing to recover, but
     they should go. A reader that can take the lock at once deletes them; one that cannot (a
@@ -228,7 +228,7 @@ def _sweep_if_free(flavours: list[Flavour]) -> list[str]:
         return []
     try:
         with EnvironmentLock(flavours, 0):
-            return sweep_temp_files(flavours)
+            return sweep_temp_files(flavours, pycache_prefix)
     except (errors.Busy, errors.WriteFailed, errors.UnsafePath):
         return []
 
@@ -264,14 +264,12 @@ def _sites(flavours: Iterable[Flavour]) -> list[Path]:
 def read(flavours: Iterable[Flavour]) -> Snapshot:
     flavours = list(flavours)
     journals = {site: read_journal(site, _reinstall(flavours, site)) for site in _sites(flavours)}
-    return Snapshot(tuple(read_flavour(flavour, journals[flavour.site]) for flavour in flavours))
+    return Snapshot(tuple(_read_flavour(flavour, journals[flavour.site]) for flavour in flavours))
 
 
-def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSnapshot:
+def _read_flavour(flavour: Flavour, journal: Journal | None) -> FlavourSnapshot:
     """Read one flavour. With a journal present in its site folder only the journal is read:
     the rest may be half-way through a change until the journal is recovered."""
-    if journal is None:
-        journal = read_journal(flavour.site, _reinstall([flavour], flavour.site))
     if journal is not None:
         return FlavourSnapshot(flavour, journal=journal)
     chosen = read_chosen(flavour)
@@ -287,7 +285,7 @@ def read_flavour(flavour: Flavour, journal: Journal | None = None) -> FlavourSna
         manifest, originals, problem = None, {}, error
     if problem is not None:
         as_in_record = bool(flavour.files) and all(
-            target.record_sha256 is not None and _sha_of(live[target.relative]) == target.record_sha256
+            target.record_sha256 is not None and sha256_of(live[target.relative]) == target.record_sha256
             for target in flavour.files
         )
         if not as_in_record:
@@ -303,11 +301,6 @@ def _read(path: Path) -> bytes | str | None:
         return fsops.read_file(path)
     except fsops.Unreadable as problem:
         return problem.reason
-
-
-def _sha_of(data: bytes | str | None) -> str | None:
-    """The sha256 of what ``_read`` found: None for a missing file or an odd object (a note)."""
-    return sha256_hex(data) if isinstance(data, bytes) else None
 
 
 def _file_state(target: TargetFile, data: bytes | str | None, manifest: Manifest | None) -> FileState:
@@ -348,7 +341,7 @@ def explain(snapshot: FlavourSnapshot) -> list[str]:
         notes.append(flavour.why_unsupported)
     again = [layer_set for layer_set in snapshot.chosen if layer_set != BASE]
     with_sets = f", with the layer sets chosen before ({names(snapshot.chosen)})" if again else ""
-    if overall == State.PRISTINE and snapshot.manifest is not None and snapshot.manifest.layer_sets != ():
+    if overall == State.PRISTINE and snapshot.manifest is not None:
         if set(snapshot.focus()) & set(snapshot.patched_sets):
             notes.append(
                 f"the patch is gone: the files were reinstalled since convlstm-patch patched them "

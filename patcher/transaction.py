@@ -35,7 +35,7 @@ from typing import Literal, final
 
 from patcher import bytecode, errors, fsops, interrupts, pauses
 from patcher.environment import Flavour, TargetFile
-from patcher.hashing import sha256_hex
+from patcher.hashing import sha256_hex, sha256_of
 from patcher.layersets import LayerSet
 from patcher.recovery import binding, finish, interference, quietly, replaced_since, sha_of, undo
 from patcher.store import (
@@ -98,8 +98,7 @@ class Transaction:
         self.pycache_prefix = pycache_prefix
         self.lock = lock  # the EnvironmentLock held: still ours right before the commit point?
         sites = sorted({change.flavour.site for change in self.changes})
-        if len(sites) > 1:
-            raise errors.Unsupported(separate_sites_message(sites))
+        assert len(sites) <= 1, "one site folder a transaction (commands._require_one_site)"
         self.site = sites[0] if sites else None
         self.journal: Journal | None = None
         self.writes: list[Write] = []
@@ -225,13 +224,6 @@ class Transaction:
         raise _as_interrupted(error, "every change of this run was rolled back") from None
 
 
-def separate_sites_message(sites: list[Path]) -> str:
-    return (
-        f"keras and tf_keras are installed in different folders ({' and '.join(map(str, sites))}), which "
-        "convlstm-patch does not change in one step; change them one at a time: `--only keras`, then `--only tf_keras`"
-    )
-
-
 def _as_interrupted(error: BaseException, what: str) -> BaseException:
     if isinstance(error, KeyboardInterrupt):
         return errors.Interrupted(f"interrupted (Ctrl-C); {what}")
@@ -250,7 +242,7 @@ def _writes(change: FlavourChange) -> list[Write]:
     writes: list[Write] = []
 
     def ours(path: Path, data: bytes | None, covers: str | None = None, link_from: Path | None = None) -> None:
-        before, after = sha_of(path), (sha256_hex(data) if data is not None else None)
+        before, after = sha_of(path), sha256_of(data)
         if before != after:
             relative = str(path.relative_to(flavour.site))
             writes.append(Write(Entry(relative, before, after, flavour.distribution, False, covers), data, link_from))
@@ -263,7 +255,7 @@ def _writes(change: FlavourChange) -> list[Write]:
         kept_original = change.originals.get(file.target.relative)
         copy = backup_copy(flavour, file.target.relative)
         restoring = kept_original == file.after and sha_of(copy) == sha256_hex(file.after)
-        entry = Entry(file.target.relative, _sha(file.before), sha256_hex(file.after), flavour.distribution, True)
+        entry = Entry(file.target.relative, sha256_of(file.before), sha256_hex(file.after), flavour.distribution, True)
         writes.append(Write(entry, file.after, copy if restoring else None))
     for relative in sorted(copies_before - copies_after):
         ours(backup_copy(flavour, relative), None, relative)
@@ -297,7 +289,7 @@ def _carry_out(site: Path, write: Write, pycache_prefix: Path | None) -> None:
             fsops.keep(temp, ours)
             fsops.swap_in(temp, path, kept if entry.before is not None else None, entry.before)
         finally:
-            fsops.discard(temp)  # gone once swapped in; still there if this failed
+            fsops.remove_quietly(temp)  # gone once swapped in; still there if this failed
     except fsops.Changed:
         raise errors.ModifiedFiles(
             f"{entry.path} was changed by another program (pip?) while convlstm-patch was working on it; this run "
@@ -331,10 +323,6 @@ def _changes_anything(change: FlavourChange) -> bool:
 
 def _paths(manifest: Manifest | None) -> set[str]:
     return {entry.path for entry in manifest.files} if manifest else set()
-
-
-def _sha(data: bytes | None) -> str | None:
-    return sha256_hex(data) if data is not None else None
 
 
 def _json_bytes(data: dict) -> bytes:

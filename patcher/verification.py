@@ -69,8 +69,8 @@ class ProbeCheck:
     name: str
     passed: bool
     detail: str
+    layer_set: LayerSet
     value: float | None = None
-    layer_set: LayerSet | None = None  # None only from a probe that does not say (an older fake in tests)
 
 
 @dataclass
@@ -425,8 +425,7 @@ def _conclude(run: _ProbeRun, returncode: int) -> None:
 
 def _probe_check(entry: dict) -> ProbeCheck:
     """A check of the probe's JSON document (patcher/probe/common.py's entry())."""
-    layer_set = entry.get("layer_set")
-    return ProbeCheck(**{**entry, "layer_set": None if layer_set is None else LayerSet(layer_set)})
+    return ProbeCheck(**{**entry, "layer_set": LayerSet(entry["layer_set"])})
 
 
 def _usable_cores() -> int:

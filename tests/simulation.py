@@ -90,6 +90,7 @@ def install_stand_ins() -> None:
 
     import patcher.cli  # noqa: F401
     from patcher import checking, planning, verification
+    from patcher.layersets import LayerSet
 
     def patch_sources(flavour, items):
         patched = {}
@@ -101,7 +102,7 @@ def install_stand_ins() -> None:
     def verify_all(items, options):
         if Probe.fills_the_disk:
             _faults["struck"], _faults["fault"] = True, Fault.ENOSPC
-        check = verification.ProbeCheck("simulated", not Probe.fails, "the simulated probe")
+        check = verification.ProbeCheck("simulated", not Probe.fails, "the simulated probe", LayerSet.CONVLSTM)
         return [verification.Report(item.flavour, None, [check]) for item in items]
 
     planning.patch_sources = patch_sources

@@ -36,7 +36,7 @@ def fake(tmp_path: Path):
 
 def patch_change(flavour, layer_sets=(CONVLSTM,), before=None) -> FlavourChange:
     """What apply would change for these sets, with "patched" standing in for the transform."""
-    read = snapshot.read_flavour(flavour)
+    read = snapshot.read([flavour]).flavours[0]
     files = read.files_of(layer_sets)
     originals = {file.target.relative: read.original(file.target) for file in files}
     after = {relative: data + b"# patched\n" for relative, data in originals.items()}
@@ -78,7 +78,7 @@ def test_a_deleted_file_is_missing_not_an_unknown_layout(tmp_path, relative):
     assert flavour.layout is not None and flavour.layout.name == "keras3"
     (target,) = [t for t in flavour.files if t.relative == relative]
     assert target.record_sha256 == sha256_hex(fake_keras.source(relative))
-    assert snapshot.read_flavour(flavour).overall() == State.MISSING
+    assert snapshot.read([flavour]).flavours[0].overall() == State.MISSING
 
 
 def test_a_wrapper_that_reaches_no_fused_kernel_is_no_target(tmp_path):
@@ -109,11 +109,11 @@ def test_a_nightly_is_the_keras_package(tmp_path):
 
 
 def test_snapshot_states_and_focus(fake):
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     assert read.overall() == State.PRISTINE and read.focus() == (CONVLSTM,)
     lstm = next(t for t in fake.files if t.relative.endswith("/lstm.py"))
     lstm.path.write_bytes(lstm.path.read_bytes() + b"# edited\n")
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     assert read.overall() == State.PRISTINE  # the focus (ConvLSTM) is untouched
     assert [file.target for file in read.of(State.MODIFIED)] == [lstm]
     assert read.of(State.MODIFIED)[0].note == "differs from the distribution's RECORD"
@@ -151,7 +151,7 @@ def test_a_manifest_off_its_schema_is_a_backup_problem(fake, edit, says):
     edit(data)
     path.write_text(json.dumps(data))
     with pytest.raises(errors.BackupProblem, match=says):
-        snapshot.read_flavour(fake)
+        snapshot.read([fake]).flavours[0]
 
 
 # -- the Transaction: commit, one undo, recovery ----------------------------------------------------
@@ -161,7 +161,7 @@ def test_commit_writes_files_backup_and_chosen_sets(fake):
     change = patch_change(fake, (CONVLSTM, LSTM, GRU))
     with Transaction([change]) as transaction:
         transaction.write()
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     assert read.overall() == State.PATCHED and read.patched_sets == (CONVLSTM, LSTM, GRU)
     assert read.chosen == (CONVLSTM, LSTM, GRU)
     assert read_journal(fake.site) is None and not (fake.site / ".convlstm-patch" / "set-aside").exists()
@@ -226,7 +226,7 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
     change = patch_change(fake)
     with Transaction([change]) as transaction:
         transaction.write()
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     revert = planning.plan_revert(read, force=False)
     with (
         pytest.raises(
@@ -240,7 +240,7 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
         edited.write_bytes(b"edited while reverting\n")
         edited.replace(target.path)  # another program replaced it: not its original
     assert manifest_path(fake).exists()
-    read = snapshot.read_flavour(fake)  # rolled back, backup kept; the other program's file left as it put it
+    read = snapshot.read([fake]).flavours[0]  # rolled back, backup kept; the other program's file left as it put it
     assert [file.target.relative for file in read.of(State.MODIFIED)] == [target.relative]
     assert {file.state for file in read.files_of([CONVLSTM]) if file.target != target} == {State.PATCHED}
 
@@ -248,30 +248,30 @@ def test_revert_keeps_the_backup_while_a_file_it_covers_is_not_its_original(fake
 def test_a_full_revert_deletes_the_backup_and_forgets_the_sets(fake):
     with Transaction([patch_change(fake, (CONVLSTM, LSTM))]) as transaction:
         transaction.write()
-    revert = planning.plan_revert(snapshot.read_flavour(fake), force=False)
+    revert = planning.plan_revert(snapshot.read([fake]).flavours[0], force=False)
     with Transaction([revert]) as transaction:
         transaction.write()
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     assert read.overall() == State.PRISTINE and read.manifest is None
     assert not manifest_path(fake).parent.exists() and not chosen_path(fake).exists()
     assert all(sha256_hex(t.path.read_bytes()) == t.record_sha256 for t in fake.files)
 
 
 def test_decisions_from_hashes_alone(fake):
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     assert not planning.already_patched(read, None) and planning.nothing_to_revert(read)
     with Transaction([patch_change(fake)]) as transaction:
         transaction.write()
-    read = snapshot.read_flavour(fake)
+    read = snapshot.read([fake]).flavours[0]
     assert planning.already_patched(read, None) and planning.already_patched(read, {CONVLSTM})
     assert not planning.already_patched(read, {LSTM})  # apply --layers lstm leaves ConvLSTM and LSTM patched
     assert not planning.nothing_to_revert(read)
     with pytest.raises(errors.Unsupported, match="has no lstm source"):
-        planning.apply_sets(replace(read, flavour=replace(fake, files=fake.files_of({CONVLSTM}))), {LSTM})
+        planning.apply_target(replace(read, flavour=replace(fake, files=fake.files_of({CONVLSTM}))), {LSTM})[0]
 
 
 def test_apply_refuses_an_edited_file_before_transforming(fake):
     cell = fake.files_of({CONVLSTM})[0]
     cell.path.write_bytes(b"# edited\n" + cell.path.read_bytes())
     with pytest.raises(errors.ModifiedFiles, match="differs from the distribution's RECORD; restore it with"):
-        planning.plan_apply(snapshot.read_flavour(fake), None, force=False)
+        planning.plan_apply(snapshot.read([fake]).flavours[0], None, force=False)

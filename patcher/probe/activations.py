@@ -36,11 +36,6 @@ def hard_sigmoid_keras3(x):
     return np.clip(x + 3.0, 0.0, 6.0) / 6.0
 
 
-def elu(x):
-    # np.minimum keeps exp() from overflowing on the branch that is discarded.
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
-
-
 def linear(x):
     return x
 
@@ -63,18 +58,14 @@ ACTIVATIONS = {
     "relu": relu,
     "linear": linear,
     "softsign": softsign,
-    "elu": elu,
-    "exponential": np.exp,
 }
 
 
 def resolve(activation, hard_sigmoid="keras3"):
-    """The function for a layer's activation: a callable is itself, None is linear, a name is
-    looked up (hard_sigmoid: "keras2" or "keras3", the generation whose definition counts)."""
+    """The function for a layer's activation: None is linear, a name is looked up (hard_sigmoid:
+    "keras2" or "keras3", the generation whose definition counts)."""
     if hard_sigmoid not in HARD_SIGMOID:
         raise ValueError("hard_sigmoid must be 'keras2' or 'keras3', not {!r}".format(hard_sigmoid))
-    if callable(activation):
-        return activation
     if activation is None:
         return linear
     if activation == "hard_sigmoid":

@@ -36,27 +36,21 @@ DISTINCT = {
 TOLERANCE = 1e-4  # the largest absolute difference from the NumPy reference that passes
 
 
-def load_file(name, path, package=None):
+def load_file(name, path, package):
     """The Python file at ``path`` imported as module ``name`` (a backed-up original of a Keras
-    module: with ``package``, its relative imports resolve as the installed one's do)."""
+    module: as one of ``package``, its relative imports resolve as the installed one's do)."""
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError("cannot load {} from {}".format(name, path))
     module = importlib.util.module_from_spec(spec)
-    if package:
-        # Keras 2 modules import relatively (`from .. import backend`).
-        module.__package__ = package
+    module.__package__ = package  # Keras 2 modules import relatively (`from .. import backend`)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-def version_tuple(text):
-    return tuple(int(part) for part in re.findall(r"\d+", str(text))[:3])
-
-
 def keras_version(keras):
-    return version_tuple(getattr(keras, "__version__", "3"))
+    return tuple(int(part) for part in re.findall(r"\d+", str(getattr(keras, "__version__", "3")))[:3])
 
 
 def backend_of(keras):
@@ -113,12 +107,6 @@ def inheritance_verdict(worst, inherited):
     return passed, "unset activations follow activation/recurrent_activation, max abs error {:.2e}".format(worst), worst
 
 
-def remove_tree(folder):
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def describe(error):
     """An exception in one line: its type, message and where it was raised."""
     last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
@@ -159,11 +147,10 @@ def serve(package, site, checks, layer_sets, start):
     orphan.exit_with_parent()
     if site:
         sys.path.insert(1, site)  # where PYTHONPATH would put it, after the script's folder
-    result = {"package": package, "checks": []}
+    result = {"checks": []}  # type: dict
     try:
         print("importing {}".format(package), file=sys.stderr, flush=True)
         keras, probes = start()
-        result["version"] = getattr(keras, "__version__", "?")
         result["backend"] = backend_of(keras)
     except Exception as error:  # noqa: BLE001 - reported as a failed check, never a traceback
         result["checks"] = [entry(layer_set, "import", False, describe(error)) for layer_set in layer_sets]

@@ -111,16 +111,13 @@ def conv_lstm(
     strides=1,
     padding="valid",
     dilation_rate=1,
-    go_backwards=False,
     flip_kernels=False,
     **activations,
 ):
     """Run a ConvLSTM over x of shape (batch, time, *spatial, channels).
 
     Returns (sequence_outputs, last_h, last_c) as float64 arrays, where
-    sequence_outputs has shape (batch, time, *out_spatial, filters). With
-    go_backwards the time axis is processed last-to-first and, as in Keras,
-    sequence_outputs is in processing order (i.e. reversed).
+    sequence_outputs has shape (batch, time, *out_spatial, filters).
     flip_kernels: the backend convolves (Theano) instead of cross-correlating.
     activations: activation, recurrent_activation, the five per-gate ones and
     hard_sigmoid, "keras2" (clip(0.2 x + 0.5, 0, 1)) or "keras3" (relu6(x + 3) / 6),
@@ -138,10 +135,9 @@ def conv_lstm(
 
     functions = lstm_functions(**activations)
 
-    steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
     h = c = None
     outputs = []
-    for t in steps:
+    for t in range(x.shape[1]):
         z = {
             name: conv_nd(x[:, t], kernels[name], strides, padding, dilation_rate, flip_kernels) + biases[name]
             for name in _GATES

@@ -5,7 +5,7 @@
         --layer-set gru=keras.src.layers.rnn.gru [--pristine gru=PATH]
 
 Prints progress lines on stderr and one JSON document on stdout (behind answer.py's
-marker), as runner.py does: {"package", "version", "backend", "checks": [{"name",
+marker), as runner.py does: {"backend", "checks": [{"name",
 "layer_set", "passed", "detail", "value"}]}, each check named "<set> <check>" (e.g.
 "lstm numerics") with its set as layer_set. Never raises: a failing check is
 reported, not a traceback. The checks are rnn_probe.py's.
@@ -37,11 +37,10 @@ def main(argv=None):
     parser.add_argument("--layer-set", action="append", required=True, help="SET=MODULE")
     parser.add_argument("--pristine", action="append", help="SET=PATH of the backed-up module")
     parser.add_argument("--site", help="the folder holding the package: searched first")
-    parser.add_argument("--checks", default=",".join(rnn.CHECKS))
     args = parser.parse_args(argv)
     modules = pairs(args.layer_set)
     start = rnn.start(args.package, modules, pairs(args.pristine))
-    return common.serve(args.package, args.site, args.checks.split(","), list(modules), start)
+    return common.serve(args.package, args.site, rnn.CHECKS, list(modules), start)
 
 
 if __name__ == "__main__":

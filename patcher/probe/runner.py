@@ -4,7 +4,7 @@
         [--pristine PATH_TO_BACKED_UP_CELL_MODULE]
 
 Prints one progress line per check on stderr and a JSON document on stdout (behind
-answer.py's marker): {"package", "version", "backend", "checks": [{"name",
+answer.py's marker): {"backend", "checks": [{"name",
 "layer_set", "passed", "detail", "value"}]}, every layer_set "convlstm" (common.py).
 Never raises: a failing check is reported, not a traceback. The checks are
 convlstm_probe.py's.
@@ -40,10 +40,9 @@ def main(argv=None):
     parser.add_argument("--cell-module", required=True)
     parser.add_argument("--pristine")
     parser.add_argument("--site", help="the folder holding the package: searched first")
-    parser.add_argument("--checks", default=",".join(convlstm.CHECKS))
     args = parser.parse_args(argv)
     start = convlstm.start(args.package, args.cell_module, args.pristine)
-    return common.serve(args.package, args.site, args.checks.split(","), [common.CONVLSTM], start)
+    return common.serve(args.package, args.site, convlstm.CHECKS, [common.CONVLSTM], start)
 
 
 if __name__ == "__main__":

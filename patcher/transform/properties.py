@@ -29,7 +29,6 @@ class PropertiesTransformer(ClassScopedTransformer):
         if "recurrent_activation" not in properties:
             return body
         missing = [name for name in self.names if name not in properties]
-        self.record("properties", len(self.names) - len(missing))
         if not missing:
             return body
         anchor = properties["recurrent_activation"]
@@ -41,5 +40,4 @@ class PropertiesTransformer(ClassScopedTransformer):
             )
             for name in missing
         ]
-        self.record("properties", len(missing))
         return body.with_changes(body=[*statements[: anchor + 1], *added, *statements[anchor + 1 :]])

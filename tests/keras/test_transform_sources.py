@@ -18,7 +18,7 @@ from helpers import removed_lines
 from patcher.environment import find_flavours
 from patcher.layersets import LayerSet
 from patcher.marker import MARKER_PREFIX
-from patcher.snapshot import State, read_flavour
+from patcher.snapshot import State, read
 from patcher.spec import parameters
 from patcher.transform import transform_source
 
@@ -50,7 +50,7 @@ CLASS_PARAMS = [
 
 @functools.cache
 def check_pristine(distribution):
-    state = read_flavour(FLAVOURS[distribution]).overall()
+    state = read([FLAVOURS[distribution]]).flavours[0].overall()
     if state != State.PRISTINE:
         pytest.fail(
             f"the session's copy of {distribution} is {state!r}, not pristine: "

@@ -131,7 +131,7 @@ def test_failed_verification_keeps_a_backup_that_was_there_before(site, monkeypa
     for path, data in originals.items():
         path.write_bytes(data)
     before = tree_hashes(site)
-    failing = [ProbeCheck("numerics", False, "simulated")]
+    failing = [ProbeCheck("numerics", False, "simulated", LayerSet.CONVLSTM)]
     monkeypatch.setattr(
         patcher.verification, "verify_all", lambda items, options: [Report(i.flavour, None, failing) for i in items]
     )
