@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from patcher.layersets import LayerSet, ordered
@@ -75,17 +75,3 @@ def pins_for(flavour) -> Pins | None:
     if pins is not None and flavour.layout is not None and pins.layout not in (None, flavour.layout.name):
         return None
     return pins
-
-
-def dump_pins(pins: Pins) -> str:
-    """Stable text (sorted keys, one file per line block) so diffs of pins read well."""
-    return json.dumps(asdict(pins), indent=2, sort_keys=True) + "\n"
-
-
-def known_versions(distribution: str, root: Path | None = None) -> list[str]:
-    folder = (root or pins_dir()) / distribution
-    return sorted((path.stem for path in folder.glob("*.json")), key=_version_key)
-
-
-def _version_key(version: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))

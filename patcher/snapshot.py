@@ -168,17 +168,17 @@ def settled(
     """
     flavours = list(flavours)
     deadline = time.monotonic() + lock_timeout
-    swept: list[str] = []
+    swept: list[str] | None = None if settle else []  # what the one sweep put back, once it ran
     while True:
         first = _read_quietly(flavours)
         if first is not None and not first.interrupted:
             second = _read_quietly(flavours)
             if second is not None and second.fingerprint == first.fingerprint:
-                put_back = _sweep_if_free(flavours, pycache_prefix) if settle else []
-                if not put_back:
-                    return swept, second
-                swept += put_back  # files changed: read them again
-                continue
+                if swept is None:
+                    swept = _sweep_if_free(flavours, pycache_prefix)
+                    if swept:
+                        continue  # it put files back: read them again
+                return swept, second
         elif _journals(flavours):
             if not settle:
                 raise errors.PatchError(
@@ -203,7 +203,7 @@ def settled(
                 # cannot create or open the lock (a user who cannot write here): wait for the journal to go
             else:
                 try:
-                    return swept + recover_all(flavours, pycache_prefix), read(flavours)
+                    return (swept or []) + recover_all(flavours, pycache_prefix), read(flavours)
                 finally:
                     lock.__exit__(None, None, None)
         if time.monotonic() >= deadline:

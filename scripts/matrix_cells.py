@@ -21,7 +21,7 @@ import venvs  # scripts/venvs.py: throwaway venvs that see the running interpret
 import wheels  # scripts/wheels.py: version order
 
 from patcher.layersets import LayerSet, ordered  # the layer-set registry; no Keras import
-from patcher.pins import known_versions, load_pins
+from patcher.pins import load_pins
 
 SYSTEM_TF = "2.21"
 ALL_SETS = tuple(LayerSet)
@@ -164,7 +164,7 @@ def minor_of(version: str) -> str:
 
 
 def cells() -> list[Cell]:
-    keras = known_versions("keras")
+    keras = wheels.known_versions("keras")
     found: list[Cell] = []
     # Keras 3 on TensorFlow 2.21 (the running interpreter's, see BACKEND_PACKAGES);
     # the newest also on torch and JAX.
@@ -177,7 +177,7 @@ def cells() -> list[Cell]:
     for cell in found:
         cell.packages, cell.shared = [f"keras=={cell.version}"], True
     # tf_keras with its matching TensorFlow (2.21: the running interpreter's).
-    for version in newest_per_minor(known_versions("tf_keras"), (2, 15), (2, 99)):
+    for version in newest_per_minor(wheels.known_versions("tf_keras"), (2, 15), (2, 99)):
         cell = Cell(f"tf_keras-{version}", "tf_keras", version, "tensorflow", "run", "tf_keras")
         if minor_of(version) == SYSTEM_TF:
             cell.packages, cell.shared, cell.sample = [f"tf_keras=={version}"], True, True

@@ -4,29 +4,30 @@ For every final release of keras (2.0.0 up) and tf_keras (2.14.1 up) on the
 index, or only those given with --versions: download the archive once into a
 cache outside the repository (pip download --no-deps), unpack its dist-info
 and ConvLSTM (and LSTM/GRU) sources into a temporary folder, run the
-transform, and write the lock (with the layer sets whose transform fits): each file's pristine sha256 (checked against the wheel's RECORD),
+transform, and write the pins (with the layer sets whose transform fits): each file's pristine sha256 (checked against the wheel's RECORD),
 the sha256 of our output for every combination of the layer sets that patch each file. With --check nothing is
-written and every lock that is missing or differs is listed.
+written and all pins that is missing or differs is listed.
 
 Exit status 1 when a version fails to download or transform, the transform
-warns, or (--check) a lock is missing or out of date.
+warns, or (--check) a version's pins are missing or out of date.
 
     python scripts/update_pins.py                       # every release
     python scripts/update_pins.py --versions keras==3.15.1 tf-keras==2.21.0
-    python scripts/update_pins.py --check               # CI: are the locks current?
+    python scripts/update_pins.py --check               # CI: are the pins current?
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,23 +40,28 @@ import wheels
 from patcher.environment import PACKAGES, find_flavours
 from patcher.hashing import sha256_hex
 from patcher.layersets import BASE, ordered
-from patcher.pins import PinnedFile, Pins, dump_pins, pins_dir, pins_path, sets_key
+from patcher.pins import PinnedFile, Pins, pins_dir, pins_path, sets_key
 from patcher.spec import layouts
 
-LOCKS = pins_dir()  # the checkout's patches/pins (ROOT is first on the path)
+PINS_ROOT = pins_dir()  # the checkout's patches/pins (ROOT is first on the path)
 # Every file any layout patches, for either package and any layer set: what we unpack.
 CANDIDATES = {file.relative for layout in layouts() for package in PACKAGES for file in layout.files(package)}
 
 
-class LockError(Exception):
-    """An archive we cannot make a lock from."""
+class PinsError(Exception):
+    """An archive we cannot make pins from."""
 
 
 @dataclass(frozen=True)
 class Computed:
-    lock: Pins
+    pins: Pins
     patched: dict  # relative path -> {sets_key: patched bytes}
     warnings: tuple[str, ...] = ()
+
+
+def dump_pins(pins: Pins) -> str:
+    """Stable text (sorted keys, one file per line block) so diffs of pins read well."""
+    return json.dumps(asdict(pins), indent=2, sort_keys=True) + "\n"
 
 
 def compute(archive: Path) -> Computed:
@@ -64,21 +70,21 @@ def compute(archive: Path) -> Computed:
     from patcher.errors import TransformFailed
     from patcher.planning import patch_sources
 
-    with tempfile.TemporaryDirectory(prefix="convlstm-lock-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="convlstm-pins-") as tmp:
         wheels.extract(archive, Path(tmp), CANDIDATES)
         flavours = find_flavours([tmp])
         if len(flavours) != 1:
-            raise LockError(f"{archive.name}: found {len(flavours)} keras/tf_keras distributions, expected 1")
+            raise PinsError(f"{archive.name}: found {len(flavours)} keras/tf_keras distributions, expected 1")
         (flavour,) = flavours
         if flavour.layout is None:
             defining = wheels.layer_sources_containing(archive, "class ConvLSTM")
             if defining:
-                raise LockError(f"{defining[0]} defines ConvLSTM but matches no layout of patches/layouts.toml")
+                raise PinsError(f"{defining[0]} defines ConvLSTM but matches no layout of patches/layouts.toml")
             return Computed(Pins(flavour.distribution, flavour.version, None, {}, ()), {})
         originals = {target.relative: target.path.read_bytes() for target in flavour.files}
     for target in flavour.files:
         if target.record_sha256 != sha256_hex(originals[target.relative]):
-            raise LockError(f"{target.relative}: sha256 differs from the archive's RECORD ({target.record_sha256})")
+            raise PinsError(f"{target.relative}: sha256 differs from the archive's RECORD ({target.record_sha256})")
     fitting, warnings = [], []
     for layer_set in flavour.supported_sets:
         try:
@@ -105,8 +111,8 @@ def compute(archive: Path) -> Computed:
         files[target.relative] = PinnedFile(
             sha256_hex(originals[target.relative]), {key: sha256_hex(data) for key, data in outputs.items()}
         )
-    lock = Pins(flavour.distribution, flavour.version, flavour.layout.name, files, tuple(map(str, fitting)))
-    return Computed(lock, patched, tuple(dict.fromkeys(warnings)))
+    pins = Pins(flavour.distribution, flavour.version, flavour.layout.name, files, tuple(map(str, fitting)))
+    return Computed(pins, patched, tuple(dict.fromkeys(warnings)))
 
 
 def _attempt(archive: Path) -> Computed | str:
@@ -148,13 +154,13 @@ def archives(pairs: list[tuple[str, str]], cache: Path, jobs: int = 4) -> tuple[
     return {pair: have[pair] for pair in pairs if pair in have and pair not in failures}, failures
 
 
-def describe(lock: Pins) -> str:
-    if not lock.supported:
+def describe(pins: Pins) -> str:
+    if not pins.supported:
         return "unsupported (no ConvLSTM source of its own)"
-    return f"{lock.layout}, {len(lock.files)} files, layer sets {'/'.join(lock.layer_sets)}"
+    return f"{pins.layout}, {len(pins.files)} files, layer sets {'/'.join(pins.layer_sets)}"
 
 
-def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, locks: Path = LOCKS) -> int:
+def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, root: Path = PINS_ROOT) -> int:
     found, failures = archives(pairs, cache, jobs)
     results = compute_all(found)
     counts = dict.fromkeys(("ok", "written", "missing", "differs", "FAILED", "warned"), 0)
@@ -169,8 +175,8 @@ def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, locks
             counts["FAILED"] += 1
             print(f"{label}: FAILED {computed}")
             continue
-        path = pins_path(*pair, root=locks)
-        text = dump_pins(computed.lock)
+        path = pins_path(*pair, root=root)
+        text = dump_pins(computed.pins)
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current == text:
             status = "ok"
@@ -181,7 +187,7 @@ def run(pairs: list[tuple[str, str]], cache: Path, check: bool, jobs: int, locks
             path.write_text(text, encoding="utf-8")
             status = "written"
         counts[status] += 1
-        line = f"{label}: {status} ({describe(computed.lock)})"
+        line = f"{label}: {status} ({describe(computed.pins)})"
         if computed.warnings:
             counts["warned"] += 1
             line += "; WARNING " + "; ".join(computed.warnings)
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--versions", nargs="+", metavar="DIST==VERSION", help="only these, e.g. keras==3.15.1 tf-keras==2.21.0"
     )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any lock is missing or differs")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any pins are missing or differ")
     parser.add_argument("--cache", type=Path, default=None, help="archive cache folder (overrides the variable)")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The released Keras archives the locks are computed from: list, download, unpack.
+"""The released Keras archives the hash pins are computed from: list, download, unpack.
 
 Used by scripts/update_pins.py and tests/test_pins.py. Archives are cached
 outside the repository ($CONVLSTM_PATCH_WHEEL_CACHE, else
@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
 
-# distribution -> oldest release we lock (older keras predates ConvLSTM2D's
+# distribution -> oldest release we pin (older keras predates ConvLSTM2D's
 # current shape; tf_keras starts at 2.14.1 on PyPI)
 FLOORS = {"keras": (2, 0, 0), "tf_keras": (2, 14, 1)}
 PIP_NAMES = {"keras": "keras", "tf_keras": "tf-keras"}
 FINAL = re.compile(r"\d+(\.\d+)*")
+PINS = Path(__file__).resolve().parent.parent / "patches" / "pins"  # this checkout's
 
 
 def canonical(name: str) -> str:
@@ -33,6 +34,12 @@ def canonical(name: str) -> str:
 
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
+
+
+def known_versions(distribution: str, root: Path | None = None) -> list[str]:
+    """The versions patches/pins/ (or ``root``) holds pins of, oldest first."""
+    folder = (root or PINS) / distribution
+    return sorted((path.stem for path in folder.glob("*.json")), key=version_key)
 
 
 def cache_dir() -> Path:

@@ -319,7 +319,7 @@ def test_a_shared_cell_sees_the_running_venv_and_puts_its_own_keras_first(tmp_pa
 
 # -- layer sets per cell, the canary, what a cell records ---------------------------------------
 
-LOCKS = Path(__file__).resolve().parent.parent / "patches" / "pins"
+PINS_ROOT = Path(__file__).resolve().parent.parent / "patches" / "pins"
 RNN = ("convlstm", "lstm", "gru")
 
 
@@ -327,7 +327,7 @@ def test_every_cell_runs_the_layer_sets_its_lock_lists():
     for cell in matrix_cells.cells():
         if cell.canary:
             continue
-        lock = json.loads((LOCKS / cell.distribution / f"{cell.version}.json").read_text())
+        lock = json.loads((PINS_ROOT / cell.distribution / f"{cell.version}.json").read_text())
         assert [str(layer_set) for layer_set in cell.layer_sets] == lock["layer_sets"], cell.id
     cells = by_id()
     # LSTM/GRU beside the ConvLSTM files: Keras 3, tf_keras, keras 2.9-2.15.

@@ -1,8 +1,8 @@
-"""The committed locks (patches/pins) against the released Keras archives.
+"""The committed pins (patches/pins) against the released Keras archives.
 
-Every locked release is downloaded (once per machine, by scripts/wheels.py,
+Every pinned release is downloaded (once per machine, by scripts/wheels.py,
 into $CONVLSTM_PATCH_WHEEL_CACHE or ~/.cache/convlstm-patch/wheels: never into
-the repository), transformed in memory, and compared with its lock. Without
+the repository), transformed in memory, and compared with its pins. Without
 network these tests skip, saying why, unless CI is set: then they fail.
 """
 
@@ -24,11 +24,11 @@ import wheels
 
 from patcher.hashing import sha256_hex
 from patcher.layersets import LayerSet
-from patcher.pins import dump_pins, known_versions, load_pins, pins_path
+from patcher.pins import load_pins, pins_path
 from patcher.spec import layouts, parameters
 
-LOCKS = update_pins.LOCKS
-COMMITTED = [(name, version) for name in wheels.FLOORS for version in known_versions(name, LOCKS)]
+PINS_ROOT = update_pins.PINS_ROOT
+COMMITTED = [(name, version) for name in wheels.FLOORS for version in wheels.known_versions(name, PINS_ROOT)]
 
 
 def names(layer_set) -> tuple[bytes, ...]:
@@ -71,7 +71,7 @@ def results(request) -> dict:
 
 
 def test_locks_exist():
-    assert len(COMMITTED) >= 88, f"expected a lock per release in {LOCKS}; run python scripts/update_pins.py"
+    assert len(COMMITTED) >= 88, f"expected pins per release in {PINS_ROOT}; run python scripts/update_pins.py"
 
 
 @pytest.mark.slow  # downloads every release's wheel / the index's listing
@@ -80,14 +80,14 @@ def test_lock_matches_release(results, pair):
     outcome = results[pair]
     if isinstance(outcome, str):
         pytest.fail(f"{pair[0]} {pair[1]}: {outcome}")
-    committed = pins_path(*pair, root=LOCKS).read_text(encoding="utf-8")
-    assert dump_pins(outcome.lock) == committed, (
-        f"the lock of {pair[0]} {pair[1]} is out of date: run python scripts/update_pins.py --versions "
+    committed = pins_path(*pair, root=PINS_ROOT).read_text(encoding="utf-8")
+    assert update_pins.dump_pins(outcome.pins) == committed, (
+        f"the pins of {pair[0]} {pair[1]} is out of date: run python scripts/update_pins.py --versions "
         f"{pair[0]}=={pair[1]}"
     )
     assert not outcome.warnings
-    lock = load_pins(*pair, root=LOCKS)
-    assert (lock.distribution, lock.version) == pair
+    pins = load_pins(*pair, root=PINS_ROOT)
+    assert (pins.distribution, pins.version) == pair
     # (update_pins.compute refuses an archive whose files differ from its RECORD.)
     wrappers = {
         file.relative
@@ -99,23 +99,23 @@ def test_lock_matches_release(results, pair):
     for relative, outputs in outcome.patched.items():
         for key, data in outputs.items():
             compile(data, relative, "exec", dont_inherit=True)
-            assert sha256_hex(data) != lock.files[relative].pristine
+            assert sha256_hex(data) != pins.files[relative].pristine
             for layer_set in key.split("+"):
                 assert relative in wrappers or all(name in data for name in names(LayerSet(layer_set))), (relative, key)
 
 
 def test_unsupported_are_the_keras_2_4_shims():
     """keras 2.4 only re-exports TensorFlow's layers; every other release has ConvLSTM source we patch."""
-    unsupported = [pair for pair in COMMITTED if not load_pins(*pair, root=LOCKS).supported]
+    unsupported = [pair for pair in COMMITTED if not load_pins(*pair, root=PINS_ROOT).supported]
     assert unsupported == [("keras", f"2.4.{patch}") for patch in range(4)]
     for pair in COMMITTED:
-        lock = load_pins(*pair, root=LOCKS)
-        assert bool(lock.files) == lock.supported, pair
+        pins = load_pins(*pair, root=PINS_ROOT)
+        assert bool(pins.files) == pins.supported, pair
 
 
 @pytest.mark.slow  # downloads every release's wheel / the index's listing
 def test_every_release_has_a_lock():
-    """A new Keras release turns this red until its lock is generated (and the patch checked)."""
+    """A new Keras release turns this red until its pins are generated (and the patch checked)."""
     missing = []
     for name in wheels.FLOORS:
         try:
@@ -208,7 +208,7 @@ RNN = "keras/src/layers/rnn"
             "Arguments:",
             False,
             "FAILED",
-            f"LockError: {RNN}/conv_lstm2d.py: sha256 differs from the archive's RECORD",
+            f"PinsError: {RNN}/conv_lstm2d.py: sha256 differs from the archive's RECORD",
             id="not-the-record",
         ),
         pytest.param(
@@ -226,7 +226,7 @@ def test_update_reports_failures_and_warnings(
     newest_keras_wheel, tmp_path, capsys, member, old, new, record, status, detail
 ):
     cache = doctored(newest_keras_wheel, tmp_path / "cache", member, old, new, record).parent
-    code = update_pins.run([NEWEST_KERAS], cache, check=False, jobs=1, locks=tmp_path / "locks")
+    code = update_pins.run([NEWEST_KERAS], cache, check=False, jobs=1, root=tmp_path / "pins")
     output = capsys.readouterr().out
     assert code == 1, output
     assert f"{NEWEST_KERAS[0]} {NEWEST_KERAS[1]}: {status}" in output and detail in output, output
@@ -235,8 +235,8 @@ def test_update_reports_failures_and_warnings(
 def test_lstm_and_gru_are_locked_for_keras_3_and_tf_keras():
     """Issue 13: Keras 3 and tf_keras (so keras 2.13-2.15 too) offer --layers lstm,gru."""
     for pair in COMMITTED:
-        lock = load_pins(*pair, root=LOCKS)
+        pins = load_pins(*pair, root=PINS_ROOT)
         generation = pair[0] == "tf_keras" or pair[1].startswith(("3.", "2.13.", "2.14.", "2.15."))
         if generation:
-            assert lock.layer_sets == ("convlstm", "lstm", "gru"), pair
-        assert lock.layer_sets[0] == "convlstm" if lock.supported else True
+            assert pins.layer_sets == ("convlstm", "lstm", "gru"), pair
+        assert pins.layer_sets[0] == "convlstm" if pins.supported else True
