@@ -297,6 +297,6 @@ def test_an_unexpected_error_is_one_line_too(site, monkeypatch):
     def broken(flavour, journal=None):
         raise RuntimeError("something odd\nsecond line")
 
-    monkeypatch.setattr(patcher.snapshot, "read_flavour", broken)
+    monkeypatch.setattr(patcher.snapshot, "_read_flavour", broken)
     result = cli_at(site, "status")
     assert_one_line_error(result, 1, "unexpected RuntimeError: something odd;", "please report")
