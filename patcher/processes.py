@@ -40,6 +40,24 @@ def start(command: list[str], env: Mapping[str, str] | None = None) -> subproces
     )
 
 
+def ended(process: subprocess.Popen) -> bool:
+    """Has a process from :func:`start` exited? If so, whatever it started and left running (a
+    daemon that closed its pipes) is killed with its session, then it is reaped: killed before
+    the reaping, while its zombie keeps the group's id from being given to another process."""
+    waitid, killpg = getattr(os, "waitid", None), getattr(os, "killpg", None)
+    if waitid is not None and killpg is not None and process.returncode is None:
+        try:
+            exited = waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # reaped already
+            exited = False
+        if exited:
+            try:
+                killpg(process.pid, signal.SIGKILL)
+            except OSError:  # nothing of it left but the zombie
+                pass
+    return process.poll() is not None
+
+
 def kill_group(process: subprocess.Popen, drain: bool = True) -> None:
     """Kill a process from :func:`start` and everything it started, and reap it.
 

@@ -342,7 +342,7 @@ def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
                     run.failed(f"verification did not finish within {_seconds(options.timeout)} s")
                     _stop(run)
                     running.remove(run)
-                elif run.open_streams == 0 and run.started.poll() is not None:
+                elif run.open_streams == 0 and processes.ended(run.started):
                     _conclude(run, run.started.returncode)
                     running.remove(run)
             if not running:

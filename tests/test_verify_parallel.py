@@ -164,6 +164,18 @@ def test_a_killed_probe_takes_what_it_started_with_it(site, events, monkeypatch)
     assert gone_soon([pid, *run["children"]]) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_what_a_probe_started_and_left_running_ends_with_the_probe(site, events, monkeypatch):
+    """A probe that answers and exits while something it started runs on (its pipes closed,
+    as a daemon's): that is killed too, not left behind."""
+    monkeypatch.setenv("FAKE_PROBE_CHILD", "1")
+    (report,) = verify_all(items(site, only="keras"), VerifyOptions(timeout=30))
+    assert [check.passed for check in report.checks] == [True]
+    ((pid, run),) = read_events(events).items()
+    assert run["end"] is not None and len(run["children"]) == 1
+    assert gone_soon(run["children"]) == []
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a SIGINT to itself is a POSIX way to press Ctrl-C")
 def test_ctrl_c_kills_every_probe_and_what_they_started(site, events, monkeypatch):
     monkeypatch.setenv("FAKE_PROBE_CHILD", "1")
