@@ -46,8 +46,7 @@ class World:
         if template is not None:
             shutil.copytree(template, site, symlinks=True)
             return site
-        sim.pip_install(site, "keras", "3.99.0")
-        sim.pip_install(site, "tf_keras", "2.99.0")
+        pip_installs_both(site, "3.99.0", "2.99.0")
         for args in setup:
             assert self.tool(site, *args).exit_code == 0
         return site
@@ -111,6 +110,12 @@ COMMANDS = {
 }
 
 
+
+def pip_installs_both(site, keras_version: str, tf_keras_version: str) -> None:
+    """`pip install --force-reinstall keras==K tf_keras==T` into the site folder."""
+    sim.pip_install(site, "keras", keras_version)
+    sim.pip_install(site, "tf_keras", tf_keras_version)
+
 @pytest.mark.parametrize("points", DENSE)
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_a_run_over_both_flavours_killed_anywhere_is_settled_the_same_way_for_both(world, command, points):
@@ -148,8 +153,7 @@ def test_a_killed_run_then_pip_installing_another_version_never_mixes_versions(w
     setup, args = COMMANDS[command]
     template = world.site(*setup)
     for k, site in world.killed(points, template, *args):
-        sim.pip_install(site, "keras", "3.98.0")
-        sim.pip_install(site, "tf_keras", "2.98.0")
+        pip_installs_both(site, "3.98.0", "2.98.0")
         status = world.tool(site, "status")
         assert status.exit_code == 0, (k, status.stderr)
         now = files(site)
@@ -247,8 +251,7 @@ def test_a_killed_revert_then_pip_reinstalling_the_same_version_is_left_as_pip_l
     setup, args = COMMANDS["revert"]
     template = world.site(*setup)
     for k, site in world.killed(points, template, *args):
-        sim.pip_install(site, "keras", "3.99.0")
-        sim.pip_install(site, "tf_keras", "2.99.0")
+        pip_installs_both(site, "3.99.0", "2.99.0")
         status = world.tool(site, "status")
         assert status.exit_code == 0, (k, status.stderr)
         assert files(site) == {**pristine("keras", "3.99.0"), **pristine("tf_keras", "2.99.0")}, (k, status.stderr)
