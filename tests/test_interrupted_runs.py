@@ -110,11 +110,11 @@ COMMANDS = {
 }
 
 
-
 def pip_installs_both(site, keras_version: str, tf_keras_version: str) -> None:
     """`pip install --force-reinstall keras==K tf_keras==T` into the site folder."""
     sim.pip_install(site, "keras", keras_version)
     sim.pip_install(site, "tf_keras", tf_keras_version)
+
 
 @pytest.mark.parametrize("points", DENSE)
 @pytest.mark.parametrize("command", list(COMMANDS))
