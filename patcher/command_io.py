@@ -79,6 +79,7 @@ class EnvironmentResult:
     environment: Environment
     value: Any = None
     error: errors.PatchError | None = None
+    recovered: list[str] = field(default_factory=list)  # what settling an interrupted run changed
 
     @property
     def exit_code(self) -> int:
@@ -87,7 +88,6 @@ class EnvironmentResult:
 
 @dataclass(frozen=True)
 class Status:
-    recovered: list[str]  # what settling an interrupted run did
     flavours: list[tuple[FlavourSnapshot, list[str]]]  # snapshot, notes
     orphaned: list[Path] = field(default_factory=list)  # backups of distributions no longer installed (`clean`)
 
@@ -97,19 +97,16 @@ class Applied:
     outcomes: list[Outcome]
     reports: list[Report]
     restart: list[str] = field(default_factory=list)  # why running processes must restart
-    recovered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Reverted:
     outcomes: list[Outcome]
     restart: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Verified:
-    recovered: list[str]
     reports: list[Report]
     snapshot: Snapshot
 
@@ -119,7 +116,6 @@ class Verified:
 
 @dataclass(frozen=True)
 class Checked:
-    recovered: list[str]
     results: list[checking.PinsCheck]
     strict: bool = False
 
@@ -129,7 +125,6 @@ class Checked:
 
 @dataclass(frozen=True)
 class Diffed:
-    recovered: list[str]
     outcomes: list[Outcome]
 
 

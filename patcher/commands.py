@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -62,6 +62,9 @@ class Target:
     search: SearchPath
     flavours: tuple[Flavour, ...]
     only: str | None = None
+    # What settling an interrupted run changed, a line each: said whatever the command then
+    # does, an error included (commands.each puts it in the environment's result).
+    recovered: list[str] = field(default_factory=list, compare=False)
 
 
 # -- the environments an invocation names --------------------------------------------
@@ -98,19 +101,24 @@ def each(
     """
     results = []
     for environment in named:
-        value = None
+        value, found = None, None
         try:
-            value = command(target(environment, only, needs_keras), options)
+            found = target(environment, only, needs_keras)
+            value = command(found, options)
             if hasattr(value, "verdict"):
                 value.verdict()
         except errors.Interrupted as error:
-            results.append(EnvironmentResult(environment, value, error))
+            results.append(EnvironmentResult(environment, value, error, _recovered(found)))
             break  # Ctrl-C stops the whole command, not just this environment
         except errors.PatchError as error:
-            results.append(EnvironmentResult(environment, value, error))
+            results.append(EnvironmentResult(environment, value, error, _recovered(found)))
         else:
-            results.append(EnvironmentResult(environment, value))
+            results.append(EnvironmentResult(environment, value, None, _recovered(found)))
     return results
+
+
+def _recovered(found: Target | None) -> list[str]:
+    return found.recovered if found is not None else []
 
 
 def exit_code(results: list[EnvironmentResult]) -> int:
@@ -148,26 +156,26 @@ def target(environment: Environment, only: str | None, needs_keras: bool = True)
 
 
 def status(target: Target, options: ReadOptions) -> Status:
-    recovered, snap = _settled(target, options.lock_timeout)
-    return Status(recovered, [(flavour, snapshot.explain(flavour)) for flavour in snap.flavours], _orphaned(target))
+    snap = _settled(target, options.lock_timeout)
+    return Status([(flavour, snapshot.explain(flavour)) for flavour in snap.flavours], _orphaned(target))
 
 
 def apply(target: Target, options: ApplyOptions) -> Applied:
     """Patch every flavour in one transaction, verify, roll back on failure."""
     _require_one_site(target)
     unpinned = _refuse_unpinned(target.flavours, options.strict)
-    recovered, snap = _settled(target, options.lock_timeout, settle=not options.dry_run)
+    snap = _settled(target, options.lock_timeout, settle=not options.dry_run)
     if options.dry_run:
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
-        return Applied([_would_patch(change) for change in changes], [], recovered=recovered)
+        return Applied([_would_patch(change) for change in changes], [])
     if all(planning.already_patched(flavour, options.layers) for flavour in snap.flavours):
         outcomes = [
             Outcome(flavour.flavour, Action.ALREADY_PATCHED, _patched_files(flavour)) for flavour in snap.flavours
         ]
-        return Applied(outcomes, [], recovered=recovered)
+        return Applied(outcomes, [])
     pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
-        recovered += recover_all(target.flavours, target.search.pycache_prefix)
+        target.recovered.extend(recover_all(target.flavours, target.search.pycache_prefix))
         snap = snapshot.read(target.flavours)
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
         if options.verify is not None:
@@ -182,18 +190,18 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
             patched = [change for change in changes if change.files]
             reports = _verify_patched(patched, _probe_options(target, options.verify)) if options.verify else []
     outcomes = [_applied(change, flavour, unpinned) for change, flavour in zip(changes, snap.flavours)]
-    return Applied(outcomes, reports, _restart(outcomes, recovered), recovered)
+    return Applied(outcomes, reports, _restart(outcomes, target.recovered))
 
 
 def revert(target: Target, options: RevertOptions) -> Reverted:
     _require_one_site(target)
-    recovered, snap = _settled(target, options.lock_timeout)
+    snap = _settled(target, options.lock_timeout)
     if all(planning.nothing_to_revert(flavour) for flavour in snap.flavours):
         outcomes = [_nothing_to_revert(flavour) for flavour in snap.flavours]
-        return Reverted(outcomes, _restart(outcomes, recovered), recovered)
+        return Reverted(outcomes, _restart(outcomes, target.recovered))
     pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
-        recovered += recover_all(target.flavours, target.search.pycache_prefix)
+        target.recovered.extend(recover_all(target.flavours, target.search.pycache_prefix))
         snap = snapshot.read(target.flavours)
         changes = [planning.plan_revert(flavour, force=options.force) for flavour in snap.flavours]
         with Transaction(changes, target.search.pycache_prefix, lock) as transaction:
@@ -204,17 +212,17 @@ def revert(target: Target, options: RevertOptions) -> Reverted:
         else _nothing_to_revert(flavour)
         for change, flavour in zip(changes, snap.flavours)
     ]
-    return Reverted(outcomes, _restart(outcomes, recovered), recovered)
+    return Reverted(outcomes, _restart(outcomes, target.recovered))
 
 
 def verify(target: Target, options: VerifyCommandOptions) -> Verified:
     """The probe's reports, from an environment no run changed while they ran."""
     for _ in range(3):
-        recovered, snap = _settled(target, options.lock_timeout)
+        snap = _settled(target, options.lock_timeout)
         _require_something_patched(snap)
         reports = verification.verify_all(verification.what_to_verify(snap), _probe_options(target, options.probe))
         if snapshot.unchanged(target.flavours, snap):
-            return Verified(recovered, reports, snap)
+            return Verified(reports, snap)
     raise errors.Busy(
         "the environment changed while it was being verified (another convlstm-patch at work?); "
         "run `convlstm-patch verify` again when it has finished"
@@ -230,20 +238,20 @@ def _require_something_patched(snap: Snapshot) -> None:
 
 def check(target: Target, options: ReadOptions) -> Checked:
     """The lock comparisons; checking.verdict(results, strict) gives the exit status."""
-    recovered, snap = _settled(target, options.lock_timeout)
+    snap = _settled(target, options.lock_timeout)
     results = _each_flavour(snap, options, "comparing with its hash pins", checking.check_pins)
-    return Checked(recovered, results, options.strict)
+    return Checked(results, options.strict)
 
 
 def diff(target: Target, options: ReadOptions) -> Diffed:
-    recovered, snap = _settled(target, options.lock_timeout)
-    return Diffed(recovered, _each_flavour(snap, options, "computing the diff", planning.diff))
+    snap = _settled(target, options.lock_timeout)
+    return Diffed(_each_flavour(snap, options, "computing the diff", planning.diff))
 
 
 def clean(target: Target, options: CleanOptions) -> list[Path]:
     """Remove the backups never restored: of versions no longer installed (also where Keras was
     uninstalled: needs no Keras found), or damaged and not needed."""
-    _, snap = _settled(target, options.lock_timeout)
+    snap = _settled(target, options.lock_timeout)
     # A run killed in a folder whose Keras pip has uninstalled since: no other command looks
     # there (they find no Keras), so clean settles it (its backup is then an orphan).
     abandoned = [folder for folder in target.search.folders if journal_path(folder).exists()]
@@ -251,7 +259,7 @@ def clean(target: Target, options: CleanOptions) -> list[Path]:
         return []
     orphan_sites = tuple(dict.fromkeys(folder.parent.parent.parent for folder in _orphaned(target)))
     with EnvironmentLock(target.flavours, options.lock_timeout, (*orphan_sites, *abandoned)):
-        recover_all(target.flavours, target.search.pycache_prefix, abandoned)
+        target.recovered.extend(recover_all(target.flavours, target.search.pycache_prefix, abandoned))
         removed = _removable(target, snapshot.read(target.flavours))
         for folder in removed:
             delete_unneeded_backup(folder)
@@ -285,8 +293,11 @@ def _require_one_site(target: Target) -> None:
         )
 
 
-def _settled(target: Target, lock_timeout: float, settle: bool = True) -> tuple[list[str], Snapshot]:
-    return snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout, settle=settle)
+def _settled(target: Target, lock_timeout: float, settle: bool = True) -> Snapshot:
+    """A settled snapshot; what settling changed goes into ``target.recovered``."""
+    recovered, snap = snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout, settle=settle)
+    target.recovered.extend(recovered)
+    return snap
 
 
 def _refuse_unpinned(flavours, strict: bool) -> list[Flavour]:

@@ -110,7 +110,6 @@ class Printer:
 
 
 def show_status(out: Printer, status) -> dict:
-    out.recovered(status.recovered)
     for snapshot, notes in status.flavours:
         flavour = snapshot.flavour
         layout = flavour.layout.label if flavour.layout else "unknown layout"
@@ -161,7 +160,6 @@ def layer_sets_json(snapshot) -> dict:
 
 
 def show_apply(out: Printer, applied) -> dict:
-    out.recovered(applied.recovered)
     _show_outcomes(out, applied.outcomes)
     for report in applied.reports:
         out.line(f"{report.label}: verified ({len(report.checks)} checks passed)")
@@ -176,7 +174,6 @@ def show_apply(out: Printer, applied) -> dict:
 
 
 def show_verify(out: Printer, verified) -> dict:
-    out.recovered(verified.recovered)
     for report in verified.reports:
         out.result(f"{report.label}: {out.state('passed' if report.passed else 'FAILED')}")
         for probe_check in report.checks:
@@ -189,7 +186,6 @@ def show_verify(out: Printer, verified) -> dict:
 
 
 def show_check(out: Printer, checked) -> dict:
-    out.recovered(checked.recovered)
     for result in checked.results:
         state = f" ({result.state})" if result.state else ""
         out.result(f"{result.flavour.key}: {out.state(result.status)}{state}")
@@ -201,7 +197,6 @@ def show_check(out: Printer, checked) -> dict:
 
 
 def show_revert(out: Printer, reverted) -> dict:
-    out.recovered(reverted.recovered)
     _show_outcomes(out, reverted.outcomes)
     out.notes(reverted.restart)
     return {
@@ -220,7 +215,6 @@ def show_clean(out: Printer, removed) -> dict:
 
 def show_diff(out: Printer, diffed) -> dict:
     """The diffs themselves, whatever the verbosity (diff has no --json)."""
-    out.recovered(diffed.recovered)
     for outcome in diffed.outcomes:
         out.warnings(outcome.warnings)
         click.echo("".join(outcome.diffs.values()), nl=False)
@@ -237,6 +231,7 @@ def show_each(out: Printer, results, show) -> None:
     for result in results:
         if len(results) > 1:
             out.result(f"== {result.environment.label}")
+        out.recovered(result.recovered)
         if result.value is not None:
             documents.append(show(out, result.value))
         if result.error is not None:

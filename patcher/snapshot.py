@@ -11,6 +11,7 @@ pristine, the manifest for patched), so this needs neither libcst nor Keras.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from patcher.store import (
     Journal,
     Manifest,
     journal_path,
+    kept_path,
     read_chosen,
     read_journal,
     read_manifest,
@@ -217,13 +219,21 @@ def settled(
 def _sweep_if_free(flavours: list[Flavour], pycache_prefix: Path | None) -> list[str]:
     """A run killed before its journal was in place leaves only temp files (of the state folder,
     the lock file, the journal): it had changed nothing, so there is nothing to recover, but
-    they should go. A reader that can take the lock at once deletes them; one that cannot (a
-    user who cannot write here, a run under way that may be writing them) leaves them to the
-    next run that writes. (Every other temp file comes with a journal, and recovery sweeps it:
-    only these are looked for here, on every read.) What it put back, a line each."""
+    they should go. A run whose journal was deleted by hand leaves originals kept beside their
+    files, which may have to go back (sweep_temp_files): looked for too, so that what a reader
+    answers never depends on which other leftovers there are. A reader that can take the lock
+    at once sweeps; one that cannot (a user who cannot write here, a run under way that may be
+    writing them) leaves them to the next run that writes. (Every other temp file comes with a
+    journal, and recovery sweeps it.) What it put back, a line each."""
     sites = _sites(flavours)
-    if not any(temp_files_of(state_folder(site)) for site in sites) and not any(
-        next(state_folder(site).glob(".*.tmp"), None) for site in sites
+    if (
+        not any(temp_files_of(state_folder(site)) for site in sites)
+        and not any(next(state_folder(site).glob(".*.tmp"), None) for site in sites)
+        and not any(
+            os.path.lexists(kept_path(flavour.site, target.relative))
+            for flavour in flavours
+            for target in flavour.files
+        )
     ):
         return []
     try:
@@ -345,7 +355,8 @@ def explain(snapshot: FlavourSnapshot) -> list[str]:
         if set(snapshot.focus()) & set(snapshot.patched_sets):
             notes.append(
                 f"the patch is gone: the files were reinstalled since convlstm-patch patched them "
-                f"({snapshot.manifest.created}); run `convlstm-patch apply` to patch them again{with_sets}"
+                f"({snapshot.manifest.created}), or put back when an interrupted run was settled; run "
+                f"`convlstm-patch apply` to patch them again{with_sets}"
             )
     elif overall == State.PRISTINE and snapshot.stale:
         versions = ", ".join(folder.name[len(flavour.distribution) + 1 :] for folder in snapshot.stale)

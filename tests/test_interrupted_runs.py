@@ -303,3 +303,23 @@ def test_a_kept_original_put_back_after_its_journal_was_deleted_by_hand_is_said(
         assert "put back the original an interrupted convlstm-patch run had kept" in run.stderr, (k, run.stderr)
         said += 1
     assert said, "no kill point left a written file with its original kept"
+
+
+def test_what_a_reader_answers_does_not_depend_on_unrelated_leftovers(world):
+    """apply killed after keeping originals, its journal deleted by hand: `status` answers the
+    same, and leaves the same files, whether or not a killed run also left a temp file of ours."""
+    setup, args = COMMANDS["apply"]
+    template = world.site(*setup)
+    compared = 0
+    for k, site in world.killed(dense, template, *args):
+        if not list(site.rglob(".*convlstm-patch-kept*.tmp")) or list((site / sim.STATE).glob(".*.tmp")):
+            continue
+        for journal in (site / sim.STATE).glob("journal*.json"):
+            journal.unlink()
+        other = world.site(template=site)
+        (other / sim.STATE / ".unrelated.12345.tmp").write_bytes(b"")  # a killed write's leftover
+        plain, with_temp = world.tool(site, "status"), world.tool(other, "status")
+        assert (plain.exit_code, plain.stdout) == (with_temp.exit_code, with_temp.stdout.replace(str(other), str(site)))
+        assert files(site) == files(other), k
+        compared += "put back the original" in with_temp.stderr
+    assert compared, "no kill point left originals to put back, and no temp file of ours"

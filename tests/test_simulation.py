@@ -243,6 +243,15 @@ class Simulation(RuleBasedStateMachine):
             assert not new, f"temp files were left: {sorted(new)}\n{said}"
             empty = set(sim.empty_backup_folders(self.site)) - self.empty_before
             assert not empty, f"empty backup folders were left: {sorted(empty)}\n{said}"
+        succeeded = run.args[0] in ("apply", "revert") and run.exit_code == 0
+        if not beside_a_writer and not concurrent and not unfinished and not succeeded:
+            # No silent change: a command that is not a successful apply or revert (nor one saying the
+            # next command finishes its half-done change) changes Keras's
+            # files only by settling an interrupted run, and then says so, whatever else it says.
+            after = sim.tree(self.site)
+            keras = {relative for name in sim.FILES for relative in sim.FILES[name]}
+            changed = sorted(path for path in keras if before.get(path) != after.get(path))
+            assert not changed or "warning: " in run.stderr, f"{changed} changed and nothing said so\n{said}"
         if run.exit_code == 7 and not journal_before and not concurrent:
             after = sim.tree(self.site)
             changed = sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
