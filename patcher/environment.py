@@ -10,8 +10,10 @@ writes.
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import json
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -357,9 +359,15 @@ def _reinstall_command(project: str, version: str, conda: CondaPackage | None) -
 
 def _site_of_root(root: Path) -> Path:
     """Accept a site-packages folder, an unpacked wheel, or the package itself."""
-    if not root.is_dir():
+    try:
+        folder = stat.S_ISDIR(root.stat().st_mode)
+    except OSError as error:  # missing, and also a name too long (ENAMETOOLONG) or a loop of links (ELOOP)
+        folder, why = False, f" ({error.strerror})" if error.errno not in (errno.ENOENT, errno.ENOTDIR) else ""
+    else:
+        why = ""
+    if not folder:
         raise errors.KerasNotFound(
-            f"--keras-root {root} is not a folder; give the site-packages folder that holds keras"
+            f"--keras-root {root} is not a folder{why}; give the site-packages folder that holds keras"
         )
     if (root / "__init__.py").is_file() and root.name in PACKAGES:
         return root.parent

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 import click
@@ -34,14 +35,22 @@ COLOURS = {
 }
 
 
-# A line break in a message (a folder named with one) would split the line a human, or a
-# script reading stderr, takes as one error: it is shown escaped, as Python shows it.
-_LINE_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r"})
+# A control or format character in a message (in a path, most often) could split the line a
+# human or a script takes as one error (\n, \r, \v, \f, \x85, \u2028), or make a terminal show
+# something else (an escape sequence, a bidi override): each is shown as its \xNN / \uNNNN escape.
+_HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 def one_line(text: str) -> str:
-    """The message as one line: a newline or carriage return in it (in a path) shown as \\n, \\r."""
-    return text.translate(_LINE_BREAKS)
+    """The message as one line that shows what it says (a tab stays a tab)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if char != "\t" and unicodedata.category(char) in _HIDDEN
+        else char
+        for char in text
+    )
 
 
 @dataclass
