@@ -313,9 +313,7 @@ class _ProbeRun:
     def failed(self, detail: str) -> None:
         """The probe did not answer (it timed out, crashed or never started): a failed check "run"
         for each layer set it checks, named as the probe names its own (patcher/probe/common.py)."""
-        for layer_set in self.layer_sets:
-            name = "run" if layer_set == LayerSet.CONVLSTM else f"{layer_set} run"
-            self.checks.append(ProbeCheck(name, False, detail, layer_set=layer_set))
+        self.checks.extend(_not_run(layer_set, detail) for layer_set in self.layer_sets)
 
 
 def _run_side_by_side(runs: list[_ProbeRun], options: VerifyOptions) -> None:
@@ -417,14 +415,32 @@ def _conclude(run: _ProbeRun, returncode: int) -> None:
     run.done = True
     try:
         document = answer.find(run.stdout.decode(errors="replace"))
-        run.checks.extend(_probe_check(entry) for entry in document["checks"])
-        run.backend = document.get("backend")
-    except (ValueError, KeyError, TypeError, AttributeError):
+        checks = [_probe_check(entry) for entry in document["checks"]]
+        backend = document.get("backend")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         run.failed(f"verification process crashed (exit code {returncode})")
+        return
+    run.checks.extend(checks)
+    run.backend = backend
+    # Fail closed: a layer set the answer says nothing of is not verified.
+    answered = {check.layer_set for check in checks}
+    run.checks.extend(
+        _not_run(layer_set, "the probe's answer has no check of it")
+        for layer_set in run.layer_sets
+        if layer_set not in answered
+    )
+
+
+def _not_run(layer_set: LayerSet, detail: str) -> ProbeCheck:
+    """A failed check "run" of a layer set, named as the probe names its own (patcher/probe/common.py)."""
+    return ProbeCheck("run" if layer_set == LayerSet.CONVLSTM else f"{layer_set} run", False, detail, layer_set)
 
 
 def _probe_check(entry: dict) -> ProbeCheck:
-    """A check of the probe's JSON document (patcher/probe/common.py's entry())."""
+    """A check of the probe's JSON document (patcher/probe/common.py's entry()); an answer that
+    is not one (``passed`` not true or false, an unknown layer set) is a crash, never a pass."""
+    if not isinstance(entry.get("passed"), bool):
+        raise ValueError("a check's passed is not true or false")
     return ProbeCheck(**{**entry, "layer_set": LayerSet(entry["layer_set"])})
 
 

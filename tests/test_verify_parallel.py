@@ -176,6 +176,31 @@ def test_what_a_probe_started_and_left_running_ends_with_the_probe(site, events,
     assert gone_soon(run["children"]) == []
 
 
+@pytest.mark.parametrize(
+    "answer, detail",
+    [
+        pytest.param(
+            {"checks": [{"name": "fake", "passed": "false", "detail": "", "layer_set": "convlstm"}]},
+            "verification process crashed (exit code 0)",
+            id="passed-not-a-boolean",
+        ),
+        pytest.param(
+            {"checks": [{"name": "fake", "passed": True, "detail": "", "layer_set": "lstm"}]},
+            "the probe's answer has no check of it",
+            id="no-check-of-the-set-asked-for",
+        ),
+        pytest.param({"checks": []}, "the probe's answer has no check of it", id="no-checks"),
+    ],
+)
+def test_a_malformed_probe_answer_fails_closed(site, events, monkeypatch, answer, detail):
+    """A probe answer that is not one, or says nothing of a layer set it was asked to check, fails
+    that set; it is never a pass."""
+    monkeypatch.setenv("FAKE_PROBE_ANSWER", json.dumps(answer))
+    (report,) = verify_all(items(site, only="keras"), VerifyOptions(timeout=30))
+    failed = [check for check in report.checks if not check.passed]
+    assert [(check.name, check.layer_set, check.detail) for check in failed] == [("run", LayerSet.CONVLSTM, detail)]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a SIGINT to itself is a POSIX way to press Ctrl-C")
 def test_ctrl_c_kills_every_probe_and_what_they_started(site, events, monkeypatch):
     monkeypatch.setenv("FAKE_PROBE_CHILD", "1")

@@ -50,9 +50,13 @@ def log(event: str, pid: int | None = None) -> None:
 
 
 if os.environ.get("FAKE_PROBE_CHILD"):
+    # It says when it is up (its start-up, a sitecustomize included, has run), then sleeps.
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
+    child.stdout.readline()
     log("child", child.pid)
 log("start")
 print(f"importing {package}", file=sys.stderr, flush=True)
@@ -61,6 +65,9 @@ keys = [f"{package}/{backend}", f"{package} {kind}", package]
 time.sleep(next((seconds[key] for key in keys if key in seconds), 0))
 print("check fake", file=sys.stderr, flush=True)
 log("end")
+if os.environ.get("FAKE_PROBE_ANSWER"):  # a malformed answer, as JSON
+    answer.emit(json.loads(os.environ["FAKE_PROBE_ANSWER"]))
+    sys.exit(0)
 answer.emit(
     {
         "backend": backend,
