@@ -23,8 +23,10 @@ def remove(source: Path, pycache_prefix: Path | None = None, *, best_effort: boo
     """
     folders = [source.parent / "__pycache__"]
     if pycache_prefix is not None:
-        folder = source.parent.absolute()
-        folders.append(pycache_prefix / folder.relative_to(folder.anchor))
+        # Mirrored under the path the interpreter imported it by: the one given, or, where a
+        # symlink leads to the site folder, the real one (either may be on its sys.path).
+        for folder in dict.fromkeys((source.parent.absolute(), source.parent.resolve())):
+            folders.append(pycache_prefix / folder.relative_to(folder.anchor))
     for cache in folders:
         for compiled in cache.glob(f"{source.stem}.*.pyc"):
             try:

@@ -275,3 +275,22 @@ def test_apply_refuses_an_edited_file_before_transforming(fake):
     cell.path.write_bytes(b"# edited\n" + cell.path.read_bytes())
     with pytest.raises(errors.ModifiedFiles, match="differs from the distribution's RECORD; restore it with"):
         planning.plan_apply(snapshot.read([fake]).flavours[0], None, force=False)
+
+
+def test_bytecode_under_a_pycache_prefix_goes_by_the_linked_path_and_the_real_one(tmp_path):
+    """A site folder reached through a symlink: under PYTHONPYCACHEPREFIX an interpreter may have
+    cached the module by either path; both copies go."""
+    from patcher import bytecode
+
+    real = tmp_path / "real" / "site"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real.parent)
+    source = tmp_path / "link" / "site" / "conv_lstm.py"
+    source.write_text("x = 1\n")
+    prefix = tmp_path / "prefix"
+    cached = [prefix / folder.relative_to("/") / "conv_lstm.cpython-311.pyc" for folder in (source.parent, real)]
+    for path in cached:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    bytecode.remove(source, prefix)
+    assert [path for path in cached if path.exists()] == []
