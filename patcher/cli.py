@@ -189,10 +189,7 @@ class Group(click.Group):
             # Ctrl-C, SIGTERM or SIGHUP outside a transaction (its own rolls
             # back and says so): nothing was half-written, or a second one cut
             # a rollback short and its journal is still there for the next command.
-            raise errors.Interrupted(
-                "interrupted (Ctrl-C); run `convlstm-patch status`: the next convlstm-patch command settles a half-done change "
-                "(rolled back if it stopped before its commit point, finished if after)"
-            ) from None
+            raise errors.Interrupted(errors.INTERRUPTED_OUTSIDE_A_CHANGE) from None
         except BrokenPipeError:
             # The reader went away (`| head`): every file operation had finished
             # before printing began, so stop quietly, as pip does.

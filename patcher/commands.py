@@ -107,9 +107,16 @@ def each(
             value = command(found, options)
             if hasattr(value, "verdict"):
                 value.verdict()
-        except errors.Interrupted as error:
+        except (errors.Interrupted, KeyboardInterrupt) as stop:
+            # Ctrl-C (SIGTERM, SIGHUP) stops the whole command, not just this environment; the
+            # environments done so far, and what settling did here, are still said.
+            error = (
+                stop
+                if isinstance(stop, errors.Interrupted)
+                else errors.Interrupted(errors.INTERRUPTED_OUTSIDE_A_CHANGE)
+            )
             results.append(EnvironmentResult(environment, value, error, _recovered(found)))
-            break  # Ctrl-C stops the whole command, not just this environment
+            break
         except errors.PatchError as error:
             results.append(EnvironmentResult(environment, value, error, _recovered(found)))
         else:
@@ -175,7 +182,7 @@ def apply(target: Target, options: ApplyOptions) -> Applied:
         return Applied(outcomes, [])
     pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
-        target.recovered.extend(recover_all(target.flavours, target.search.pycache_prefix))
+        recover_all(target.flavours, target.recovered, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)
         changes = [planning.plan_apply(flavour, options.layers, force=options.force) for flavour in snap.flavours]
         if options.verify is not None:
@@ -201,7 +208,7 @@ def revert(target: Target, options: RevertOptions) -> Reverted:
         return Reverted(outcomes, _restart(outcomes, target.recovered))
     pauses.pause(pauses.DISCOVERED)
     with EnvironmentLock(target.flavours, options.lock_timeout) as lock:
-        target.recovered.extend(recover_all(target.flavours, target.search.pycache_prefix))
+        recover_all(target.flavours, target.recovered, target.search.pycache_prefix)
         snap = snapshot.read(target.flavours)
         changes = [planning.plan_revert(flavour, force=options.force) for flavour in snap.flavours]
         with Transaction(changes, target.search.pycache_prefix, lock) as transaction:
@@ -259,7 +266,7 @@ def clean(target: Target, options: CleanOptions) -> list[Path]:
         return []
     orphan_sites = tuple(dict.fromkeys(folder.parent.parent.parent for folder in _orphaned(target)))
     with EnvironmentLock(target.flavours, options.lock_timeout, (*orphan_sites, *abandoned)):
-        target.recovered.extend(recover_all(target.flavours, target.search.pycache_prefix, abandoned))
+        recover_all(target.flavours, target.recovered, target.search.pycache_prefix, abandoned)
         removed = _removable(target, snapshot.read(target.flavours))
         for folder in removed:
             delete_unneeded_backup(folder)
@@ -295,9 +302,9 @@ def _require_one_site(target: Target) -> None:
 
 def _settled(target: Target, lock_timeout: float, settle: bool = True) -> Snapshot:
     """A settled snapshot; what settling changed goes into ``target.recovered``."""
-    recovered, snap = snapshot.settled(target.flavours, target.search.pycache_prefix, lock_timeout, settle=settle)
-    target.recovered.extend(recovered)
-    return snap
+    return snapshot.settled(
+        target.flavours, target.search.pycache_prefix, lock_timeout, target.recovered, settle=settle
+    )
 
 
 def _refuse_unpinned(flavours, strict: bool) -> list[Flavour]:

@@ -91,6 +91,13 @@ class VerificationFailed(PatchError):
         self.reports = reports or []  # the verification's reports, for `--json`
 
 
+# A Ctrl-C outside apply's or revert's own change (which say what they rolled back or finished).
+INTERRUPTED_OUTSIDE_A_CHANGE = (
+    "interrupted (Ctrl-C); run `convlstm-patch status`: the next convlstm-patch command settles a half-done change "
+    "(rolled back if it stopped before its commit point, finished if after)"
+)
+
+
 class Interrupted(PatchError):
     """Ctrl-C (SIGINT), or SIGTERM / SIGHUP, which stop a run the same way (patcher/interrupts.py):
     one Error line and exit 128 + the signal's number, as shells report it (130, 143, 129), not

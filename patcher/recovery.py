@@ -100,35 +100,44 @@ def interference(site: Path, journal: Journal) -> str | None:
 
 
 def recover_all(
-    flavours: Iterable[Flavour], pycache_prefix: Path | None = None, sites: Iterable[Path] = ()
-) -> list[str]:
+    flavours: Iterable[Flavour], said: list[str], pycache_prefix: Path | None = None, sites: Iterable[Path] = ()
+) -> None:
     """Under the lock: settle the interrupted run of each site folder (the flavours', and
-    ``sites``), and delete what killed writes left; what was done, one line per flavour the run changed."""
+    ``sites``), and delete what killed writes left. What was done goes into ``said``, one line per
+    flavour the run changed, as each part is done: a Ctrl-C after it (acted on when a deferred
+    block ends) never loses what was already done."""
     flavours = list(flavours)
-    notes = []
     for site in sorted({flavour.site for flavour in flavours} | set(sites)):
         journal = read_journal(site)
         if journal is not None:
             try:
-                notes += recover(site, journal, pycache_prefix)
+                recover(site, journal, said, pycache_prefix)
             except errors.PatchError as failure:
                 failure.message = (
                     f"cannot settle the convlstm-patch run interrupted in {site} ({failure.message}); nothing else was "
                     "changed, and the next convlstm-patch command tries again"
                 )
                 raise
-    return notes + sweep_temp_files(flavours, pycache_prefix)
+    sweep_temp_files(flavours, said, pycache_prefix)
 
 
-def recover(site: Path, journal: Journal, pycache_prefix: Path | None = None) -> list[str]:
-    """Settle a run that was cut short: undo it, or finish it after its commit point. Says which."""
-    prefix = f"recovered an interrupted {journal.description}"
-    if journal.phase == Phase.COMMITTED:
-        with interrupts.deferred():
-            finish(site, journal)
-        return [f"{_key(bound)}: {prefix}: it had completed; finished its cleanup" for bound in journal.bindings]
+def recover(site: Path, journal: Journal, said: list[str], pycache_prefix: Path | None = None) -> None:
+    """Settle a run that was cut short: undo it, or finish it after its commit point. Says which,
+    into ``said``, before a Ctrl-C held meanwhile is acted on."""
     with interrupts.deferred():
-        left = undo(site, journal, pycache_prefix)
+        if journal.phase == Phase.COMMITTED:
+            finish(site, journal)
+            said += [
+                f"{_key(bound)}: recovered an interrupted {journal.description}: it had completed; finished its cleanup"
+                for bound in journal.bindings
+            ]
+        else:
+            said += _undone(site, journal, undo(site, journal, pycache_prefix))
+
+
+def _undone(site: Path, journal: Journal, left: dict[str, list[str]]) -> list[str]:
+    """What an undo did, a line per distribution the run changed."""
+    prefix = f"recovered an interrupted {journal.description}"
     notes = []
     for bound in journal.bindings:
         if not _still_installed(site, bound):
@@ -249,15 +258,15 @@ def temp_files_of(path: Path) -> list[Path]:
     return list(path.parent.glob(f".{path.name}.*.tmp"))
 
 
-def sweep_temp_files(flavours: Iterable[Flavour], pycache_prefix: Path | None) -> list[str]:
+def sweep_temp_files(flavours: Iterable[Flavour], said: list[str], pycache_prefix: Path | None) -> None:
     """Delete what killed writes left: temp files and folders, never a real one (under the
-    lock: a running write's temp file is not a leftover); the originals it put back, a line each.
+    lock: a running write's temp file is not a leftover); the originals it put back go into
+    ``said``, a line each.
 
     A kept file holding the very original pip installed (RECORD's sha256) goes back first where
     the file beside it is still what a run wrote, untouched: that run's journal is gone (deleted
     by hand, taken for a stale lock), and the kept file may be the only original left. A file
     edited since, or put there by pip, stays as it is."""
-    notes = []
     for flavour in flavours:
         for target in flavour.files:
             kept = kept_path(flavour.site, target.relative)
@@ -267,13 +276,14 @@ def sweep_temp_files(flavours: Iterable[Flavour], pycache_prefix: Path | None) -
                 and sha_of(kept) == target.record_sha256 != sha_of(target.path)
                 and _our_output_untouched(flavour, target.relative)
             ):
-                quietly(lambda original, path=target.path: fsops.move(original, path), kept)
-                bytecode.remove(target.path, pycache_prefix, best_effort=True)
-                if sha_of(target.path) == target.record_sha256:
-                    notes.append(
-                        f"{flavour.key}: {target.relative}: put back the original an interrupted convlstm-patch run "
-                        "had kept beside it (the run's journal was gone)"
-                    )
+                with interrupts.deferred():  # the move and what says it, together
+                    quietly(lambda original, path=target.path: fsops.move(original, path), kept)
+                    bytecode.remove(target.path, pycache_prefix, best_effort=True)
+                    if sha_of(target.path) == target.record_sha256:
+                        said.append(
+                            f"{flavour.key}: {target.relative}: put back the original an interrupted convlstm-patch "
+                            "run had kept beside it (the run's journal was gone)"
+                        )
         # An original that could not go back stays beside its file until pip puts that file back
         # (then it is a leftover): apply and revert refuse our output with no backup (exit 8).
         leftovers = [
@@ -291,10 +301,10 @@ def sweep_temp_files(flavours: Iterable[Flavour], pycache_prefix: Path | None) -
             leftovers += folder.rglob(".*.tmp")
         leftovers += flavour.site.glob(f".{folder.name}.*.tmp")  # the state folder, made under a temp name
         for leftover in sorted(leftovers, key=lambda path: len(path.parts), reverse=True):
-            quietly(fsops.delete_tree if leftover.is_dir() else fsops.delete, leftover)
+            # A symlink (to a folder too) is unlinked, never followed.
+            quietly(fsops.delete_tree if leftover.is_dir() and not leftover.is_symlink() else fsops.delete, leftover)
             # A folder of a backup the undo could not delete while the leftover was in it.
             fsops.delete_empty_folders(leftover.parent, backups_root(flavour.site))
-    return notes
 
 
 # -- small helpers ---------------------------------------------------------------------------------

@@ -155,9 +155,14 @@ class Snapshot:
 
 
 def settled(
-    flavours: Iterable[Flavour], pycache_prefix: Path | None, lock_timeout: float, *, settle: bool = True
-) -> tuple[list[str], Snapshot]:
-    """A snapshot no run is changing, and what settling an interrupted run did.
+    flavours: Iterable[Flavour],
+    pycache_prefix: Path | None,
+    lock_timeout: float,
+    said: list[str],
+    *,
+    settle: bool = True,
+) -> Snapshot:
+    """A snapshot no run is changing; what settling an interrupted run did goes into ``said``.
 
     Without a journal, two reads that agree are settled, and no lock is
     taken (a user who cannot write the environment still gets an answer).
@@ -170,17 +175,18 @@ def settled(
     """
     flavours = list(flavours)
     deadline = time.monotonic() + lock_timeout
-    swept: list[str] | None = None if settle else []  # what the one sweep put back, once it ran
+    swept = not settle  # the one sweep of a call is done (or not to be done)
     while True:
         first = _read_quietly(flavours)
         if first is not None and not first.interrupted:
             second = _read_quietly(flavours)
             if second is not None and second.fingerprint == first.fingerprint:
-                if swept is None:
-                    swept = _sweep_if_free(flavours, pycache_prefix)
-                    if swept:
+                if not swept:
+                    swept, before = True, len(said)
+                    _sweep_if_free(flavours, said, pycache_prefix)
+                    if len(said) > before:
                         continue  # it put files back: read them again
-                return swept, second
+                return second
         elif _journals(flavours):
             if not settle:
                 raise errors.PatchError(
@@ -205,7 +211,8 @@ def settled(
                 # cannot create or open the lock (a user who cannot write here): wait for the journal to go
             else:
                 try:
-                    return (swept or []) + recover_all(flavours, pycache_prefix), read(flavours)
+                    recover_all(flavours, said, pycache_prefix)
+                    return read(flavours)
                 finally:
                     lock.__exit__(None, None, None)
         if time.monotonic() >= deadline:
@@ -216,7 +223,7 @@ def settled(
         time.sleep(0.05)
 
 
-def _sweep_if_free(flavours: list[Flavour], pycache_prefix: Path | None) -> list[str]:
+def _sweep_if_free(flavours: list[Flavour], said: list[str], pycache_prefix: Path | None) -> None:
     """A run killed before its journal was in place leaves only temp files (of the state folder,
     the lock file, the journal): it had changed nothing, so there is nothing to recover, but
     they should go. A run whose journal was deleted by hand leaves originals kept beside their
@@ -224,7 +231,7 @@ def _sweep_if_free(flavours: list[Flavour], pycache_prefix: Path | None) -> list
     answers never depends on which other leftovers there are. A reader that can take the lock
     at once sweeps; one that cannot (a user who cannot write here, a run under way that may be
     writing them) leaves them to the next run that writes. (Every other temp file comes with a
-    journal, and recovery sweeps it.) What it put back, a line each."""
+    journal, and recovery sweeps it.) What it put back goes into ``said``, a line each."""
     sites = _sites(flavours)
     if (
         not any(temp_files_of(state_folder(site)) for site in sites)
@@ -235,12 +242,12 @@ def _sweep_if_free(flavours: list[Flavour], pycache_prefix: Path | None) -> list
             for target in flavour.files
         )
     ):
-        return []
+        return
     try:
         with EnvironmentLock(flavours, 0):
-            return sweep_temp_files(flavours, pycache_prefix)
+            sweep_temp_files(flavours, said, pycache_prefix)
     except (errors.Busy, errors.WriteFailed, errors.UnsafePath):
-        return []
+        pass
 
 
 def unchanged(flavours: Iterable[Flavour], before: Snapshot) -> bool:

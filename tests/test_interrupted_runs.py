@@ -323,3 +323,38 @@ def test_what_a_reader_answers_does_not_depend_on_unrelated_leftovers(world):
         assert files(site) == files(other), k
         compared += "put back the original" in with_temp.stderr
     assert compared, "no kill point left originals to put back, and no temp file of ours"
+
+
+def test_a_ctrl_c_while_a_reader_settles_a_killed_run_still_says_what_settling_did(world):
+    """apply killed anywhere, then `status` interrupted (Ctrl-C) at any of its file operations:
+    when the killed run was settled all the same (its journal gone), what that did is said."""
+    setup, args = COMMANDS["apply"]
+    template = world.site(*setup)
+    checked = 0
+    for k, killed in world.killed(sampled, template, *args):
+        if not sim.journals(killed):
+            continue
+        total = world.tool(world.site(template=killed), "status").operations
+        for at in range(1, total + 1, max(1, total // 6)):
+            site = world.site(template=killed)
+            run = world.tool(site, "status", fault=Fault.INTERRUPT, at=at)
+            if not sim.journals(site):
+                assert "recovered an interrupted" in run.stderr, (k, at, run.exit_code, run.stderr)
+                checked += 1
+    assert checked, "no interrupted status settled a killed run"
+
+
+def test_a_kept_file_that_is_a_symlink_to_a_folder_is_swept_not_a_dead_end(world):
+    """A symlink to a folder where a kept original goes (made by hand): swept (unlinked, never
+    followed), so the next apply works; the folder it points to is left as it was."""
+    site = world.site()
+    target = site / sim.FILES["keras"][0]
+    elsewhere = site.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mine.txt").write_text("mine\n")
+    (target.parent / f".{target.name}.convlstm-patch-kept.tmp").symlink_to(elsewhere)
+    assert world.tool(site, "status").exit_code == 0
+    run = world.tool(site, "apply")
+    assert run.exit_code == 0, run.stderr
+    assert (elsewhere / "mine.txt").read_text() == "mine\n"
+    assert not (target.parent / f".{target.name}.convlstm-patch-kept.tmp").is_symlink()

@@ -243,11 +243,13 @@ class Simulation(RuleBasedStateMachine):
             assert not new, f"temp files were left: {sorted(new)}\n{said}"
             empty = set(sim.empty_backup_folders(self.site)) - self.empty_before
             assert not empty, f"empty backup folders were left: {sorted(empty)}\n{said}"
-        succeeded = run.args[0] in ("apply", "revert") and run.exit_code == 0
-        if not beside_a_writer and not concurrent and not unfinished and not succeeded:
-            # No silent change: a command that is not a successful apply or revert (nor one saying the
-            # next command finishes its half-done change) changes Keras's
-            # files only by settling an interrupted run, and then says so, whatever else it says.
+        # apply and revert change files themselves: said by their result, or, stopped by a signal,
+        # by an error line that covers both sides of their commit point.
+        changes_itself = run.args[0] in ("apply", "revert") and run.exit_code in (0, 130, 143, 129)
+        if not beside_a_writer and not concurrent and not changes_itself and not sim.journals(self.site):
+            # No silent change: any other command, or one that failed, changes Keras's files only
+            # by settling an interrupted run, and then says so, whatever else it says (an error, a
+            # Ctrl-C included), unless a journal is left for the next command to settle.
             after = sim.tree(self.site)
             keras = {relative for name in sim.FILES for relative in sim.FILES[name]}
             changed = sorted(path for path in keras if before.get(path) != after.get(path))

@@ -191,7 +191,9 @@ def test_a_killed_run_is_undone_from_its_journal(fake):
     transaction.__enter__()
     transaction.write()  # ... and the process dies here
     assert read_journal(fake.site).phase == Phase.STARTED
-    assert recover_all([fake]) == [
+    said: list[str] = []
+    recover_all([fake], said)
+    assert said == [
         f"{fake.key}: recovered an interrupted apply --layers convlstm,gru: rolled back, every file is as it was before it"
     ]
     assert tree(fake.site) == before
@@ -213,10 +215,11 @@ def test_a_run_killed_writing_its_journal_leaves_a_temp_file_the_next_reader_del
 
     with monkeypatch.context() as patched:
         patched.setattr(patcher.envlock.EnvironmentLock, "__enter__", read_only)
-        notes, read = snapshot.settled([fake], None, lock_timeout=1)
+        notes: list[str] = []
+        read = snapshot.settled([fake], None, 1, notes)
     assert notes == [] and read.flavours[0].overall() == State.PRISTINE
     assert leftover.exists(), "a reader that cannot take the lock changes nothing"
-    notes, read = snapshot.settled([fake], None, lock_timeout=1)
+    read = snapshot.settled([fake], None, 1, notes)
     assert notes == [] and read.flavours[0].overall() == State.PRISTINE
     assert not leftover.exists()
     assert {path for path in before if path != str(leftover.relative_to(fake.site))} <= set(tree(fake.site))
