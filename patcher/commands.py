@@ -102,30 +102,21 @@ def each(
     results = []
     for environment in named:
         value, found = None, None
+        error: errors.PatchError | None = None
         try:
             found = target(environment, only, needs_keras)
             value = command(found, options)
             if hasattr(value, "verdict"):
                 value.verdict()
-        except (errors.Interrupted, KeyboardInterrupt) as stop:
-            # Ctrl-C (SIGTERM, SIGHUP) stops the whole command, not just this environment; the
-            # environments done so far, and what settling did here, are still said.
-            error = (
-                stop
-                if isinstance(stop, errors.Interrupted)
-                else errors.Interrupted(errors.INTERRUPTED_OUTSIDE_A_CHANGE)
-            )
-            results.append(EnvironmentResult(environment, value, error, _recovered(found)))
-            break
-        except errors.PatchError as error:
-            results.append(EnvironmentResult(environment, value, error, _recovered(found)))
-        else:
-            results.append(EnvironmentResult(environment, value, None, _recovered(found)))
+        except KeyboardInterrupt:  # outside apply's or revert's own change, which raise Interrupted
+            error = errors.Interrupted(errors.INTERRUPTED_OUTSIDE_A_CHANGE)
+        except errors.PatchError as failed:
+            error = failed
+        # What settling did here is said whatever the command then did, an error included.
+        results.append(EnvironmentResult(environment, value, error, found.recovered if found else []))
+        if isinstance(error, errors.Interrupted):
+            break  # Ctrl-C (SIGTERM, SIGHUP) stops the whole command; the environments done so far are still said
     return results
-
-
-def _recovered(found: Target | None) -> list[str]:
-    return found.recovered if found is not None else []
 
 
 def exit_code(results: list[EnvironmentResult]) -> int:

@@ -41,9 +41,10 @@ def start(command: list[str], env: Mapping[str, str] | None = None) -> subproces
 
 
 def ended(process: subprocess.Popen) -> bool:
-    """Has a process from :func:`start` exited? If so, whatever it started and left running (a
-    daemon that closed its pipes) is killed with its session, then it is reaped: killed before
-    the reaping, while its zombie keeps the group's id from being given to another process."""
+    """Has a process from :func:`start` exited? If so, whatever it started and left running in its
+    process group (a daemon that closed its pipes) is killed, then it is reaped: killed before the
+    reaping, while its zombie keeps the group's id from being given to another process. (A child
+    that made a session of its own with setsid() is out of reach.)"""
     waitid, killpg = getattr(os, "waitid", None), getattr(os, "killpg", None)
     if waitid is not None and killpg is not None and process.returncode is None:
         try:
